@@ -1,0 +1,83 @@
+//! The arguments, as clap reads them.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "guardian",
+    version,
+    about = "A health-checking process supervisor",
+    long_about = "Runs the jobs of a configuration directory as its children, in their own process groups, \
+                  and keeps them running. Without a command, runs the daemon in the foreground."
+)]
+pub struct Args {
+    /// The configuration directory: guardian.toml and jobs/*.toml.
+    #[arg(
+        short = 'c',
+        long = "config",
+        global = true,
+        default_value = "/etc/guardian"
+    )]
+    pub config: PathBuf,
+
+    /// The control socket (default: GUARDIAN_SOCKET, else `socket` in guardian.toml).
+    #[arg(long, global = true)]
+    pub socket: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the configuration; print every error as file:line:col.
+    Check,
+    /// One line per job: goal, state, health, pid, uptime, cpu, memory, monitored.
+    Summary,
+    /// Everything about one job, or the summary table; --json for scripts.
+    Status {
+        job: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a job (or `all`) and wait until it runs.
+    Start {
+        target: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Stop a job (or `all`) and wait until it is down. It stays down until `start`.
+    Stop {
+        target: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Stop and start a job (or `all`) and wait until it runs again.
+    Restart {
+        target: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Without a job: re-read the configuration. With a job (or `all`): send its reload signal.
+    Reload { target: Option<String> },
+    /// Act on a job's checks again (or `all`).
+    Monitor { target: String },
+    /// Keep a job running but stop acting on its checks (or `all`), e.g. during a deploy.
+    Unmonitor { target: String },
+    /// Print the end of a job's log; -f to follow it.
+    Logs {
+        job: String,
+        /// How many lines.
+        #[arg(short = 'n', long = "lines", default_value_t = 20)]
+        lines: usize,
+        /// Keep printing lines as they come, across rotations.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// The environment, directory, user, group, umask, nice value and limits a job gets.
+    Env { job: String },
+    /// Run a custom command from a job's [commands] table.
+    Run { job: String, command: String },
+}

@@ -1,0 +1,135 @@
+//! Human output: the summary table, one job's details, a job's environment.
+
+use std::io::{self, Write};
+
+use crate::control::protocol::JobStatus;
+use crate::process::env::EnvReport;
+
+fn duration(secs: f64) -> String {
+    let s = secs as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+fn bytes(n: u64) -> String {
+    let n = n as f64;
+    if n >= 1e9 {
+        format!("{:.1}GB", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.1}MB", n / 1e6)
+    } else {
+        format!("{:.0}KB", n / 1e3)
+    }
+}
+
+fn or_dash<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
+    v.map_or_else(|| "-".to_string(), f)
+}
+
+pub fn summary(out: &mut impl Write, jobs: &[JobStatus]) -> io::Result<()> {
+    let rows: Vec<[String; 9]> = jobs
+        .iter()
+        .map(|j| {
+            [
+                j.name.clone(),
+                j.goal.clone(),
+                j.state.clone(),
+                j.health.clone(),
+                or_dash(j.pid, |p| p.to_string()),
+                or_dash(j.uptime_secs, duration),
+                or_dash(j.cpu_secs, |c| format!("{c:.1}s")),
+                or_dash(j.rss_bytes, bytes),
+                if j.monitored { "yes" } else { "no" }.to_string(),
+            ]
+        })
+        .collect();
+    let header = [
+        "NAME", "GOAL", "STATE", "HEALTH", "PID", "UPTIME", "CPU", "MEM", "MON",
+    ];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |out: &mut dyn Write, cells: &[&str]| -> io::Result<()> {
+        let last = cells.len() - 1;
+        for (i, cell) in cells.iter().enumerate() {
+            if i == last {
+                writeln!(out, "{cell}")?;
+            } else {
+                write!(out, "{cell:<w$}  ", w = widths[i])?;
+            }
+        }
+        Ok(())
+    };
+    line(out, &header)?;
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(out, &cells)?;
+    }
+    Ok(())
+}
+
+pub fn job_details(out: &mut impl Write, j: &JobStatus) -> io::Result<()> {
+    writeln!(out, "name:        {}", j.name)?;
+    if let Some(d) = &j.description {
+        writeln!(out, "description: {d}")?;
+    }
+    writeln!(out, "goal:        {}", j.goal)?;
+    writeln!(out, "state:       {}", j.state)?;
+    writeln!(out, "pid:         {}", or_dash(j.pid, |p| p.to_string()))?;
+    writeln!(out, "health:      {}", j.health)?;
+    writeln!(
+        out,
+        "monitored:   {}",
+        if j.monitored { "yes" } else { "no" }
+    )?;
+    writeln!(
+        out,
+        "stopped by hand: {}",
+        if j.manual_stop { "yes" } else { "no" }
+    )?;
+    writeln!(out, "uptime:      {}", or_dash(j.uptime_secs, duration))?;
+    writeln!(
+        out,
+        "cpu:         {}",
+        or_dash(j.cpu_secs, |c| format!("{c:.2}s"))
+    )?;
+    writeln!(out, "memory:      {}", or_dash(j.rss_bytes, bytes))?;
+    writeln!(out, "restarts:    {}", j.restarts)?;
+    match &j.last_failure {
+        Some(f) => writeln!(out, "last failure: {} {} at {}", f.process, f.status, f.at),
+        None => writeln!(out, "last failure: none"),
+    }
+}
+
+pub fn env_report(out: &mut impl Write, r: &EnvReport) -> io::Result<()> {
+    writeln!(out, "job:     {}", r.job)?;
+    writeln!(out, "user:    {} (uid {})", r.user, r.uid)?;
+    writeln!(out, "group:   {} (gid {})", r.group, r.gid)?;
+    if !r.groups.is_empty() {
+        let g: Vec<String> = r.groups.iter().map(u32::to_string).collect();
+        writeln!(out, "groups:  {}", g.join(" "))?;
+    }
+    writeln!(out, "chdir:   {}", r.chdir)?;
+    writeln!(out, "umask:   {}", r.umask)?;
+    writeln!(out, "nice:    {}", or_dash(r.nice, |n| n.to_string()))?;
+    if r.limits.is_empty() {
+        writeln!(out, "limits:  inherited from guardian")?;
+    } else {
+        writeln!(out, "limits:  (resource soft hard)")?;
+        for (name, soft, hard) in &r.limits {
+            writeln!(out, "  {name:<10} {soft:<12} {hard}")?;
+        }
+    }
+    writeln!(out, "environment:")?;
+    for (k, v) in &r.env {
+        writeln!(out, "  {k}={v}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,689 @@
+//! One job file, `jobs/NAME.toml`, read into a validated [`JobSpec`].
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::resource::Resource;
+use nix::sys::signal::Signal;
+use nix::unistd::{Gid, Group, Uid, User};
+use toml::de::{DeTable, DeValue};
+
+use super::reader::{Reader, Value};
+use super::{signal, words};
+
+/// The PATH every job starts with, whatever the daemon's own environment holds.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+const KEYS: &[&str] = &[
+    "description",
+    "exec",
+    "script",
+    "pre-start",
+    "post-start",
+    "pre-stop",
+    "post-stop",
+    "env",
+    "setuid",
+    "setgid",
+    "chdir",
+    "umask",
+    "nice",
+    "limit",
+    "respawn",
+    "respawn-limit",
+    "normal-exit",
+    "task",
+    "manual",
+    "kill-signal",
+    "kill-timeout",
+    "reload-signal",
+    "commands",
+];
+
+/// What a process of a job runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// A program found at `path`, run directly with `argv` (argv\[0\] as written).
+    Exec { path: PathBuf, argv: Vec<String> },
+    /// Shell text, run with `/bin/sh -e -c`.
+    Script(String),
+}
+
+impl Program {
+    /// The program and its arguments as they will be executed.
+    pub fn command_line(&self) -> (PathBuf, Vec<String>) {
+        match self {
+            Program::Exec { path, argv } => (path.clone(), argv.clone()),
+            Program::Script(text) => (
+                PathBuf::from("/bin/sh"),
+                vec!["sh".into(), "-e".into(), "-c".into(), text.clone()],
+            ),
+        }
+    }
+}
+
+/// The user a job's processes run as, resolved when the configuration is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups of the user, from the group database.
+    pub groups: Vec<u32>,
+    pub home: PathBuf,
+    pub shell: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub resource: Resource,
+    pub name: &'static str,
+    pub soft: Option<u64>,
+    pub hard: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RespawnLimit {
+    pub count: u32,
+    pub interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitMatch {
+    Code(i32),
+    Signal(Signal),
+}
+
+/// The processes of a job's lifecycle that are not the main process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hooks {
+    pub pre_start: Option<Program>,
+    pub post_start: Option<Program>,
+    pub pre_stop: Option<Program>,
+    pub post_stop: Option<Program>,
+}
+
+/// A job, validated: every name resolved, every value in range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSpec {
+    pub name: String,
+    pub file: PathBuf,
+    pub description: Option<String>,
+    pub main: Option<Program>,
+    pub hooks: Hooks,
+    pub env: BTreeMap<String, String>,
+    pub user: Option<RunAs>,
+    pub group: Option<(String, u32)>,
+    pub chdir: PathBuf,
+    pub umask: Option<u32>,
+    pub nice: Option<i32>,
+    pub limits: Vec<Limit>,
+    pub respawn: bool,
+    pub respawn_limit: Option<RespawnLimit>,
+    pub normal_exit: Vec<ExitMatch>,
+    pub task: bool,
+    pub manual: bool,
+    pub kill_signal: Signal,
+    pub kill_timeout: Duration,
+    pub reload_signal: Signal,
+    pub commands: BTreeMap<String, String>,
+}
+
+impl JobSpec {
+    pub fn new(name: &str, file: &Path) -> Self {
+        JobSpec {
+            name: name.to_string(),
+            file: file.to_path_buf(),
+            description: None,
+            main: None,
+            hooks: Hooks::default(),
+            env: BTreeMap::new(),
+            user: None,
+            group: None,
+            chdir: PathBuf::from("/"),
+            umask: None,
+            nice: None,
+            limits: Vec::new(),
+            respawn: false,
+            respawn_limit: Some(RespawnLimit {
+                count: 10,
+                interval: Duration::from_secs(5),
+            }),
+            normal_exit: vec![ExitMatch::Code(0)],
+            task: false,
+            manual: false,
+            kill_signal: Signal::SIGTERM,
+            kill_timeout: Duration::from_secs(5),
+            reload_signal: Signal::SIGHUP,
+            commands: BTreeMap::new(),
+        }
+    }
+
+    /// The PATH the job's programs are looked up in.
+    pub fn path_var(&self) -> &str {
+        self.env.get("PATH").map_or(DEFAULT_PATH, String::as_str)
+    }
+}
+
+/// Reads one job file's table. Problems go to `r.errors`; the spec is returned either way,
+/// so that the caller can go on to report problems in other files.
+pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
+    let mut job = JobSpec::new(name, r.file);
+    let mut exec: Option<&Value<'_>> = None;
+    let mut script: Option<&Value<'_>> = None;
+    for (key, v) in table.iter() {
+        let k = key.get_ref().as_ref();
+        match k {
+            "description" => job.description = r.string(k, v),
+            "exec" => exec = Some(v),
+            "script" => script = Some(v),
+            "pre-start" => job.hooks.pre_start = hook(r, k, v),
+            "post-start" => job.hooks.post_start = hook(r, k, v),
+            "pre-stop" => job.hooks.pre_stop = hook(r, k, v),
+            "post-stop" => job.hooks.post_stop = hook(r, k, v),
+            "env" => job.env = env(r, v),
+            "setuid" => job.user = user(r, v),
+            "setgid" => job.group = group(r, v),
+            "chdir" => {
+                if let Some(dir) = r.string(k, v) {
+                    let dir = PathBuf::from(dir);
+                    if !dir.is_absolute() {
+                        r.error(v.span(), "`chdir` must be an absolute path", None);
+                    } else if !dir.is_dir() {
+                        r.error(
+                            v.span(),
+                            format!("`chdir`: {} is not a directory", dir.display()),
+                            None,
+                        );
+                    }
+                    job.chdir = dir;
+                }
+            }
+            "umask" => job.umask = umask(r, v),
+            "nice" => {
+                if let Some(n) = r.integer(k, v) {
+                    if (-20..=19).contains(&n) {
+                        job.nice = Some(n as i32);
+                    } else {
+                        r.error(v.span(), "`nice` must be between -20 and 19", None);
+                    }
+                }
+            }
+            "limit" => job.limits = limits(r, v),
+            "respawn" => job.respawn = r.bool(k, v).unwrap_or(false),
+            "respawn-limit" => job.respawn_limit = respawn_limit(r, v),
+            "normal-exit" => job.normal_exit = normal_exit(r, v),
+            "task" => job.task = r.bool(k, v).unwrap_or(false),
+            "manual" => job.manual = r.bool(k, v).unwrap_or(false),
+            "kill-signal" => job.kill_signal = sig(r, k, v).unwrap_or(Signal::SIGTERM),
+            "kill-timeout" => job.kill_timeout = r.duration(k, v).unwrap_or(Duration::from_secs(5)),
+            "reload-signal" => job.reload_signal = sig(r, k, v).unwrap_or(Signal::SIGHUP),
+            "commands" => job.commands = commands(r, v),
+            _ => r.unknown_key(key, KEYS),
+        }
+    }
+    match (exec, script) {
+        (Some(e), Some(s)) => {
+            r.error(
+                s.span(),
+                "a job has either `exec` or `script`, not both",
+                Some("keep `exec` for one program, `script` for shell text".into()),
+            );
+            job.main = exec_program(r, "exec", e, &job);
+        }
+        (Some(e), None) => job.main = exec_program(r, "exec", e, &job),
+        (None, Some(s)) => job.main = r.string("script", s).map(Program::Script),
+        (None, None) => {}
+    }
+    for (key, hook) in [
+        ("pre-start", &mut job.hooks.pre_start),
+        ("post-start", &mut job.hooks.post_start),
+        ("pre-stop", &mut job.hooks.pre_stop),
+        ("post-stop", &mut job.hooks.post_stop),
+    ] {
+        // Hooks given as `{ exec = ... }` were stored unresolved; resolve them now that
+        // the job's PATH and working directory are known.
+        if let Some(Program::Exec { argv, .. }) = hook.as_ref() {
+            let argv = argv.clone();
+            let env_path = job.env.get("PATH").cloned();
+            let path = env_path.as_deref().unwrap_or(DEFAULT_PATH);
+            match resolve(&argv[0], path, &job.chdir) {
+                Ok(p) => *hook = Some(Program::Exec { path: p, argv }),
+                Err(msg) => {
+                    let span = table.get(key).map_or(0..0, |v: &Value<'_>| v.span());
+                    r.error(span, format!("`{key}`: {msg}"), None);
+                }
+            }
+        }
+    }
+    if job.task && job.main.is_none() {
+        r.errors.push(super::diag::Diagnostic::file(
+            r.file,
+            "`task = true` needs `exec` or `script`: a task is its main process",
+        ));
+    }
+    job
+}
+
+fn exec_program(r: &mut Reader<'_>, key: &str, v: &Value<'_>, job: &JobSpec) -> Option<Program> {
+    let line = r.string(key, v)?;
+    let argv = match words::split(&line) {
+        Ok(w) if !w.is_empty() => w,
+        Ok(_) => {
+            r.error(v.span(), format!("`{key}` is empty"), None);
+            return None;
+        }
+        Err(e) => {
+            r.error(v.span(), format!("`{key}`: {e}"), None);
+            return None;
+        }
+    };
+    match resolve(&argv[0], job.path_var(), &job.chdir) {
+        Ok(path) => Some(Program::Exec { path, argv }),
+        Err(msg) => {
+            let hint = (line.contains('|') || line.contains("&&") || line.contains('>'))
+                .then(|| "this looks like shell: use `script = \"...\"` instead".to_string());
+            r.error(v.span(), format!("`{key}`: {msg}"), hint);
+            None
+        }
+    }
+}
+
+/// Finds the executable a command's first word names, as `execvp` would.
+pub fn resolve(program: &str, path_var: &str, cwd: &Path) -> Result<PathBuf, String> {
+    let executable = |p: &Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.contains('/') {
+        let p = cwd.join(program);
+        return if executable(&p) {
+            Ok(p)
+        } else if p.exists() {
+            Err(format!("{} is not an executable file", p.display()))
+        } else {
+            Err(format!("{} does not exist", p.display()))
+        };
+    }
+    path_var
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| cwd.join(d).join(program))
+        .find(|p| executable(p))
+        .ok_or_else(|| format!("program `{program}` not found in PATH {path_var}"))
+}
+
+fn hook(r: &mut Reader<'_>, key: &str, v: &Value<'_>) -> Option<Program> {
+    match v.get_ref() {
+        DeValue::String(s) => Some(Program::Script(s.to_string())),
+        DeValue::Table(t) => {
+            let mut found = None;
+            for (k, val) in t.iter() {
+                match k.get_ref().as_ref() {
+                    "exec" => {
+                        let line = r.string("exec", val)?;
+                        match words::split(&line) {
+                            Ok(w) if !w.is_empty() => {
+                                found = Some(Program::Exec {
+                                    path: PathBuf::new(),
+                                    argv: w,
+                                })
+                            }
+                            Ok(_) => r.error(val.span(), "`exec` is empty", None),
+                            Err(e) => r.error(val.span(), format!("`exec`: {e}"), None),
+                        }
+                    }
+                    "script" => found = r.string("script", val).map(Program::Script),
+                    _ => r.unknown_key(k, &["exec", "script"]),
+                }
+            }
+            if found.is_none() && t.is_empty() {
+                r.error(v.span(), format!("`{key}` needs `exec` or `script`"), None);
+            }
+            found
+        }
+        _ => {
+            r.error(
+                v.span(),
+                format!(
+                    "`{key}` must be shell text or a table {{ exec = \"...\" }}, not {}",
+                    v.get_ref().type_str()
+                ),
+                None,
+            );
+            None
+        }
+    }
+}
+
+fn env(r: &mut Reader<'_>, v: &Value<'_>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(t) = r.table("env", v) else {
+        return out;
+    };
+    for (k, val) in t.iter() {
+        let name = k.get_ref().to_string();
+        if name.is_empty() || name.contains('=') || name.contains('\0') {
+            r.error(
+                k.span(),
+                format!("`{name}` is not a valid variable name"),
+                None,
+            );
+            continue;
+        }
+        let text = match val.get_ref() {
+            DeValue::String(s) => s.to_string(),
+            DeValue::Integer(i) => i.to_string(),
+            DeValue::Boolean(b) => b.to_string(),
+            other => {
+                r.error(
+                    val.span(),
+                    format!("env `{name}` must be a string, not {}", other.type_str()),
+                    None,
+                );
+                continue;
+            }
+        };
+        out.insert(name, text);
+    }
+    out
+}
+
+fn user(r: &mut Reader<'_>, v: &Value<'_>) -> Option<RunAs> {
+    let name = match v.get_ref() {
+        DeValue::Integer(_) => r.integer("setuid", v)?.to_string(),
+        _ => r.string("setuid", v)?,
+    };
+    let found = match name.parse::<u32>() {
+        Ok(uid) => User::from_uid(Uid::from_raw(uid)),
+        Err(_) => User::from_name(&name),
+    };
+    match found {
+        Ok(Some(u)) => {
+            let groups = CString::new(u.name.clone())
+                .ok()
+                .and_then(|c| nix::unistd::getgrouplist(&c, u.gid).ok())
+                .map(|g| g.into_iter().map(Gid::as_raw).collect())
+                .unwrap_or_else(|| vec![u.gid.as_raw()]);
+            Some(RunAs {
+                name: u.name,
+                uid: u.uid.as_raw(),
+                gid: u.gid.as_raw(),
+                groups,
+                home: u.dir,
+                shell: u.shell,
+            })
+        }
+        Ok(None) => {
+            r.error(
+                v.span(),
+                format!("`setuid`: no user `{name}` on this host"),
+                None,
+            );
+            None
+        }
+        Err(e) => {
+            r.error(
+                v.span(),
+                format!("`setuid`: cannot look up `{name}`: {e}"),
+                None,
+            );
+            None
+        }
+    }
+}
+
+fn group(r: &mut Reader<'_>, v: &Value<'_>) -> Option<(String, u32)> {
+    let name = match v.get_ref() {
+        DeValue::Integer(_) => r.integer("setgid", v)?.to_string(),
+        _ => r.string("setgid", v)?,
+    };
+    let found = match name.parse::<u32>() {
+        Ok(gid) => Group::from_gid(Gid::from_raw(gid)),
+        Err(_) => Group::from_name(&name),
+    };
+    match found {
+        Ok(Some(g)) => Some((g.name, g.gid.as_raw())),
+        Ok(None) => {
+            r.error(
+                v.span(),
+                format!("`setgid`: no group `{name}` on this host"),
+                None,
+            );
+            None
+        }
+        Err(e) => {
+            r.error(
+                v.span(),
+                format!("`setgid`: cannot look up `{name}`: {e}"),
+                None,
+            );
+            None
+        }
+    }
+}
+
+fn umask(r: &mut Reader<'_>, v: &Value<'_>) -> Option<u32> {
+    let mask = match v.get_ref() {
+        DeValue::String(s) => match u32::from_str_radix(s, 8) {
+            Ok(m) => m,
+            Err(_) => {
+                r.error(
+                    v.span(),
+                    format!("`umask`: `{s}` is not an octal number"),
+                    None,
+                );
+                return None;
+            }
+        },
+        DeValue::Integer(_) => u32::try_from(r.integer("umask", v)?).unwrap_or(u32::MAX),
+        _ => {
+            r.error(
+                v.span(),
+                "`umask` must be an octal string such as \"022\"",
+                None,
+            );
+            return None;
+        }
+    };
+    if mask > 0o777 {
+        r.error(
+            v.span(),
+            "`umask` must be at most 0777",
+            Some("write it as a string, \"022\", or as 0o022".into()),
+        );
+        return None;
+    }
+    Some(mask)
+}
+
+const RESOURCES: &[(&str, Resource)] = &[
+    ("as", Resource::RLIMIT_AS),
+    ("core", Resource::RLIMIT_CORE),
+    ("cpu", Resource::RLIMIT_CPU),
+    ("data", Resource::RLIMIT_DATA),
+    ("fsize", Resource::RLIMIT_FSIZE),
+    ("memlock", Resource::RLIMIT_MEMLOCK),
+    ("msgqueue", Resource::RLIMIT_MSGQUEUE),
+    ("nice", Resource::RLIMIT_NICE),
+    ("nofile", Resource::RLIMIT_NOFILE),
+    ("nproc", Resource::RLIMIT_NPROC),
+    ("rss", Resource::RLIMIT_RSS),
+    ("rtprio", Resource::RLIMIT_RTPRIO),
+    ("sigpending", Resource::RLIMIT_SIGPENDING),
+    ("stack", Resource::RLIMIT_STACK),
+];
+
+fn limits(r: &mut Reader<'_>, v: &Value<'_>) -> Vec<Limit> {
+    let mut out = Vec::new();
+    let Some(t) = r.table("limit", v) else {
+        return out;
+    };
+    for (k, val) in t.iter() {
+        let name = k.get_ref().as_ref();
+        let Some(&(name, resource)) = RESOURCES.iter().find(|(n, _)| *n == name) else {
+            let names: Vec<&str> = RESOURCES.iter().map(|(n, _)| *n).collect();
+            r.unknown_key(k, &names);
+            continue;
+        };
+        let one = |r: &mut Reader<'_>, x: &Value<'_>| -> Result<Option<u64>, ()> {
+            match x.get_ref() {
+                DeValue::String(s) if s == "unlimited" => Ok(None),
+                DeValue::Integer(_) => match r.integer(name, x).map(u64::try_from) {
+                    Some(Ok(n)) => Ok(Some(n)),
+                    _ => {
+                        r.error(x.span(), format!("limit `{name}` cannot be negative"), None);
+                        Err(())
+                    }
+                },
+                _ => {
+                    r.error(
+                        x.span(),
+                        format!("limit `{name}` must be a number or \"unlimited\""),
+                        None,
+                    );
+                    Err(())
+                }
+            }
+        };
+        let pair = match val.get_ref() {
+            DeValue::Array(a) if a.len() == 2 => {
+                one(r, &a[0]).and_then(|s| Ok((s, one(r, &a[1])?)))
+            }
+            DeValue::Array(_) => {
+                r.error(
+                    val.span(),
+                    format!("limit `{name}` takes [soft, hard]"),
+                    None,
+                );
+                Err(())
+            }
+            _ => one(r, val).map(|n| (n, n)),
+        };
+        if let Ok((soft, hard)) = pair {
+            if let (Some(s), Some(h)) = (soft, hard)
+                && s > h
+            {
+                r.error(
+                    val.span(),
+                    format!("limit `{name}`: soft is above hard"),
+                    None,
+                );
+                continue;
+            }
+            if soft.is_none() && hard.is_some() {
+                r.error(
+                    val.span(),
+                    format!("limit `{name}`: soft is above hard"),
+                    None,
+                );
+                continue;
+            }
+            out.push(Limit {
+                resource,
+                name,
+                soft,
+                hard,
+            });
+        }
+    }
+    out
+}
+
+fn respawn_limit(r: &mut Reader<'_>, v: &Value<'_>) -> Option<RespawnLimit> {
+    let default = RespawnLimit {
+        count: 10,
+        interval: Duration::from_secs(5),
+    };
+    match v.get_ref() {
+        DeValue::String(s) if s == "unlimited" => None,
+        DeValue::Table(t) => {
+            let mut limit = default;
+            for (k, val) in t.iter() {
+                match k.get_ref().as_ref() {
+                    "count" => match r.integer("count", val).map(u32::try_from) {
+                        Some(Ok(n)) if n > 0 => limit.count = n,
+                        Some(_) => r.error(val.span(), "`count` must be at least 1", None),
+                        None => {}
+                    },
+                    "interval" => {
+                        if let Some(d) = r.duration("interval", val) {
+                            limit.interval = d;
+                        }
+                    }
+                    _ => r.unknown_key(k, &["count", "interval"]),
+                }
+            }
+            Some(limit)
+        }
+        _ => {
+            r.error(
+                v.span(),
+                "`respawn-limit` must be { count = N, interval = \"5s\" } or \"unlimited\"",
+                None,
+            );
+            Some(default)
+        }
+    }
+}
+
+fn normal_exit(r: &mut Reader<'_>, v: &Value<'_>) -> Vec<ExitMatch> {
+    let mut out = Vec::new();
+    let Some(items) = r.array("normal-exit", v) else {
+        return vec![ExitMatch::Code(0)];
+    };
+    for item in items {
+        match item.get_ref() {
+            DeValue::Integer(_) => match r.integer("normal-exit", item) {
+                Some(n) if (0..=255).contains(&n) => out.push(ExitMatch::Code(n as i32)),
+                Some(_) => r.error(item.span(), "an exit status is between 0 and 255", None),
+                None => {}
+            },
+            DeValue::String(s) => match signal::parse(s) {
+                Some(sig) => out.push(ExitMatch::Signal(sig)),
+                None => r.error(item.span(), format!("`{s}` is not a signal"), None),
+            },
+            other => r.error(
+                item.span(),
+                format!(
+                    "`normal-exit` holds exit statuses and signal names, not {}",
+                    other.type_str()
+                ),
+                None,
+            ),
+        }
+    }
+    out
+}
+
+fn sig(r: &mut Reader<'_>, key: &str, v: &Value<'_>) -> Option<Signal> {
+    let text = match v.get_ref() {
+        DeValue::Integer(_) => r.integer(key, v)?.to_string(),
+        _ => r.string(key, v)?,
+    };
+    let found = signal::parse(&text);
+    if found.is_none() {
+        let names: Vec<&str> = Signal::iterator().map(signal::name).collect();
+        let hint = super::diag::did_you_mean(&text.to_ascii_uppercase(), &names)
+            .map(|s| format!("did you mean `{s}`?"));
+        r.error(v.span(), format!("`{key}`: `{text}` is not a signal"), hint);
+    }
+    found
+}
+
+fn commands(r: &mut Reader<'_>, v: &Value<'_>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(t) = r.table("commands", v) else {
+        return out;
+    };
+    for (k, val) in t.iter() {
+        if let Some(text) = r.string(k.get_ref(), val) {
+            out.insert(k.get_ref().to_string(), text);
+        }
+    }
+    out
+}

@@ -1,0 +1,71 @@
+//! `guardian.toml`: the daemon-wide settings. Every key is optional.
+
+use std::path::{Path, PathBuf};
+
+use toml::de::DeTable;
+
+use super::reader::Reader;
+
+const KEYS: &[&str] = &["socket", "log-dir", "state-dir", "log-max-size", "log-keep"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub socket: PathBuf,
+    pub log_dir: PathBuf,
+    pub state_dir: PathBuf,
+    /// A job's log is rotated once it grows past this many bytes.
+    pub log_max_size: u64,
+    /// How many rotated generations (`JOB.log.1` ...) are kept.
+    pub log_keep: u32,
+}
+
+impl Settings {
+    pub fn defaults() -> Self {
+        Settings {
+            socket: PathBuf::from("/run/guardian.sock"),
+            log_dir: PathBuf::from("/var/log/guardian"),
+            state_dir: PathBuf::from("/var/lib/guardian"),
+            log_max_size: 10_000_000,
+            log_keep: 5,
+        }
+    }
+}
+
+/// Reads `guardian.toml`; relative paths are taken relative to the config directory.
+pub fn read(r: &mut Reader<'_>, dir: &Path, table: &DeTable<'_>) -> Settings {
+    let mut s = Settings::defaults();
+    for (key, v) in table.iter() {
+        let k = key.get_ref().as_ref();
+        match k {
+            "socket" | "log-dir" | "state-dir" => {
+                let Some(p) = r.string(k, v) else { continue };
+                if p.is_empty() {
+                    r.error(v.span(), format!("`{k}` is empty"), None);
+                    continue;
+                }
+                let p = dir.join(p);
+                match k {
+                    "socket" => s.socket = p,
+                    "log-dir" => s.log_dir = p,
+                    _ => s.state_dir = p,
+                }
+            }
+            "log-max-size" => {
+                if let Some(n) = r.size(k, v) {
+                    if n < 4096 {
+                        r.error(v.span(), "`log-max-size` must be at least 4KB", None);
+                    } else {
+                        s.log_max_size = n;
+                    }
+                }
+            }
+            "log-keep" => match r.integer(k, v).map(u32::try_from) {
+                Some(Ok(n)) if n <= 100 => s.log_keep = n,
+                Some(_) => r.error(v.span(), "`log-keep` must be between 0 and 100", None),
+                None => {}
+            },
+            _ => r.unknown_key(key, KEYS),
+        }
+    }
+    s
+}

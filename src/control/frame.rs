@@ -1,0 +1,87 @@
+//! Framing on the control socket: a 4-byte big-endian length, then that many bytes of
+//! JSON. Frames above [`MAX_FRAME`] are refused before anything is allocated for them.
+
+use std::io::{self, Read, Write};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const MAX_FRAME: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("connection closed")]
+    Closed,
+    #[error("connection closed in the middle of a frame")]
+    Truncated,
+    #[error("frame of {0} bytes is larger than the {MAX_FRAME}-byte limit")]
+    TooLarge(usize),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+fn check_len(header: [u8; 4]) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME {
+        Err(FrameError::TooLarge(len))
+    } else {
+        Ok(len)
+    }
+}
+
+fn eof_to(e: io::Error, first: bool) -> FrameError {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        if first {
+            FrameError::Closed
+        } else {
+            FrameError::Truncated
+        }
+    } else {
+        FrameError::Io(e)
+    }
+}
+
+pub async fn read_async<R: AsyncReadExt + Unpin>(r: &mut R) -> Result<Vec<u8>, FrameError> {
+    let mut header = [0u8; 4];
+    let n = r.read(&mut header).await?;
+    if n == 0 {
+        return Err(FrameError::Closed);
+    }
+    r.read_exact(&mut header[n..])
+        .await
+        .map_err(|e| eof_to(e, false))?;
+    let len = check_len(header)?;
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)
+        .await
+        .map_err(|e| eof_to(e, false))?;
+    Ok(body)
+}
+
+pub async fn write_async<W: AsyncWriteExt + Unpin>(w: &mut W, body: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(body.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    let mut buf = Vec::with_capacity(body.len() + 4);
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(body);
+    w.write_all(&buf).await?;
+    w.flush().await
+}
+
+pub fn read_sync<R: Read>(r: &mut R) -> Result<Vec<u8>, FrameError> {
+    let mut header = [0u8; 4];
+    r.read_exact(&mut header).map_err(|e| eof_to(e, true))?;
+    let len = check_len(header)?;
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).map_err(|e| eof_to(e, false))?;
+    Ok(body)
+}
+
+pub fn write_sync<W: Write>(w: &mut W, body: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(body.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    let mut buf = Vec::with_capacity(body.len() + 4);
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(body);
+    w.write_all(&buf)?;
+    w.flush()
+}

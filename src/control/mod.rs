@@ -1,0 +1,7 @@
+//! The control socket: the protocol both sides speak, the daemon's server and the
+//! client the CLI uses.
+
+pub mod client;
+pub mod frame;
+pub mod protocol;
+pub mod server;

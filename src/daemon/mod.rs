@@ -1,0 +1,576 @@
+//! The daemon: one loop that owns every job's state. Inputs (a child exited, a signal,
+//! a control request, a timer) arrive here one at a time; each job's state machine says
+//! what to do, and this module does it. No locks, no polling.
+
+mod logs;
+mod requests;
+pub mod state;
+mod status;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use nix::sys::signal::Signal;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{Config, JobSpec, Program};
+use crate::control::server::{self, Bound};
+use crate::job::{Effect, Event, Goal, Input, Machine, Policy, Proc, ProcessEnd, State};
+use crate::process::spawn::{Output, spawn};
+use crate::process::{Pgid, reaper};
+
+use logs::LogPipe;
+use state::Persisted;
+
+/// Who a child process belongs to.
+enum Owner {
+    Job {
+        name: String,
+        proc: Proc,
+    },
+    /// A custom command (`guardian run`): its end goes to whoever waits for it.
+    Command(oneshot::Sender<ProcessEnd>),
+}
+
+/// What a client waits for after a command.
+#[derive(Debug, Clone, Copy)]
+enum Until {
+    Up,
+    Down,
+    /// Running again, after the run counted when the restart was asked for.
+    UpAgain(u64),
+}
+
+type Outcome = Result<String, String>;
+
+struct Waiter {
+    until: Until,
+    tx: oneshot::Sender<Outcome>,
+}
+
+/// What to do with a job once it is down.
+enum After {
+    Nothing,
+    /// It was removed from the configuration.
+    Remove,
+    /// Its file changed: take the new spec, then start it again.
+    Replace(Box<JobSpec>),
+}
+
+struct Job {
+    spec: JobSpec,
+    m: Machine,
+    log: LogPipe,
+    monitored: bool,
+    /// Stopped by a person: nothing starts it but `guardian start`.
+    manual_stop: bool,
+    waiters: Vec<Waiter>,
+    after: After,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Kill { job: String, generation: u64 },
+}
+
+struct Shutdown {
+    /// Jobs still to stop, the next one last.
+    queue: Vec<String>,
+    current: Option<String>,
+}
+
+pub struct Daemon {
+    config: Config,
+    jobs: BTreeMap<String, Job>,
+    pids: HashMap<u32, Owner>,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    persisted: Persisted,
+    /// Jobs in the order they last reached `running`, for stopping in reverse.
+    order: Vec<String>,
+    shutdown: Option<Shutdown>,
+}
+
+/// Runs the daemon until it has been told to stop and every job is down.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let s = &config.settings;
+    for dir in [&s.log_dir, &s.state_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut bound: Bound = server::bind(&s.socket)?;
+    if let Err(e) = reaper::become_subreaper() {
+        tracing::warn!("cannot become a child subreaper ({e}): orphans of jobs go to init");
+    }
+    crate::process::spawn::raise_nofile();
+
+    let mut sigchld = signal(SignalKind::child())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let (tx, mut rx) = mpsc::channel::<server::Envelope>(256);
+
+    let mut daemon = Daemon::new(config)?;
+    tracing::info!(
+        "guardian {} started: {} jobs, control socket {}",
+        env!("CARGO_PKG_VERSION"),
+        daemon.jobs.len(),
+        bound.path.display()
+    );
+    let listener = bound
+        .listener
+        .take()
+        .context("control socket already in use")?;
+    let accept = tokio::spawn(server::serve(listener, tx));
+    daemon.start_all();
+
+    let mut signals_seen = 0;
+    while !daemon.finished() {
+        let next = daemon.timers.peek().map(|Reverse((at, _))| *at);
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sigchld.recv() => daemon.reap(),
+            _ = sigterm.recv() => { signals_seen += 1; daemon.begin_shutdown(signals_seen); }
+            _ = sigint.recv() => { signals_seen += 1; daemon.begin_shutdown(signals_seen); }
+            _ = sighup.recv() => {
+                match daemon.reload() {
+                    Ok(m) => tracing::info!("reloaded on SIGHUP: {m}"),
+                    Err(e) => tracing::error!("reload on SIGHUP refused, nothing changed:\n{e}"),
+                }
+            }
+            Some((request, reply)) = rx.recv() => daemon.request(request, reply),
+            _ = sleep => daemon.fire_timers(),
+        }
+    }
+    accept.abort();
+    // Remove the socket and release its lock only now: a new daemon may take over.
+    drop(bound);
+    tracing::info!("every job is down; guardian exits");
+    Ok(())
+}
+
+impl Daemon {
+    fn new(config: Config) -> anyhow::Result<Daemon> {
+        let (persisted, warning) = state::load(&config.settings.state_dir);
+        if let Some(w) = warning {
+            tracing::error!("{w}");
+        }
+        let mut daemon = Daemon {
+            jobs: BTreeMap::new(),
+            pids: HashMap::new(),
+            timers: BinaryHeap::new(),
+            persisted,
+            order: Vec::new(),
+            shutdown: None,
+            config,
+        };
+        let specs: Vec<JobSpec> = daemon.config.jobs.values().cloned().collect();
+        for spec in specs {
+            daemon.add_job(spec)?;
+        }
+        Ok(daemon)
+    }
+
+    fn add_job(&mut self, spec: JobSpec) -> anyhow::Result<()> {
+        let s = &self.config.settings;
+        let path = s.log_dir.join(format!("{}.log", spec.name));
+        let log = LogPipe::open(path, s.log_max_size, s.log_keep)
+            .with_context(|| format!("{}: cannot set up its log", spec.name))?;
+        let job = Job {
+            m: Machine::new(Policy::of(&spec)),
+            monitored: !self.persisted.unmonitored.contains(&spec.name),
+            manual_stop: self.persisted.stopped.contains(&spec.name),
+            spec,
+            log,
+            waiters: Vec::new(),
+            after: After::Nothing,
+        };
+        self.jobs.insert(job.spec.name.clone(), job);
+        Ok(())
+    }
+
+    /// Starts every job that starts with the daemon: all but `manual` ones and those a
+    /// person stopped.
+    fn start_all(&mut self) {
+        let names: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|j| !j.spec.manual && !j.manual_stop)
+            .map(|j| j.spec.name.clone())
+            .collect();
+        for name in names {
+            self.feed(&name, Input::Start);
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.shutdown
+            .as_ref()
+            .is_some_and(|s| s.queue.is_empty() && s.current.is_none())
+            && self.jobs.values().all(|j| j.m.state.is_down())
+    }
+
+    /// Feeds one input to a job and carries out everything that follows from it.
+    fn feed(&mut self, name: &str, input: Input) {
+        let mut steps: VecDeque<Step> = VecDeque::from([Step::Input(input)]);
+        while let Some(step) = steps.pop_front() {
+            let Some(job) = self.jobs.get_mut(name) else {
+                return;
+            };
+            let input = match step {
+                Step::Input(i) => i,
+                Step::Record(p, text) => {
+                    job.m.record_failure(p, text);
+                    continue;
+                }
+            };
+            let effects = job.m.handle(input, Instant::now());
+            for effect in effects {
+                match effect {
+                    Effect::Spawn(p) => match self.spawn_proc(name, p) {
+                        Ok(pid) => steps.push_back(Step::Input(Input::Spawned(p, pid))),
+                        Err(e) => {
+                            tracing::warn!("{name}: cannot start {}: {e}", p.as_str());
+                            steps.push_back(Step::Input(Input::SpawnFailed(p)));
+                            steps.push_back(Step::Record(p, format!("spawn failed: {e}")));
+                        }
+                    },
+                    Effect::Signal(p, sig) => self.signal_proc(name, p, sig),
+                    Effect::ArmKillTimer(generation, after) => {
+                        let timer = Timer::Kill {
+                            job: name.to_string(),
+                            generation,
+                        };
+                        self.timers.push(Reverse((Instant::now() + after, timer)));
+                    }
+                    Effect::Emit(event) => self.emitted(name, event),
+                    Effect::GaveUp => {
+                        tracing::error!("{name}: respawning too fast, giving up (state failed)");
+                    }
+                }
+            }
+        }
+        self.settle(name);
+    }
+
+    fn emitted(&mut self, name: &str, event: Event) {
+        let Some(job) = self.jobs.get(name) else {
+            return;
+        };
+        match event {
+            Event::Started => {
+                self.order.retain(|n| n != name);
+                self.order.push(name.to_string());
+                match job.m.main_pid {
+                    Some(pid) => tracing::info!("{name}: running, pid {pid}"),
+                    None => tracing::info!("{name}: running"),
+                }
+            }
+            Event::Stopped { failed } => {
+                let how = match (&job.m.last_failure, failed) {
+                    (Some(f), true) => format!(" ({} {})", f.process.as_str(), f.status),
+                    _ => String::new(),
+                };
+                let to = if job.m.state == State::Failed {
+                    "failed"
+                } else {
+                    "stopped"
+                };
+                tracing::info!("{name}: {to}{how}");
+            }
+            Event::Starting => tracing::debug!("{name}: starting"),
+            Event::Stopping => {
+                if job.m.goal == Goal::Start
+                    && let Some(f) = &job.m.last_failure
+                {
+                    tracing::warn!("{name}: {} {}, respawning", f.process.as_str(), f.status);
+                } else {
+                    tracing::debug!("{name}: stopping");
+                }
+            }
+        }
+    }
+
+    fn program(spec: &JobSpec, p: Proc) -> Option<&Program> {
+        match p {
+            Proc::Main => spec.main.as_ref(),
+            Proc::PreStart => spec.hooks.pre_start.as_ref(),
+            Proc::PostStart => spec.hooks.post_start.as_ref(),
+            Proc::PreStop => spec.hooks.pre_stop.as_ref(),
+            Proc::PostStop => spec.hooks.post_stop.as_ref(),
+        }
+    }
+
+    fn spawn_proc(&mut self, name: &str, p: Proc) -> std::io::Result<u32> {
+        let job = self
+            .jobs
+            .get(name)
+            .ok_or_else(|| std::io::Error::other("job is gone"))?;
+        let program =
+            Self::program(&job.spec, p).ok_or_else(|| std::io::Error::other("nothing to run"))?;
+        let extra: &[(&str, &str)] = if p == Proc::Main {
+            &[]
+        } else {
+            &[("GUARDIAN_PROCESS", p.as_str())]
+        };
+        let spawned = spawn(&job.spec, program, extra, Output::Log(&job.log.write))?;
+        self.pids.insert(
+            spawned.pid,
+            Owner::Job {
+                name: name.to_string(),
+                proc: p,
+            },
+        );
+        Ok(spawned.pid)
+    }
+
+    fn proc_pid(job: &Job, p: Proc) -> Option<u32> {
+        match p {
+            Proc::Main => job.m.main_pid,
+            _ => match job.m.hook {
+                Some((hp, pid)) if hp == p => pid,
+                _ => None,
+            },
+        }
+    }
+
+    fn signal_proc(&self, name: &str, p: Proc, sig: Signal) {
+        if let Some(pid) = self.jobs.get(name).and_then(|j| Self::proc_pid(j, p)) {
+            tracing::debug!(
+                "{name}: SIG{} to the {} group {pid}",
+                crate::config::signal::name(sig),
+                p.as_str()
+            );
+            Pgid::of_leader(pid).signal(sig);
+        }
+    }
+
+    /// Reaps every child that has exited and routes each end to its owner.
+    fn reap(&mut self) {
+        while let Some(pid) = reaper::peek() {
+            if self.pids.contains_key(&pid) {
+                // The leader is a zombie, so its group id cannot be reused yet: whatever
+                // it left behind in its group goes with it.
+                Pgid::of_leader(pid).signal(Signal::SIGKILL);
+            }
+            let Some(end) = reaper::reap(pid) else {
+                break;
+            };
+            match self.pids.remove(&pid) {
+                Some(Owner::Job { name, proc }) => {
+                    tracing::debug!("{name}: {} process {pid} {end}", proc.as_str());
+                    self.feed(&name, Input::Exited(proc, end));
+                }
+                Some(Owner::Command(tx)) => {
+                    let _ = tx.send(end);
+                }
+                None => tracing::debug!("reaped orphan {pid} ({end})"),
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, timer))) = self.timers.pop() else {
+                break;
+            };
+            match timer {
+                Timer::Kill { job, generation } => {
+                    if self.jobs.contains_key(&job) {
+                        tracing::warn!(
+                            "{job}: still alive after its kill timeout, sending SIGKILL"
+                        );
+                        self.feed(&job, Input::KillTimeout(generation));
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a job moved: answer the clients waiting on it, apply what waits for it to
+    /// be down, and go on with a shutdown.
+    fn settle(&mut self, name: &str) {
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
+        for w in std::mem::take(&mut job.waiters) {
+            match requests::outcome(w.until, &job.m, name) {
+                Some(outcome) => {
+                    let _ = w.tx.send(outcome);
+                }
+                None => job.waiters.push(w),
+            }
+        }
+        if job.m.state.is_down() {
+            match std::mem::replace(&mut job.after, After::Nothing) {
+                After::Nothing => {}
+                After::Remove => {
+                    if let Some(job) = self.jobs.remove(name) {
+                        for w in job.waiters {
+                            let _ =
+                                w.tx.send(Err(format!("{name}: removed from the configuration")));
+                        }
+                    }
+                    self.order.retain(|n| n != name);
+                    tracing::info!("{name}: removed");
+                }
+                After::Replace(spec) => {
+                    job.m.policy = Policy::of(&spec);
+                    job.spec = *spec;
+                    tracing::info!("{name}: configuration changed, starting again");
+                    self.feed(name, Input::Start);
+                    return;
+                }
+            }
+        }
+        self.advance_shutdown();
+    }
+
+    fn begin_shutdown(&mut self, signals_seen: u32) {
+        if signals_seen > 1 {
+            tracing::warn!("second stop signal: killing every job now");
+            for owner_pid in self.pids.keys() {
+                Pgid::of_leader(*owner_pid).signal(Signal::SIGKILL);
+            }
+            return;
+        }
+        tracing::info!("stopping every job, most recently started first");
+        let mut queue: Vec<String> = self
+            .jobs
+            .iter()
+            .filter(|(n, j)| !j.m.state.is_down() && !self.order.contains(n))
+            .map(|(n, _)| n.clone())
+            .collect();
+        queue.extend(self.order.iter().cloned());
+        self.shutdown = Some(Shutdown {
+            queue,
+            current: None,
+        });
+        self.advance_shutdown();
+    }
+
+    /// Stops the next job once the current one is down.
+    fn advance_shutdown(&mut self) {
+        loop {
+            let Some(sd) = self.shutdown.as_mut() else {
+                return;
+            };
+            if let Some(cur) = &sd.current {
+                if self.jobs.get(cur).is_some_and(|j| !j.m.state.is_down()) {
+                    return;
+                }
+                sd.current = None;
+            }
+            let Some(next) = sd.queue.pop() else {
+                return;
+            };
+            let up = self.jobs.get(&next).is_some_and(|j| !j.m.state.is_down());
+            if up {
+                sd.current = Some(next.clone());
+                self.feed(&next, Input::Stop);
+                // `feed` settles and may recurse into here; the loop re-checks.
+            }
+        }
+    }
+
+    fn save_state(&mut self) {
+        let unmonitored = self
+            .jobs
+            .values()
+            .filter(|j| !j.monitored)
+            .map(|j| j.spec.name.clone())
+            .collect();
+        let stopped = self
+            .jobs
+            .values()
+            .filter(|j| j.manual_stop)
+            .map(|j| j.spec.name.clone())
+            .collect();
+        self.persisted = Persisted {
+            unmonitored,
+            stopped,
+        };
+        if let Err(e) = state::save(&self.config.settings.state_dir, &self.persisted) {
+            tracing::error!(
+                "cannot save state in {}: {e}",
+                self.config.settings.state_dir.display()
+            );
+        }
+    }
+
+    /// Re-reads the configuration. With errors nothing changes and they are returned.
+    fn reload(&mut self) -> Result<String, String> {
+        let new = crate::config::load(&self.config.dir).map_err(|d| d.to_string())?;
+        if new.settings != self.config.settings {
+            tracing::warn!(
+                "guardian.toml changed: socket, directories and log settings take effect when the daemon restarts"
+            );
+        }
+        let (mut added, mut removed, mut changed) = (0, 0, 0);
+        let old_names: Vec<String> = self.jobs.keys().cloned().collect();
+        for name in &old_names {
+            if !new.jobs.contains_key(name) {
+                removed += 1;
+                if let Some(job) = self.jobs.get_mut(name) {
+                    job.after = After::Remove;
+                }
+                self.feed(name, Input::Stop);
+            }
+        }
+        for (name, spec) in &new.jobs {
+            match self.jobs.get_mut(name) {
+                None => {
+                    added += 1;
+                    if let Err(e) = self.add_job(spec.clone()) {
+                        tracing::error!("{e:#}");
+                        continue;
+                    }
+                    if !spec.manual
+                        && !self.jobs.get(name).is_some_and(|j| j.manual_stop)
+                        && self.shutdown.is_none()
+                    {
+                        self.feed(name, Input::Start);
+                    }
+                }
+                Some(job) if job.spec != *spec => {
+                    changed += 1;
+                    if job.m.state.is_down() {
+                        job.m.policy = Policy::of(spec);
+                        job.spec = spec.clone();
+                    } else {
+                        job.after = After::Replace(Box::new(spec.clone()));
+                        self.feed(name, Input::Stop);
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        let unchanged = new.jobs.len() - added - changed;
+        let settings = self.config.settings.clone();
+        self.config = new;
+        self.config.settings = settings;
+        Ok(format!(
+            "{added} added, {removed} removed, {changed} changed, {unchanged} unchanged"
+        ))
+    }
+
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.config.settings.log_dir.join(format!("{name}.log"))
+    }
+}
+
+enum Step {
+    Input(Input),
+    Record(Proc, String),
+}

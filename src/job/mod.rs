@@ -1,0 +1,564 @@
+//! The job lifecycle as a pure state machine: `(state, input) -> (state, effects)`.
+//!
+//! Nothing here spawns, signals or sleeps. The daemon feeds in what happened (a command,
+//! a process that was spawned or exited, a timer) and carries out the [`Effect`]s; unit
+//! tests drive the same machine without a single process.
+//!
+//! The states and guarantees are Upstart's: the main process runs only after pre-start
+//! succeeded, post-stop runs once for every start (also when a stop comes during pre-start),
+//! the job is `running` only once post-start finished, and pre-stop runs only on a
+//! requested stop, before the kill.
+
+mod policy;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::Signal;
+use serde::Serialize;
+
+pub use policy::Policy;
+
+use crate::config::ExitMatch;
+use crate::config::signal::name as signal_name;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Goal {
+    Start,
+    Stop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    Waiting,
+    Starting,
+    PreStart,
+    Spawned,
+    PostStart,
+    Running,
+    PreStop,
+    Stopping,
+    Killed,
+    PostStop,
+    /// The respawn limit gave up; stays so until the next `start`.
+    Failed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Waiting => "waiting",
+            State::Starting => "starting",
+            State::PreStart => "pre-start",
+            State::Spawned => "spawned",
+            State::PostStart => "post-start",
+            State::Running => "running",
+            State::PreStop => "pre-stop",
+            State::Stopping => "stopping",
+            State::Killed => "killed",
+            State::PostStop => "post-stop",
+            State::Failed => "failed",
+        }
+    }
+
+    /// At rest: nothing runs and nothing will until a command or event says so.
+    pub fn is_down(self) -> bool {
+        matches!(self, State::Waiting | State::Failed)
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The processes of a job's lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Proc {
+    Main,
+    PreStart,
+    PostStart,
+    PreStop,
+    PostStop,
+}
+
+impl Proc {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proc::Main => "main",
+            Proc::PreStart => "pre-start",
+            Proc::PostStart => "post-start",
+            Proc::PreStop => "pre-stop",
+            Proc::PostStop => "post-stop",
+        }
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessEnd {
+    Exited(i32),
+    Signaled(Signal),
+}
+
+impl ProcessEnd {
+    pub fn success(self) -> bool {
+        self == ProcessEnd::Exited(0)
+    }
+
+    fn matches(self, normal: &[ExitMatch]) -> bool {
+        normal.iter().any(|m| match (m, self) {
+            (ExitMatch::Code(c), ProcessEnd::Exited(e)) => *c == e,
+            (ExitMatch::Signal(s), ProcessEnd::Signaled(g)) => *s == g,
+            _ => false,
+        })
+    }
+}
+
+impl fmt::Display for ProcessEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProcessEnd::Exited(c) => write!(f, "exited {c}"),
+            ProcessEnd::Signaled(s) => write!(f, "killed by SIG{}", signal_name(*s)),
+        }
+    }
+}
+
+/// Why a run of the job went wrong: which process, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub process: Proc,
+    pub status: String,
+    pub at: SystemTime,
+}
+
+/// Upstart's events, emitted as the job moves through its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Starting,
+    Started,
+    Stopping,
+    Stopped { failed: bool },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// The goal becomes start (a command, or the daemon starting up).
+    Start,
+    /// The goal becomes stop: a requested stop.
+    Stop,
+    /// Stop, then start again.
+    Restart,
+    /// The process asked for by [`Effect::Spawn`] is running with this pid.
+    Spawned(Proc, u32),
+    /// The process asked for by [`Effect::Spawn`] could not be started.
+    SpawnFailed(Proc),
+    Exited(Proc, ProcessEnd),
+    /// The kill timer armed with this generation fired.
+    KillTimeout(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Start this process; answer with `Spawned` or `SpawnFailed`.
+    Spawn(Proc),
+    /// Send a signal to this process's process group.
+    Signal(Proc, Signal),
+    /// After the kill timeout, feed back `KillTimeout(generation)`.
+    ArmKillTimer(u64, Duration),
+    Emit(Event),
+    /// The respawn limit was reached: the job is given up on.
+    GaveUp,
+}
+
+/// One job's lifecycle.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub policy: Policy,
+    pub goal: Goal,
+    pub state: State,
+    pub main_pid: Option<u32>,
+    /// The hook running now, with its pid once spawned.
+    pub hook: Option<(Proc, Option<u32>)>,
+    /// Why the latest run failed, kept until a later failure replaces it.
+    pub last_failure: Option<Failure>,
+    /// Times the job went from stopping straight back to starting since the daemon started.
+    pub restarts: u64,
+    /// Times the job reached `running`.
+    pub runs: u64,
+    pub running_since: Option<Instant>,
+    /// How the main process ended while a hook was still running.
+    main_end: Option<ProcessEnd>,
+    /// This run failed (its `stopped` event says `failed`).
+    run_failed: bool,
+    restart_pending: bool,
+    gave_up: bool,
+    respawn_times: VecDeque<Instant>,
+    timer_gen: u64,
+}
+
+impl Machine {
+    /// Whether the current (or last) run failed.
+    pub fn run_failed(&self) -> bool {
+        self.run_failed
+    }
+
+    pub fn new(policy: Policy) -> Self {
+        Machine {
+            policy,
+            goal: Goal::Stop,
+            state: State::Waiting,
+            main_pid: None,
+            hook: None,
+            last_failure: None,
+            restarts: 0,
+            runs: 0,
+            running_since: None,
+            main_end: None,
+            run_failed: false,
+            restart_pending: false,
+            gave_up: false,
+            respawn_times: VecDeque::new(),
+            timer_gen: 0,
+        }
+    }
+
+    /// Feeds one input; returns what must be done, in order.
+    pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        match input {
+            Input::Start => self.start(now, &mut fx),
+            Input::Stop => {
+                self.restart_pending = false;
+                self.stop(&mut fx);
+            }
+            Input::Restart => {
+                if self.state.is_down() {
+                    self.start(now, &mut fx);
+                } else {
+                    self.restart_pending = true;
+                    self.stop(&mut fx);
+                }
+            }
+            Input::Spawned(Proc::Main, pid) => {
+                self.main_pid = Some(pid);
+                if self.state == State::Spawned {
+                    self.enter(State::PostStart, now, &mut fx);
+                }
+            }
+            Input::Spawned(p, pid) => {
+                if let Some((hp, slot)) = &mut self.hook
+                    && *hp == p
+                {
+                    *slot = Some(pid);
+                }
+            }
+            Input::SpawnFailed(p) => self.process_failed_to_spawn(p, now, &mut fx),
+            Input::Exited(Proc::Main, end) => self.main_exited(end, now, &mut fx),
+            Input::Exited(p, end) => self.hook_exited(p, end, now, &mut fx),
+            Input::KillTimeout(generation) => {
+                if generation == self.timer_gen {
+                    if self.state == State::Killed && self.main_pid.is_some() {
+                        fx.push(Effect::Signal(Proc::Main, Signal::SIGKILL));
+                    } else if let Some((p, Some(_))) = self.hook {
+                        fx.push(Effect::Signal(p, Signal::SIGKILL));
+                    }
+                }
+            }
+        }
+        fx
+    }
+
+    /// Records a failure of this run, as reported by the caller (spawn errors carry text
+    /// the machine cannot know).
+    pub fn record_failure(&mut self, process: Proc, status: String) {
+        self.run_failed = true;
+        self.last_failure = Some(Failure {
+            process,
+            status,
+            at: SystemTime::now(),
+        });
+    }
+
+    fn start(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        if self.state.is_down() {
+            self.goal = Goal::Start;
+            self.gave_up = false;
+            self.run_failed = false;
+            self.respawn_times.clear();
+            self.enter(State::Starting, now, fx);
+        } else if !self.restart_pending {
+            // Somewhere in the lifecycle already: a stop on its way becomes a restart
+            // when it reaches post-stop; a pre-stop that finishes leaves the job running.
+            self.goal = Goal::Start;
+        }
+    }
+
+    fn stop(&mut self, fx: &mut Vec<Effect>) {
+        self.goal = Goal::Stop;
+        match self.state {
+            State::Failed => self.state = State::Waiting,
+            State::PreStart | State::PostStart => self.kill_hook(fx),
+            State::Running => {
+                self.enter(State::PreStop, Instant::now(), fx);
+            }
+            _ => {}
+        }
+    }
+
+    fn kill_hook(&mut self, fx: &mut Vec<Effect>) {
+        if let Some((p, Some(_))) = self.hook {
+            fx.push(Effect::Signal(p, self.policy.kill_signal));
+            fx.push(Effect::Signal(p, Signal::SIGCONT));
+            self.arm_timer(fx);
+        }
+    }
+
+    fn arm_timer(&mut self, fx: &mut Vec<Effect>) {
+        self.timer_gen += 1;
+        fx.push(Effect::ArmKillTimer(
+            self.timer_gen,
+            self.policy.kill_timeout,
+        ));
+    }
+
+    fn disarm_timer(&mut self) {
+        self.timer_gen += 1;
+    }
+
+    fn fail(&mut self, process: Proc, status: String) {
+        self.record_failure(process, status);
+        self.goal = Goal::Stop;
+    }
+
+    fn process_failed_to_spawn(&mut self, p: Proc, now: Instant, fx: &mut Vec<Effect>) {
+        if p == Proc::Main {
+            if self.state == State::Spawned {
+                self.goal = Goal::Stop;
+                self.run_failed = true;
+                self.enter(State::Stopping, now, fx);
+            }
+            return;
+        }
+        // A hook that cannot start is a hook that failed.
+        self.hook = Some((p, None));
+        self.hook_exited(p, ProcessEnd::Exited(127), now, fx);
+    }
+
+    fn main_exited(&mut self, end: ProcessEnd, now: Instant, fx: &mut Vec<Effect>) {
+        self.main_pid = None;
+        match self.state {
+            State::Killed => {
+                self.disarm_timer();
+                self.enter(State::PostStop, now, fx);
+            }
+            State::Running | State::Spawned => self.main_died(end, now, fx),
+            State::PostStart => {
+                // post-start is interrupted; what happens next is decided when it is gone.
+                self.main_end = Some(end);
+                if let Some((p, Some(_))) = self.hook {
+                    fx.push(Effect::Signal(p, Signal::SIGKILL));
+                }
+            }
+            // Under pre-stop the stop goes on; the main process is simply gone already.
+            _ => {}
+        }
+    }
+
+    /// The main process ended on its own: respawn, finish, or fail.
+    fn main_died(&mut self, end: ProcessEnd, now: Instant, fx: &mut Vec<Effect>) {
+        let normal = end.matches(&self.policy.normal_exit);
+        if self.goal == Goal::Start && self.policy.respawn && !normal {
+            self.record_failure(Proc::Main, end.to_string());
+            if let Some(limit) = self.policy.respawn_limit {
+                while self
+                    .respawn_times
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) > limit.interval)
+                {
+                    self.respawn_times.pop_front();
+                }
+                if self.respawn_times.len() >= limit.count as usize {
+                    self.goal = Goal::Stop;
+                    self.gave_up = true;
+                    self.record_failure(
+                        Proc::Main,
+                        format!(
+                            "{end}; respawned {} times within {}, giving up",
+                            limit.count,
+                            humantime::format_duration(limit.interval)
+                        ),
+                    );
+                    fx.push(Effect::GaveUp);
+                } else {
+                    self.respawn_times.push_back(now);
+                }
+            }
+        } else {
+            self.goal = Goal::Stop;
+            if !normal {
+                self.record_failure(Proc::Main, end.to_string());
+            }
+        }
+        self.enter(State::Stopping, now, fx);
+    }
+
+    fn hook_exited(&mut self, p: Proc, end: ProcessEnd, now: Instant, fx: &mut Vec<Effect>) {
+        match self.hook {
+            Some((hp, _)) if hp == p => {}
+            _ => return,
+        }
+        self.hook = None;
+        self.disarm_timer();
+        let ok = end.success();
+        match p {
+            Proc::PreStart => {
+                if self.goal == Goal::Stop || self.restart_pending {
+                    self.enter(State::Stopping, now, fx);
+                } else if !ok {
+                    self.fail(p, end.to_string());
+                    self.enter(State::Stopping, now, fx);
+                } else {
+                    self.enter(State::Spawned, now, fx);
+                }
+            }
+            Proc::PostStart => {
+                if let Some(main_end) = self.main_end.take() {
+                    self.main_died(main_end, now, fx);
+                } else if self.goal == Goal::Stop || self.restart_pending {
+                    self.enter(State::Stopping, now, fx);
+                } else if !ok {
+                    self.fail(p, end.to_string());
+                    self.enter(State::Stopping, now, fx);
+                } else {
+                    self.enter(State::Running, now, fx);
+                }
+            }
+            Proc::PreStop => {
+                if !ok {
+                    self.record_failure(p, end.to_string());
+                }
+                if self.goal == Goal::Start && !self.restart_pending && self.main_pid.is_some() {
+                    // The stop was called off while pre-stop ran.
+                    self.state = State::Running;
+                } else {
+                    self.enter(State::Stopping, now, fx);
+                }
+            }
+            Proc::PostStop => {
+                if !ok {
+                    self.fail(p, end.to_string());
+                    self.restart_pending = false;
+                }
+                self.finish_stop(now, fx);
+            }
+            Proc::Main => {}
+        }
+    }
+
+    fn enter(&mut self, state: State, now: Instant, fx: &mut Vec<Effect>) {
+        self.state = state;
+        match state {
+            State::Starting => {
+                self.run_failed = false;
+                fx.push(Effect::Emit(Event::Starting));
+                self.enter(State::PreStart, now, fx);
+            }
+            State::PreStart => {
+                if self.policy.pre_start {
+                    self.spawn_hook(Proc::PreStart, fx);
+                } else {
+                    self.enter(State::Spawned, now, fx);
+                }
+            }
+            State::Spawned => {
+                if self.policy.main {
+                    fx.push(Effect::Spawn(Proc::Main));
+                } else {
+                    self.enter(State::PostStart, now, fx);
+                }
+            }
+            State::PostStart => {
+                if self.policy.post_start {
+                    self.spawn_hook(Proc::PostStart, fx);
+                } else {
+                    self.enter(State::Running, now, fx);
+                }
+            }
+            State::Running => {
+                self.runs += 1;
+                self.running_since = Some(now);
+                fx.push(Effect::Emit(Event::Started));
+                if !self.policy.main {
+                    // A job without a main process is "running" until stopped;
+                    // a task without one has nothing left to do.
+                    if self.policy.task {
+                        self.goal = Goal::Stop;
+                        self.enter(State::Stopping, now, fx);
+                    }
+                }
+            }
+            State::PreStop => {
+                if self.policy.pre_stop && self.main_pid.is_some() {
+                    self.spawn_hook(Proc::PreStop, fx);
+                } else {
+                    self.enter(State::Stopping, now, fx);
+                }
+            }
+            State::Stopping => {
+                self.running_since = None;
+                fx.push(Effect::Emit(Event::Stopping));
+                self.enter(State::Killed, now, fx);
+            }
+            State::Killed => {
+                if self.main_pid.is_some() {
+                    fx.push(Effect::Signal(Proc::Main, self.policy.kill_signal));
+                    fx.push(Effect::Signal(Proc::Main, Signal::SIGCONT));
+                    self.arm_timer(fx);
+                } else {
+                    self.enter(State::PostStop, now, fx);
+                }
+            }
+            State::PostStop => {
+                if self.policy.post_stop {
+                    self.spawn_hook(Proc::PostStop, fx);
+                } else {
+                    self.finish_stop(now, fx);
+                }
+            }
+            State::Waiting | State::Failed => {}
+        }
+    }
+
+    fn spawn_hook(&mut self, p: Proc, fx: &mut Vec<Effect>) {
+        self.hook = Some((p, None));
+        fx.push(Effect::Spawn(p));
+    }
+
+    fn finish_stop(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        if self.restart_pending {
+            self.restart_pending = false;
+            self.goal = Goal::Start;
+        }
+        if self.goal == Goal::Start {
+            self.restarts += 1;
+            self.enter(State::Starting, now, fx);
+            return;
+        }
+        self.state = if self.gave_up {
+            State::Failed
+        } else {
+            State::Waiting
+        };
+        fx.push(Effect::Emit(Event::Stopped {
+            failed: self.run_failed,
+        }));
+    }
+}

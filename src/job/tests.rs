@@ -1,0 +1,402 @@
+//! The lifecycle rules, driven without processes: a tiny harness plays the daemon,
+//! handing out pids for spawns and recording what the machine asked for.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::*;
+use crate::config::job::RespawnLimit;
+
+fn policy() -> Policy {
+    Policy {
+        main: true,
+        pre_start: false,
+        post_start: false,
+        pre_stop: false,
+        post_stop: false,
+        respawn: false,
+        respawn_limit: Some(RespawnLimit {
+            count: 10,
+            interval: Duration::from_secs(5),
+        }),
+        normal_exit: vec![ExitMatch::Code(0)],
+        task: false,
+        kill_signal: Signal::SIGTERM,
+        kill_timeout: Duration::from_secs(5),
+    }
+}
+
+fn hooks() -> Policy {
+    Policy {
+        pre_start: true,
+        post_start: true,
+        pre_stop: true,
+        post_stop: true,
+        ..policy()
+    }
+}
+
+/// Plays the daemon: spawns succeed at once with fresh pids; records every spawn.
+struct Harness {
+    m: Machine,
+    now: Instant,
+    next_pid: u32,
+    spawned: Vec<Proc>,
+    signals: Vec<(Proc, Signal)>,
+    events: Vec<Event>,
+    timer: Option<u64>,
+    fail_spawn: Option<Proc>,
+}
+
+impl Harness {
+    fn new(p: Policy) -> Self {
+        Harness {
+            m: Machine::new(p),
+            now: Instant::now(),
+            next_pid: 100,
+            spawned: vec![],
+            signals: vec![],
+            events: vec![],
+            timer: None,
+            fail_spawn: None,
+        }
+    }
+
+    fn feed(&mut self, input: Input) {
+        let mut queue = vec![input];
+        while let Some(i) = queue.pop() {
+            for e in self.m.handle(i, self.now) {
+                match e {
+                    Effect::Spawn(p) => {
+                        self.spawned.push(p);
+                        if self.fail_spawn == Some(p) {
+                            queue.insert(0, Input::SpawnFailed(p));
+                        } else {
+                            self.next_pid += 1;
+                            queue.insert(0, Input::Spawned(p, self.next_pid));
+                        }
+                    }
+                    Effect::Signal(p, s) => self.signals.push((p, s)),
+                    Effect::ArmKillTimer(g, _) => self.timer = Some(g),
+                    Effect::Emit(ev) => self.events.push(ev),
+                    Effect::GaveUp => {}
+                }
+            }
+        }
+    }
+
+    fn exit(&mut self, p: Proc, code: i32) {
+        self.feed(Input::Exited(p, ProcessEnd::Exited(code)));
+    }
+
+    fn state(&self) -> State {
+        self.m.state
+    }
+}
+
+#[test]
+fn start_without_hooks_runs_main() {
+    let mut h = Harness::new(policy());
+    h.feed(Input::Start);
+    assert_eq!(h.state(), State::Running);
+    assert_eq!(h.spawned, vec![Proc::Main]);
+    assert!(h.m.main_pid.is_some());
+    assert_eq!(h.events, vec![Event::Starting, Event::Started]);
+}
+
+#[test]
+fn hooks_run_in_order_and_running_waits_for_post_start() {
+    let mut h = Harness::new(hooks());
+    h.feed(Input::Start);
+    assert_eq!(h.state(), State::PreStart);
+    assert_eq!(h.spawned, vec![Proc::PreStart]);
+    h.exit(Proc::PreStart, 0);
+    assert_eq!(h.state(), State::PostStart);
+    assert_eq!(h.spawned, vec![Proc::PreStart, Proc::Main, Proc::PostStart]);
+    h.exit(Proc::PostStart, 0);
+    assert_eq!(h.state(), State::Running);
+
+    h.feed(Input::Stop);
+    assert_eq!(h.state(), State::PreStop);
+    assert!(h.signals.is_empty(), "pre-stop runs before the kill");
+    h.exit(Proc::PreStop, 0);
+    assert_eq!(h.state(), State::Killed);
+    assert_eq!(
+        h.signals,
+        vec![(Proc::Main, Signal::SIGTERM), (Proc::Main, Signal::SIGCONT)]
+    );
+    h.feed(Input::Exited(
+        Proc::Main,
+        ProcessEnd::Signaled(Signal::SIGTERM),
+    ));
+    assert_eq!(h.state(), State::PostStop);
+    h.exit(Proc::PostStop, 0);
+    assert_eq!(h.state(), State::Waiting);
+    assert_eq!(h.m.goal, Goal::Stop);
+    assert_eq!(h.events.last(), Some(&Event::Stopped { failed: false }));
+}
+
+#[test]
+fn failing_pre_start_never_runs_main_but_runs_post_stop() {
+    let mut h = Harness::new(hooks());
+    h.feed(Input::Start);
+    h.exit(Proc::PreStart, 3);
+    assert_eq!(h.state(), State::PostStop);
+    assert!(!h.spawned.contains(&Proc::Main));
+    h.exit(Proc::PostStop, 0);
+    assert_eq!(h.state(), State::Waiting);
+    let f = h.m.last_failure.clone().expect("failure recorded");
+    assert_eq!(f.process, Proc::PreStart);
+    assert_eq!(f.status, "exited 3");
+    assert_eq!(h.events.last(), Some(&Event::Stopped { failed: true }));
+}
+
+#[test]
+fn stop_during_pre_start_kills_it_and_still_runs_post_stop() {
+    let mut h = Harness::new(hooks());
+    h.feed(Input::Start);
+    h.feed(Input::Stop);
+    assert_eq!(
+        h.signals,
+        vec![
+            (Proc::PreStart, Signal::SIGTERM),
+            (Proc::PreStart, Signal::SIGCONT)
+        ]
+    );
+    h.feed(Input::Exited(
+        Proc::PreStart,
+        ProcessEnd::Signaled(Signal::SIGTERM),
+    ));
+    assert_eq!(h.state(), State::PostStop);
+    h.exit(Proc::PostStop, 0);
+    assert_eq!(h.state(), State::Waiting);
+    assert!(!h.spawned.contains(&Proc::Main));
+    assert_eq!(
+        h.spawned.iter().filter(|p| **p == Proc::PostStop).count(),
+        1
+    );
+}
+
+#[test]
+fn failing_post_start_fails_the_start_and_kills_main() {
+    let mut h = Harness::new(hooks());
+    h.feed(Input::Start);
+    h.exit(Proc::PreStart, 0);
+    h.exit(Proc::PostStart, 1);
+    assert_eq!(
+        h.state(),
+        State::Killed,
+        "no pre-stop: the stop was not requested"
+    );
+    assert!(!h.spawned.contains(&Proc::PreStop));
+    h.feed(Input::Exited(
+        Proc::Main,
+        ProcessEnd::Signaled(Signal::SIGTERM),
+    ));
+    h.exit(Proc::PostStop, 0);
+    assert_eq!(h.state(), State::Waiting);
+    assert_eq!(
+        h.m.last_failure.as_ref().map(|f| f.process),
+        Some(Proc::PostStart)
+    );
+}
+
+#[test]
+fn kill_timeout_escalates_to_sigkill() {
+    let mut h = Harness::new(policy());
+    h.feed(Input::Start);
+    h.feed(Input::Stop);
+    assert_eq!(h.state(), State::Killed);
+    let generation = h.timer.expect("timer armed");
+    h.feed(Input::KillTimeout(generation));
+    assert_eq!(h.signals.last(), Some(&(Proc::Main, Signal::SIGKILL)));
+    // A stale timer after the process died does nothing.
+    h.feed(Input::Exited(
+        Proc::Main,
+        ProcessEnd::Signaled(Signal::SIGKILL),
+    ));
+    let n = h.signals.len();
+    h.feed(Input::KillTimeout(generation));
+    assert_eq!(h.signals.len(), n);
+    assert_eq!(h.state(), State::Waiting);
+}
+
+#[test]
+fn crash_respawns_through_post_stop_and_pre_start() {
+    let mut h = Harness::new(Policy {
+        respawn: true,
+        ..hooks()
+    });
+    h.feed(Input::Start);
+    h.exit(Proc::PreStart, 0);
+    h.exit(Proc::PostStart, 0);
+    h.spawned.clear();
+    h.feed(Input::Exited(
+        Proc::Main,
+        ProcessEnd::Signaled(Signal::SIGKILL),
+    ));
+    assert_eq!(h.spawned, vec![Proc::PostStop]);
+    h.exit(Proc::PostStop, 0);
+    h.exit(Proc::PreStart, 0);
+    h.exit(Proc::PostStart, 0);
+    assert_eq!(h.state(), State::Running);
+    assert_eq!(h.m.restarts, 1);
+    assert!(
+        !h.spawned.contains(&Proc::PreStop),
+        "pre-stop only on a requested stop"
+    );
+}
+
+#[test]
+fn normal_exit_is_not_respawned() {
+    let mut h = Harness::new(Policy {
+        respawn: true,
+        normal_exit: vec![ExitMatch::Code(0), ExitMatch::Signal(Signal::SIGTERM)],
+        ..policy()
+    });
+    h.feed(Input::Start);
+    h.feed(Input::Exited(
+        Proc::Main,
+        ProcessEnd::Signaled(Signal::SIGTERM),
+    ));
+    assert_eq!(h.state(), State::Waiting);
+    assert!(h.m.last_failure.is_none());
+}
+
+#[test]
+fn respawn_limit_gives_up_into_failed_until_start() {
+    let mut h = Harness::new(Policy {
+        respawn: true,
+        respawn_limit: Some(RespawnLimit {
+            count: 3,
+            interval: Duration::from_secs(5),
+        }),
+        ..policy()
+    });
+    h.feed(Input::Start);
+    for _ in 0..3 {
+        h.exit(Proc::Main, 1);
+        assert_eq!(h.state(), State::Running);
+    }
+    h.exit(Proc::Main, 1);
+    assert_eq!(h.state(), State::Failed);
+    assert_eq!(h.m.restarts, 3);
+    // Nothing brings it back by itself; a start does.
+    h.feed(Input::Start);
+    assert_eq!(h.state(), State::Running);
+}
+
+#[test]
+fn respawns_spread_out_in_time_are_not_limited() {
+    let mut h = Harness::new(Policy {
+        respawn: true,
+        respawn_limit: Some(RespawnLimit {
+            count: 2,
+            interval: Duration::from_secs(5),
+        }),
+        ..policy()
+    });
+    h.feed(Input::Start);
+    for _ in 0..10 {
+        h.now += Duration::from_secs(3);
+        h.exit(Proc::Main, 1);
+        assert_eq!(h.state(), State::Running);
+    }
+}
+
+#[test]
+fn manual_stop_is_never_respawned() {
+    let mut h = Harness::new(Policy {
+        respawn: true,
+        ..policy()
+    });
+    h.feed(Input::Start);
+    h.feed(Input::Stop);
+    h.exit(Proc::Main, 1);
+    assert_eq!(h.state(), State::Waiting);
+    assert_eq!(h.m.restarts, 0);
+}
+
+#[test]
+fn task_runs_to_completion() {
+    let mut h = Harness::new(Policy {
+        task: true,
+        ..policy()
+    });
+    h.feed(Input::Start);
+    assert_eq!(h.state(), State::Running);
+    h.exit(Proc::Main, 0);
+    assert_eq!(h.state(), State::Waiting);
+    assert_eq!(h.events.last(), Some(&Event::Stopped { failed: false }));
+}
+
+#[test]
+fn restart_goes_down_and_up() {
+    let mut h = Harness::new(hooks());
+    h.feed(Input::Start);
+    h.exit(Proc::PreStart, 0);
+    h.exit(Proc::PostStart, 0);
+    let first = h.m.main_pid;
+    h.feed(Input::Restart);
+    assert_eq!(h.state(), State::PreStop);
+    h.exit(Proc::PreStop, 0);
+    h.feed(Input::Exited(
+        Proc::Main,
+        ProcessEnd::Signaled(Signal::SIGTERM),
+    ));
+    h.exit(Proc::PostStop, 0);
+    h.exit(Proc::PreStart, 0);
+    h.exit(Proc::PostStart, 0);
+    assert_eq!(h.state(), State::Running);
+    assert_ne!(h.m.main_pid, first);
+    assert_eq!(h.m.runs, 2);
+}
+
+#[test]
+fn start_during_pre_stop_keeps_it_running() {
+    let mut h = Harness::new(hooks());
+    h.feed(Input::Start);
+    h.exit(Proc::PreStart, 0);
+    h.exit(Proc::PostStart, 0);
+    h.feed(Input::Stop);
+    h.feed(Input::Start);
+    h.exit(Proc::PreStop, 0);
+    assert_eq!(h.state(), State::Running);
+    assert!(h.signals.is_empty());
+}
+
+#[test]
+fn main_that_cannot_spawn_fails_the_start() {
+    let mut h = Harness::new(Policy {
+        respawn: true,
+        post_stop: true,
+        ..policy()
+    });
+    h.fail_spawn = Some(Proc::Main);
+    h.feed(Input::Start);
+    assert_eq!(h.state(), State::PostStop);
+    h.exit(Proc::PostStop, 0);
+    assert_eq!(h.state(), State::Waiting);
+    assert_eq!(h.events.last(), Some(&Event::Stopped { failed: true }));
+}
+
+#[test]
+fn main_dying_during_post_start_interrupts_it() {
+    let mut h = Harness::new(hooks());
+    h.feed(Input::Start);
+    h.exit(Proc::PreStart, 0);
+    h.exit(Proc::Main, 2);
+    assert_eq!(h.signals, vec![(Proc::PostStart, Signal::SIGKILL)]);
+    h.feed(Input::Exited(
+        Proc::PostStart,
+        ProcessEnd::Signaled(Signal::SIGKILL),
+    ));
+    assert_eq!(h.state(), State::PostStop);
+    h.exit(Proc::PostStop, 0);
+    assert_eq!(h.state(), State::Waiting);
+    assert_eq!(
+        h.m.last_failure.as_ref().map(|f| f.process),
+        Some(Proc::Main)
+    );
+}

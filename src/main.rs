@@ -1,0 +1,18 @@
+//! guardian: a health-checking process supervisor. `guardian -c DIR` runs the daemon;
+//! every other command talks to it over its control socket.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+mod config;
+mod control;
+mod daemon;
+mod job;
+mod process;
+
+fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    cli::run(args)
+}

@@ -1,0 +1,33 @@
+//! Processes: spawning a job's programs in their own process group with the job's user,
+//! environment and limits; signalling groups; and the one reaper.
+
+pub mod env;
+pub mod reaper;
+pub mod spawn;
+pub mod stat;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// A process group id. Every process guardian starts leads a group of its own, so a
+/// group id is that leader's pid; kept apart from pids so the two cannot be confused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Pgid(pub u32);
+
+impl Pgid {
+    pub fn of_leader(pid: u32) -> Self {
+        Pgid(pid)
+    }
+
+    /// Sends `sig` to every process of the group. A group that is already empty is not
+    /// an error: the processes are gone, which is what a stop wants.
+    pub fn signal(self, sig: Signal) {
+        let Ok(raw) = i32::try_from(self.0) else {
+            return;
+        };
+        match killpg(Pid::from_raw(raw), sig) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => tracing::warn!("cannot send {sig} to process group {raw}: {e}"),
+        }
+    }
+}
