@@ -1,0 +1,550 @@
+//! The supervisor end to end: the real binary, real processes, real signals.
+
+mod util;
+
+use util::{Conf, alive, frame, raw_exchange, read, signal, text, wait_until};
+
+const SLEEP: &str = "exec = \"sleep 1000\"\n";
+
+#[test]
+fn kill_9_of_main_respawns_it() {
+    let c = Conf::new();
+    c.job("web", &format!("{SLEEP}respawn = true\n"));
+    let d = c.start();
+    d.wait_state("web", "running");
+    let first = d.main_pid("web").expect("pid");
+    signal(first, "KILL");
+    wait_until("a new main process", || {
+        d.main_pid("web").is_some_and(|p| p != first) && d.state("web") == "running"
+    });
+    let s = d.status("web");
+    assert_eq!(s["restarts"], 1);
+    assert_eq!(s["last_failure"]["process"], "main");
+    assert_eq!(s["last_failure"]["status"], "killed by SIGKILL");
+    assert!(!alive(first));
+}
+
+#[test]
+fn hooks_run_in_order_around_the_main_process() {
+    let c = Conf::new();
+    let f = c.file("order");
+    c.job(
+        "app",
+        &format!(
+            r#"
+pre-start = "echo pre-start >> {f}"
+script = """
+trap 'echo main-term >> {f}; exit 0' TERM
+echo main >> {f}
+while :; do sleep 0.05; done
+"""
+post-start = "echo post-start >> {f}"
+pre-stop = "echo pre-stop >> {f}"
+post-stop = "echo post-stop >> {f}"
+"#
+        ),
+    );
+    let d = c.start();
+    d.wait_state("app", "running");
+    wait_until("main to write", || read(&f).contains("main"));
+    d.ok(&["stop", "app"], 0);
+    assert_eq!(d.state("app"), "waiting");
+    let lines: Vec<String> = read(&f).lines().map(str::to_string).collect();
+    assert_eq!(lines[0], "pre-start", "{lines:?}");
+    let mut middle = lines[1..3].to_vec();
+    middle.sort();
+    assert_eq!(middle, ["main", "post-start"], "{lines:?}");
+    assert_eq!(
+        lines[3..],
+        ["pre-stop", "main-term", "post-stop"],
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_stop_during_pre_start_never_runs_main_and_still_runs_post_stop() {
+    let c = Conf::new();
+    let f = c.file("trace");
+    c.job(
+        "slow",
+        &format!(
+            r#"
+manual = true
+pre-start = "echo pre-start >> {f}; sleep 30"
+exec = "sh -c 'echo main >> {f}; exec sleep 1000'"
+post-stop = "echo post-stop >> {f}"
+"#
+        ),
+    );
+    let d = c.start();
+    d.ok(&["start", "slow", "--no-wait"], 0);
+    d.wait_state("slow", "pre-start");
+    wait_until("pre-start to run", || read(&f).contains("pre-start"));
+    d.ok(&["stop", "slow"], 0);
+    assert_eq!(read(&f), "pre-start\npost-stop\n");
+}
+
+#[test]
+fn a_failing_pre_start_fails_the_start_and_is_recorded() {
+    let c = Conf::new();
+    let f = c.file("trace");
+    c.job(
+        "broken",
+        &format!(
+            r#"
+manual = true
+pre-start = "exit 3"
+exec = "sh -c 'echo main >> {f}; exec sleep 1000'"
+post-stop = "echo post-stop >> {f}"
+"#
+        ),
+    );
+    let d = c.start();
+    let out = d.ok(&["start", "broken"], 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pre-start exited 3"), "{}", text(&out));
+    let s = d.status("broken");
+    assert_eq!(s["state"], "waiting");
+    assert_eq!(s["last_failure"]["process"], "pre-start");
+    assert_eq!(s["last_failure"]["status"], "exited 3");
+    assert_eq!(read(&f), "post-stop\n", "main never ran, post-stop did");
+}
+
+#[test]
+fn stop_kills_background_grandchildren_even_ones_that_ignore_term() {
+    let c = Conf::new();
+    let f = c.file("grandchildren");
+    c.job(
+        "spawner",
+        &format!(
+            r#"
+script = """
+sleep 1000 &
+echo $! >> {f}
+sh -c 'trap "" TERM; while :; do sleep 0.05; done' &
+echo $! >> {f}
+wait
+"""
+"#
+        ),
+    );
+    let d = c.start();
+    d.wait_state("spawner", "running");
+    wait_until("two grandchildren", || read(&f).lines().count() == 2);
+    let pids: Vec<u32> = read(&f).lines().filter_map(|l| l.parse().ok()).collect();
+    assert!(pids.iter().all(|p| alive(*p)));
+    d.ok(&["stop", "spawner"], 0);
+    wait_until("the grandchildren to be gone", || {
+        !pids.iter().any(|p| alive(*p))
+    });
+}
+
+#[test]
+fn a_stopped_sigstopped_process_still_dies_without_waiting_for_the_kill_timeout() {
+    let c = Conf::new();
+    c.job("frozen", &format!("{SLEEP}kill-timeout = \"60s\"\n"));
+    let d = c.start();
+    d.wait_state("frozen", "running");
+    let pid = d.main_pid("frozen").expect("pid");
+    signal(pid, "STOP");
+    d.ok(&["stop", "frozen"], 0);
+    assert!(!alive(pid));
+}
+
+#[test]
+fn kill_timeout_escalates_to_sigkill() {
+    let c = Conf::new();
+    c.job(
+        "stubborn",
+        "script = \"trap '' TERM; while :; do sleep 0.05; done\"\nkill-timeout = \"300ms\"\n",
+    );
+    let d = c.start();
+    d.wait_state("stubborn", "running");
+    let pid = d.main_pid("stubborn").expect("pid");
+    d.ok(&["stop", "stubborn"], 0);
+    assert!(!alive(pid));
+    assert!(
+        d.daemon_log().contains("sending SIGKILL"),
+        "{}",
+        d.daemon_log()
+    );
+}
+
+#[test]
+fn respawn_limit_ends_in_failed_until_started_by_hand() {
+    let c = Conf::new();
+    c.job(
+        "crasher",
+        "script = \"exit 1\"\nrespawn = true\nrespawn-limit = { count = 3, interval = \"30s\" }\n",
+    );
+    let d = c.start();
+    d.wait_state("crasher", "failed");
+    let s = d.status("crasher");
+    assert_eq!(s["restarts"], 3);
+    assert_eq!(s["goal"], "stop");
+    let status = s["last_failure"]["status"].as_str().unwrap_or_default();
+    assert!(status.contains("giving up"), "{s}");
+    // It stays failed: nothing restarts it by itself...
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(d.state("crasher"), "failed");
+    // ...until a person starts it, which runs it (and, here, fails it) again.
+    d.ok(&["start", "crasher"], 0);
+    wait_until("it to fail again", || {
+        let s = d.status("crasher");
+        s["state"] == "failed" && s["restarts"].as_u64() > Some(3)
+    });
+}
+
+#[test]
+fn normal_exit_is_not_respawned_and_task_runs_to_completion() {
+    let c = Conf::new();
+    let f = c.file("ran");
+    c.job(
+        "oneshot",
+        &format!("task = true\nscript = \"echo done >> {f}\"\n"),
+    );
+    c.job(
+        "quits",
+        "script = \"exit 7\"\nrespawn = true\nnormal-exit = [0, 7]\nmanual = true\n",
+    );
+    let d = c.start();
+    wait_until("the task to finish", || read(&f) == "done\n");
+    d.wait_state("oneshot", "waiting");
+    let out = d.ok(&["start", "oneshot"], 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ran to completion"));
+    assert_eq!(
+        read(&f),
+        "done\ndone\n",
+        "start waited for the task to finish"
+    );
+    d.ok(&["start", "quits"], 0);
+    d.wait_state("quits", "waiting");
+    assert_eq!(d.status("quits")["restarts"], 0);
+}
+
+#[test]
+fn sigterm_stops_every_job_in_reverse_start_order_and_runs_post_stop() {
+    let c = Conf::new();
+    let f = c.file("stopped");
+    for name in ["a", "b", "c"] {
+        c.job(
+            name,
+            &format!("{SLEEP}post-stop = \"echo {name} >> {f}\"\n"),
+        );
+    }
+    let mut d = c.start();
+    for name in ["a", "b", "c"] {
+        d.wait_state(name, "running");
+    }
+    let pids: Vec<u32> = ["a", "b", "c"]
+        .iter()
+        .filter_map(|n| d.main_pid(n))
+        .collect();
+    let status = d.terminate();
+    assert!(status.success(), "daemon exit {status:?}");
+    assert_eq!(read(&f), "c\nb\na\n");
+    assert!(pids.iter().all(|p| !alive(*p)));
+    assert!(!c.socket().exists(), "the socket is removed on exit");
+}
+
+#[test]
+fn manual_stop_and_unmonitor_survive_a_daemon_restart() {
+    let c = Conf::new();
+    c.job("api", SLEEP);
+    c.job("worker", SLEEP);
+    let mut d = c.start();
+    d.wait_state("api", "running");
+    d.ok(&["unmonitor", "api"], 0);
+    d.ok(&["stop", "worker"], 0);
+    assert!(d.terminate().success());
+    drop(d);
+
+    let d = c.start();
+    d.wait_state("api", "running");
+    let api = d.status("api");
+    assert_eq!(api["monitored"], false);
+    let worker = d.status("worker");
+    assert_eq!(worker["state"], "waiting");
+    assert_eq!(worker["manual_stop"], true);
+    d.ok(&["start", "worker"], 0);
+    d.ok(&["monitor", "api"], 0);
+    assert_eq!(d.status("api")["monitored"], true);
+}
+
+#[test]
+fn a_hundred_unmonitor_monitor_calls_end_monitored() {
+    let c = Conf::new();
+    c.job("nginx", SLEEP);
+    let d = c.start();
+    for i in 0..100 {
+        let cmd = if i % 2 == 0 { "unmonitor" } else { "monitor" };
+        d.ok(&[cmd, "nginx"], 0);
+    }
+    assert_eq!(d.status("nginx")["monitored"], true);
+    // Repeats are harmless too.
+    d.ok(&["monitor", "nginx"], 0);
+    d.ok(&["start", "nginx"], 0);
+    d.ok(&["stop", "nginx"], 0);
+    d.ok(&["stop", "nginx"], 0);
+}
+
+#[test]
+fn reload_adds_removes_and_changes_jobs_and_leaves_the_rest_alone() {
+    let c = Conf::new();
+    c.job("gone", SLEEP)
+        .job("changed", SLEEP)
+        .job("same", SLEEP);
+    let d = c.start();
+    for j in ["gone", "changed", "same"] {
+        d.wait_state(j, "running");
+    }
+    let same = d.main_pid("same");
+    let changed = d.main_pid("changed");
+    let gone = d.main_pid("gone").expect("pid");
+
+    c.remove_job("gone");
+    c.job("changed", "exec = \"sleep 2000\"\n");
+    c.job("new", SLEEP);
+    let out = d.ok(&["reload"], 0);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 added, 1 removed, 1 changed, 1 unchanged"),
+        "{}",
+        text(&out)
+    );
+    wait_until("the new job and the changed one to run", || {
+        d.all().len() == 3
+            && d.state("new") == "running"
+            && d.state("changed") == "running"
+            && d.main_pid("changed") != changed
+    });
+    assert_eq!(d.main_pid("same"), same, "an unchanged job is untouched");
+    assert!(!alive(gone));
+    let out = d.cli(&["status", "gone"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // A configuration with errors changes nothing and says why.
+    c.job("bad", "exec = \"sleep 1\"\nkill-timout = \"5s\"\n");
+    c.remove_job("same");
+    let out = d.ok(&["reload"], 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:2:1"), "{}", text(&out));
+    assert_eq!(d.main_pid("same"), same);
+}
+
+#[test]
+fn sighup_reloads_too() {
+    let c = Conf::new();
+    c.job("first", SLEEP);
+    let d = c.start();
+    d.wait_state("first", "running");
+    c.job("second", SLEEP);
+    signal(d.pid(), "HUP");
+    wait_until("the added job", || {
+        d.all()
+            .iter()
+            .any(|j| j["name"] == "second" && j["state"] == "running")
+    });
+}
+
+#[test]
+fn config_errors_are_all_reported_with_positions_and_nothing_starts() {
+    let c = Conf::new();
+    let f = c.file("ran");
+    c.job(
+        "web",
+        &format!("exec = \"sh -c 'touch {f}'\"\nkill-timout = \"5s\"\nkill-signal = \"TREM\"\n"),
+    );
+    c.job("db", "exec = \"no-such-program-here --flag\"\nnice = 40\n");
+    c.job("all", SLEEP);
+    let out = c.cli(&["check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "web.toml:2:1: unknown key `kill-timout`",
+        "did you mean `kill-timeout`?",
+        "web.toml:3:15: `kill-signal`: `TREM` is not a signal",
+        "did you mean `TERM`?",
+        "db.toml:1:8: `exec`: program `no-such-program-here` not found in PATH",
+        "db.toml:2:8: `nice` must be between -20 and 19",
+        "`all` is not a valid job name",
+        "5 errors",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    // The daemon refuses to start from it.
+    let out = std::process::Command::new(util::BIN)
+        .arg("-c")
+        .arg(c.path())
+        .output()
+        .expect("daemon");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!std::path::Path::new(&f).exists(), "nothing started");
+
+    let ok = Conf::new();
+    ok.job("web", SLEEP);
+    let out = ok.cli(&["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 job OK"));
+}
+
+#[test]
+fn garbage_on_the_socket_gets_an_error_reply_and_harms_nothing() {
+    let c = Conf::new();
+    c.job("web", SLEEP);
+    let d = c.start();
+    d.wait_state("web", "running");
+    let sock = c.socket();
+
+    // Text where a frame should be: its "length" is far over the limit.
+    let r = raw_exchange(&sock, b"GET / HTTP/1.1\r\n\r\n", false).expect("reply");
+    assert_eq!(r["response"], "error", "{r}");
+    // A frame that is not JSON.
+    let r = raw_exchange(&sock, &frame("{{{ not json"), false).expect("reply");
+    assert_eq!(r["response"], "error");
+    // Valid JSON, but no hello first.
+    let r =
+        raw_exchange(&sock, &frame(r#"{"request":"status","job":null}"#), false).expect("reply");
+    assert_eq!(r["response"], "error");
+    // A wrong protocol version.
+    let r =
+        raw_exchange(&sock, &frame(r#"{"request":"hello","version":999}"#), false).expect("reply");
+    assert!(
+        r["message"].as_str().unwrap_or("").contains("version"),
+        "{r}"
+    );
+    // A truncated frame after a good hello: the hello is answered, then an error.
+    let mut bytes = frame(r#"{"request":"hello","version":1}"#);
+    bytes.extend_from_slice(&100u32.to_be_bytes());
+    bytes.extend_from_slice(b"{\"requ");
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).expect("connect");
+    use std::io::{Read, Write};
+    s.write_all(&bytes).expect("write");
+    s.shutdown(std::net::Shutdown::Write).expect("half close");
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).expect("read");
+    let text_back = String::from_utf8_lossy(&all);
+    assert!(
+        text_back.contains("\"hello\"") && text_back.contains("\"error\""),
+        "{text_back}"
+    );
+    // An unknown request after a good hello.
+    let mut bytes = frame(r#"{"request":"hello","version":1}"#);
+    bytes.extend_from_slice(&frame(r#"{"request":"explode"}"#));
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).expect("connect");
+    s.write_all(&bytes).expect("write");
+    s.shutdown(std::net::Shutdown::Write).expect("half close");
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).expect("read");
+    assert!(String::from_utf8_lossy(&all).contains("malformed request"));
+
+    // The daemon is unharmed.
+    assert_eq!(d.state("web"), "running");
+    // Unknown jobs are errors with a suggestion, exit 2.
+    let out = d.ok(&["start", "wbe"], 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `web`?"));
+}
+
+#[test]
+fn a_second_daemon_refuses_and_a_stale_socket_is_replaced() {
+    let c = Conf::new();
+    c.job("web", SLEEP);
+    std::fs::create_dir_all(c.path().join("run")).expect("run dir");
+    // A socket file left behind by a daemon that died.
+    drop(std::os::unix::net::UnixListener::bind(c.socket()).expect("stale socket"));
+    assert!(c.socket().exists());
+    let d = c.start();
+    d.wait_state("web", "running");
+    let out = std::process::Command::new(util::BIN)
+        .arg("-c")
+        .arg(c.path())
+        .output()
+        .expect("second daemon");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already running"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(d.state("web"), "running");
+}
+
+#[test]
+fn logs_env_and_custom_commands() {
+    let c = Conf::new();
+    c.job(
+        "talker",
+        r#"
+script = "for i in 1 2 3 4 5; do echo line $i; done; echo to-stderr >&2; exec sleep 1000"
+env = { GREETING = "hi there" }
+[commands]
+greet = "echo \"$GREETING from $GUARDIAN_JOB\""
+fail = "echo nope; exit 4"
+"#,
+    );
+    let d = c.start();
+    d.wait_state("talker", "running");
+    wait_until("the log", || {
+        read(&c.file("log/talker.log")).contains("to-stderr")
+    });
+    let out = d.ok(&["logs", "talker", "-n", "2"], 0);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "line 5\nto-stderr\n");
+
+    let out = d.ok(&["env", "talker"], 0);
+    let env = String::from_utf8_lossy(&out.stdout);
+    assert!(env.contains("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
+    assert!(env.contains("GREETING=hi there"));
+    assert!(env.contains("GUARDIAN_JOB=talker"));
+
+    let out = d.ok(&["run", "talker", "greet"], 0);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hi there from talker\n"
+    );
+    let out = d.ok(&["run", "talker", "fail"], 1);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "nope\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exited 4"));
+    let out = d.ok(&["run", "talker", "nosuch"], 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("greet"));
+}
+
+#[test]
+fn jobs_get_a_clean_environment_and_their_user() {
+    let c = Conf::new();
+    let f = c.file("env");
+    let root = nix_is_root();
+    let user = if root { "setuid = \"nobody\"\n" } else { "" };
+    c.job(
+        "clean",
+        &format!("task = true\n{user}umask = \"027\"\nscript = \"env > {f}.tmp; id -u >> {f}.tmp; umask >> {f}.tmp; mv {f}.tmp {f}\"\n"),
+    );
+    if root {
+        // nobody must be able to write there.
+        std::fs::set_permissions(
+            c.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .expect("chmod");
+    }
+    let d = c.start();
+    wait_until("the task's report", || !read(&f).is_empty());
+    let report = read(&f);
+    assert!(report.contains("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
+    assert!(
+        !report.contains("GUARDIAN_LOG"),
+        "the daemon's environment does not leak: {report}"
+    );
+    assert!(report.contains("0027"), "{report}");
+    if root {
+        assert!(report.contains("USER=nobody"), "{report}");
+        assert!(report.contains("\n65534\n"), "{report}");
+    }
+    drop(d);
+}
+
+fn nix_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}

@@ -1,0 +1,253 @@
+//! The test harness: a configuration directory in a temporary folder, the real guardian
+//! binary run on it as a daemon, and the real CLI to talk to it. Waiting is polling
+//! with a generous deadline, never a fixed sleep.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_guardian");
+
+/// How long anything may take before a test gives up: generous, for a loaded machine.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A configuration directory.
+pub struct Conf {
+    pub dir: tempfile::TempDir,
+}
+
+impl Conf {
+    pub fn new() -> Conf {
+        let dir = tempfile::Builder::new()
+            .prefix("g")
+            .tempdir()
+            .expect("temporary directory");
+        std::fs::create_dir(dir.path().join("jobs")).expect("jobs dir");
+        std::fs::write(
+            dir.path().join("guardian.toml"),
+            "socket = \"run/g.sock\"\nlog-dir = \"log\"\nstate-dir = \"state\"\n",
+        )
+        .expect("guardian.toml");
+        Conf { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A path inside the configuration directory, as text for use in job files.
+    pub fn file(&self, name: &str) -> String {
+        self.path().join(name).display().to_string()
+    }
+
+    pub fn job(&self, name: &str, toml: &str) -> &Conf {
+        std::fs::write(self.path().join("jobs").join(format!("{name}.toml")), toml)
+            .expect("job file");
+        self
+    }
+
+    pub fn remove_job(&self, name: &str) {
+        std::fs::remove_file(self.path().join("jobs").join(format!("{name}.toml")))
+            .expect("remove job file");
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.path().join("run/g.sock")
+    }
+
+    /// Runs the CLI on this configuration.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("-c")
+            .arg(self.path())
+            .args(args)
+            .env_remove("GUARDIAN_SOCKET")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the guardian CLI")
+    }
+
+    pub fn start(&self) -> Daemon<'_> {
+        let log = std::fs::File::create(self.path().join("daemon.log")).expect("daemon log");
+        let child = Command::new(BIN)
+            .arg("-c")
+            .arg(self.path())
+            .env("GUARDIAN_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("start the daemon");
+        let d = Daemon {
+            conf: self,
+            child: Some(child),
+        };
+        wait_until("the daemon's control socket", || {
+            UnixStream::connect(self.socket()).is_ok()
+        });
+        d
+    }
+}
+
+pub struct Daemon<'a> {
+    pub conf: &'a Conf,
+    child: Option<Child>,
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+impl Daemon<'_> {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.conf.cli(args)
+    }
+
+    /// Runs the CLI and insists it exits with `code`.
+    pub fn ok(&self, args: &[&str], code: i32) -> Output {
+        let out = self.cli(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "guardian {args:?}: {}",
+            text(&out)
+        );
+        out
+    }
+
+    pub fn status(&self, job: &str) -> Value {
+        let out = self.cli(&["status", job, "--json"]);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("status --json of {job}: {e}: {}", text(&out)))
+    }
+
+    pub fn all(&self) -> Vec<Value> {
+        let out = self.ok(&["status", "--json"], 0);
+        serde_json::from_slice::<Vec<Value>>(&out.stdout).expect("status --json array")
+    }
+
+    pub fn state(&self, job: &str) -> String {
+        self.status(job)["state"].as_str().unwrap_or("").to_string()
+    }
+
+    pub fn main_pid(&self, job: &str) -> Option<u32> {
+        self.status(job)["pid"].as_u64().map(|p| p as u32)
+    }
+
+    pub fn wait_state(&self, job: &str, state: &str) {
+        wait_until(&format!("{job} to be {state}"), || self.state(job) == state);
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.conf.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the daemon to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon still running");
+        signal(child.id(), libc_sig::TERM);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if start.elapsed() > DEADLINE {
+                let _ = child.kill();
+                panic!("daemon did not exit after SIGTERM:\n{}", self.daemon_log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon<'_> {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), libc_sig::TERM);
+            let start = Instant::now();
+            while start.elapsed() < DEADLINE {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub mod libc_sig {
+    pub const TERM: &str = "TERM";
+    pub const KILL: &str = "KILL";
+    pub const STOP: &str = "STOP";
+    pub const HUP: &str = "HUP";
+}
+
+/// Sends a signal with kill(1), so the tests need no unsafe code.
+pub fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+pub fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Sends raw bytes on a fresh connection and returns the first frame that comes back.
+pub fn raw_exchange(socket: &Path, bytes: &[u8], half_close: bool) -> Option<Value> {
+    let mut s = UnixStream::connect(socket).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    s.write_all(bytes).expect("write");
+    if half_close {
+        s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    }
+    let mut header = [0u8; 4];
+    s.read_exact(&mut header).ok()?;
+    let mut body = vec![0u8; u32::from_be_bytes(header) as usize];
+    s.read_exact(&mut body).ok()?;
+    serde_json::from_slice(&body).ok()
+}
+
+pub fn frame(json: &str) -> Vec<u8> {
+    let mut v = (json.len() as u32).to_be_bytes().to_vec();
+    v.extend_from_slice(json.as_bytes());
+    v
+}
