@@ -548,3 +548,108 @@ fn nix_is_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
+
+#[test]
+fn reload_job_sends_its_reload_signal_to_the_main_process() {
+    let c = Conf::new();
+    let f = c.file("reloaded");
+    c.job(
+        "nginx",
+        &format!(
+            "script = \"trap 'echo reloaded >> {f}' USR1; while :; do sleep 0.05; done\"\nreload-signal = \"USR1\"\n"
+        ),
+    );
+    c.job("idle", "manual = true\nexec = \"sleep 1000\"\n");
+    let d = c.start();
+    d.wait_state("nginx", "running");
+    let pid = d.main_pid("nginx");
+    let out = d.ok(&["reload", "nginx"], 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sent SIGUSR1"));
+    wait_until("the trap to run", || read(&f) == "reloaded\n");
+    assert_eq!(d.main_pid("nginx"), pid, "reloaded, not restarted");
+    d.ok(&["reload", "idle"], 1);
+}
+
+#[test]
+fn logs_follow_prints_new_lines_and_rotation_keeps_generations() {
+    let c = Conf::new();
+    std::fs::write(
+        c.path().join("guardian.toml"),
+        "socket = \"run/g.sock\"\nlog-dir = \"log\"\nstate-dir = \"state\"\nlog-max-size = \"2KB\"\nlog-keep = 10\n",
+    )
+    .expect("guardian.toml");
+    let f = c.file("go");
+    c.job(
+        "chatty",
+        &format!(
+            "script = \"echo first; while [ ! -e {f} ]; do sleep 0.05; done; i=0; while [ $i -lt 200 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done; echo last; exec sleep 1000\"\n"
+        ),
+    );
+    let d = c.start();
+    wait_until("the first line", || {
+        read(&c.file("log/chatty.log")).contains("first")
+    });
+    let mut follower = std::process::Command::new(util::BIN)
+        .arg("-c")
+        .arg(c.path())
+        .args(["logs", "chatty", "-f", "-n", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("logs -f");
+    let mut out = follower.stdout.take().expect("stdout");
+    std::fs::write(&f, "").expect("go");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&seen).contains("last\n") {
+                break;
+            }
+        }
+        let _ = tx.send(String::from_utf8_lossy(&seen).into_owned());
+    });
+    let seen = rx.recv_timeout(util::DEADLINE).unwrap_or_default();
+    let _ = follower.kill();
+    let _ = follower.wait();
+    // Every line, in order, although the log was rotated several times meanwhile.
+    let expected: Vec<String> = std::iter::once("first".to_string())
+        .chain((0..200).map(|i| format!("line-{i}-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")))
+        .chain(std::iter::once("last".to_string()))
+        .collect();
+    let got: Vec<&str> = seen.lines().collect();
+    assert_eq!(got, expected);
+    assert!(c.path().join("log/chatty.log.4").exists());
+    for name in ["chatty.log", "chatty.log.1", "chatty.log.2"] {
+        let text = read(&c.file(&format!("log/{name}")));
+        assert!(text.len() <= 2000, "{name} is {} bytes", text.len());
+        assert!(text.ends_with('\n'), "whole lines only in {name}");
+    }
+    drop(d);
+}
+
+#[test]
+fn limits_and_nice_apply_to_the_job() {
+    let c = Conf::new();
+    let f = c.file("limits");
+    c.job(
+        "limited",
+        &format!(
+            "task = true\nnice = 5\nlimit = {{ nofile = [100, 200], core = 0 }}\nscript = \"ulimit -Sn > {f}.tmp; ulimit -Hn >> {f}.tmp; ulimit -c >> {f}.tmp; cut -d' ' -f19 /proc/self/stat >> {f}.tmp; mv {f}.tmp {f}\"\n"
+        ),
+    );
+    let d = c.start();
+    wait_until("the report", || !read(&f).is_empty());
+    assert_eq!(read(&f), "100\n200\n0\n5\n");
+    let out = d.ok(&["env", "limited"], 0);
+    let env = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        env.contains("nofile") && env.contains("100") && env.contains("200"),
+        "{env}"
+    );
+}

@@ -122,6 +122,10 @@ fn follow_file(path: &Path, mut file: Option<File>, out: &mut impl Write) -> any
             _ => false,
         };
         if reopen {
+            if let Some(r) = &reader {
+                let ours = r.get_ref().metadata()?.ino();
+                catch_up(path, ours, out)?;
+            }
             reader = File::open(path).ok().map(BufReader::new);
             continue;
         }
@@ -129,6 +133,31 @@ fn follow_file(path: &Path, mut file: Option<File>, out: &mut impl Write) -> any
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// After a rotation: the generations newer than the one just read to its end (file
+/// `ours`) were written and rotated away in between; print them, oldest first.
+fn catch_up(path: &Path, ours: u64, out: &mut impl Write) -> io::Result<()> {
+    let generation = |n: u32| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(format!(".{n}"));
+        PathBuf::from(p)
+    };
+    let newer: Vec<PathBuf> = (1..=100)
+        .map(generation)
+        .take_while(|p| p.exists())
+        .take_while(|p| std::fs::metadata(p).is_ok_and(|m| m.ino() != ours))
+        .collect();
+    let found_ours =
+        std::fs::metadata(generation(newer.len() as u32 + 1)).is_ok_and(|m| m.ino() == ours);
+    if found_ours {
+        for p in newer.iter().rev() {
+            if let Ok(mut f) = File::open(p) {
+                io::copy(&mut f, out)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 trait Position {

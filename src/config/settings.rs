@@ -52,8 +52,8 @@ pub fn read(r: &mut Reader<'_>, dir: &Path, table: &DeTable<'_>) -> Settings {
             }
             "log-max-size" => {
                 if let Some(n) = r.size(k, v) {
-                    if n < 4096 {
-                        r.error(v.span(), "`log-max-size` must be at least 4KB", None);
+                    if n < 1000 {
+                        r.error(v.span(), "`log-max-size` must be at least 1KB", None);
                     } else {
                         s.log_max_size = n;
                     }

@@ -104,34 +104,61 @@ impl LogFile {
         }
     }
 
+    /// Writes whole lines, rotating between two lines whenever the next would take the
+    /// file past its size limit: a generation never ends in half a line, and never grows
+    /// past the limit unless one line alone is longer.
     fn write(&mut self, data: &[u8]) {
-        if self.file.is_some() && self.size > 0 && self.size + data.len() as u64 > self.max_size {
-            self.rotate();
-        }
-        if self.file.is_none() {
-            match OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-            {
-                Ok(f) => {
-                    self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
-                    self.file = Some(f);
-                    if self.size > 0 && self.size + data.len() as u64 > self.max_size {
+        let mut rest = data;
+        while !rest.is_empty() {
+            if self.file.is_none() && !self.open() {
+                return;
+            }
+            let room = self.max_size.saturating_sub(self.size) as usize;
+            let batch = if rest.len() <= room {
+                rest.len()
+            } else {
+                match rest[..room].iter().rposition(|b| *b == b'\n') {
+                    Some(i) => i + 1,
+                    None if self.size == 0 => {
+                        // One line longer than the limit: it gets a file of its own.
+                        rest.iter()
+                            .position(|b| *b == b'\n')
+                            .map_or(rest.len(), |i| i + 1)
+                    }
+                    None => {
                         self.rotate();
-                        return self.write(data);
+                        continue;
                     }
                 }
-                Err(e) => {
-                    tracing::warn!("cannot open {}: {e}", self.path.display());
-                    return;
+            };
+            let (now, later) = rest.split_at(batch);
+            if let Some(f) = &mut self.file {
+                match f.write_all(now) {
+                    Ok(()) => self.size += now.len() as u64,
+                    Err(e) => {
+                        tracing::warn!("cannot write {}: {e}", self.path.display());
+                        return;
+                    }
                 }
             }
+            rest = later;
         }
-        if let Some(f) = &mut self.file {
-            match f.write_all(data) {
-                Ok(()) => self.size += data.len() as u64,
-                Err(e) => tracing::warn!("cannot write {}: {e}", self.path.display()),
+    }
+
+    fn open(&mut self) -> bool {
+        match OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+        {
+            Ok(f) => {
+                self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
+                self.file = Some(f);
+                true
+            }
+            Err(e) => {
+                tracing::warn!("cannot open {}: {e}", self.path.display());
+                false
             }
         }
     }

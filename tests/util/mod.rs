@@ -92,11 +92,14 @@ impl Conf {
             .stderr(log)
             .spawn()
             .expect("start the daemon");
-        let d = Daemon {
+        let mut d = Daemon {
             conf: self,
             child: Some(child),
         };
         wait_until("the daemon's control socket", || {
+            if let Some(Ok(Some(status))) = d.child.as_mut().map(Child::try_wait) {
+                panic!("the daemon exited with {status}:\n{}", d.daemon_log());
+            }
             UnixStream::connect(self.socket()).is_ok()
         });
         d

@@ -1,0 +1,632 @@
+#!/usr/bin/env python3
+"""Benchmark guardian from outside the daemon, through /proc.
+
+Scenarios (see bench/README.md):
+  1. crash -> restart latency of a respawning job
+  2. memory (PSS, RSS) of the daemon supervising 500 jobs
+  3. start-up time of a daemon with 100 jobs
+  4. wall time of `guardian summary` against the 500-job daemon of (2)
+
+Standard library only. Prints a table and writes bench/results.md.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+
+# Every wait below is bounded by one of these (seconds) or by a count.
+READY_TIMEOUT = 10.0        # a 1-job daemon has its job running
+RESTART_TIMEOUT = 5.0       # one replacement process appears
+MEMORY_READY_TIMEOUT = 60.0 # 500 jobs running
+STARTUP_TIMEOUT = 30.0      # 100 jobs running
+SETTLE_SECS = 2.0           # pause before reading memory
+STOP_TIMEOUT = 30.0         # daemon exits after SIGTERM
+KILL_TIMEOUT = 5.0          # daemon exits after SIGKILL of its group
+CLI_TIMEOUT = 10.0          # one `guardian summary`
+
+CRASH_ROUNDS = 20
+MEMORY_JOBS = 500
+STARTUP_JOBS = 100
+STARTUP_RUNS = 5
+SUMMARY_RUNS = 20
+
+JOB_EXEC = "sleep 100000"
+JOB_COMM = "sleep"
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- /proc access
+
+def read_proc(path):
+    """The content of a /proc file, or None if the process is gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        chunks = []
+        while True:
+            b = os.read(fd, 65536)
+            if not b:
+                break
+            chunks.append(b)
+        return b"".join(chunks).decode()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def comm(pid):
+    s = read_proc(f"/proc/{pid}/comm")
+    return s.rstrip("\n") if s is not None else None
+
+
+def start_time(pid):
+    """Field 22 of /proc/PID/stat (start time in clock ticks), or None."""
+    s = read_proc(f"/proc/{pid}/stat")
+    if s is None:
+        return None
+    try:
+        return int(s[s.rindex(")") + 2:].split()[19])
+    except (ValueError, IndexError):
+        return None
+
+
+def children(gpid):
+    """Child pids of the daemon's main thread, as listed by the kernel."""
+    s = read_proc(f"/proc/{gpid}/task/{gpid}/children")
+    return [int(t) for t in s.split()] if s else []
+
+
+def children_all_tasks(gpid):
+    """Child pids of every thread of the daemon (used for a consistency check)."""
+    out = []
+    try:
+        tasks = os.listdir(f"/proc/{gpid}/task")
+    except OSError:
+        return out
+    for t in tasks:
+        s = read_proc(f"/proc/{gpid}/task/{t}/children")
+        if s:
+            out.extend(int(x) for x in s.split())
+    return out
+
+
+class SleepCounter:
+    """Counts the daemon's children that have exec'd `sleep`.
+
+    A pid once seen as `sleep` is remembered, so each poll only reads the comm
+    of children not yet known; a forked child that has not exec'd yet still has
+    the daemon's comm and is looked at again on the next poll.
+    """
+
+    def __init__(self, gpid):
+        self.gpid = gpid
+        self.known = set()
+
+    def count(self):
+        n = 0
+        for p in children(self.gpid):
+            if p in self.known:
+                n += 1
+            elif comm(p) == JOB_COMM:
+                self.known.add(p)
+                n += 1
+        return n
+
+
+def smaps_rollup(pid):
+    """The kB fields of /proc/PID/smaps_rollup as a dict."""
+    s = read_proc(f"/proc/{pid}/smaps_rollup")
+    if s is None:
+        raise RuntimeError(f"cannot read /proc/{pid}/smaps_rollup")
+    out = {}
+    for line in s.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0].endswith(":") and parts[2] == "kB":
+            out[parts[0][:-1]] = int(parts[1])
+    return out
+
+
+# ---------------------------------------------------------------- the daemon
+
+def clean_env():
+    """The environment for guardian: no socket override, default log level."""
+    env = dict(os.environ)
+    for k in ("GUARDIAN_SOCKET", "GUARDIAN_LOG", "RUST_LOG"):
+        env.pop(k, None)
+    return env
+
+
+def make_config(njobs, respawn=False):
+    d = tempfile.mkdtemp(prefix="guardian-bench-")
+    if len(os.path.join(d, "guardian.sock")) > 100:
+        shutil.rmtree(d)
+        d = tempfile.mkdtemp(prefix="guardian-bench-", dir="/tmp")
+    with open(os.path.join(d, "guardian.toml"), "w") as f:
+        f.write('socket = "guardian.sock"\nlog-dir = "log"\nstate-dir = "state"\n')
+    jobs = os.path.join(d, "jobs")
+    os.mkdir(jobs)
+    body = f'exec = "{JOB_EXEC}"\n'
+    if respawn:
+        body += 'respawn = true\nrespawn-limit = "unlimited"\n'
+    width = len(str(njobs))
+    for i in range(njobs):
+        with open(os.path.join(jobs, f"job{i:0{width}d}.toml"), "w") as f:
+            f.write(body)
+    return d
+
+
+class Daemon:
+    """One guardian daemon in its own temporary configuration directory."""
+
+    def __init__(self, binary, njobs, respawn=False, keep=False):
+        self.binary = binary
+        self.njobs = njobs
+        self.keep = keep
+        self.dir = make_config(njobs, respawn)
+        self.log_path = os.path.join(self.dir, "daemon.log")
+        self.proc = None
+        self.tracked = {}  # pid -> start time of every job process seen
+        self.leftovers = 0
+
+    def start(self):
+        """Starts the daemon; returns time.perf_counter() taken just before Popen."""
+        logf = open(self.log_path, "wb")
+        try:
+            t0 = time.perf_counter()
+            self.proc = subprocess.Popen(
+                [self.binary, "-c", self.dir],
+                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                env=clean_env(), start_new_session=True)
+        finally:
+            logf.close()
+        return t0
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def check_alive(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"daemon exited with status {self.proc.returncode}")
+
+    def track(self, pids):
+        for p in pids:
+            if p not in self.tracked:
+                st = start_time(p)
+                if st is not None:
+                    self.tracked[p] = st
+
+    def wait_running(self, n, timeout, poll=0.01):
+        """Waits (bounded) until n children have exec'd sleep."""
+        counter = SleepCounter(self.pid)
+        deadline = time.monotonic() + timeout
+        while True:
+            c = counter.count()
+            if c >= n:
+                break
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {c} of {n} jobs running after {timeout:.0f} s")
+            time.sleep(poll)
+        self.track(counter.known)
+        # The measurements read the main thread's children only; make sure no
+        # job process is listed under another thread.
+        if len(children_all_tasks(self.pid)) != len(children(self.pid)):
+            raise RuntimeError("job processes are children of more than one daemon "
+                               "thread; /proc/PID/task/PID/children is incomplete")
+
+    def cli(self, *args, timeout=CLI_TIMEOUT):
+        return subprocess.run([self.binary, "-c", self.dir, *args],
+                              stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, env=clean_env(), timeout=timeout)
+
+    def log_tail(self, n=20):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self):
+        """SIGTERM, bounded wait, SIGKILL of the group as last resort, then kill
+        any job process left behind and remove the directory."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.track(children_all_tasks(self.pid))
+                try:
+                    self.proc.send_signal(signal.SIGTERM)
+                    self.proc.wait(timeout=STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    log(f"warning: daemon {self.pid} ignored SIGTERM for "
+                        f"{STOP_TIMEOUT:.0f} s; killing its process group")
+                    try:
+                        os.killpg(self.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    try:
+                        self.proc.wait(timeout=KILL_TIMEOUT)
+                    except subprocess.TimeoutExpired:
+                        log(f"warning: daemon {self.pid} still alive after SIGKILL")
+        # Job processes lead process groups of their own, so the daemon's
+        # group kill does not reach them. Kill every one we saw that is still
+        # the same process (same start time) and still `sleep`.
+        for p, st in self.tracked.items():
+            if start_time(p) == st and comm(p) == JOB_COMM:
+                self.leftovers += 1
+                for kill in (os.killpg, os.kill):
+                    try:
+                        kill(p, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+        if self.leftovers:
+            log(f"warning: {self.leftovers} sleep process(es) outlived the daemon; killed")
+        if self.keep:
+            log(f"kept {self.dir}")
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and self.proc is not None:
+            tail = self.log_tail()
+            if tail:
+                log(f"--- daemon log ({self.log_path}) ---\n{tail}---")
+        self.stop()
+        return False
+
+
+# ---------------------------------------------------------------- scenarios
+
+def ms(seconds):
+    return seconds * 1000.0
+
+
+def crash_restart(binary, keep):
+    """Scenario 1: SIGKILL the main process, time until the replacement has exec'd."""
+    samples = []
+    with Daemon(binary, 1, respawn=True, keep=keep) as d:
+        d.start()
+        d.wait_running(1, READY_TIMEOUT)
+        gpid = d.pid
+        path = f"/proc/{gpid}/task/{gpid}/children"
+        for i in range(CRASH_ROUNDS):
+            sleeps = [p for p in children(gpid) if comm(p) == JOB_COMM]
+            if len(sleeps) != 1:
+                raise RuntimeError(f"round {i}: expected 1 running job process, "
+                                   f"found {len(sleeps)}")
+            old = sleeps[0]
+            t0 = time.perf_counter()
+            os.kill(old, signal.SIGKILL)
+            deadline = t0 + RESTART_TIMEOUT
+            new = None
+            # Busy-poll, no sleeps. The killed process may still be listed (as
+            # a zombie, still named `sleep`) until the daemon reaps it, hence
+            # the `p != old`. A forked child that has not exec'd yet still has
+            # the daemon's comm.
+            while new is None:
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    data = os.read(fd, 65536)
+                finally:
+                    os.close(fd)
+                for tok in data.split():
+                    p = int(tok)
+                    if p != old and comm(p) == JOB_COMM:
+                        new = p
+                        break
+                t1 = time.perf_counter()
+                if new is None and t1 > deadline:
+                    d.check_alive()
+                    raise RuntimeError(f"round {i}: no replacement within "
+                                       f"{RESTART_TIMEOUT:.0f} s")
+            samples.append(t1 - t0)
+            d.track([new])
+            # Let the daemon finish the respawn (state transitions, logging)
+            # before the next kill; not part of the measurement.
+            time.sleep(0.1)
+        # Cross-check from the daemon's side.
+        r = d.cli("status", "job0", "--json")
+        restarts = None
+        if r.returncode == 0:
+            import json
+            try:
+                info = json.loads(r.stdout)
+                restarts = info.get("restarts")
+                if info.get("state") != "running":
+                    log(f"warning: job state after the test is {info.get('state')!r}")
+            except ValueError:
+                pass
+    return samples, restarts
+
+
+def memory_and_summary(binary, keep):
+    """Scenarios 2 and 4, on one daemon with MEMORY_JOBS jobs."""
+    with Daemon(binary, MEMORY_JOBS, keep=keep) as d:
+        t0 = d.start()
+        d.wait_running(MEMORY_JOBS, MEMORY_READY_TIMEOUT, poll=0.005)
+        t_all = time.perf_counter() - t0
+        time.sleep(SETTLE_SECS)
+        d.check_alive()
+        n = SleepCounter(d.pid).count()
+        if n != MEMORY_JOBS:
+            raise RuntimeError(f"{n} of {MEMORY_JOBS} jobs running after settling")
+        rollup = smaps_rollup(d.pid)
+        ntasks = len(os.listdir(f"/proc/{d.pid}/task"))
+        # Scenario 4. One untimed run first, to check the output.
+        r = d.cli("summary")
+        if r.returncode != 0:
+            raise RuntimeError(f"summary exited {r.returncode}: {r.stderr.strip()}")
+        lines = r.stdout.splitlines()
+        running = sum(1 for ln in lines[1:] if ln.split()[2:3] == ["running"])
+        if len(lines) != MEMORY_JOBS + 1 or running != MEMORY_JOBS:
+            raise RuntimeError(f"summary printed {len(lines)} lines, "
+                               f"{running} jobs running")
+        times = []
+        for _ in range(SUMMARY_RUNS):
+            t = time.perf_counter()
+            r = d.cli("summary")
+            times.append(time.perf_counter() - t)
+            if r.returncode != 0:
+                raise RuntimeError(f"summary exited {r.returncode}")
+    return rollup, ntasks, t_all, times
+
+
+def startup(binary, keep):
+    """Scenario 3: from just before Popen to 100 children that have exec'd sleep."""
+    samples = []
+    for run in range(STARTUP_RUNS):
+        with Daemon(binary, STARTUP_JOBS, keep=keep) as d:
+            t0 = d.start()
+            deadline = t0 + STARTUP_TIMEOUT
+            counter = SleepCounter(d.pid)
+            while True:
+                c = counter.count()
+                t1 = time.perf_counter()
+                if c >= STARTUP_JOBS:
+                    break
+                if t1 > deadline:
+                    d.check_alive()
+                    raise RuntimeError(f"run {run}: only {c} of {STARTUP_JOBS} "
+                                       f"jobs running after {STARTUP_TIMEOUT:.0f} s")
+                if d.proc.poll() is not None:
+                    d.check_alive()
+            samples.append(t1 - t0)
+            d.track(counter.known)
+    return samples
+
+
+# ---------------------------------------------------------------- report
+
+def machine():
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        ncpu = len(os.sched_getaffinity(0))
+    except AttributeError:
+        ncpu = os.cpu_count()
+    try:
+        with open("/proc/loadavg") as f:
+            load = " ".join(f.read().split()[:3])
+    except OSError:
+        load = "?"
+    return {"nproc": ncpu, "model": model, "kernel": platform.release(), "load": load}
+
+
+def guardian_version(binary):
+    try:
+        r = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                           timeout=CLI_TIMEOUT)
+        return r.stdout.strip() or r.stderr.strip() or "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def verdict(value, target):
+    return "met" if value <= target else f"MISSED by {value / target:.1f}x"
+
+
+def build_rows(res):
+    """Rows: (figure, measured, target, result)."""
+    rows = []
+    if "crash" in res:
+        s = [ms(x) for x in res["crash"]]
+        med = statistics.median(s)
+        rows.append((f"crash -> restart, median of {len(s)}", f"{med:.2f} ms",
+                     "<= 2 ms", verdict(med, 2.0)))
+        rows.append(("crash -> restart, min / max",
+                     f"{min(s):.2f} / {max(s):.2f} ms", "", ""))
+    elif "crash_error" in res:
+        rows.append(("crash -> restart", "error", "<= 2 ms", res["crash_error"]))
+    if "memory" in res:
+        rollup, _, _, _ = res["memory"]
+        pss_mb = rollup["Pss"] * 1024 / 1e6
+        rss_mb = rollup["Rss"] * 1024 / 1e6
+        rows.append((f"memory, {MEMORY_JOBS} jobs: daemon PSS", f"{pss_mb:.2f} MB",
+                     "<= 8 MB", verdict(pss_mb, 8.0)))
+        rows.append((f"memory, {MEMORY_JOBS} jobs: daemon RSS", f"{rss_mb:.2f} MB",
+                     "", ""))
+        if "Pss_Anon" in rollup:
+            rows.append((f"memory, {MEMORY_JOBS} jobs: daemon PSS anonymous",
+                         f"{rollup['Pss_Anon'] * 1024 / 1e6:.2f} MB", "", ""))
+    elif "memory_error" in res:
+        rows.append(("memory", "error", "<= 8 MB", res["memory_error"]))
+    if "startup" in res:
+        s = [ms(x) for x in res["startup"]]
+        med = statistics.median(s)
+        rows.append((f"start-up of {STARTUP_JOBS}, median of {len(s)}",
+                     f"{med:.1f} ms", "<= 100 ms", verdict(med, 100.0)))
+        rows.append((f"start-up of {STARTUP_JOBS}, min / max",
+                     f"{min(s):.1f} / {max(s):.1f} ms", "", ""))
+    elif "startup_error" in res:
+        rows.append(("start-up", "error", "<= 100 ms", res["startup_error"]))
+    if "memory" in res:
+        s = [ms(x) for x in res["memory"][3]]
+        med, mx = statistics.median(s), max(s)
+        rows.append((f"summary, {MEMORY_JOBS} jobs, median of {len(s)}",
+                     f"{med:.1f} ms", "<= 20 ms", verdict(med, 20.0)))
+        rows.append((f"summary, {MEMORY_JOBS} jobs, max of {len(s)}",
+                     f"{mx:.1f} ms", "<= 20 ms", verdict(mx, 20.0)))
+    elif "memory_error" in res:
+        rows.append(("summary", "error", "<= 20 ms", res["memory_error"]))
+    return rows
+
+
+def notes(res):
+    out = []
+    if "crash" in res and res.get("crash_restarts") is not None:
+        out.append(f"crash -> restart: the daemon reported {res['crash_restarts']} "
+                   f"restarts for {CRASH_ROUNDS} kills.")
+    if "memory" in res:
+        rollup, ntasks, t_all, _ = res["memory"]
+        out.append(f"memory: the guardian daemon process alone ({ntasks} thread(s)); "
+                   f"the {MEMORY_JOBS} supervised sleep processes are not counted. "
+                   f"guardian has no helper processes. Peers, same setup: supervisord "
+                   f"24.5 MB, monit 7.6 MB, runit 47 MB (runsvdir + {MEMORY_JOBS} runsv).")
+        out.append(f"memory: smaps_rollup Pss {rollup['Pss']} kB, Rss {rollup['Rss']} kB, "
+                   f"Pss_Anon {rollup.get('Pss_Anon', '?')} kB, "
+                   f"Pss_File {rollup.get('Pss_File', '?')} kB. MB = 10^6 bytes.")
+        out.append(f"memory: all {MEMORY_JOBS} jobs were running "
+                   f"{ms(t_all):.0f} ms after Popen.")
+    if "crash" in res:
+        out.append("crash -> restart peers, measured on this kind of setup: runit 6 ms, "
+                   "monit ~500 ms, supervisord ~1000 ms.")
+    return out
+
+
+def format_text(rows):
+    head = ("Figure", "Measured", "Target", "Result")
+    w = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
+    fmt = "  ".join(f"{{:<{x}}}" for x in w)
+    lines = [fmt.format(*head), fmt.format(*("-" * x for x in w))]
+    lines += [fmt.format(*r).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def format_markdown(rows):
+    lines = ["| Figure | Measured | Target | Result |", "|---|---|---|---|"]
+    lines += [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |" for r in rows]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- main
+
+def find_binary(arg):
+    if arg:
+        b = Path(arg).resolve()
+        if not b.is_file():
+            sys.exit(f"run.py: {b}: no such file")
+        return str(b)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO_DIR / "target"))
+    if not target.is_absolute():
+        target = REPO_DIR / target
+    b = target / "release" / "guardian"
+    if not b.is_file():
+        log(f"{b} missing; running cargo build --release in {REPO_DIR}")
+        subprocess.run(["cargo", "build", "--release"], cwd=REPO_DIR, check=True)
+        if not b.is_file():
+            sys.exit(f"run.py: cargo build --release did not produce {b}")
+    return str(b)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--binary", help="guardian binary (default: target/release/guardian, "
+                                     "built with cargo build --release if missing)")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the temporary configuration directories")
+    ap.add_argument("--output", default=str(BENCH_DIR / "results.md"),
+                    help="markdown results file (default: bench/results.md)")
+    args = ap.parse_args()
+
+    binary = find_binary(args.binary)
+    version = guardian_version(binary)
+    m = machine()
+    date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    mach = f"{m['nproc']} CPU(s), {m['model']}, Linux {m['kernel']}"
+    print(f"date:     {date}")
+    print(f"machine:  {mach}")
+    print(f"load:     {m['load']} (1/5/15 min, at start)")
+    print(f"guardian: {version} ({binary})")
+    print(flush=True)
+
+    res = {}
+    failed = False
+    # SIGTERM to this script: turn into an exception so the cleanup runs.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+    log(f"[1/3] crash -> restart, {CRASH_ROUNDS} rounds")
+    try:
+        res["crash"], res["crash_restarts"] = crash_restart(binary, args.keep)
+    except RuntimeError as e:
+        res["crash_error"], failed = str(e), True
+        log(f"error: {e}")
+    log(f"[2/3] memory with {MEMORY_JOBS} jobs, then {SUMMARY_RUNS} x summary")
+    try:
+        res["memory"] = memory_and_summary(binary, args.keep)
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        res["memory_error"], failed = str(e), True
+        log(f"error: {e}")
+    log(f"[3/3] start-up of {STARTUP_JOBS} jobs, {STARTUP_RUNS} runs")
+    try:
+        res["startup"] = startup(binary, args.keep)
+    except RuntimeError as e:
+        res["startup_error"], failed = str(e), True
+        log(f"error: {e}")
+
+    rows = build_rows(res)
+    ns = notes(res)
+    print(format_text(rows))
+    print()
+    for n in ns:
+        print(f"- {n}")
+
+    md = [
+        "# guardian benchmark results",
+        "",
+        f"- Date: {date}",
+        f"- Machine: {mach}",
+        f"- Load average at start: {m['load']}",
+        f"- guardian: {version}",
+        "",
+        "Produced by `python3 bench/run.py`; see bench/README.md for what each figure "
+        "means and how it is measured.",
+        "",
+        format_markdown(rows),
+        "",
+    ]
+    md += [f"- {n}" for n in ns]
+    Path(args.output).write_text("\n".join(md) + "\n")
+    print(f"\nwritten to {args.output}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
