@@ -653,3 +653,33 @@ fn limits_and_nice_apply_to_the_job() {
         "{env}"
     );
 }
+
+#[test]
+fn all_keeps_intent_manual_jobs_and_manual_stops() {
+    let c = Conf::new();
+    c.job("a", SLEEP)
+        .job("b", SLEEP)
+        .job("by-hand", &format!("manual = true\n{SLEEP}"));
+    let d = c.start();
+    d.wait_state("a", "running");
+    d.wait_state("b", "running");
+    d.ok(&["stop", "b"], 0);
+    let a = d.main_pid("a");
+    d.ok(&["restart", "all"], 0);
+    assert_ne!(d.main_pid("a"), a, "a was restarted");
+    assert_eq!(
+        d.state("b"),
+        "waiting",
+        "restart all does not undo a manual stop"
+    );
+    d.ok(&["stop", "all"], 0);
+    assert!(d.all().iter().all(|j| j["state"] == "waiting"));
+    d.ok(&["start", "all"], 0);
+    assert_eq!(d.state("a"), "running");
+    assert_eq!(d.state("b"), "running");
+    assert_eq!(
+        d.state("by-hand"),
+        "waiting",
+        "start all leaves manual jobs alone"
+    );
+}

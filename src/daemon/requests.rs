@@ -164,13 +164,24 @@ impl Daemon {
         wait: bool,
         reply: oneshot::Sender<Response>,
     ) {
-        let names = match self.targets(target) {
+        let mut names = match self.targets(target) {
             Ok(n) => n,
             Err(e) => {
                 let _ = reply.send(e);
                 return;
             }
         };
+        if target == "all" {
+            // `all` means the jobs that run with the daemon: `start all` leaves `manual`
+            // jobs alone, and `restart all` does not bring up what a person stopped.
+            names.retain(|n| {
+                self.jobs.get(n).is_some_and(|j| match command {
+                    Command::Start => !j.spec.manual,
+                    Command::Restart => !j.manual_stop && !j.m.state.is_down(),
+                    Command::Stop => true,
+                })
+            });
+        }
         if self.shutdown.is_some() && command != Command::Stop {
             let _ = reply.send(Response::Error {
                 message: "guardian is shutting down".into(),
