@@ -1,11 +1,90 @@
 //! guardian's probes. This crate knows nothing about jobs: a probe looks at something
-//! (a socket, a URL, a process tree) and says what it saw. This is the vocabulary shared
-//! with the daemon; the probes themselves build on it.
+//! (a socket, a URL, a program's verdict) and says what it saw, with a reason a person
+//! can read, the measured value and how long it took.
+
+mod http;
+mod program;
+mod tcp;
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+pub use http::HttpProbe;
+pub use program::{ProgramProbe, Ran, Spawner};
+pub use tcp::TcpProbe;
+
+/// The HTTP client type probes share.
+pub type HttpClient = reqwest::Client;
+
+/// A configured probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    Tcp(TcpProbe),
+    Http(HttpProbe),
+    Program(ProgramProbe),
+}
+
+impl Probe {
+    /// What the probe looks at, for messages: `tcp 127.0.0.1:6379`.
+    pub fn describe(&self) -> String {
+        match self {
+            Probe::Tcp(p) => format!("tcp {}:{}", p.host, p.port),
+            Probe::Http(p) => format!("http {}", p.url),
+            Probe::Program(p) => format!("program {}", p.command),
+        }
+    }
+
+    /// Runs the probe once. It never takes longer than `timeout`: a probe that hangs
+    /// fails with a reason that says so.
+    pub async fn run(&self, ctx: &Context, timeout: Duration) -> Outcome {
+        let start = Instant::now();
+        let work = async {
+            match self {
+                Probe::Tcp(p) => p.run(start).await,
+                Probe::Http(p) => p.run(&ctx.http, start).await,
+                Probe::Program(p) => p.run(ctx.spawner.as_ref(), timeout, start).await,
+            }
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::fail(
+                format!("{}: no answer within {}", self.describe(), millis(timeout)),
+                start.elapsed(),
+            ),
+        }
+    }
+}
+
+/// What probes share: one HTTP client for all of them, and the way to run programs.
+pub struct Context {
+    pub http: HttpClient,
+    pub spawner: Box<dyn Spawner>,
+}
+
+/// The HTTP client every probe shares (build it once: it holds the connection pool and
+/// the TLS roots). Redirects are not followed: a 3xx is an answer.
+pub fn http_client() -> Result<HttpClient, String> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("guardian/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(4)
+        .build()
+        .map_err(|e| format!("cannot set up the HTTP client: {e}"))
+}
+
+/// `12 ms`, `1.5 s`: durations as a reason reads them.
+pub fn millis(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 1.0 {
+        format!("{ms:.2} ms")
+    } else if ms < 1000.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{:.1} s", ms / 1000.0)
+    }
+}
 
 /// What one run of a probe saw.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

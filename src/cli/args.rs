@@ -80,4 +80,14 @@ pub enum Command {
     Env { job: String },
     /// Run a custom command from a job's [commands] table.
     Run { job: String, command: String },
+    /// Emit a user event that `start-on` / `stop-on` can wait for; waits for the jobs it moves.
+    Emit {
+        event: String,
+        /// Variables of the event, KEY=VALUE.
+        vars: Vec<String>,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Print the jobs' dependency graph as Graphviz DOT (`guardian graph | dot -Tsvg`).
+    Graph,
 }

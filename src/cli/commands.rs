@@ -17,6 +17,7 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
     let socket = match &args.command {
         None => return run_daemon(&args.config),
         Some(Command::Check) => return check(&args.config),
+        Some(Command::Graph) => return graph(&args.config),
         Some(_) => socket_path(&args)?,
     };
     let Some(command) = args.command else {
@@ -24,7 +25,6 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
     };
     let wait = |no_wait: bool| !no_wait;
     match command {
-        Command::Check => check(&args.config),
         Command::Summary => status(&socket, None, false),
         Command::Status { job, json } => status(&socket, job, json),
         Command::Start { target, no_wait } => ask(
@@ -59,6 +59,28 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
         }
         Command::Env { job } => env(&socket, &args.config, &job),
         Command::Run { job, command } => run(&socket, job, command),
+        Command::Emit {
+            event,
+            vars,
+            no_wait,
+        } => {
+            let mut env = Vec::new();
+            for v in vars {
+                match v.split_once('=') {
+                    Some((k, val)) if !k.is_empty() => env.push((k.to_string(), val.to_string())),
+                    _ => anyhow::bail!("`{v}`: event variables are written KEY=VALUE"),
+                }
+            }
+            ask(
+                &socket,
+                Request::Emit {
+                    event,
+                    env,
+                    wait: wait(no_wait),
+                },
+            )
+        }
+        Command::Check | Command::Graph => Ok(Exit::Error),
     }
 }
 
@@ -125,6 +147,20 @@ fn check(dir: &std::path::Path) -> anyhow::Result<Exit> {
                 c.dir.display(),
                 if n == 1 { "" } else { "s" }
             );
+            Ok(Exit::Ok)
+        }
+        Err(diags) => {
+            eprintln!("{diags}");
+            Ok(Exit::Error)
+        }
+    }
+}
+
+fn graph(dir: &std::path::Path) -> anyhow::Result<Exit> {
+    match config::load(dir) {
+        Ok(c) => {
+            let mut out = std::io::stdout().lock();
+            output::graph(&mut out, &c.jobs)?;
             Ok(Exit::Ok)
         }
         Err(diags) => {

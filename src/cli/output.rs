@@ -133,3 +133,70 @@ pub fn env_report(out: &mut impl Write, r: &EnvReport) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The dependency graph in Graphviz DOT, as initctl2dot drew it: jobs are boxes, events
+/// that are not about a job are diamonds; `start-on` edges are solid, `stop-on` dashed.
+pub fn graph(
+    out: &mut impl Write,
+    jobs: &std::collections::BTreeMap<String, crate::config::JobSpec>,
+) -> io::Result<()> {
+    let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    writeln!(out, "digraph guardian {{")?;
+    writeln!(out, "  rankdir=LR;")?;
+    writeln!(out, "  node [shape=box, style=rounded];")?;
+    for (name, spec) in jobs {
+        let mut label = name.clone();
+        if spec.manual {
+            label.push_str("\\n(manual)");
+        }
+        if spec.task {
+            label.push_str("\\n(task)");
+        }
+        writeln!(
+            out,
+            "  {} [label={}];",
+            quote(&format!("job:{name}")),
+            quote(&label)
+        )?;
+    }
+    let edges = crate::config::deps::edges(jobs);
+    let mut events: Vec<&str> = edges
+        .iter()
+        .filter(|e| !e.from_is_job)
+        .map(|e| e.from.as_str())
+        .collect();
+    events.sort_unstable();
+    events.dedup();
+    for e in events {
+        writeln!(
+            out,
+            "  {} [label={}, shape=diamond];",
+            quote(&format!("event:{e}")),
+            quote(e)
+        )?;
+    }
+    for e in &edges {
+        let from = if e.from_is_job {
+            format!("job:{}", e.from)
+        } else {
+            format!("event:{}", e.from)
+        };
+        let label = if e.from_is_job {
+            let verb = if e.stop { "stop on" } else { "start on" };
+            format!("{verb} {}", e.event)
+        } else if e.stop {
+            "stop on".to_string()
+        } else {
+            "start on".to_string()
+        };
+        let style = if e.stop { ", style=dashed" } else { "" };
+        writeln!(
+            out,
+            "  {} -> {} [label={}{style}];",
+            quote(&from),
+            quote(&format!("job:{}", e.to)),
+            quote(&label)
+        )?;
+    }
+    writeln!(out, "}}")
+}

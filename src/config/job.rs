@@ -11,8 +11,10 @@ use nix::sys::signal::Signal;
 use nix::unistd::{Gid, Group, Uid, User};
 use toml::de::{DeTable, DeValue};
 
+use super::probe::ReadySpec;
 use super::reader::{Reader, Value};
 use super::{signal, words};
+use crate::event::expr::{self, Expr};
 
 /// The PATH every job starts with, whatever the daemon's own environment holds.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -41,7 +43,36 @@ const KEYS: &[&str] = &[
     "kill-timeout",
     "reload-signal",
     "commands",
+    "start-on",
+    "stop-on",
+    "expect",
+    "pidfile",
+    "ready",
 ];
+
+/// How the main process shows it is ready, and which process guardian follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Expect {
+    /// The process guardian started is the main process, ready at once.
+    #[default]
+    None,
+    /// It forks once and exits; the child that remains is the main process.
+    Fork,
+    /// It forks twice (fork, setsid, fork); the grandchild that remains is the main process.
+    Daemon,
+    /// It raises SIGSTOP when ready; guardian continues it.
+    Stop,
+    /// It sends READY=1 on $NOTIFY_SOCKET, as systemd's sd_notify does.
+    Notify,
+}
+
+/// An event expression with where it stands in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct On {
+    pub expr: Expr,
+    /// Byte offset of the expression's text in the job file.
+    pub offset: usize,
+}
 
 /// What a process of a job runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +161,11 @@ pub struct JobSpec {
     pub kill_timeout: Duration,
     pub reload_signal: Signal,
     pub commands: BTreeMap<String, String>,
+    pub start_on: Option<On>,
+    pub stop_on: Option<On>,
+    pub expect: Expect,
+    pub pidfile: Option<PathBuf>,
+    pub ready: Option<ReadySpec>,
 }
 
 impl JobSpec {
@@ -159,7 +195,18 @@ impl JobSpec {
             kill_timeout: Duration::from_secs(5),
             reload_signal: Signal::SIGHUP,
             commands: BTreeMap::new(),
+            start_on: None,
+            stop_on: None,
+            expect: Expect::None,
+            pidfile: None,
+            ready: None,
         }
+    }
+
+    /// Whether the job waits, after spawning its main process, for something to say
+    /// it is ready: a fork to follow, a pid file, a signal, a message or a probe.
+    pub fn waits_for_ready(&self) -> bool {
+        self.expect != Expect::None || self.pidfile.is_some() || self.ready.is_some()
     }
 
     /// The PATH the job's programs are looked up in.
@@ -222,6 +269,40 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
             "kill-timeout" => job.kill_timeout = r.duration(k, v).unwrap_or(Duration::from_secs(5)),
             "reload-signal" => job.reload_signal = sig(r, k, v).unwrap_or(Signal::SIGHUP),
             "commands" => job.commands = commands(r, v),
+            "start-on" => job.start_on = on(r, k, v),
+            "stop-on" => job.stop_on = on(r, k, v),
+            "expect" => {
+                if let Some(e) = r.string(k, v) {
+                    job.expect = match e.as_str() {
+                        "none" => Expect::None,
+                        "fork" => Expect::Fork,
+                        "daemon" => Expect::Daemon,
+                        "stop" => Expect::Stop,
+                        "notify" => Expect::Notify,
+                        _ => {
+                            r.error(
+                                v.span(),
+                                format!(
+                                    "`expect`: `{e}` is not one of none, fork, daemon, stop, notify"
+                                ),
+                                None,
+                            );
+                            Expect::None
+                        }
+                    }
+                }
+            }
+            "pidfile" => {
+                if let Some(p) = r.string(k, v) {
+                    let p = PathBuf::from(p);
+                    if p.is_absolute() {
+                        job.pidfile = Some(p);
+                    } else {
+                        r.error(v.span(), "`pidfile` must be an absolute path", None);
+                    }
+                }
+            }
+            "ready" => job.ready = super::probe::ready(r, v),
             _ => r.unknown_key(key, KEYS),
         }
     }
@@ -258,6 +339,12 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
                 }
             }
         }
+    }
+    if job.waits_for_ready() && job.main.is_none() {
+        r.errors.push(super::diag::Diagnostic::file(
+            r.file,
+            "`expect`, `pidfile` and `[ready]` are about the main process: add `exec` or `script`",
+        ));
     }
     if job.task && job.main.is_none() {
         r.errors.push(super::diag::Diagnostic::file(
@@ -673,6 +760,32 @@ fn sig(r: &mut Reader<'_>, key: &str, v: &Value<'_>) -> Option<Signal> {
         r.error(v.span(), format!("`{key}`: `{text}` is not a signal"), hint);
     }
     found
+}
+
+/// Reads an event expression; a syntax error points at its column in the file.
+fn on(r: &mut Reader<'_>, key: &str, v: &Value<'_>) -> Option<On> {
+    let text = r.string(key, v)?;
+    let span = v.span();
+    let raw = &r.text[span.start.min(r.text.len())..];
+    let quote = if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
+        3
+    } else {
+        1
+    };
+    let offset = span.start + quote;
+    match expr::parse(&text) {
+        Ok(expr) => Some(On { expr, offset }),
+        Err(e) => {
+            let at = offset + e.at;
+            let hint = Some(
+                "write events like `started redis`, joined with `and` / `or`, e.g. \
+                 \"started redis and (started db or deploy-done)\""
+                    .to_string(),
+            );
+            r.error(at..at + 1, format!("`{key}`: {}", e.message), hint);
+            None
+        }
+    }
 }
 
 fn commands(r: &mut Reader<'_>, v: &Value<'_>) -> BTreeMap<String, String> {

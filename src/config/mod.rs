@@ -1,8 +1,10 @@
 //! The configuration directory: `guardian.toml` and `jobs/*.toml`, read into validated
 //! [`Config`] or into every [`Diagnostic`] found, never half of either.
 
+pub mod deps;
 pub mod diag;
 pub mod job;
+pub mod probe;
 mod reader;
 pub mod settings;
 pub mod signal;
@@ -105,6 +107,7 @@ pub fn load(dir: &Path) -> Result<Config, Diagnostics> {
     files.sort();
 
     let mut jobs = BTreeMap::new();
+    let mut texts = BTreeMap::new();
     for file in files {
         let Some(fname) = file
             .file_name()
@@ -147,7 +150,9 @@ pub fn load(dir: &Path) -> Result<Config, Diagnostics> {
             jobs.insert(name.to_string(), spec);
         }
         errors.append(&mut r.errors);
+        texts.insert(name.to_string(), text);
     }
+    deps::check(&jobs, &texts, &mut errors, &mut warnings);
 
     if errors.is_empty() {
         Ok(Config {

@@ -53,6 +53,12 @@ pub enum Request {
         job: String,
         command: String,
     },
+    /// A user event, with its variables in order.
+    Emit {
+        event: String,
+        env: Vec<(String, String)>,
+        wait: bool,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -1,14 +1,22 @@
 //! The daemon: one loop that owns every job's state. Inputs (a child exited, a signal,
-//! a control request, a timer) arrive here one at a time; each job's state machine says
-//! what to do, and this module does it. No locks, no polling.
+//! a control request, a timer, a message from a helper task) arrive here one at a time;
+//! each job's state machine says what to do, and this module does it. No locks, no
+//! polling of job state.
+//!
+//! Work that one input causes for other jobs (an event that starts a dependent, a
+//! blocked job that may go on) is queued and done in order before the next input is
+//! taken, so no job's machine is ever entered twice at once.
 
+mod events;
 mod logs;
+mod ready;
 mod requests;
+mod run;
 pub mod state;
 mod status;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -19,11 +27,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, JobSpec, Program};
 use crate::control::server::{self, Bound};
-use crate::job::{Effect, Event, Goal, Input, Machine, Policy, Proc, ProcessEnd, State};
+use crate::event::Event;
+use crate::event::expr::Watch;
+use crate::job::{Effect, Goal, Input, Machine, Policy, Proc, ProcessEnd, State};
 use crate::process::spawn::{Output, spawn};
 use crate::process::{Pgid, reaper};
 
 use logs::LogPipe;
+use ready::Readiness;
 use state::Persisted;
 
 /// Who a child process belongs to.
@@ -32,7 +43,7 @@ enum Owner {
         name: String,
         proc: Proc,
     },
-    /// A custom command (`guardian run`): its end goes to whoever waits for it.
+    /// A custom command or a probe program: its end goes to whoever waits for it.
     Command(oneshot::Sender<ProcessEnd>),
 }
 
@@ -70,17 +81,56 @@ struct Job {
     manual_stop: bool,
     waiters: Vec<Waiter>,
     after: After,
+    start_on: Option<Watch>,
+    stop_on: Option<Watch>,
+    /// The variables of the event that started the job, for its processes.
+    start_env: Vec<(String, String)>,
+    /// How the job's main process is being found ready, while it is.
+    readiness: Option<Readiness>,
+}
+
+impl Job {
+    /// Whether guardian follows a main process other than the one it spawned (a daemon
+    /// that forks, a pid file): then the spawned leader's exit is not the job's end,
+    /// and its process group is not cleaned up when it exits.
+    fn follows(&self) -> bool {
+        use crate::config::job::Expect;
+        matches!(self.spec.expect, Expect::Fork | Expect::Daemon) || self.spec.pidfile.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Kill { job: String, generation: u64 },
+    ReadyDeadline { job: String, generation: u64 },
+}
+
+/// Messages from the daemon's helper tasks to its loop.
+pub(crate) enum Internal {
+    /// A readiness step finished: for the run `generation` of `job`.
+    Ready {
+        job: String,
+        generation: u64,
+        result: Result<ready::Found, String>,
+    },
+    /// A probe program must be run as a child of the daemon.
+    Run(run::RunRequest),
 }
 
 struct Shutdown {
     /// Jobs still to stop, the next one last.
     queue: Vec<String>,
     current: Option<String>,
+}
+
+enum Work {
+    Feed(String, Input),
+    Record(String, Proc, String),
+    Dispatch {
+        event: Event,
+        /// The job whose `starting` / `stopping` waits for what the event sets off.
+        blocks: Option<String>,
+    },
 }
 
 pub struct Daemon {
@@ -92,6 +142,12 @@ pub struct Daemon {
     /// Jobs in the order they last reached `running`, for stopping in reverse.
     order: Vec<String>,
     shutdown: Option<Shutdown>,
+    work: VecDeque<Work>,
+    pumping: bool,
+    /// Jobs held in `starting` / `stopping` until these jobs have finished moving.
+    blocked: BTreeMap<String, BTreeSet<String>>,
+    internal: mpsc::UnboundedSender<Internal>,
+    http: Option<checks::HttpClient>,
 }
 
 /// Runs the daemon until it has been told to stop and every job is down.
@@ -111,8 +167,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
     let (tx, mut rx) = mpsc::channel::<server::Envelope>(256);
+    let (internal_tx, mut internal_rx) = mpsc::unbounded_channel();
 
-    let mut daemon = Daemon::new(config)?;
+    let mut daemon = Daemon::new(config, internal_tx)?;
     tracing::info!(
         "guardian {} started: {} jobs, control socket {}",
         env!("CARGO_PKG_VERSION"),
@@ -124,7 +181,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .take()
         .context("control socket already in use")?;
     let accept = tokio::spawn(server::serve(listener, tx));
-    daemon.start_all();
+    daemon.startup();
 
     let mut signals_seen = 0;
     while !daemon.finished() {
@@ -146,6 +203,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 }
             }
             Some((request, reply)) = rx.recv() => daemon.request(request, reply),
+            Some(msg) = internal_rx.recv() => daemon.internal(msg),
             _ = sleep => daemon.fire_timers(),
         }
     }
@@ -157,7 +215,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 impl Daemon {
-    fn new(config: Config) -> anyhow::Result<Daemon> {
+    fn new(config: Config, internal: mpsc::UnboundedSender<Internal>) -> anyhow::Result<Daemon> {
         let (persisted, warning) = state::load(&config.settings.state_dir);
         if let Some(w) = warning {
             tracing::error!("{w}");
@@ -170,6 +228,11 @@ impl Daemon {
             order: Vec::new(),
             shutdown: None,
             config,
+            work: VecDeque::new(),
+            pumping: false,
+            blocked: BTreeMap::new(),
+            internal,
+            http: None,
         };
         let specs: Vec<JobSpec> = daemon.config.jobs.values().cloned().collect();
         for spec in specs {
@@ -187,27 +250,36 @@ impl Daemon {
             m: Machine::new(Policy::of(&spec)),
             monitored: !self.persisted.unmonitored.contains(&spec.name),
             manual_stop: self.persisted.stopped.contains(&spec.name),
+            start_on: spec.start_on.as_ref().map(|o| Watch::new(o.expr.clone())),
+            stop_on: spec.stop_on.as_ref().map(|o| Watch::new(o.expr.clone())),
             spec,
             log,
             waiters: Vec::new(),
             after: After::Nothing,
+            start_env: Vec::new(),
+            readiness: None,
         };
         self.jobs.insert(job.spec.name.clone(), job);
         Ok(())
     }
 
-    /// Starts every job that starts with the daemon: all but `manual` ones and those a
-    /// person stopped.
-    fn start_all(&mut self) {
+    /// The daemon's start: jobs without `start-on` start now, then `startup` is emitted
+    /// for the others.
+    fn startup(&mut self) {
         let names: Vec<String> = self
             .jobs
             .values()
-            .filter(|j| !j.spec.manual && !j.manual_stop)
+            .filter(|j| !j.spec.manual && !j.manual_stop && j.start_on.is_none())
             .map(|j| j.spec.name.clone())
             .collect();
         for name in names {
-            self.feed(&name, Input::Start);
+            self.work.push_back(Work::Feed(name, Input::Start));
         }
+        self.work.push_back(Work::Dispatch {
+            event: Event::new("startup"),
+            blocks: None,
+        });
+        self.pump();
     }
 
     fn finished(&self) -> bool {
@@ -219,83 +291,66 @@ impl Daemon {
 
     /// Feeds one input to a job and carries out everything that follows from it.
     fn feed(&mut self, name: &str, input: Input) {
-        let mut steps: VecDeque<Step> = VecDeque::from([Step::Input(input)]);
-        while let Some(step) = steps.pop_front() {
-            let Some(job) = self.jobs.get_mut(name) else {
-                return;
-            };
-            let input = match step {
-                Step::Input(i) => i,
-                Step::Record(p, text) => {
-                    job.m.record_failure(p, text);
-                    continue;
-                }
-            };
-            let effects = job.m.handle(input, Instant::now());
-            for effect in effects {
-                match effect {
-                    Effect::Spawn(p) => match self.spawn_proc(name, p) {
-                        Ok(pid) => steps.push_back(Step::Input(Input::Spawned(p, pid))),
-                        Err(e) => {
-                            tracing::warn!("{name}: cannot start {}: {e}", p.as_str());
-                            steps.push_back(Step::Input(Input::SpawnFailed(p)));
-                            steps.push_back(Step::Record(p, format!("spawn failed: {e}")));
-                        }
-                    },
-                    Effect::Signal(p, sig) => self.signal_proc(name, p, sig),
-                    Effect::ArmKillTimer(generation, after) => {
-                        let timer = Timer::Kill {
-                            job: name.to_string(),
-                            generation,
-                        };
-                        self.timers.push(Reverse((Instant::now() + after, timer)));
-                    }
-                    Effect::Emit(event) => self.emitted(name, event),
-                    Effect::GaveUp => {
-                        tracing::error!("{name}: respawning too fast, giving up (state failed)");
-                    }
-                }
-            }
-        }
-        self.settle(name);
+        self.work.push_back(Work::Feed(name.to_string(), input));
+        self.pump();
     }
 
-    fn emitted(&mut self, name: &str, event: Event) {
-        let Some(job) = self.jobs.get(name) else {
+    /// Does queued work until there is none. Re-entrant calls only queue.
+    fn pump(&mut self) {
+        if self.pumping {
             return;
-        };
-        match event {
-            Event::Started => {
-                self.order.retain(|n| n != name);
-                self.order.push(name.to_string());
-                match job.m.main_pid {
-                    Some(pid) => tracing::info!("{name}: running, pid {pid}"),
-                    None => tracing::info!("{name}: running"),
+        }
+        self.pumping = true;
+        while let Some(w) = self.work.pop_front() {
+            match w {
+                Work::Feed(name, input) => self.step(&name, input),
+                Work::Record(name, p, text) => {
+                    if let Some(job) = self.jobs.get_mut(&name) {
+                        job.m.record_failure(p, text);
+                    }
                 }
-            }
-            Event::Stopped { failed } => {
-                let how = match (&job.m.last_failure, failed) {
-                    (Some(f), true) => format!(" ({} {})", f.process.as_str(), f.status),
-                    _ => String::new(),
-                };
-                let to = if job.m.state == State::Failed {
-                    "failed"
-                } else {
-                    "stopped"
-                };
-                tracing::info!("{name}: {to}{how}");
-            }
-            Event::Starting => tracing::debug!("{name}: starting"),
-            Event::Stopping => {
-                if job.m.goal == Goal::Start
-                    && let Some(f) = &job.m.last_failure
-                {
-                    tracing::warn!("{name}: {} {}, respawning", f.process.as_str(), f.status);
-                } else {
-                    tracing::debug!("{name}: stopping");
-                }
+                Work::Dispatch { event, blocks } => self.dispatch(event, blocks),
             }
         }
+        self.pumping = false;
+    }
+
+    fn step(&mut self, name: &str, input: Input) {
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
+        let effects = job.m.handle(input, Instant::now());
+        // Spawn results go first, ahead of work other jobs queued meanwhile.
+        let mut follow: Vec<Work> = Vec::new();
+        for effect in effects {
+            match effect {
+                Effect::Spawn(p) => match self.spawn_proc(name, p) {
+                    Ok(pid) => follow.push(Work::Feed(name.into(), Input::Spawned(p, pid))),
+                    Err(e) => {
+                        tracing::warn!("{name}: cannot start {}: {e}", p.as_str());
+                        follow.push(Work::Feed(name.into(), Input::SpawnFailed(p)));
+                        follow.push(Work::Record(name.into(), p, format!("spawn failed: {e}")));
+                    }
+                },
+                Effect::Signal(p, sig) => self.signal_proc(name, p, sig),
+                Effect::ArmKillTimer(generation, after) => {
+                    let timer = Timer::Kill {
+                        job: name.to_string(),
+                        generation,
+                    };
+                    self.timers.push(Reverse((Instant::now() + after, timer)));
+                }
+                Effect::Emit(event) => self.emitted(name, event),
+                Effect::GaveUp => {
+                    tracing::error!("{name}: respawning too fast, giving up (state failed)");
+                }
+                Effect::AwaitReady => self.await_ready(name),
+            }
+        }
+        for w in follow.into_iter().rev() {
+            self.work.push_front(w);
+        }
+        self.settle(name);
     }
 
     fn program(spec: &JobSpec, p: Proc) -> Option<&Program> {
@@ -309,18 +364,31 @@ impl Daemon {
     }
 
     fn spawn_proc(&mut self, name: &str, p: Proc) -> std::io::Result<u32> {
+        if p == Proc::Main {
+            self.prepare_main(name)?;
+        }
         let job = self
             .jobs
             .get(name)
             .ok_or_else(|| std::io::Error::other("job is gone"))?;
         let program =
             Self::program(&job.spec, p).ok_or_else(|| std::io::Error::other("nothing to run"))?;
-        let extra: &[(&str, &str)] = if p == Proc::Main {
-            &[]
-        } else {
-            &[("GUARDIAN_PROCESS", p.as_str())]
-        };
-        let spawned = spawn(&job.spec, program, extra, Output::Log(&job.log.write))?;
+        let mut extra: Vec<(&str, &str)> = job
+            .start_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if p != Proc::Main {
+            extra.push(("GUARDIAN_PROCESS", p.as_str()));
+        }
+        if let Some(sock) = job
+            .readiness
+            .as_ref()
+            .and_then(|r| r.notify_socket.as_deref())
+        {
+            extra.push(("NOTIFY_SOCKET", sock));
+        }
+        let spawned = spawn(&job.spec, program, &extra, Output::Log(&job.log.write))?;
         self.pids.insert(
             spawned.pid,
             Owner::Job {
@@ -342,20 +410,33 @@ impl Daemon {
     }
 
     fn signal_proc(&self, name: &str, p: Proc, sig: Signal) {
-        if let Some(pid) = self.jobs.get(name).and_then(|j| Self::proc_pid(j, p)) {
-            tracing::debug!(
-                "{name}: SIG{} to the {} group {pid}",
-                crate::config::signal::name(sig),
-                p.as_str()
-            );
-            Pgid::of_leader(pid).signal(sig);
+        let Some(pid) = self.jobs.get(name).and_then(|j| Self::proc_pid(j, p)) else {
+            return;
+        };
+        tracing::debug!(
+            "{name}: SIG{} to the {} process group of {pid}",
+            crate::config::signal::name(sig),
+            p.as_str()
+        );
+        // A followed daemon may have left the group guardian made for its leader.
+        match crate::process::group_of(pid) {
+            Some(group) => group.signal(sig),
+            None => crate::process::signal_pid(pid, sig),
         }
     }
 
     /// Reaps every child that has exited and routes each end to its owner.
     fn reap(&mut self) {
+        self.check_stopped_children();
         while let Some(pid) = reaper::peek() {
-            if self.pids.contains_key(&pid) {
+            let clean_group = match self.pids.get(&pid) {
+                Some(Owner::Job { name, proc }) => {
+                    *proc != Proc::Main || !self.jobs.get(name).is_some_and(Job::follows)
+                }
+                Some(Owner::Command(_)) => true,
+                None => false,
+            };
+            if clean_group {
                 // The leader is a zombie, so its group id cannot be reused yet: whatever
                 // it left behind in its group goes with it.
                 Pgid::of_leader(pid).signal(Signal::SIGKILL);
@@ -366,6 +447,9 @@ impl Daemon {
             match self.pids.remove(&pid) {
                 Some(Owner::Job { name, proc }) => {
                     tracing::debug!("{name}: {} process {pid} {end}", proc.as_str());
+                    if proc == Proc::Main && self.main_handed_over(&name, pid, end) {
+                        continue;
+                    }
                     self.feed(&name, Input::Exited(proc, end));
                 }
                 Some(Owner::Command(tx)) => {
@@ -394,16 +478,31 @@ impl Daemon {
                         self.feed(&job, Input::KillTimeout(generation));
                     }
                 }
+                Timer::ReadyDeadline { job, generation } => self.ready_deadline(&job, generation),
             }
         }
     }
 
-    /// After a job moved: answer the clients waiting on it, apply what waits for it to
-    /// be down, and go on with a shutdown.
+    fn internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::Ready {
+                job,
+                generation,
+                result,
+            } => self.ready_step(&job, generation, result),
+            Internal::Run(request) => self.run_request(request),
+        }
+    }
+
+    /// After a job moved: answer the clients waiting on it, let go of jobs blocked on
+    /// it, apply what waits for it to be down, and go on with a shutdown.
     fn settle(&mut self, name: &str) {
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };
+        if job.readiness.is_some() && job.m.state != State::Spawned {
+            job.readiness = None;
+        }
         for w in std::mem::take(&mut job.waiters) {
             match requests::outcome(w.until, &job.m, name) {
                 Some(outcome) => {
@@ -412,6 +511,10 @@ impl Daemon {
                 None => job.waiters.push(w),
             }
         }
+        self.unblock(name);
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
         if job.m.state.is_down() {
             match std::mem::replace(&mut job.after, After::Nothing) {
                 After::Nothing => {}
@@ -423,14 +526,17 @@ impl Daemon {
                         }
                     }
                     self.order.retain(|n| n != name);
+                    self.blocked.remove(name);
                     tracing::info!("{name}: removed");
                 }
                 After::Replace(spec) => {
                     job.m.policy = Policy::of(&spec);
+                    job.start_on = spec.start_on.as_ref().map(|o| Watch::new(o.expr.clone()));
+                    job.stop_on = spec.stop_on.as_ref().map(|o| Watch::new(o.expr.clone()));
                     job.spec = *spec;
                     tracing::info!("{name}: configuration changed, starting again");
-                    self.feed(name, Input::Start);
-                    return;
+                    self.work
+                        .push_back(Work::Feed(name.to_string(), Input::Start));
                 }
             }
         }
@@ -442,6 +548,11 @@ impl Daemon {
             tracing::warn!("second stop signal: killing every job now");
             for owner_pid in self.pids.keys() {
                 Pgid::of_leader(*owner_pid).signal(Signal::SIGKILL);
+            }
+            for job in self.jobs.values() {
+                if let Some(pid) = job.m.main_pid {
+                    crate::process::signal_pid(pid, Signal::SIGKILL);
+                }
             }
             return;
         }
@@ -457,6 +568,11 @@ impl Daemon {
             queue,
             current: None,
         });
+        self.work.push_back(Work::Dispatch {
+            event: Event::new("shutdown"),
+            blocks: None,
+        });
+        self.pump();
         self.advance_shutdown();
     }
 
@@ -478,8 +594,8 @@ impl Daemon {
             let up = self.jobs.get(&next).is_some_and(|j| !j.m.state.is_down());
             if up {
                 sd.current = Some(next.clone());
-                self.feed(&next, Input::Stop);
-                // `feed` settles and may recurse into here; the loop re-checks.
+                self.work.push_back(Work::Feed(next, Input::Stop));
+                self.pump();
             }
         }
     }
@@ -512,6 +628,9 @@ impl Daemon {
     /// Re-reads the configuration. With errors nothing changes and they are returned.
     fn reload(&mut self) -> Result<String, String> {
         let new = crate::config::load(&self.config.dir).map_err(|d| d.to_string())?;
+        for w in &new.warnings {
+            tracing::warn!("{w}");
+        }
         if new.settings != self.config.settings {
             tracing::warn!(
                 "guardian.toml changed: socket, directories and log settings take effect when the daemon restarts"
@@ -525,9 +644,14 @@ impl Daemon {
                 if let Some(job) = self.jobs.get_mut(name) {
                     job.after = After::Remove;
                 }
-                self.feed(name, Input::Stop);
+                self.work.push_back(Work::Feed(name.clone(), Input::Stop));
             }
         }
+        let up: BTreeMap<String, bool> = self
+            .jobs
+            .iter()
+            .map(|(n, j)| (n.clone(), j.m.state == State::Running))
+            .collect();
         for (name, spec) in &new.jobs {
             match self.jobs.get_mut(name) {
                 None => {
@@ -536,26 +660,38 @@ impl Daemon {
                         tracing::error!("{e:#}");
                         continue;
                     }
-                    if !spec.manual
-                        && !self.jobs.get(name).is_some_and(|j| j.manual_stop)
-                        && self.shutdown.is_none()
-                    {
-                        self.feed(name, Input::Start);
+                    if let Some(job) = self.jobs.get_mut(name) {
+                        if let Some(w) = &mut job.start_on {
+                            w.assume(|j| up.get(j).copied());
+                        }
+                        if !spec.manual
+                            && !job.manual_stop
+                            && spec.start_on.is_none()
+                            && self.shutdown.is_none()
+                        {
+                            self.work.push_back(Work::Feed(name.clone(), Input::Start));
+                        }
                     }
                 }
                 Some(job) if job.spec != *spec => {
                     changed += 1;
                     if job.m.state.is_down() {
                         job.m.policy = Policy::of(spec);
+                        job.start_on = spec.start_on.as_ref().map(|o| Watch::new(o.expr.clone()));
+                        job.stop_on = spec.stop_on.as_ref().map(|o| Watch::new(o.expr.clone()));
+                        if let Some(w) = &mut job.start_on {
+                            w.assume(|j| up.get(j).copied());
+                        }
                         job.spec = spec.clone();
                     } else {
                         job.after = After::Replace(Box::new(spec.clone()));
-                        self.feed(name, Input::Stop);
+                        self.work.push_back(Work::Feed(name.clone(), Input::Stop));
                     }
                 }
                 Some(_) => {}
             }
         }
+        self.pump();
         let unchanged = new.jobs.len() - added - changed;
         let settings = self.config.settings.clone();
         self.config = new;
@@ -568,9 +704,18 @@ impl Daemon {
     fn log_path(&self, name: &str) -> PathBuf {
         self.config.settings.log_dir.join(format!("{name}.log"))
     }
+
+    fn http(&mut self) -> Result<checks::HttpClient, String> {
+        if let Some(c) = &self.http {
+            return Ok(c.clone());
+        }
+        let c = checks::http_client()?;
+        self.http = Some(c.clone());
+        Ok(c)
+    }
 }
 
-enum Step {
-    Input(Input),
-    Record(Proc, String),
+/// Whether a job is up and about to stay so (for `Until` and blockers).
+fn settled_up(m: &Machine) -> bool {
+    m.state == State::Running && m.goal == Goal::Start
 }

@@ -2,28 +2,22 @@
 //! (unless told not to) until the job has done it; the waiting happens in a small task,
 //! never in the loop.
 
-use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
-use tokio::io::AsyncReadExt;
-use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 
-use crate::config::Program;
 use crate::config::diag::did_you_mean;
 use crate::control::protocol::{Request, Response};
-use crate::job::{Input, Machine, ProcessEnd, State};
-use crate::process::spawn::{Output, spawn};
-use crate::process::{Pgid, env};
+use crate::job::{Input, Machine, State};
+use crate::process::env;
 
-use super::{Daemon, Outcome, Owner, Until, Waiter, status};
+use super::run::RunRequest;
+use super::{Daemon, Outcome, Until, Waiter, status};
 
 /// A custom command that runs longer than this is killed.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
-/// At most this much of a custom command's output is returned.
-const RUN_OUTPUT_CAP: usize = 1 << 19;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Command {
@@ -132,6 +126,7 @@ impl Daemon {
                 Err(e) => e,
             },
             Request::Run { job, command } => return self.run_command(&job, &command, reply),
+            Request::Emit { event, env, wait } => return self.emit(event, env, wait, reply),
         };
         let _ = reply.send(response);
     }
@@ -218,29 +213,65 @@ impl Daemon {
             });
             return;
         }
-        tokio::spawn(async move {
-            let mut lines = Vec::new();
-            let mut all_ok = true;
-            for rx in answers {
-                match rx.await {
-                    Ok(Ok(line)) => lines.push(line),
-                    Ok(Err(line)) => {
-                        all_ok = false;
-                        lines.push(line);
-                    }
-                    Err(_) => {
-                        all_ok = false;
-                        lines.push("guardian is shutting down".into());
-                    }
-                }
-            }
-            let message = lines.join("\n");
-            let _ = reply.send(if all_ok {
-                Response::Done { message }
-            } else {
-                Response::No { message }
+        tokio::spawn(collect(answers, reply));
+    }
+
+    fn emit(
+        &mut self,
+        name: String,
+        env: Vec<(String, String)>,
+        wait: bool,
+        reply: oneshot::Sender<Response>,
+    ) {
+        use crate::event::{DAEMON_EVENTS, Event, JOB_EVENTS};
+        if JOB_EVENTS.contains(&name.as_str()) || DAEMON_EVENTS.contains(&name.as_str()) {
+            let _ = reply.send(Response::Error {
+                message: format!("`{name}` is emitted by guardian itself, not by hand"),
             });
-        });
+            return;
+        }
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@'))
+        {
+            let _ = reply.send(Response::Error {
+                message: format!("`{name}` is not an event name"),
+            });
+            return;
+        }
+        let mut event = Event::new(&name);
+        event.env = env;
+        tracing::info!("event `{event}` emitted by hand");
+        let moved = self.emit_user_event(event);
+        if moved.is_empty() {
+            let _ = reply.send(Response::Done {
+                message: format!("{name}: no job waits for it"),
+            });
+            return;
+        }
+        if !wait {
+            let _ = reply.send(Response::Done {
+                message: format!("{name}: moves {}", moved.join(", ")),
+            });
+            return;
+        }
+        let mut answers = Vec::new();
+        for job_name in &moved {
+            let Some(job) = self.jobs.get_mut(job_name) else {
+                continue;
+            };
+            let until = if job.m.goal == crate::job::Goal::Start {
+                Until::Up
+            } else {
+                Until::Down
+            };
+            let (tx, rx) = oneshot::channel();
+            job.waiters.push(Waiter { until, tx });
+            answers.push(rx);
+            self.settle(job_name);
+        }
+        tokio::spawn(collect(answers, reply));
     }
 
     fn reload_jobs(&mut self, target: &str) -> Response {
@@ -330,77 +361,55 @@ impl Daemon {
             let _ = reply.send(Response::Error { message });
             return;
         };
-        let program = Program::Script(text.clone());
-        let spawned = match spawn(
-            &job.spec,
-            &program,
-            &[("GUARDIAN_COMMAND", command)],
-            Output::Capture,
-        ) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = reply.send(Response::Error {
-                    message: format!("{name}: cannot run `{command}`: {e}"),
-                });
-                return;
-            }
-        };
         let (tx, rx) = oneshot::channel();
-        self.pids.insert(spawned.pid, Owner::Command(tx));
-        let pid = spawned.pid;
-        let out = spawned.stdout.map(OwnedFd::from);
-        let err = spawned.stderr.map(OwnedFd::from);
+        self.run_request(RunRequest {
+            job: name.to_string(),
+            command: text.clone(),
+            extra_env: vec![("GUARDIAN_COMMAND".into(), command.to_string())],
+            timeout: RUN_TIMEOUT,
+            reply: tx,
+        });
+        let label = format!("{name}: cannot run `{command}`");
         tokio::spawn(async move {
-            let collect = async {
-                let (a, b) = tokio::join!(read_all(out), read_all(err));
-                let end = rx.await.ok();
-                (a, b, end)
+            let response = match rx.await {
+                Ok(Ok(ran)) => Response::Ran {
+                    success: ran.code == Some(0),
+                    status: ran.how,
+                    output: ran.output,
+                },
+                Ok(Err(e)) => Response::Error {
+                    message: format!("{label}: {e}"),
+                },
+                Err(_) => Response::Error {
+                    message: "guardian is shutting down".into(),
+                },
             };
-            let (status, success, output) = match tokio::time::timeout(RUN_TIMEOUT, collect).await {
-                Ok((a, b, end)) => {
-                    let mut output = a;
-                    output.push_str(&b);
-                    match end {
-                        Some(end) => (end.to_string(), end == ProcessEnd::Exited(0), output),
-                        None => ("lost".to_string(), false, output),
-                    }
-                }
-                Err(_) => {
-                    Pgid::of_leader(pid).signal(nix::sys::signal::Signal::SIGKILL);
-                    (
-                        format!("timed out after {}s, killed", RUN_TIMEOUT.as_secs()),
-                        false,
-                        String::new(),
-                    )
-                }
-            };
-            let _ = reply.send(Response::Ran {
-                status,
-                success,
-                output,
-            });
+            let _ = reply.send(response);
         });
     }
 }
 
-/// Reads a pipe to its end, keeping at most [`RUN_OUTPUT_CAP`] bytes.
-async fn read_all(fd: Option<OwnedFd>) -> String {
-    let Some(fd) = fd else {
-        return String::new();
-    };
-    let Ok(mut rx) = pipe::Receiver::from_owned_fd(fd) else {
-        return String::new();
-    };
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match rx.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let room = RUN_OUTPUT_CAP.saturating_sub(out.len());
-                out.extend_from_slice(&buf[..n.min(room)]);
+/// Waits for every job's answer and sends one reply: done if all went well, no if not.
+async fn collect(answers: Vec<oneshot::Receiver<Outcome>>, reply: oneshot::Sender<Response>) {
+    let mut lines = Vec::new();
+    let mut all_ok = true;
+    for rx in answers {
+        match rx.await {
+            Ok(Ok(line)) => lines.push(line),
+            Ok(Err(line)) => {
+                all_ok = false;
+                lines.push(line);
+            }
+            Err(_) => {
+                all_ok = false;
+                lines.push("guardian is shutting down".into());
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    let message = lines.join("\n");
+    let _ = reply.send(if all_ok {
+        Response::Done { message }
+    } else {
+        Response::No { message }
+    });
 }

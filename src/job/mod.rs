@@ -136,6 +136,8 @@ impl fmt::Display for ProcessEnd {
 pub struct Failure {
     pub process: Proc,
     pub status: String,
+    /// How the process ended, when it ended (not for spawn failures or readiness).
+    pub end: Option<ProcessEnd>,
     pub at: SystemTime,
 }
 
@@ -163,6 +165,19 @@ pub enum Input {
     Exited(Proc, ProcessEnd),
     /// The kill timer armed with this generation fired.
     KillTimeout(u64),
+    /// The jobs that the `starting` / `stopping` event started or stopped have finished
+    /// doing so: the job may go on.
+    Proceed,
+    /// The main process is ready (it forked, wrote its pid file, said READY=1, stopped
+    /// itself, or its readiness probe passed).
+    Ready,
+    /// The main process did not become ready; the reason is recorded by the caller.
+    NotReady,
+    /// The main process is now this one (a daemon's fork, a pid file's new pid).
+    Adopt(u32),
+    /// The main process handed over to one not known yet (a daemon whose pid file is
+    /// still to come).
+    Detach,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +191,8 @@ pub enum Effect {
     Emit(Event),
     /// The respawn limit was reached: the job is given up on.
     GaveUp,
+    /// Find out when the main process is ready; answer `Ready` or `NotReady`.
+    AwaitReady,
 }
 
 /// One job's lifecycle.
@@ -250,7 +267,11 @@ impl Machine {
             Input::Spawned(Proc::Main, pid) => {
                 self.main_pid = Some(pid);
                 if self.state == State::Spawned {
-                    self.enter(State::PostStart, now, &mut fx);
+                    if self.policy.wait_ready {
+                        fx.push(Effect::AwaitReady);
+                    } else {
+                        self.enter(State::PostStart, now, &mut fx);
+                    }
                 }
             }
             Input::Spawned(p, pid) => {
@@ -263,6 +284,31 @@ impl Machine {
             Input::SpawnFailed(p) => self.process_failed_to_spawn(p, now, &mut fx),
             Input::Exited(Proc::Main, end) => self.main_exited(end, now, &mut fx),
             Input::Exited(p, end) => self.hook_exited(p, end, now, &mut fx),
+            Input::Proceed => match self.state {
+                State::Starting => {
+                    if self.goal == Goal::Stop {
+                        self.enter(State::Stopping, now, &mut fx);
+                    } else {
+                        self.enter(State::PreStart, now, &mut fx);
+                    }
+                }
+                State::Stopping => self.enter(State::Killed, now, &mut fx),
+                _ => {}
+            },
+            Input::Ready => {
+                if self.state == State::Spawned && self.main_pid.is_some() {
+                    self.enter(State::PostStart, now, &mut fx);
+                }
+            }
+            Input::NotReady => {
+                if self.state == State::Spawned {
+                    self.goal = Goal::Stop;
+                    self.run_failed = true;
+                    self.enter(State::Stopping, now, &mut fx);
+                }
+            }
+            Input::Adopt(pid) => self.main_pid = Some(pid),
+            Input::Detach => self.main_pid = None,
             Input::KillTimeout(generation) => {
                 if generation == self.timer_gen {
                     if self.state == State::Killed && self.main_pid.is_some() {
@@ -279,12 +325,21 @@ impl Machine {
     /// Records a failure of this run, as reported by the caller (spawn errors carry text
     /// the machine cannot know).
     pub fn record_failure(&mut self, process: Proc, status: String) {
+        self.record(process, status, None);
+    }
+
+    fn record(&mut self, process: Proc, status: String, end: Option<ProcessEnd>) {
         self.run_failed = true;
         self.last_failure = Some(Failure {
             process,
             status,
+            end,
             at: SystemTime::now(),
         });
+    }
+
+    fn record_end(&mut self, process: Proc, end: ProcessEnd) {
+        self.record(process, end.to_string(), Some(end));
     }
 
     fn start(&mut self, now: Instant, fx: &mut Vec<Effect>) {
@@ -306,6 +361,7 @@ impl Machine {
         match self.state {
             State::Failed => self.state = State::Waiting,
             State::PreStart | State::PostStart => self.kill_hook(fx),
+            State::Spawned => self.enter(State::Stopping, Instant::now(), fx),
             State::Running => {
                 self.enter(State::PreStop, Instant::now(), fx);
             }
@@ -333,8 +389,8 @@ impl Machine {
         self.timer_gen += 1;
     }
 
-    fn fail(&mut self, process: Proc, status: String) {
-        self.record_failure(process, status);
+    fn fail(&mut self, process: Proc, end: ProcessEnd) {
+        self.record_end(process, end);
         self.goal = Goal::Stop;
     }
 
@@ -376,7 +432,7 @@ impl Machine {
     fn main_died(&mut self, end: ProcessEnd, now: Instant, fx: &mut Vec<Effect>) {
         let normal = end.matches(&self.policy.normal_exit);
         if self.goal == Goal::Start && self.policy.respawn && !normal {
-            self.record_failure(Proc::Main, end.to_string());
+            self.record_end(Proc::Main, end);
             if let Some(limit) = self.policy.respawn_limit {
                 while self
                     .respawn_times
@@ -388,13 +444,14 @@ impl Machine {
                 if self.respawn_times.len() >= limit.count as usize {
                     self.goal = Goal::Stop;
                     self.gave_up = true;
-                    self.record_failure(
+                    self.record(
                         Proc::Main,
                         format!(
                             "{end}; respawned {} times within {}, giving up",
                             limit.count,
                             humantime::format_duration(limit.interval)
                         ),
+                        Some(end),
                     );
                     fx.push(Effect::GaveUp);
                 } else {
@@ -404,7 +461,7 @@ impl Machine {
         } else {
             self.goal = Goal::Stop;
             if !normal {
-                self.record_failure(Proc::Main, end.to_string());
+                self.record_end(Proc::Main, end);
             }
         }
         self.enter(State::Stopping, now, fx);
@@ -423,7 +480,7 @@ impl Machine {
                 if self.goal == Goal::Stop || self.restart_pending {
                     self.enter(State::Stopping, now, fx);
                 } else if !ok {
-                    self.fail(p, end.to_string());
+                    self.fail(p, end);
                     self.enter(State::Stopping, now, fx);
                 } else {
                     self.enter(State::Spawned, now, fx);
@@ -435,7 +492,7 @@ impl Machine {
                 } else if self.goal == Goal::Stop || self.restart_pending {
                     self.enter(State::Stopping, now, fx);
                 } else if !ok {
-                    self.fail(p, end.to_string());
+                    self.fail(p, end);
                     self.enter(State::Stopping, now, fx);
                 } else {
                     self.enter(State::Running, now, fx);
@@ -443,7 +500,7 @@ impl Machine {
             }
             Proc::PreStop => {
                 if !ok {
-                    self.record_failure(p, end.to_string());
+                    self.record_end(p, end);
                 }
                 if self.goal == Goal::Start && !self.restart_pending && self.main_pid.is_some() {
                     // The stop was called off while pre-stop ran.
@@ -454,7 +511,7 @@ impl Machine {
             }
             Proc::PostStop => {
                 if !ok {
-                    self.fail(p, end.to_string());
+                    self.fail(p, end);
                     self.restart_pending = false;
                 }
                 self.finish_stop(now, fx);
@@ -467,9 +524,9 @@ impl Machine {
         self.state = state;
         match state {
             State::Starting => {
+                // Waits here for `Proceed`: jobs that start on `starting` this job go first.
                 self.run_failed = false;
                 fx.push(Effect::Emit(Event::Starting));
-                self.enter(State::PreStart, now, fx);
             }
             State::PreStart => {
                 if self.policy.pre_start {
@@ -513,9 +570,9 @@ impl Machine {
                 }
             }
             State::Stopping => {
+                // Waits here for `Proceed`: jobs that stop on `stopping` this job go first.
                 self.running_since = None;
                 fx.push(Effect::Emit(Event::Stopping));
-                self.enter(State::Killed, now, fx);
             }
             State::Killed => {
                 if self.main_pid.is_some() {

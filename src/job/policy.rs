@@ -20,6 +20,9 @@ pub struct Policy {
     pub task: bool,
     pub kill_signal: Signal,
     pub kill_timeout: Duration,
+    /// The main process must be found ready before post-start (`expect`, `pidfile`,
+    /// `[ready]`).
+    pub wait_ready: bool,
 }
 
 impl Policy {
@@ -36,6 +39,7 @@ impl Policy {
             task: spec.task,
             kill_signal: spec.kill_signal,
             kill_timeout: spec.kill_timeout,
+            wait_ready: spec.waits_for_ready(),
         }
     }
 }

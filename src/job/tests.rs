@@ -24,6 +24,7 @@ fn policy() -> Policy {
         task: false,
         kill_signal: Signal::SIGTERM,
         kill_timeout: Duration::from_secs(5),
+        wait_ready: false,
     }
 }
 
@@ -47,6 +48,8 @@ struct Harness {
     events: Vec<Event>,
     timer: Option<u64>,
     fail_spawn: Option<Proc>,
+    ready_at_once: bool,
+    auto_proceed: bool,
 }
 
 impl Harness {
@@ -60,6 +63,8 @@ impl Harness {
             events: vec![],
             timer: None,
             fail_spawn: None,
+            ready_at_once: false,
+            auto_proceed: true,
         }
     }
 
@@ -79,7 +84,18 @@ impl Harness {
                     }
                     Effect::Signal(p, s) => self.signals.push((p, s)),
                     Effect::ArmKillTimer(g, _) => self.timer = Some(g),
-                    Effect::Emit(ev) => self.events.push(ev),
+                    Effect::Emit(ev) => {
+                        self.events.push(ev);
+                        // Nothing waits on these events here: go on at once.
+                        if self.auto_proceed && matches!(ev, Event::Starting | Event::Stopping) {
+                            queue.insert(0, Input::Proceed);
+                        }
+                    }
+                    Effect::AwaitReady => {
+                        if self.ready_at_once {
+                            queue.insert(0, Input::Ready);
+                        }
+                    }
                     Effect::GaveUp => {}
                 }
             }
@@ -399,4 +415,88 @@ fn main_dying_during_post_start_interrupts_it() {
         h.m.last_failure.as_ref().map(|f| f.process),
         Some(Proc::Main)
     );
+}
+
+#[test]
+fn starting_and_stopping_wait_for_proceed() {
+    let mut h = Harness::new(policy());
+    h.auto_proceed = false;
+    h.feed(Input::Start);
+    assert_eq!(h.state(), State::Starting);
+    assert!(
+        h.spawned.is_empty(),
+        "nothing runs before the starting event is done"
+    );
+    h.feed(Input::Proceed);
+    assert_eq!(h.state(), State::Running);
+    h.feed(Input::Stop);
+    assert_eq!(h.state(), State::Stopping);
+    assert!(
+        h.signals.is_empty(),
+        "nothing is killed before the stopping event is done"
+    );
+    h.feed(Input::Proceed);
+    assert_eq!(h.state(), State::Killed);
+}
+
+#[test]
+fn a_stop_while_starting_is_blocked_goes_straight_down() {
+    let mut h = Harness::new(hooks());
+    h.auto_proceed = false;
+    h.feed(Input::Start);
+    h.feed(Input::Stop);
+    h.feed(Input::Proceed);
+    assert_eq!(h.state(), State::Stopping);
+    h.feed(Input::Proceed);
+    assert_eq!(h.spawned, vec![Proc::PostStop], "post-stop still runs once");
+}
+
+#[test]
+fn readiness_gates_post_start_and_running() {
+    let mut h = Harness::new(Policy {
+        wait_ready: true,
+        ..hooks()
+    });
+    h.feed(Input::Start);
+    h.exit(Proc::PreStart, 0);
+    assert_eq!(h.state(), State::Spawned);
+    assert!(!h.spawned.contains(&Proc::PostStart));
+    h.feed(Input::Adopt(4242));
+    assert_eq!(h.m.main_pid, Some(4242));
+    h.feed(Input::Ready);
+    assert_eq!(h.state(), State::PostStart);
+    h.exit(Proc::PostStart, 0);
+    assert_eq!(h.state(), State::Running);
+}
+
+#[test]
+fn not_ready_fails_the_start_and_stops_main() {
+    let mut h = Harness::new(Policy {
+        wait_ready: true,
+        respawn: true,
+        ..policy()
+    });
+    h.feed(Input::Start);
+    h.feed(Input::NotReady);
+    h.m.record_failure(Proc::Main, "not ready within 1s".into());
+    assert_eq!(h.state(), State::Killed);
+    assert_eq!(h.signals[0], (Proc::Main, Signal::SIGTERM));
+    h.feed(Input::Exited(
+        Proc::Main,
+        ProcessEnd::Signaled(Signal::SIGTERM),
+    ));
+    assert_eq!(h.state(), State::Waiting, "no respawn: it never was ready");
+    assert_eq!(h.events.last(), Some(&Event::Stopped { failed: true }));
+}
+
+#[test]
+fn a_stop_while_waiting_for_readiness_kills_main() {
+    let mut h = Harness::new(Policy {
+        wait_ready: true,
+        ..policy()
+    });
+    h.feed(Input::Start);
+    assert_eq!(h.state(), State::Spawned);
+    h.feed(Input::Stop);
+    assert_eq!(h.state(), State::Killed);
 }

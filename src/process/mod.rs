@@ -31,3 +31,23 @@ impl Pgid {
         }
     }
 }
+
+/// The process group of `pid`, unless it is guardian's own (signalling that would
+/// signal guardian).
+pub fn group_of(pid: u32) -> Option<Pgid> {
+    let raw = Pid::from_raw(i32::try_from(pid).ok()?);
+    let group = nix::unistd::getpgid(Some(raw)).ok()?;
+    let own = nix::unistd::getpgrp();
+    (group != own && group.as_raw() > 1).then(|| Pgid(group.as_raw() as u32))
+}
+
+/// Sends `sig` to one process; a process already gone is not an error.
+pub fn signal_pid(pid: u32, sig: Signal) {
+    let Ok(raw) = i32::try_from(pid) else {
+        return;
+    };
+    match nix::sys::signal::kill(Pid::from_raw(raw), sig) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+        Err(e) => tracing::warn!("cannot send {sig} to process {raw}: {e}"),
+    }
+}

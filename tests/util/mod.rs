@@ -254,3 +254,27 @@ pub fn frame(json: &str) -> Vec<u8> {
     v.extend_from_slice(json.as_bytes());
     v
 }
+
+/// The stand-in services script.
+pub const SVC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/svc.py");
+
+/// A TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The lines of a record file.
+pub fn lines(path: &str) -> Vec<String> {
+    read(path).lines().map(str::to_string).collect()
+}
+
+/// Where `line` stands in `lines`, failing the test when it is missing.
+pub fn position(lines: &[String], line: &str) -> usize {
+    lines
+        .iter()
+        .position(|l| l == line)
+        .unwrap_or_else(|| panic!("{line:?} missing from {lines:?}"))
+}

@@ -1,8 +1,6 @@
 //! The supervisor end to end: the real binary, real processes, real signals.
 
-mod util;
-
-use util::{Conf, alive, frame, raw_exchange, read, signal, text, wait_until};
+use crate::util::{self, Conf, alive, frame, raw_exchange, read, signal, text, wait_until};
 
 const SLEEP: &str = "exec = \"sleep 1000\"\n";
 

@@ -1,0 +1,70 @@
+//! `program`: run a command; it passes when it exits with the expected status.
+//! The process is started by the caller's [`Spawner`], so that it is a child the
+//! caller's one reaper collects: this crate never waits for a process itself.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use crate::{Outcome, millis};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramProbe {
+    /// Shell text, run with `sh -c`.
+    pub command: String,
+    pub status: i32,
+}
+
+/// How a program ended, and what it printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ran {
+    /// The exit status, or None when a signal ended it.
+    pub code: Option<i32>,
+    /// `exited 3`, `killed by SIGKILL`.
+    pub how: String,
+    pub output: String,
+}
+
+pub trait Spawner: Send + Sync {
+    /// Runs `command` with `sh -c`, killing it (and its process group) after `timeout`.
+    fn run<'a>(
+        &'a self,
+        command: &'a str,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<Ran, String>> + Send + 'a>>;
+}
+
+impl ProgramProbe {
+    pub(crate) async fn run(
+        &self,
+        spawner: &dyn Spawner,
+        timeout: Duration,
+        start: Instant,
+    ) -> Outcome {
+        match spawner.run(&self.command, timeout).await {
+            Ok(ran) => {
+                let t = start.elapsed();
+                let last = ran.output.lines().last().unwrap_or("").trim().to_string();
+                let said = if last.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {last}")
+                };
+                let reason = format!("`{}` {} after {}{said}", self.command, ran.how, millis(t));
+                let o = if ran.code == Some(self.status) {
+                    Outcome::pass(reason, t)
+                } else {
+                    Outcome::fail(reason, t)
+                };
+                match ran.code {
+                    Some(c) => o.with_value(f64::from(c)),
+                    None => o,
+                }
+            }
+            Err(e) => Outcome::fail(
+                format!("cannot run `{}`: {e}", self.command),
+                start.elapsed(),
+            ),
+        }
+    }
+}

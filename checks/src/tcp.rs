@@ -1,0 +1,68 @@
+//! `tcp`: connect; optionally send a line and expect a substring in what comes back.
+
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::{Outcome, millis};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpProbe {
+    pub host: String,
+    pub port: u16,
+    pub send: Option<String>,
+    pub expect: Option<String>,
+}
+
+impl TcpProbe {
+    pub(crate) async fn run(&self, start: Instant) -> Outcome {
+        let target = format!("{}:{}", self.host, self.port);
+        let mut stream = match TcpStream::connect((self.host.as_str(), self.port)).await {
+            Ok(s) => s,
+            Err(e) => {
+                return Outcome::fail(format!("cannot connect to {target}: {e}"), start.elapsed());
+            }
+        };
+        if let Some(send) = &self.send
+            && let Err(e) = stream.write_all(send.as_bytes()).await
+        {
+            return Outcome::fail(format!("{target}: sending failed: {e}"), start.elapsed());
+        }
+        if let Some(expect) = &self.expect {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        got.extend_from_slice(&buf[..n]);
+                        if String::from_utf8_lossy(&got).contains(expect.as_str()) {
+                            let t = start.elapsed();
+                            return Outcome::pass(
+                                format!("{target} answered with {expect:?} after {}", millis(t)),
+                                t,
+                            );
+                        }
+                        if got.len() > 64 * 1024 {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        return Outcome::fail(
+                            format!("{target}: reading failed: {e}"),
+                            start.elapsed(),
+                        );
+                    }
+                }
+            }
+            let shown: String = String::from_utf8_lossy(&got).chars().take(80).collect();
+            return Outcome::fail(
+                format!("{target} did not answer with {expect:?} (got {shown:?})"),
+                start.elapsed(),
+            );
+        }
+        let t = start.elapsed();
+        Outcome::pass(format!("connected to {target} in {}", millis(t)), t)
+    }
+}

@@ -1,0 +1,167 @@
+//! Events between jobs: what a job's move emits, which jobs' `start-on` / `stop-on` it
+//! sets off, and holding a job in `starting` / `stopping` until those have moved.
+
+use crate::event::Event;
+use crate::job::{self, Goal, Input, State};
+
+use super::{Daemon, Work, settled_up};
+
+impl Daemon {
+    /// The job `name` emitted `event`: log it and queue its dispatch.
+    pub(super) fn emitted(&mut self, name: &str, event: job::Event) {
+        let Some(job) = self.jobs.get(name) else {
+            return;
+        };
+        let m = &job.m;
+        let mut e = Event::new(match event {
+            job::Event::Starting => "starting",
+            job::Event::Started => "started",
+            job::Event::Stopping => "stopping",
+            job::Event::Stopped { .. } => "stopped",
+        })
+        .with("JOB", name);
+        let failed = match event {
+            job::Event::Stopping => m.run_failed(),
+            job::Event::Stopped { failed } => failed,
+            _ => false,
+        };
+        if matches!(event, job::Event::Stopping | job::Event::Stopped { .. }) {
+            e = e.with("RESULT", if failed { "failed" } else { "ok" });
+            if failed && let Some(f) = &m.last_failure {
+                e = e.with("PROCESS", f.process.as_str());
+                match f.end {
+                    Some(job::ProcessEnd::Exited(c)) => e = e.with("EXIT_STATUS", c.to_string()),
+                    Some(job::ProcessEnd::Signaled(s)) => {
+                        e = e.with("EXIT_SIGNAL", crate::config::signal::name(s))
+                    }
+                    None => {}
+                }
+            }
+        }
+        match event {
+            job::Event::Started => {
+                self.order.retain(|n| n != name);
+                self.order.push(name.to_string());
+                match m.main_pid {
+                    Some(pid) => tracing::info!("{name}: running, pid {pid}"),
+                    None => tracing::info!("{name}: running"),
+                }
+            }
+            job::Event::Stopped { failed } => {
+                let how = match (&m.last_failure, failed) {
+                    (Some(f), true) => format!(" ({} {})", f.process.as_str(), f.status),
+                    _ => String::new(),
+                };
+                let to = if m.state == State::Failed {
+                    "failed"
+                } else {
+                    "stopped"
+                };
+                tracing::info!("{name}: {to}{how}");
+            }
+            job::Event::Starting => tracing::debug!("{name}: starting"),
+            job::Event::Stopping => {
+                if m.goal == Goal::Start
+                    && let Some(f) = &m.last_failure
+                {
+                    tracing::warn!("{name}: {} {}, respawning", f.process.as_str(), f.status);
+                } else {
+                    tracing::debug!("{name}: stopping");
+                }
+            }
+        }
+        let blocks =
+            matches!(event, job::Event::Starting | job::Event::Stopping).then(|| name.to_string());
+        self.work.push_back(Work::Dispatch { event: e, blocks });
+    }
+
+    /// Offers `event` to every job's `start-on` and `stop-on`; jobs whose expression
+    /// fires are started or stopped. If the event is a `starting` / `stopping`, its job
+    /// waits until those jobs have finished moving.
+    pub(super) fn dispatch(&mut self, event: Event, blocks: Option<String>) {
+        tracing::debug!("event: {event}");
+        let mut moved = std::collections::BTreeSet::new();
+        let shutting_down = self.shutdown.is_some();
+        for (name, job) in self.jobs.iter_mut() {
+            if blocks.as_deref() == Some(name.as_str()) {
+                continue;
+            }
+            let start = job.start_on.as_mut().is_some_and(|w| w.feed(&event));
+            let stop = job.stop_on.as_mut().is_some_and(|w| w.feed(&event));
+            if stop && job.m.goal == Goal::Start {
+                tracing::info!("{name}: stopping on `{event}`");
+                self.work.push_back(Work::Feed(name.clone(), Input::Stop));
+                moved.insert(name.clone());
+            } else if start
+                && !shutting_down
+                && !job.spec.manual
+                && !job.manual_stop
+                && job.m.state != State::Failed
+                && (job.m.goal == Goal::Stop || job.m.state.is_down())
+            {
+                tracing::info!("{name}: starting on `{event}`");
+                job.start_env = event.env.clone();
+                job.start_env
+                    .push(("GUARDIAN_EVENT".to_string(), event.name.clone()));
+                self.work.push_back(Work::Feed(name.clone(), Input::Start));
+                moved.insert(name.clone());
+            }
+        }
+        let Some(waiting) = blocks else {
+            return;
+        };
+        if moved.is_empty() {
+            self.work.push_back(Work::Feed(waiting, Input::Proceed));
+        } else {
+            tracing::debug!(
+                "{waiting}: waits for {} to move first",
+                moved.iter().cloned().collect::<Vec<_>>().join(", ")
+            );
+            self.blocked.insert(waiting, moved);
+        }
+    }
+
+    /// `name` moved: jobs waiting on it may go on once all they wait for have moved.
+    pub(super) fn unblock(&mut self, name: &str) {
+        let Some(job) = self.jobs.get(name) else {
+            return;
+        };
+        let done = match job.m.goal {
+            Goal::Stop => job.m.state.is_down(),
+            Goal::Start if job.m.policy.task => job.m.state.is_down(),
+            Goal::Start => settled_up(&job.m) || job.m.state.is_down(),
+        };
+        if !done {
+            return;
+        }
+        let mut freed = Vec::new();
+        for (waiting, on) in self.blocked.iter_mut() {
+            if on.remove(name) && on.is_empty() {
+                freed.push(waiting.clone());
+            }
+        }
+        for waiting in freed {
+            self.blocked.remove(&waiting);
+            self.work.push_back(Work::Feed(waiting, Input::Proceed));
+        }
+    }
+
+    /// `guardian emit`: a user event. Returns the jobs it started or stopped.
+    pub(super) fn emit_user_event(&mut self, event: Event) -> Vec<String> {
+        let before: Vec<(String, Goal)> = self
+            .jobs
+            .iter()
+            .map(|(n, j)| (n.clone(), j.m.goal))
+            .collect();
+        self.work.push_back(Work::Dispatch {
+            event,
+            blocks: None,
+        });
+        self.pump();
+        before
+            .into_iter()
+            .filter(|(n, g)| self.jobs.get(n).is_some_and(|j| j.m.goal != *g))
+            .map(|(n, _)| n)
+            .collect()
+    }
+}

@@ -1,0 +1,5 @@
+//! guardian's integration tests: one binary, the real guardian against real processes.
+
+mod events;
+mod lifecycle;
+mod util;
