@@ -58,12 +58,12 @@ fn start_on_orders_jobs_and_waits_for_readiness() {
 fn stop_on_stopping_stops_dependents_first() {
     let c = Conf::new();
     let r = c.file("record");
-    c.job("redis", &svc(&r, "redis", "sleep"));
+    c.job("redis", &svc_ready(&r, "redis", "sleep"));
     c.job(
         "celery",
         &format!(
             "start-on = \"started redis\"\nstop-on = \"stopping redis\"\n{}",
-            svc(&r, "celery", "sleep")
+            svc_ready(&r, "celery", "sleep")
         ),
     );
     let d = c.start();

@@ -160,7 +160,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Err(e) = reaper::become_subreaper() {
         tracing::warn!("cannot become a child subreaper ({e}): orphans of jobs go to init");
     }
-    crate::process::spawn::raise_nofile();
+    // Each job holds its log pipe (two ends) and log file; leave room for sockets.
+    crate::process::spawn::raise_nofile(config.jobs.len() as u64 * 3 + 256);
 
     let mut sigchld = signal(SignalKind::child())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -429,9 +430,17 @@ impl Daemon {
     fn reap(&mut self) {
         self.check_stopped_children();
         while let Some(pid) = reaper::peek() {
+            // A followed main process may hand over to a process in its own group, so its
+            // group is only cleaned up once it is clear that it did not.
+            let mut followed_group = None;
             let clean_group = match self.pids.get(&pid) {
                 Some(Owner::Job { name, proc }) => {
-                    *proc != Proc::Main || !self.jobs.get(name).is_some_and(Job::follows)
+                    let follows =
+                        *proc == Proc::Main && self.jobs.get(name).is_some_and(Job::follows);
+                    if follows {
+                        followed_group = crate::process::group_of(pid);
+                    }
+                    !follows
                 }
                 Some(Owner::Command(_)) => true,
                 None => false,
@@ -449,6 +458,9 @@ impl Daemon {
                     tracing::debug!("{name}: {} process {pid} {end}", proc.as_str());
                     if proc == Proc::Main && self.main_handed_over(&name, pid, end) {
                         continue;
+                    }
+                    if let Some(group) = followed_group {
+                        group.signal(Signal::SIGKILL);
                     }
                     self.feed(&name, Input::Exited(proc, end));
                 }
@@ -636,6 +648,7 @@ impl Daemon {
                 "guardian.toml changed: socket, directories and log settings take effect when the daemon restarts"
             );
         }
+        crate::process::spawn::raise_nofile(new.jobs.len() as u64 * 3 + 256);
         let (mut added, mut removed, mut changed) = (0, 0, 0);
         let old_names: Vec<String> = self.jobs.keys().cloned().collect();
         for name in &old_names {
