@@ -447,3 +447,33 @@ fn the_django_stack_starts_in_order_gated_on_readiness_and_stops_in_reverse() {
         "{l:?}"
     );
 }
+
+/// The delayed_job shape: a start script that daemonizes (fork, setsid, fork), writes a
+/// pid file and exits. guardian follows the daemon the pid file names, and respawns it.
+#[test]
+fn a_start_script_that_daemonizes_is_followed_by_its_pidfile() {
+    let c = Conf::new();
+    let r = c.file("record");
+    let pidfile = c.file("delayed_job.pid");
+    c.job(
+        "delayed_job",
+        &format!(
+            "pidfile = \"{pidfile}\"\nrespawn = true\nrespawn-limit = {{ count = 10, interval = \"90s\" }}\n{}",
+            svc(&r, "dj", &format!("daemon --forks 2 --pidfile {pidfile}"))
+        ),
+    );
+    let d = c.start();
+    d.wait_state("delayed_job", "running");
+    let pid = d.main_pid("delayed_job").expect("pid");
+    assert_eq!(read(&pidfile).trim(), pid.to_string());
+    signal(pid, "KILL");
+    wait_until("a new daemon from a new start", || {
+        d.state("delayed_job") == "running"
+            && d.main_pid("delayed_job").is_some_and(|p| p != pid)
+            && read(&pidfile).trim() == d.main_pid("delayed_job").unwrap_or(0).to_string()
+    });
+    assert_eq!(d.status("delayed_job")["restarts"], 1);
+    let pid = d.main_pid("delayed_job").expect("pid");
+    d.ok(&["stop", "delayed_job"], 0);
+    assert!(!alive(pid));
+}
