@@ -477,3 +477,91 @@ fn a_start_script_that_daemonizes_is_followed_by_its_pidfile() {
     d.ok(&["stop", "delayed_job"], 0);
     assert!(!alive(pid));
 }
+
+/// A starter that outlives its daemon's pid file (the daemons gem behind
+/// `script/delayed_job start`, `unicorn -D`): its late exit is not the job's end.
+#[test]
+fn a_starter_that_exits_after_the_pidfile_is_written_does_not_end_the_job() {
+    let c = Conf::new();
+    let r = c.file("record");
+    let pidfile = c.file("worker.pid");
+    c.job(
+        "worker",
+        &format!(
+            "pidfile = \"{pidfile}\"\nrespawn = true\n{}",
+            svc(
+                &r,
+                "worker",
+                &format!("daemon --forks 1 --linger 0.5 --pidfile {pidfile}")
+            )
+        ),
+    );
+    let d = c.start();
+    d.wait_state("worker", "running");
+    let pid = d.main_pid("worker").expect("pid");
+    assert_eq!(read(&pidfile).trim(), pid.to_string());
+    // The starter lingers, then exits 0: the job runs on with the same daemon.
+    wait_until("the starter to be gone", || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.split_whitespace().nth(3).map(str::to_string))
+            .ok()
+            .flatten()
+            .is_some_and(|ppid| ppid != "1" && ppid == d.pid().to_string())
+    });
+    assert_eq!(d.state("worker"), "running");
+    assert_eq!(d.main_pid("worker"), Some(pid));
+    assert_eq!(d.status("worker")["restarts"], 0);
+    signal(pid, "KILL");
+    wait_until("a respawn", || {
+        d.state("worker") == "running" && d.main_pid("worker").is_some_and(|p| p != pid)
+    });
+}
+
+#[test]
+fn stop_all_and_start_all_keep_dependency_order() {
+    let c = Conf::new();
+    let r = c.file("record");
+    let port = free_port();
+    c.job(
+        "redis",
+        &format!(
+            "{}[ready]\ntype = \"tcp\"\nport = {port}\n",
+            svc(&r, "redis", &format!("listen {port} --delay 0.2"))
+        ),
+    );
+    c.job(
+        "celery",
+        &format!(
+            "start-on = \"started redis\"\nstop-on = \"stopping redis\"\n{}",
+            svc_ready(&r, "celery", "sleep")
+        ),
+    );
+    let d = c.start();
+    d.wait_state("celery", "running");
+    d.ok(&["stop", "all"], 0);
+    let l = lines(&r);
+    assert!(
+        position(&l, "down celery") < position(&l, "down redis"),
+        "{l:?}"
+    );
+
+    std::fs::write(&r, "").expect("truncate");
+    d.ok(&["start", "all"], 0);
+    d.wait_state("celery", "running");
+    let l = lines(&r);
+    assert!(
+        position(&l, "listening redis") < position(&l, "up celery"),
+        "{l:?}"
+    );
+}
+
+#[test]
+fn a_job_added_by_reload_starts_when_its_start_on_already_holds() {
+    let c = Conf::new();
+    c.job("db", "exec = \"sleep 1000\"\n");
+    let d = c.start();
+    d.wait_state("db", "running");
+    c.job("app", "start-on = \"started db\"\nexec = \"sleep 1000\"\n");
+    d.ok(&["reload"], 0);
+    d.wait_state("app", "running");
+}

@@ -88,28 +88,36 @@ impl Daemon {
             }
             let start = job.start_on.as_mut().is_some_and(|w| w.feed(&event));
             let stop = job.stop_on.as_mut().is_some_and(|w| w.feed(&event));
-            if stop && job.m.goal == Goal::Start {
-                tracing::info!("{name}: stopping on `{event}`");
-                self.work.push_back(Work::Feed(name.clone(), Input::Stop));
+            if stop && !job.m.state.is_down() {
+                if job.m.goal == Goal::Start {
+                    tracing::info!("{name}: stopping on `{event}`");
+                    self.work.push_back(Work::Feed(name.clone(), Input::Stop));
+                }
+                // Already on its way down (a `stop all`, say): still waited for.
                 moved.insert(name.clone());
             } else if start
                 && !shutting_down
                 && !job.spec.manual
                 && !job.manual_stop
                 && job.m.state != State::Failed
-                && (job.m.goal == Goal::Stop || job.m.state.is_down())
             {
-                tracing::info!("{name}: starting on `{event}`");
-                job.start_env = event.env.clone();
-                job.start_env
-                    .push(("GUARDIAN_EVENT".to_string(), event.name.clone()));
-                self.work.push_back(Work::Feed(name.clone(), Input::Start));
-                moved.insert(name.clone());
+                if job.m.goal == Goal::Stop || job.m.state.is_down() {
+                    tracing::info!("{name}: starting on `{event}`");
+                    job.start_env = event.env.clone();
+                    job.start_env
+                        .push(("GUARDIAN_EVENT".to_string(), event.name.clone()));
+                    self.work.push_back(Work::Feed(name.clone(), Input::Start));
+                    moved.insert(name.clone());
+                } else if !super::settled_up(&job.m) {
+                    moved.insert(name.clone());
+                }
             }
         }
         let Some(waiting) = blocks else {
             return;
         };
+        // Never wait on a job that (through others) waits on this one.
+        moved.retain(|m| !self.waits_on(m, &waiting));
         if moved.is_empty() {
             self.work.push_back(Work::Feed(waiting, Input::Proceed));
         } else {
@@ -119,6 +127,24 @@ impl Daemon {
             );
             self.blocked.insert(waiting, moved);
         }
+    }
+
+    /// Whether `job` is held, directly or through other held jobs, until `other` moves.
+    fn waits_on(&self, job: &str, other: &str) -> bool {
+        let mut stack = vec![job.to_string()];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(j) = stack.pop() {
+            if j == other {
+                return true;
+            }
+            if !seen.insert(j.clone()) {
+                continue;
+            }
+            if let Some(on) = self.blocked.get(&j) {
+                stack.extend(on.iter().cloned());
+            }
+        }
+        false
     }
 
     /// `name` moved: jobs waiting on it may go on once all they wait for have moved.

@@ -45,6 +45,11 @@ enum Owner {
     },
     /// A custom command or a probe program: its end goes to whoever waits for it.
     Command(oneshot::Sender<ProcessEnd>),
+    /// A job's former main process, which handed over to the one followed now (a
+    /// starter that outlives the daemon it started): its end means nothing.
+    Former {
+        name: String,
+    },
 }
 
 /// What a client waits for after a command.
@@ -235,8 +240,9 @@ impl Daemon {
             internal,
             http: None,
         };
-        let specs: Vec<JobSpec> = daemon.config.jobs.values().cloned().collect();
-        for spec in specs {
+        // The specs move into the jobs: the loaded configuration keeps only its settings.
+        let specs = std::mem::take(&mut daemon.config.jobs);
+        for spec in specs.into_values() {
             daemon.add_job(spec)?;
         }
         Ok(daemon)
@@ -443,7 +449,7 @@ impl Daemon {
                     !follows
                 }
                 Some(Owner::Command(_)) => true,
-                None => false,
+                Some(Owner::Former { .. }) | None => false,
             };
             if clean_group {
                 // The leader is a zombie, so its group id cannot be reused yet: whatever
@@ -454,6 +460,15 @@ impl Daemon {
                 break;
             };
             match self.pids.remove(&pid) {
+                Some(Owner::Job { name, proc })
+                    if proc == Proc::Main
+                        && self
+                            .jobs
+                            .get(&name)
+                            .is_some_and(|j| j.m.main_pid != Some(pid)) =>
+                {
+                    tracing::debug!("{name}: former main process {pid} {end}");
+                }
                 Some(Owner::Job { name, proc }) => {
                     tracing::debug!("{name}: {} process {pid} {end}", proc.as_str());
                     if proc == Proc::Main && self.main_handed_over(&name, pid, end) {
@@ -466,6 +481,9 @@ impl Daemon {
                 }
                 Some(Owner::Command(tx)) => {
                     let _ = tx.send(end);
+                }
+                Some(Owner::Former { name }) => {
+                    tracing::debug!("{name}: former main process {pid} {end}");
                 }
                 None => tracing::debug!("reaped orphan {pid} ({end})"),
             }
@@ -679,7 +697,7 @@ impl Daemon {
                         }
                         if !spec.manual
                             && !job.manual_stop
-                            && spec.start_on.is_none()
+                            && job.start_on.as_ref().is_none_or(Watch::holds)
                             && self.shutdown.is_none()
                         {
                             self.work.push_back(Work::Feed(name.clone(), Input::Start));
@@ -709,6 +727,7 @@ impl Daemon {
         let settings = self.config.settings.clone();
         self.config = new;
         self.config.settings = settings;
+        self.config.jobs.clear();
         Ok(format!(
             "{added} added, {removed} removed, {changed} changed, {unchanged} unchanged"
         ))

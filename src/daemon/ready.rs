@@ -263,7 +263,7 @@ impl Daemon {
                     self.not_ready(
                         name,
                         format!(
-                            "the pid file names process {pid}, which guardian did not start (not its child)"
+                            "the pid file names process {pid}, which guardian did not start (a stale pid file?)"
                         ),
                     );
                     return;
@@ -297,11 +297,25 @@ impl Daemon {
         self.not_ready(name, format!("still {what} at the deadline"));
     }
 
-    /// Makes `pid` the job's main process. Only a child of guardian can be followed
-    /// (it is reaped here); false otherwise.
+    /// Makes `pid` the job's main process. Only a descendant of guardian can be
+    /// followed: it is reaped here once its parent (say, the starter that forked it) is
+    /// gone, since guardian is a child subreaper. False otherwise.
     fn adopt(&mut self, name: &str, pid: u32) -> bool {
-        if parent_of(pid) != Some(std::process::id()) {
+        if !descends_from_guardian(pid) {
             return false;
+        }
+        // The process followed until now may live on (a starter that exits once its
+        // daemon is up): from here on its end is not the job's.
+        if let Some(old) = self.jobs.get(name).and_then(|j| j.m.main_pid)
+            && old != pid
+            && self.pids.contains_key(&old)
+        {
+            self.pids.insert(
+                old,
+                Owner::Former {
+                    name: name.to_string(),
+                },
+            );
         }
         self.pids.insert(
             pid,
@@ -547,8 +561,18 @@ fn stat_of(pid: u32) -> Option<(u32, char, u64)> {
     Some((ppid, state, start))
 }
 
-fn parent_of(pid: u32) -> Option<u32> {
-    stat_of(pid).map(|(ppid, _, _)| ppid)
+/// Whether guardian is an ancestor of `pid`.
+fn descends_from_guardian(pid: u32) -> bool {
+    let me = std::process::id();
+    let mut cur = pid;
+    for _ in 0..64 {
+        match stat_of(cur) {
+            Some((ppid, _, _)) if ppid == me => return true,
+            Some((ppid, _, _)) if ppid > 1 => cur = ppid,
+            _ => return false,
+        }
+    }
+    false
 }
 
 fn session_leader(pid: u32) -> bool {

@@ -169,9 +169,21 @@ impl Daemon {
         if target == "all" {
             // `all` means the jobs that run with the daemon: `start all` leaves `manual`
             // jobs alone, and `restart all` does not bring up what a person stopped.
+            // `start all` starts what the daemon would start, in the same order: jobs
+            // without `start-on`, and those whose `start-on` holds now; the others follow
+            // when their events come, as their manual stops are lifted too.
+            if command == Command::Start {
+                for job in self.jobs.values_mut() {
+                    if !job.spec.manual && job.manual_stop {
+                        job.manual_stop = false;
+                    }
+                }
+            }
             names.retain(|n| {
                 self.jobs.get(n).is_some_and(|j| match command {
-                    Command::Start => !j.spec.manual,
+                    Command::Start => {
+                        !j.spec.manual && j.start_on.as_ref().is_none_or(|w| w.holds())
+                    }
                     Command::Restart => !j.manual_stop && !j.m.state.is_down(),
                     Command::Stop => true,
                 })

@@ -340,6 +340,9 @@ pub fn parse(text: &str) -> Result<Expr, ParseError> {
 
 /// `*` matches any run of characters, `?` any one.
 pub fn glob(pattern: &str, text: &str) -> bool {
+    if !pattern.contains(['*', '?']) {
+        return pattern == text;
+    }
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
     let (mut pi, mut ti) = (0, 0);
@@ -370,15 +373,18 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Watch {
     pub expr: Expr,
+    /// The expression's atoms in order, kept flat: every event goes past every watch.
+    atoms: Vec<Atom>,
     seen: Vec<bool>,
 }
 
 impl Watch {
     pub fn new(expr: Expr) -> Self {
-        let n = expr.atoms().len();
+        let atoms: Vec<Atom> = expr.atoms().into_iter().cloned().collect();
         Watch {
+            seen: vec![false; atoms.len()],
+            atoms,
             expr,
-            seen: vec![false; n],
         }
     }
 
@@ -386,7 +392,7 @@ impl Watch {
     pub fn feed(&mut self, e: &Event) -> bool {
         let mut touched = false;
         let job = e.job();
-        for (i, atom) in self.expr.atoms().into_iter().enumerate() {
+        for (i, atom) in self.atoms.iter().enumerate() {
             if atom.matches(e) {
                 self.seen[i] = true;
                 touched = true;
@@ -412,7 +418,7 @@ impl Watch {
         let fired = eval(&self.expr, &self.seen, &mut idx);
         if fired {
             // Forget the one-off events; states hold as long as they are true.
-            for (i, atom) in self.expr.atoms().into_iter().enumerate() {
+            for (i, atom) in self.atoms.iter().enumerate() {
                 if !atom.is_state() {
                     self.seen[i] = false;
                 }
@@ -421,10 +427,16 @@ impl Watch {
         fired
     }
 
+    /// Whether the expression holds with what it has seen, without a new event.
+    pub fn holds(&self) -> bool {
+        let mut idx = 0;
+        eval(&self.expr, &self.seen, &mut idx)
+    }
+
     /// Marks `started JOB` / `stopped JOB` atoms from the jobs' current states, for a
     /// watch set up after those events went by (at start-up or on reload).
     pub fn assume(&mut self, is_up: impl Fn(&str) -> Option<bool>) {
-        for (i, atom) in self.expr.atoms().into_iter().enumerate() {
+        for (i, atom) in self.atoms.iter().enumerate() {
             if let Some(job) = atom.job()
                 && atom.is_state()
                 && atom.args.len() <= 1
@@ -555,6 +567,8 @@ mod tests {
     fn assume_reads_current_states() {
         let mut w = Watch::new(parse("started a and started b").expect("parse"));
         w.assume(|j| Some(j == "a"));
+        assert!(!w.holds());
         assert!(w.feed(&job("started", "b")));
+        assert!(w.holds(), "states stay true after firing");
     }
 }

@@ -103,7 +103,11 @@ pub fn spawn(
     }
     let nice = spec.nice;
     let umask = spec.umask;
-    if ids.is_none() && group_only.is_none() && limits.is_empty() && nice.is_none() && umask.is_none()
+    if ids.is_none()
+        && group_only.is_none()
+        && limits.is_empty()
+        && nice.is_none()
+        && umask.is_none()
     {
         // Nothing to do between fork and exec: std can then use posix_spawn (vfork),
         // which does not copy guardian's page tables and starts a job faster.
