@@ -6,6 +6,8 @@ Scenarios (see bench/README.md):
   2. memory (PSS, RSS) of the daemon supervising 500 jobs
   3. start-up time of a daemon with 100 jobs
   4. wall time of `guardian summary` against the 500-job daemon of (2)
+  5. start-up of a chain of 100 jobs, each `start-on = "started <previous>"`
+  6. start-up of a fan-out: 200 jobs with `start-on = "started root"`
 
 Standard library only. Prints a table and writes bench/results.md.
 """
@@ -31,7 +33,7 @@ REPO_DIR = BENCH_DIR.parent
 READY_TIMEOUT = 10.0        # a 1-job daemon has its job running
 RESTART_TIMEOUT = 5.0       # one replacement process appears
 MEMORY_READY_TIMEOUT = 60.0 # 500 jobs running
-STARTUP_TIMEOUT = 30.0      # 100 jobs running
+STARTUP_TIMEOUT = 30.0      # 100 jobs running (also the chain and the fan-out)
 SETTLE_SECS = 2.0           # pause before reading memory
 STOP_TIMEOUT = 30.0         # daemon exits after SIGTERM
 KILL_TIMEOUT = 5.0          # daemon exits after SIGKILL of its group
@@ -41,6 +43,10 @@ CRASH_ROUNDS = 20
 MEMORY_JOBS = 500
 STARTUP_JOBS = 100
 STARTUP_RUNS = 5
+CHAIN_JOBS = 100        # scenario 5: j000 <- j001 <- ... <- j099
+FANOUT_LEAVES = 200     # scenario 6: root <- leaf000 .. leaf199
+EVENT_TARGET_MS = 200.0 # target of scenarios 5 and 6
+STATUS_TIMEOUT = 2.0    # after a run, every job `running` in `status --json`
 SUMMARY_RUNS = 20
 LIGHT_POLL = 0.0005     # pause of the light observer in scenario 3
 IDLE_WARN = 0.9         # warn when the machine is less idle than this
@@ -187,21 +193,44 @@ def clean_env():
     return env
 
 
-def make_config(njobs, respawn=False):
+def job_files(njobs, respawn=False):
+    """{name: body} of njobs identical jobs job0..jobN."""
+    body = f'exec = "{JOB_EXEC}"\n'
+    if respawn:
+        body += 'respawn = true\nrespawn-limit = "unlimited"\n'
+    width = len(str(njobs))
+    return {f"job{i:0{width}d}": body for i in range(njobs)}
+
+
+def chain_files(n):
+    """Scenario 5: j000 starts with the daemon, j<i> on `started j<i-1>`."""
+    jobs = {"j000": f'exec = "{JOB_EXEC}"\n'}
+    for i in range(1, n):
+        jobs[f"j{i:03d}"] = f'exec = "{JOB_EXEC}"\nstart-on = "started j{i - 1:03d}"\n'
+    return jobs
+
+
+def fanout_files(n):
+    """Scenario 6: root starts with the daemon, leaf000.. on `started root`."""
+    jobs = {"root": f'exec = "{JOB_EXEC}"\n'}
+    for i in range(n):
+        jobs[f"leaf{i:03d}"] = f'exec = "{JOB_EXEC}"\nstart-on = "started root"\n'
+    return jobs
+
+
+def make_config(jobs):
+    """A fresh configuration directory with one jobs/NAME.toml per entry of
+    jobs ({name: file content})."""
     d = tempfile.mkdtemp(prefix="guardian-bench-")
     if len(os.path.join(d, "guardian.sock")) > 100:
         shutil.rmtree(d)
         d = tempfile.mkdtemp(prefix="guardian-bench-", dir="/tmp")
     with open(os.path.join(d, "guardian.toml"), "w") as f:
         f.write('socket = "guardian.sock"\nlog-dir = "log"\nstate-dir = "state"\n')
-    jobs = os.path.join(d, "jobs")
-    os.mkdir(jobs)
-    body = f'exec = "{JOB_EXEC}"\n'
-    if respawn:
-        body += 'respawn = true\nrespawn-limit = "unlimited"\n'
-    width = len(str(njobs))
-    for i in range(njobs):
-        with open(os.path.join(jobs, f"job{i:0{width}d}.toml"), "w") as f:
+    jobdir = os.path.join(d, "jobs")
+    os.mkdir(jobdir)
+    for name, body in jobs.items():
+        with open(os.path.join(jobdir, f"{name}.toml"), "w") as f:
             f.write(body)
     return d
 
@@ -209,11 +238,14 @@ def make_config(njobs, respawn=False):
 class Daemon:
     """One guardian daemon in its own temporary configuration directory."""
 
-    def __init__(self, binary, njobs, respawn=False, keep=False):
+    def __init__(self, binary, njobs, respawn=False, keep=False, jobs=None):
+        """njobs identical jobs, or the jobs of `jobs` ({name: body}) if given."""
         self.binary = binary
-        self.njobs = njobs
+        if jobs is None:
+            jobs = job_files(njobs, respawn)
+        self.njobs = len(jobs)
         self.keep = keep
-        self.dir = make_config(njobs, respawn)
+        self.dir = make_config(jobs)
         self.log_path = os.path.join(self.dir, "daemon.log")
         self.proc = None
         self.tracked = {}  # pid -> start time of every job process seen
@@ -223,6 +255,7 @@ class Daemon:
         """Starts the daemon; returns time.perf_counter() taken just before Popen."""
         logf = open(self.log_path, "wb")
         try:
+            self.t0_wall = time.time()  # to place guardian's log lines (notes only)
             t0 = time.perf_counter()
             self.proc = subprocess.Popen(
                 [self.binary, "-c", self.dir],
@@ -424,28 +457,103 @@ def memory_and_summary(binary, keep):
     return rollup, ntasks, t_all, times
 
 
+def timed_start(d, n, nap, run):
+    """Starts daemon d and observes it until n children have exec'd sleep.
+    nap = 0: busy-poll; otherwise pause nap seconds between polls.
+    Returns (seconds from just before Popen to the first sleep child,
+    seconds to the n-th)."""
+    t0 = d.start()
+    deadline = t0 + STARTUP_TIMEOUT
+    counter = SleepCounter(d.pid)
+    t_first = None
+    while True:
+        c = counter.count()
+        t1 = time.perf_counter()
+        if c and t_first is None:
+            t_first = t1
+        if c >= n:
+            break
+        if t1 > deadline:
+            d.check_alive()
+            raise RuntimeError(f"run {run}: only {c} of {n} "
+                               f"jobs running after {STARTUP_TIMEOUT:.0f} s")
+        if d.proc.poll() is not None:
+            d.check_alive()
+        if nap:
+            time.sleep(nap)
+    d.track(counter.known)
+    return t_first - t0, t1 - t0
+
+
+def log_times(d):
+    """From the daemon's own log (informational only): seconds after Popen at
+    which guardian logged that it started, and its first and last `JOB: running`
+    line. Log timestamps are the daemon's wall clock, compared with time.time()
+    taken just before Popen. None where a line is missing or unreadable."""
+    def stamp(line):
+        try:
+            ts = line.split(None, 1)[0].rstrip("Z")
+            whole, _, frac = ts.partition(".")
+            dt = datetime.datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S")
+            dt = dt.replace(tzinfo=datetime.timezone.utc)
+            return dt.timestamp() + (float("0." + frac) if frac else 0.0) - d.t0_wall
+        except (ValueError, IndexError):
+            return None
+    ready = first = last = None
+    try:
+        with open(d.log_path, errors="replace") as f:
+            for line in f:
+                if ready is None and " started: " in line and "guardian" in line:
+                    ready = stamp(line)
+                elif ": running, pid " in line:
+                    t = stamp(line)
+                    if t is not None:
+                        first = t if first is None else first
+                        last = t
+    except OSError:
+        pass
+    return ready, first, last
+
+
+def check_all_running(d):
+    """Untimed: `guardian status --json` must list every job as running. Retries
+    (bounded by STATUS_TIMEOUT) in case the last job's state lags its exec;
+    returns the number of extra attempts needed."""
+    deadline = time.monotonic() + STATUS_TIMEOUT
+    attempt = 0
+    while True:
+        r = d.cli("status", "--json")
+        if r.returncode != 0:
+            raise RuntimeError(f"status --json exited {r.returncode}: {r.stderr.strip()}")
+        try:
+            info = json.loads(r.stdout)
+            states = {j["name"]: j["state"] for j in info}
+        except (ValueError, TypeError, KeyError) as e:
+            raise RuntimeError(f"status --json: unexpected output ({e})")
+        bad = {k: v for k, v in states.items() if v != "running"}
+        if len(states) == d.njobs and not bad:
+            return attempt
+        if time.monotonic() > deadline or attempt >= 100:
+            raise RuntimeError(f"status --json: {len(states)} jobs listed, "
+                               f"{d.njobs} expected; not running: "
+                               f"{dict(list(bad.items())[:5])}")
+        attempt += 1
+        time.sleep(0.02)
+
+
+def check_one_thread_children(d):
+    """The observers read the main thread's children only."""
+    if len(children_all_tasks(d.pid)) != len(children(d.pid)):
+        raise RuntimeError("job processes are children of more than one daemon "
+                           "thread; /proc/PID/task/PID/children is incomplete")
+
+
 def startup_once(binary, keep, run, nap):
     """Scenario 3, one run: from just before Popen to STARTUP_JOBS children that
     have exec'd sleep. nap = 0: busy-poll; otherwise pause nap seconds between polls."""
     with Daemon(binary, STARTUP_JOBS, keep=keep) as d:
-        t0 = d.start()
-        deadline = t0 + STARTUP_TIMEOUT
-        counter = SleepCounter(d.pid)
-        while True:
-            c = counter.count()
-            t1 = time.perf_counter()
-            if c >= STARTUP_JOBS:
-                break
-            if t1 > deadline:
-                d.check_alive()
-                raise RuntimeError(f"run {run}: only {c} of {STARTUP_JOBS} "
-                                   f"jobs running after {STARTUP_TIMEOUT:.0f} s")
-            if d.proc.poll() is not None:
-                d.check_alive()
-            if nap:
-                time.sleep(nap)
-        d.track(counter.known)
-        return t1 - t0
+        _, t_all = timed_start(d, STARTUP_JOBS, nap, run)
+        return t_all
 
 
 def startup(binary, keep):
@@ -456,6 +564,33 @@ def startup(binary, keep):
         busy.append(startup_once(binary, keep, run, 0))
         light.append(startup_once(binary, keep, run, LIGHT_POLL))
     return busy, light
+
+
+def event_start(binary, keep, jobs):
+    """Scenarios 5 and 6: a daemon whose jobs (all `sleep`) start through
+    start-on. STARTUP_RUNS runs with the busy-poll observer alternating with
+    STARTUP_RUNS with the light one, as in scenario 3. After each run, untimed:
+    every job `running` in `guardian status --json`, and guardian's log times."""
+    out = {"busy": [], "light": [], "first_busy": [], "first_light": [],
+           "log_busy": [], "log_light": [], "status_retries": 0}
+    for run in range(STARTUP_RUNS):
+        for kind, nap in (("busy", 0), ("light", LIGHT_POLL)):
+            with Daemon(binary, 0, keep=keep, jobs=jobs) as d:
+                t_first, t_all = timed_start(d, d.njobs, nap, run)
+                check_one_thread_children(d)
+                out["status_retries"] += check_all_running(d)
+                out[kind].append(t_all)
+                out["first_" + kind].append(t_first)
+                out["log_" + kind].append(log_times(d))
+    return out
+
+
+def chain(binary, keep):
+    return event_start(binary, keep, chain_files(CHAIN_JOBS))
+
+
+def fanout(binary, keep):
+    return event_start(binary, keep, fanout_files(FANOUT_LEAVES))
 
 
 # ---------------------------------------------------------------- report
@@ -522,18 +657,7 @@ def build_rows(res):
     elif "memory_error" in res:
         rows.append(("memory", "error", "<= 8 MB", res["memory_error"]))
     if "startup" in res:
-        busy, light = ([ms(x) for x in v] for v in res["startup"])
-        med = statistics.median(busy)
-        rows.append((f"start-up of {STARTUP_JOBS}, busy-poll, median of {len(busy)}",
-                     f"{med:.1f} ms", "<= 100 ms", verdict(med, 100.0)))
-        rows.append((f"start-up of {STARTUP_JOBS}, busy-poll, min / max",
-                     f"{min(busy):.1f} / {max(busy):.1f} ms", "", ""))
-        med = statistics.median(light)
-        rows.append((f"start-up of {STARTUP_JOBS}, {LIGHT_POLL * 1000:g} ms poll, "
-                     f"median of {len(light)}",
-                     f"{med:.1f} ms", "<= 100 ms", verdict(med, 100.0)))
-        rows.append((f"start-up of {STARTUP_JOBS}, {LIGHT_POLL * 1000:g} ms poll, min / max",
-                     f"{min(light):.1f} / {max(light):.1f} ms", "", ""))
+        rows += poll_rows(f"start-up of {STARTUP_JOBS}", *res["startup"], 100.0)
     elif "startup_error" in res:
         rows.append(("start-up", "error", "<= 100 ms", res["startup_error"]))
     if "memory" in res:
@@ -545,7 +669,57 @@ def build_rows(res):
                      f"{mx:.1f} ms", "<= 20 ms", verdict(mx, 20.0)))
     elif "memory_error" in res:
         rows.append(("summary", "error", "<= 20 ms", res["memory_error"]))
+    for key, label in EVENT_SCENARIOS:
+        if key in res:
+            rows += poll_rows(label, res[key]["busy"], res[key]["light"], EVENT_TARGET_MS)
+        elif key + "_error" in res:
+            rows.append((label, "error", f"<= {EVENT_TARGET_MS:g} ms", res[key + "_error"]))
     return rows
+
+
+EVENT_SCENARIOS = (
+    ("chain", f"chain of {CHAIN_JOBS} (start-on)"),
+    ("fanout", f"fan-out 1 -> {FANOUT_LEAVES} (start-on)"),
+)
+
+
+def poll_rows(label, busy, light, target):
+    """Median and min / max rows for the busy-poll and the light observer."""
+    rows = []
+    for name, v in (("busy-poll", busy), (f"{LIGHT_POLL * 1000:g} ms poll", light)):
+        v = [ms(x) for x in v]
+        med = statistics.median(v)
+        rows.append((f"{label}, {name}, median of {len(v)}", f"{med:.1f} ms",
+                     f"<= {target:g} ms", verdict(med, target)))
+        rows.append((f"{label}, {name}, min / max",
+                     f"{min(v):.1f} / {max(v):.1f} ms", "", ""))
+    return rows
+
+
+def median_ms(values):
+    v = [x for x in values if x is not None]
+    return f"{ms(statistics.median(v)):.1f}" if v else "?"
+
+
+def event_notes(key, r):
+    """Where the time of scenario 5 or 6 goes."""
+    njobs = CHAIN_JOBS if key == "chain" else FANOUT_LEAVES + 1
+    first, leader = ("j000", "chain") if key == "chain" else ("root", "fan-out")
+    out = []
+    for kind, name in (("busy", "busy-poll"), ("light", f"{LIGHT_POLL * 1000:g} ms poll")):
+        f = statistics.median(r["first_" + kind])
+        a = statistics.median(r[kind])
+        logs = r["log_" + kind]
+        out.append(
+            f"{leader}, {name}: medians: {first} (no start-on) exec'd {ms(f):.1f} ms after "
+            f"Popen, all {njobs} at {ms(a):.1f} ms. guardian's log (its wall clock, "
+            f"ms after Popen): daemon started {median_ms(x[0] for x in logs)}, first "
+            f"job running {median_ms(x[1] for x in logs)}, last "
+            f"{median_ms(x[2] for x in logs)}.")
+    out.append(f"{leader}: after every run `guardian status --json` listed all {njobs} "
+               f"jobs as running (untimed; {r['status_retries']} extra attempt(s) needed "
+               f"in all).")
+    return out
 
 
 def notes(res):
@@ -574,14 +748,19 @@ def notes(res):
     if LEFTOVERS:
         out.append(f"WARNING: {sum(LEFTOVERS)} sleep process(es) were still running "
                    f"after their daemon exited; the benchmark killed them.")
-    if "startup" in res:
-        out.append(f"start-up: the busy-poll observer keeps one CPU of {res['nproc']} "
+    polled = [n for k, n in (("startup", "start-up"), ("chain", "chain"),
+                             ("fanout", "fan-out")) if k in res]
+    if polled:
+        out.append(f"{', '.join(polled)}: the busy-poll observer keeps one CPU of {res['nproc']} "
                    f"busy; the {LIGHT_POLL * 1000:g} ms poll row uses an observer that "
                    f"sleeps between polls (timing resolution about "
                    f"{LIGHT_POLL * 1000:g} ms). See bench/README.md.")
     if "crash" in res:
         out.append("crash -> restart peers, as quoted in the issue: runit 6 ms, "
                    "monit ~500 ms, supervisord ~1000 ms.")
+    for key, _ in EVENT_SCENARIOS:
+        if key in res:
+            out += event_notes(key, res[key])
     return out
 
 
@@ -625,6 +804,7 @@ def on_sigterm(signum, frame):
 
 
 SCENARIO_ERRORS = (RuntimeError, OSError, subprocess.SubprocessError)
+SCENARIOS = ("crash", "memory", "startup", "chain", "fanout")
 
 
 def main():
@@ -639,7 +819,23 @@ def main():
                          f"{IDLE_WARN * 100:.0f}%% idle (default 60; 0: do not wait)")
     ap.add_argument("--output", default=str(BENCH_DIR / "results.md"),
                     help="markdown results file (default: bench/results.md)")
+    ap.add_argument("--only", metavar="LIST",
+                    help="comma-separated subset of the scenarios to run: "
+                         f"{','.join(SCENARIOS)} (summary is an alias of memory: "
+                         "the two share one daemon). Default: all")
     args = ap.parse_args()
+    if args.only:
+        only = {x.strip() for x in args.only.split(",") if x.strip()}
+        unknown = only - set(SCENARIOS) - {"summary"}
+        if not only:
+            ap.error("--only: no scenario given")
+        if unknown:
+            ap.error(f"--only: unknown scenario(s) {', '.join(sorted(unknown))}; "
+                     f"choose from {','.join(SCENARIOS)},summary")
+        if "summary" in only:
+            only = (only - {"summary"}) | {"memory"}
+    else:
+        only = set(SCENARIOS)
 
     binary = find_binary(args.binary)
     version = guardian_version(binary)
@@ -657,27 +853,32 @@ def main():
     # SIGTERM to this script: turn into an exception so the cleanup runs.
     signal.signal(signal.SIGTERM, on_sigterm)
 
-    res["idle"]["crash"] = wait_idle(args.wait_idle)
-    log(f"[1/3] crash -> restart, {CRASH_ROUNDS} rounds")
-    try:
-        res["crash"], res["crash_restarts"] = crash_restart(binary, args.keep)
-    except SCENARIO_ERRORS as e:
-        res["crash_error"], failed = str(e), True
-        log(f"error: {e}")
-    res["idle"]["memory"] = wait_idle(args.wait_idle)
-    log(f"[2/3] memory with {MEMORY_JOBS} jobs, then {SUMMARY_RUNS} x summary")
-    try:
-        res["memory"] = memory_and_summary(binary, args.keep)
-    except SCENARIO_ERRORS as e:
-        res["memory_error"], failed = str(e), True
-        log(f"error: {e}")
-    res["idle"]["start-up"] = wait_idle(args.wait_idle)
-    log(f"[3/3] start-up of {STARTUP_JOBS} jobs, {STARTUP_RUNS} runs")
-    try:
-        res["startup"] = startup(binary, args.keep)
-    except SCENARIO_ERRORS as e:
-        res["startup_error"], failed = str(e), True
-        log(f"error: {e}")
+    plan = [
+        ("crash", "crash", f"crash -> restart, {CRASH_ROUNDS} rounds",
+         lambda: crash_restart(binary, args.keep)),
+        ("memory", "memory", f"memory with {MEMORY_JOBS} jobs, then {SUMMARY_RUNS} x summary",
+         lambda: memory_and_summary(binary, args.keep)),
+        ("startup", "start-up", f"start-up of {STARTUP_JOBS} jobs, {STARTUP_RUNS} runs",
+         lambda: startup(binary, args.keep)),
+        ("chain", "chain", f"chain of {CHAIN_JOBS} jobs (start-on), "
+         f"{2 * STARTUP_RUNS} runs", lambda: chain(binary, args.keep)),
+        ("fanout", "fan-out", f"fan-out 1 -> {FANOUT_LEAVES} (start-on), "
+         f"{2 * STARTUP_RUNS} runs", lambda: fanout(binary, args.keep)),
+    ]
+    plan = [x for x in plan if x[0] in only]
+    for i, (key, idle_key, title, run) in enumerate(plan, 1):
+        res["idle"][idle_key] = wait_idle(args.wait_idle)
+        log(f"[{i}/{len(plan)}] {title}")
+        try:
+            value = run()
+        except SCENARIO_ERRORS as e:
+            res[key + "_error"], failed = str(e), True
+            log(f"error: {e}")
+            continue
+        if key == "crash":
+            res["crash"], res["crash_restarts"] = value
+        else:
+            res[key] = value
 
     rows = build_rows(res)
     ns = notes(res)
@@ -694,7 +895,8 @@ def main():
         f"- Load average at start: {m['load']}",
         f"- guardian: {version}",
         "",
-        "Produced by `python3 bench/run.py`; see bench/README.md for what each figure "
+        f"Produced by `python3 bench/run.py{' --only ' + args.only if args.only else ''}`; "
+        "see bench/README.md for what each figure "
         "means and how it is measured.",
         "",
         format_markdown(rows),
