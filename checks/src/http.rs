@@ -3,20 +3,35 @@
 
 use std::time::Instant;
 
-use crate::{Outcome, millis};
+use crate::{Context, Outcome, Pattern, millis};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpProbe {
     pub url: String,
     pub method: String,
     /// Accepted statuses; empty means 200–399.
     pub status: Vec<u16>,
     pub contains: Option<String>,
+    pub matches: Option<Pattern>,
     pub headers: Vec<(String, String)>,
+    /// Fail when the server's certificate expires within this many days.
+    pub cert_min_days: Option<u32>,
+    /// Verify the certificate chain (false: a self-signed certificate is accepted).
+    pub tls_verify: bool,
 }
 
 impl HttpProbe {
-    pub(crate) async fn run(&self, client: &reqwest::Client, start: Instant) -> Outcome {
+    pub(crate) async fn run(&self, ctx: &Context, start: Instant) -> Outcome {
+        let client = if self.tls_verify {
+            &ctx.http
+        } else {
+            match &ctx.http_insecure {
+                Some(c) => c,
+                None => {
+                    return Outcome::fail("no HTTP client for tls-verify = false", start.elapsed());
+                }
+            }
+        };
         let method = match reqwest::Method::from_bytes(self.method.as_bytes()) {
             Ok(m) => m,
             Err(_) => {
@@ -47,6 +62,14 @@ impl HttpProbe {
             }
         };
         let code = resp.status().as_u16();
+        let expiry = if self.cert_min_days.is_some() {
+            resp.extensions()
+                .get::<reqwest::tls::TlsInfo>()
+                .and_then(|info| info.peer_certificate())
+                .map(crate::cert::not_after)
+        } else {
+            None
+        };
         let ok_status = if self.status.is_empty() {
             (200..400).contains(&code)
         } else {
@@ -60,20 +83,42 @@ impl HttpProbe {
             )
             .with_value(f64::from(code));
         }
-        if let Some(needle) = &self.contains {
-            match resp.text().await {
-                Ok(body) if body.contains(needle.as_str()) => {}
-                Ok(_) => {
-                    let t = start.elapsed();
-                    return Outcome::fail(
-                        format!(
-                            "HTTP {code} from {} but the body lacks {needle:?}",
-                            self.url
-                        ),
-                        t,
-                    )
-                    .with_value(f64::from(code));
+        if let Some(min_days) = self.cert_min_days {
+            let days = match expiry {
+                Some(Some(not_after)) => {
+                    match not_after.duration_since(std::time::SystemTime::now()) {
+                        Ok(left) => (left.as_secs() / 86_400) as i64,
+                        Err(past) => -((past.duration().as_secs() / 86_400) as i64) - 1,
+                    }
                 }
+                Some(None) => {
+                    return Outcome::fail(
+                        format!("{}: cannot read the certificate's expiry", self.url),
+                        start.elapsed(),
+                    );
+                }
+                None => {
+                    return Outcome::fail(
+                        format!("{}: no TLS certificate to check (is it https?)", self.url),
+                        start.elapsed(),
+                    );
+                }
+            };
+            if days < i64::from(min_days) {
+                let t = start.elapsed();
+                return Outcome::fail(
+                    format!(
+                        "the certificate of {} expires in {days} days, fewer than {min_days}",
+                        self.url
+                    ),
+                    t,
+                )
+                .with_value(days as f64);
+            }
+        }
+        if self.contains.is_some() || self.matches.is_some() {
+            let body = match resp.text().await {
+                Ok(body) => body,
                 Err(e) => {
                     return Outcome::fail(
                         format!(
@@ -83,6 +128,21 @@ impl HttpProbe {
                         start.elapsed(),
                     );
                 }
+            };
+            let lacks = match (&self.contains, &self.matches) {
+                (Some(needle), _) if !body.contains(needle.as_str()) => Some(format!("{needle:?}")),
+                (_, Some(re)) if !re.is_match(&body) => {
+                    Some(format!("a match for /{}/", re.0.as_str()))
+                }
+                _ => None,
+            };
+            if let Some(what) = lacks {
+                let t = start.elapsed();
+                return Outcome::fail(
+                    format!("HTTP {code} from {} but the body lacks {what}", self.url),
+                    t,
+                )
+                .with_value(f64::from(code));
             }
         }
         let t = start.elapsed();

@@ -2,49 +2,149 @@
 //! (a socket, a URL, a program's verdict) and says what it saw, with a reason a person
 //! can read, the measured value and how long it took.
 
+mod cert;
+mod dns;
+mod files;
 mod http;
 mod program;
+pub mod resource;
 mod tcp;
+pub mod tree;
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub use dns::DnsProbe;
+pub use files::{
+    FileProbe, FlockProbe, holders as flock_holders, wait_released as flock_wait_released,
+};
 pub use http::HttpProbe;
 pub use program::{ProgramProbe, Ran, Spawner};
-pub use tcp::TcpProbe;
+pub use resource::{Amount, Resource};
+pub use tcp::{Expect as TcpExpect, TcpProbe};
+
+/// A regular expression, compared by its text.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub regex::Regex);
+
+impl Pattern {
+    pub fn new(text: &str) -> Result<Pattern, String> {
+        regex::Regex::new(text)
+            .map(Pattern)
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn is_match(&self, text: &str) -> bool {
+        self.0.is_match(text)
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Pattern) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
 
 /// The HTTP client type probes share.
 pub type HttpClient = reqwest::Client;
 
 /// A configured probe.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Probe {
     Tcp(TcpProbe),
     Http(HttpProbe),
     Program(ProgramProbe),
+    Dns(DnsProbe),
+    File(FileProbe),
+    Flock(FlockProbe),
+    Resource(Resource),
+}
+
+/// What a probe looks at that changes from run to run: the job's main process (for the
+/// process-tree limits) and the previous CPU sample (for a rate).
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    pub pid: Option<u32>,
+    pub cpu_last: Option<(Instant, f64)>,
 }
 
 impl Probe {
+    /// The probe's type, as configured: `tcp`, `http`, `cpu`...
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Probe::Tcp(_) => "tcp",
+            Probe::Http(_) => "http",
+            Probe::Program(_) => "program",
+            Probe::Dns(_) => "dns",
+            Probe::File(_) => "file",
+            Probe::Flock(_) => "flock",
+            Probe::Resource(r) => match r {
+                Resource::Cpu { .. } => "cpu",
+                Resource::Memory { .. } => "memory",
+                Resource::Children { .. } => "children",
+                Resource::Load { .. } => "load",
+                Resource::SystemMemory { .. } => "system-memory",
+                Resource::Disk { .. } => "disk",
+            },
+        }
+    }
+
     /// What the probe looks at, for messages: `tcp 127.0.0.1:6379`.
     pub fn describe(&self) -> String {
         match self {
             Probe::Tcp(p) => format!("tcp {}:{}", p.host, p.port),
             Probe::Http(p) => format!("http {}", p.url),
             Probe::Program(p) => format!("program {}", p.command),
+            Probe::Dns(p) => format!("dns {}", p.name),
+            Probe::File(p) => format!("file {}", p.path),
+            Probe::Flock(p) => format!("flock {}", p.path),
+            Probe::Resource(r) => r.describe(),
         }
     }
 
-    /// Runs the probe once. It never takes longer than `timeout`: a probe that hangs
-    /// fails with a reason that says so.
+    /// Runs the probe once, for a probe without per-run state.
     pub async fn run(&self, ctx: &Context, timeout: Duration) -> Outcome {
+        self.run_on(ctx, &mut Target::default(), timeout).await
+    }
+
+    /// Runs the probe once. It never takes longer than `timeout`: a probe that hangs
+    /// fails with a reason that says so. Anything that blocks (reading /proc, statvfs)
+    /// runs off the async workers.
+    pub async fn run_on(&self, ctx: &Context, target: &mut Target, timeout: Duration) -> Outcome {
         let start = Instant::now();
         let work = async {
             match self {
                 Probe::Tcp(p) => p.run(start).await,
-                Probe::Http(p) => p.run(&ctx.http, start).await,
+                Probe::Http(p) => p.run(ctx, start).await,
                 Probe::Program(p) => p.run(ctx.spawner.as_ref(), timeout, start).await,
+                Probe::Dns(p) => p.run(timeout, start).await,
+                Probe::File(p) => {
+                    let p = p.clone();
+                    blocking(move || p.check(start), start).await
+                }
+                Probe::Flock(p) => {
+                    let p = p.clone();
+                    blocking(move || p.check(start), start).await
+                }
+                Probe::Resource(r) => {
+                    let r = r.clone();
+                    let mut t = target.clone();
+                    let (o, t) = match tokio::task::spawn_blocking(move || {
+                        let o = r.sample(&mut t, start);
+                        (o, t)
+                    })
+                    .await
+                    {
+                        Ok(x) => x,
+                        Err(e) => {
+                            return Outcome::fail(format!("sampling failed: {e}"), start.elapsed());
+                        }
+                    };
+                    target.cpu_last = t.cpu_last;
+                    o
+                }
             }
         };
         match tokio::time::timeout(timeout, work).await {
@@ -57,21 +157,43 @@ impl Probe {
     }
 }
 
-/// What probes share: one HTTP client for all of them, and the way to run programs.
+async fn blocking(f: impl FnOnce() -> Outcome + Send + 'static, start: Instant) -> Outcome {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Outcome::fail(format!("probe failed: {e}"), start.elapsed()))
+}
+
+/// What probes share: one HTTP client for all of them (and one that skips certificate
+/// verification, for `tls-verify = false`), and the way to run programs.
 pub struct Context {
     pub http: HttpClient,
+    pub http_insecure: Option<HttpClient>,
     pub spawner: Box<dyn Spawner>,
 }
 
 /// The HTTP client every probe shares (build it once: it holds the connection pool and
 /// the TLS roots). Redirects are not followed: a 3xx is an answer.
 pub fn http_client() -> Result<HttpClient, String> {
+    http_builder()
+        .build()
+        .map_err(|e| format!("cannot set up the HTTP client: {e}"))
+}
+
+/// The client for `tls-verify = false`: for self-signed certificates whose expiry is
+/// still worth watching.
+pub fn http_client_insecure() -> Result<HttpClient, String> {
+    http_builder()
+        .tls_danger_accept_invalid_certs(true)
+        .build()
+        .map_err(|e| format!("cannot set up the HTTP client: {e}"))
+}
+
+fn http_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("guardian/", env!("CARGO_PKG_VERSION")))
         .pool_max_idle_per_host(4)
-        .build()
-        .map_err(|e| format!("cannot set up the HTTP client: {e}"))
+        .tls_info(true)
 }
 
 /// `12 ms`, `1.5 s`: durations as a reason reads them.

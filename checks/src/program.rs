@@ -6,13 +6,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use crate::{Outcome, millis};
+use crate::{Outcome, Pattern, millis};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProgramProbe {
     /// Shell text, run with `sh -c`.
     pub command: String,
     pub status: i32,
+    /// The output must also match this.
+    pub output: Option<Pattern>,
 }
 
 /// How a program ended, and what it printed.
@@ -51,8 +53,15 @@ impl ProgramProbe {
                     format!(": {last}")
                 };
                 let reason = format!("`{}` {} after {}{said}", self.command, ran.how, millis(t));
-                let o = if ran.code == Some(self.status) {
+                let output_ok = self
+                    .output
+                    .as_ref()
+                    .is_none_or(|re| re.is_match(&ran.output));
+                let o = if ran.code == Some(self.status) && output_ok {
                     Outcome::pass(reason, t)
+                } else if !output_ok {
+                    let re = self.output.as_ref().map_or("", |r| r.0.as_str());
+                    Outcome::fail(format!("{reason} (output does not match /{re}/)"), t)
                 } else {
                     Outcome::fail(reason, t)
                 };

@@ -5,14 +5,37 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::{Outcome, millis};
+use crate::{Outcome, Pattern, millis};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a tcp probe expects back: a piece of text, or a regular expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expect {
+    Text(String),
+    Regex(Pattern),
+}
+
+impl Expect {
+    fn found(&self, got: &str) -> bool {
+        match self {
+            Expect::Text(t) => got.contains(t.as_str()),
+            Expect::Regex(r) => r.is_match(got),
+        }
+    }
+
+    fn shown(&self) -> String {
+        match self {
+            Expect::Text(t) => format!("{t:?}"),
+            Expect::Regex(r) => format!("/{}/", r.0.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct TcpProbe {
     pub host: String,
     pub port: u16,
     pub send: Option<String>,
-    pub expect: Option<String>,
+    pub expect: Option<Expect>,
 }
 
 impl TcpProbe {
@@ -37,10 +60,14 @@ impl TcpProbe {
                     Ok(0) => break,
                     Ok(n) => {
                         got.extend_from_slice(&buf[..n]);
-                        if String::from_utf8_lossy(&got).contains(expect.as_str()) {
+                        if expect.found(&String::from_utf8_lossy(&got)) {
                             let t = start.elapsed();
                             return Outcome::pass(
-                                format!("{target} answered with {expect:?} after {}", millis(t)),
+                                format!(
+                                    "{target} answered with {} after {}",
+                                    expect.shown(),
+                                    millis(t)
+                                ),
                                 t,
                             );
                         }
@@ -58,7 +85,10 @@ impl TcpProbe {
             }
             let shown: String = String::from_utf8_lossy(&got).chars().take(80).collect();
             return Outcome::fail(
-                format!("{target} did not answer with {expect:?} (got {shown:?})"),
+                format!(
+                    "{target} did not answer with {} (got {shown:?})",
+                    expect.shown()
+                ),
                 start.elapsed(),
             );
         }

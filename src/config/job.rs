@@ -138,7 +138,7 @@ pub struct Hooks {
 }
 
 /// A job, validated: every name resolved, every value in range.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JobSpec {
     pub name: String,
     pub file: PathBuf,

@@ -3,15 +3,33 @@
 
 use std::time::Duration;
 
-use checks::{HttpProbe, Probe, ProgramProbe, TcpProbe};
+use std::net::{IpAddr, SocketAddr};
+
+use checks::{
+    Amount, DnsProbe, FileProbe, FlockProbe, HttpProbe, Pattern, Probe, ProgramProbe, Resource,
+    TcpExpect, TcpProbe,
+};
 use toml::de::{DeTable, DeValue};
 
 use super::reader::{Reader, Value};
 
-const TYPES: &[&str] = &["tcp", "http", "program"];
+const TYPES: &[&str] = &[
+    "tcp",
+    "http",
+    "program",
+    "dns",
+    "file",
+    "flock",
+    "cpu",
+    "memory",
+    "children",
+    "load",
+    "system-memory",
+    "disk",
+];
 
 /// A probe with how often and how long it may run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReadySpec {
     pub probe: Probe,
     /// Time between two tries.
@@ -70,9 +88,25 @@ pub fn probe(
     };
     let kind = r.string("type", ty)?;
     let keys: &[&str] = match kind.as_str() {
-        "tcp" => &["type", "host", "port", "send", "expect"],
-        "http" => &["type", "url", "method", "status", "contains", "headers"],
-        "program" => &["type", "exec", "status"],
+        "tcp" => &["type", "host", "port", "send", "expect", "expect-regex"],
+        "http" => &[
+            "type",
+            "url",
+            "method",
+            "status",
+            "contains",
+            "matches",
+            "headers",
+            "cert-min-days",
+            "tls-verify",
+        ],
+        "program" => &["type", "exec", "status", "output"],
+        "dns" => &["type", "name", "server", "expect"],
+        "file" => &["type", "path", "max-age", "min-size", "max-size"],
+        "flock" => &["type", "path"],
+        "cpu" | "memory" | "children" | "system-memory" => &["type", "max"],
+        "load" => &["type", "max", "minutes"],
+        "disk" => &["type", "path", "max"],
         _ => {
             let hint = super::diag::did_you_mean(&kind, TYPES)
                 .map(|k| format!("did you mean `{k}`?"))
@@ -87,6 +121,37 @@ pub fn probe(
             r.unknown_key(k, &known);
         }
     }
+    let required = |r: &mut Reader<'_>, key: &str| -> Option<String> {
+        match t.get(key) {
+            Some(v) => r.string(key, v),
+            None => {
+                r.error(whole.span(), format!("a {kind} probe needs `{key}`"), None);
+                None
+            }
+        }
+    };
+    let pattern = |r: &mut Reader<'_>, key: &str| -> Option<Pattern> {
+        let v = t.get(key)?;
+        let text = r.string(key, v)?;
+        match Pattern::new(&text) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                r.error(
+                    v.span(),
+                    format!("`{key}` is not a valid regular expression: {e}"),
+                    None,
+                );
+                None
+            }
+        }
+    };
+    let max_value = |r: &mut Reader<'_>| -> Option<&Value<'_>> {
+        let v = t.get("max");
+        if v.is_none() {
+            r.error(whole.span(), format!("a {kind} probe needs `max`"), None);
+        }
+        v
+    };
     match kind.as_str() {
         "tcp" => {
             let host = str_key(r, t, "host").unwrap_or_else(|| "127.0.0.1".into());
@@ -102,21 +167,24 @@ pub fn probe(
                 }
                 None => return None,
             };
+            let expect = match (str_key(r, t, "expect"), pattern(r, "expect-regex")) {
+                (Some(text), _) => Some(TcpExpect::Text(text)),
+                (None, Some(re)) => Some(TcpExpect::Regex(re)),
+                (None, None) => None,
+            };
             Some(Probe::Tcp(TcpProbe {
                 host,
                 port,
                 send: str_key(r, t, "send"),
-                expect: str_key(r, t, "expect"),
+                expect,
             }))
         }
         "http" => {
-            let Some(uv) = t.get("url") else {
-                r.error(whole.span(), "an http probe needs a `url`", None);
-                return None;
-            };
-            let url = r.string("url", uv)?;
+            let url = required(r, "url")?;
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                r.error(uv.span(), "`url` must start with http:// or https://", None);
+                if let Some(uv) = t.get("url") {
+                    r.error(uv.span(), "`url` must start with http:// or https://", None);
+                }
                 return None;
             }
             let method = str_key(r, t, "method")
@@ -148,29 +216,188 @@ pub fn probe(
                     }
                 }
             }
+            let cert_min_days = t.get("cert-min-days").and_then(|v| {
+                match r.integer("cert-min-days", v).map(u32::try_from) {
+                    Some(Ok(d)) => Some(d),
+                    Some(Err(_)) => {
+                        r.error(v.span(), "`cert-min-days` must be 0 or more", None);
+                        None
+                    }
+                    None => None,
+                }
+            });
+            if cert_min_days.is_some() && !url.starts_with("https://") {
+                r.error(whole.span(), "`cert-min-days` needs an https:// url", None);
+            }
+            let tls_verify = t
+                .get("tls-verify")
+                .and_then(|v| r.bool("tls-verify", v))
+                .unwrap_or(true);
             Some(Probe::Http(HttpProbe {
                 url,
                 method,
                 status,
                 contains: str_key(r, t, "contains"),
+                matches: pattern(r, "matches"),
                 headers,
+                cert_min_days,
+                tls_verify,
             }))
         }
-        _ => {
-            let Some(ev) = t.get("exec") else {
-                r.error(
-                    whole.span(),
-                    "a program probe needs `exec` (shell text)",
-                    None,
-                );
-                return None;
-            };
-            let command = r.string("exec", ev)?;
+        "program" => {
+            let command = required(r, "exec")?;
             let status = match t.get("status").map(|s| r.integer("status", s)) {
                 Some(Some(n)) => n as i32,
                 _ => 0,
             };
-            Some(Probe::Program(ProgramProbe { command, status }))
+            Some(Probe::Program(ProgramProbe {
+                command,
+                status,
+                output: pattern(r, "output"),
+            }))
         }
+        "dns" => {
+            let name = required(r, "name")?;
+            let server = match t.get("server") {
+                Some(v) => {
+                    let text = r.string("server", v)?;
+                    let parsed = text
+                        .parse::<SocketAddr>()
+                        .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)));
+                    match parsed {
+                        Ok(a) => Some(a),
+                        Err(_) => {
+                            r.error(
+                                v.span(),
+                                format!("`server`: `{text}` is not an address like 10.0.0.2 or 10.0.0.2:53"),
+                                None,
+                            );
+                            return None;
+                        }
+                    }
+                }
+                None => None,
+            };
+            let expect = match t.get("expect") {
+                Some(v) => {
+                    let text = r.string("expect", v)?;
+                    match text.parse::<IpAddr>() {
+                        Ok(ip) => Some(ip),
+                        Err(_) => {
+                            r.error(
+                                v.span(),
+                                format!("`expect`: `{text}` is not an IP address"),
+                                None,
+                            );
+                            return None;
+                        }
+                    }
+                }
+                None => None,
+            };
+            Some(Probe::Dns(DnsProbe {
+                name,
+                server,
+                expect,
+            }))
+        }
+        "file" => {
+            let path = required(r, "path")?;
+            let max_age = t.get("max-age").and_then(|v| r.duration("max-age", v));
+            let min_size = t.get("min-size").and_then(|v| r.size("min-size", v));
+            let max_size = t.get("max-size").and_then(|v| r.size("max-size", v));
+            Some(Probe::File(FileProbe {
+                path,
+                max_age,
+                min_size,
+                max_size,
+            }))
+        }
+        "flock" => {
+            let path = required(r, "path")?;
+            Some(Probe::Flock(FlockProbe { path }))
+        }
+        "cpu" => {
+            let v = max_value(r)?;
+            match amount(r, v, false)? {
+                Amount::Percent(p) => Some(Probe::Resource(Resource::Cpu { max: p })),
+                Amount::Absolute(_) => {
+                    r.error(
+                        v.span(),
+                        "a cpu limit is a percentage of a core, like \"80%\"",
+                        None,
+                    );
+                    None
+                }
+            }
+        }
+        "memory" | "system-memory" => {
+            let v = max_value(r)?;
+            let max = amount(r, v, true)?;
+            Some(Probe::Resource(if kind == "memory" {
+                Resource::Memory { max }
+            } else {
+                Resource::SystemMemory { max }
+            }))
+        }
+        "children" => {
+            let v = max_value(r)?;
+            match r.integer("max", v).map(u32::try_from) {
+                Some(Ok(max)) => Some(Probe::Resource(Resource::Children { max })),
+                Some(Err(_)) => {
+                    r.error(v.span(), "`max` must be 0 or more", None);
+                    None
+                }
+                None => None,
+            }
+        }
+        "load" => {
+            let v = max_value(r)?;
+            let max = match v.get_ref() {
+                DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
+                DeValue::Integer(_) => r.integer("max", v).map(|n| n as f64),
+                _ => None,
+            };
+            let Some(max) = max else {
+                r.error(v.span(), "a load limit is a number, like 4.0", None);
+                return None;
+            };
+            let minutes = match t.get("minutes").map(|m| (m, r.integer("minutes", m))) {
+                None => 1,
+                Some((_, Some(n @ (1 | 5 | 15)))) => n as u8,
+                Some((m, _)) => {
+                    r.error(m.span(), "`minutes` is 1, 5 or 15", None);
+                    return None;
+                }
+            };
+            Some(Probe::Resource(Resource::Load { max, minutes }))
+        }
+        _ => {
+            let path = required(r, "path")?;
+            let v = max_value(r)?;
+            let max = amount(r, v, true)?;
+            Some(Probe::Resource(Resource::Disk { path, max }))
+        }
+    }
+}
+
+/// `"80%"`, or (when `sizes`) `"500MB"` or a number of bytes.
+fn amount(r: &mut Reader<'_>, v: &Value<'_>, sizes: bool) -> Option<Amount> {
+    if let DeValue::String(s) = v.get_ref()
+        && let Some(p) = s.trim().strip_suffix('%')
+    {
+        return match p.trim().parse::<f64>() {
+            Ok(p) if p >= 0.0 => Some(Amount::Percent(p)),
+            _ => {
+                r.error(v.span(), format!("`{s}` is not a percentage"), None);
+                None
+            }
+        };
+    }
+    if sizes {
+        r.size("max", v).map(|b| Amount::Absolute(b as f64))
+    } else {
+        r.error(v.span(), "`max` must be a percentage like \"80%\"", None);
+        None
     }
 }

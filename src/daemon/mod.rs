@@ -152,7 +152,7 @@ pub struct Daemon {
     /// Jobs held in `starting` / `stopping` until these jobs have finished moving.
     blocked: BTreeMap<String, BTreeSet<String>>,
     internal: mpsc::UnboundedSender<Internal>,
-    http: Option<checks::HttpClient>,
+    http: Option<(checks::HttpClient, checks::HttpClient)>,
 }
 
 /// Runs the daemon until it has been told to stop and every job is down.
@@ -737,13 +737,25 @@ impl Daemon {
         self.config.settings.log_dir.join(format!("{name}.log"))
     }
 
-    fn http(&mut self) -> Result<checks::HttpClient, String> {
-        if let Some(c) = &self.http {
-            return Ok(c.clone());
-        }
-        let c = checks::http_client()?;
-        self.http = Some(c.clone());
-        Ok(c)
+    /// What a job's probes run with: the shared HTTP clients (built on first use) and
+    /// a spawner that runs probe programs as the job's children of the daemon.
+    fn probe_context(&mut self, job: &str) -> Result<checks::Context, String> {
+        let (http, insecure) = match &self.http {
+            Some(pair) => pair.clone(),
+            None => {
+                let pair = (checks::http_client()?, checks::http_client_insecure()?);
+                self.http = Some(pair.clone());
+                pair
+            }
+        };
+        Ok(checks::Context {
+            http,
+            http_insecure: Some(insecure),
+            spawner: Box::new(run::JobSpawner {
+                job: job.to_string(),
+                tx: self.internal.clone(),
+            }),
+        })
     }
 }
 

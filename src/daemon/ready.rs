@@ -23,7 +23,6 @@ use crate::config::job::Expect;
 use crate::config::probe::ReadySpec;
 use crate::job::{Input, Proc, ProcessEnd, State};
 
-use super::run::JobSpawner;
 use super::{Daemon, Internal, Owner, Timer, Work};
 
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
@@ -149,7 +148,17 @@ impl Daemon {
 
     fn next_stage(&mut self, name: &str) {
         let tx = self.internal.clone();
-        let http = self.http();
+        let probing = self
+            .jobs
+            .get(name)
+            .and_then(|j| j.readiness.as_ref())
+            .is_some_and(|r| r.stages.front() == Some(&Stage::Probe));
+        // The HTTP clients are built only for jobs that probe.
+        let ctx = if probing {
+            self.probe_context(name)
+        } else {
+            Err(String::new())
+        };
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };
@@ -188,19 +197,12 @@ impl Daemon {
                     self.work.push_back(Work::Feed(name.into(), Input::Ready));
                     return;
                 };
-                let http = match http {
+                let ctx = match ctx {
                     Ok(c) => c,
                     Err(e) => {
                         self.not_ready(name, e);
                         return;
                     }
-                };
-                let ctx = checks::Context {
-                    http,
-                    spawner: Box::new(JobSpawner {
-                        job: name.to_string(),
-                        tx: tx.clone(),
-                    }),
                 };
                 let deadline = r.deadline;
                 let task = tokio::spawn(probe_until_ready(

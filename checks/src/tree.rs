@@ -1,0 +1,94 @@
+//! A process and all its descendants, as /proc shows them: how much CPU time they have
+//! used, how much memory they hold, how many there are. Blocking: call it off the async
+//! workers.
+
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TreeUsage {
+    /// User and system time of every process of the tree, in seconds.
+    pub cpu_secs: f64,
+    /// Resident memory of every process of the tree, in bytes.
+    pub rss_bytes: u64,
+    /// Processes in the tree, the root included.
+    pub processes: u32,
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { p as u64 } else { 4096 }
+}
+
+struct Stat {
+    ppid: u32,
+    ticks: u64,
+    rss_pages: u64,
+}
+
+fn stat(pid: u32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Field N of stat(5) is at index N - 3 after the command name.
+    Some(Stat {
+        ppid: f.get(1)?.parse().ok()?,
+        ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
+        rss_pages: f.get(21)?.parse().ok()?,
+    })
+}
+
+/// The usage of `root` and its descendants; None when `root` is gone.
+pub fn usage(root: u32) -> Option<TreeUsage> {
+    let root_stat = stat(root)?;
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    let mut stats: HashMap<u32, Stat> = HashMap::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Some(s) = stat(pid) {
+            children.entry(s.ppid).or_default().push(pid);
+            stats.insert(pid, s);
+        }
+    }
+    stats.insert(root, root_stat);
+    let mut total = TreeUsage {
+        cpu_secs: 0.0,
+        rss_bytes: 0,
+        processes: 0,
+    };
+    let mut ticks = 0u64;
+    let mut stack = vec![root];
+    while let Some(pid) = stack.pop() {
+        if let Some(s) = stats.get(&pid) {
+            ticks += s.ticks;
+            total.rss_bytes += s.rss_pages * page_size();
+            total.processes += 1;
+        }
+        if let Some(kids) = children.get(&pid) {
+            stack.extend(kids.iter().copied().filter(|k| *k != pid));
+        }
+    }
+    total.cpu_secs = ticks as f64 / clock_ticks();
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn own_tree() {
+        let u = super::usage(std::process::id()).expect("own process");
+        assert!(u.processes >= 1 && u.rss_bytes > 0);
+    }
+}
