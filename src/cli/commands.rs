@@ -217,7 +217,7 @@ fn status(socket: &std::path::Path, job: Option<String>, json: bool) -> anyhow::
         } else {
             output::job_details(&mut out, j)?;
         }
-        return Ok(if j.state == "running" {
+        return Ok(if j.state == "running" && j.health != "unhealthy" {
             Exit::Ok
         } else {
             Exit::No

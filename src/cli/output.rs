@@ -103,9 +103,28 @@ pub fn job_details(out: &mut impl Write, j: &JobStatus) -> io::Result<()> {
     writeln!(out, "memory:      {}", or_dash(j.rss_bytes, bytes))?;
     writeln!(out, "restarts:    {}", j.restarts)?;
     match &j.last_failure {
-        Some(f) => writeln!(out, "last failure: {} {} at {}", f.process, f.status, f.at),
-        None => writeln!(out, "last failure: none"),
+        Some(f) => writeln!(out, "last failure: {} {} at {}", f.process, f.status, f.at)?,
+        None => writeln!(out, "last failure: none")?,
     }
+    for c in &j.checks {
+        let state = match (c.passed, c.failing) {
+            (None, _) => "not run yet",
+            (Some(_), true) => "FAILING",
+            (Some(true), false) => "ok",
+            (Some(false), false) => "failed",
+        };
+        let reason = c
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "check {} ({}, then {}): {state}{reason}",
+            c.name, c.target, c.action
+        )?;
+    }
+    Ok(())
 }
 
 pub fn env_report(out: &mut impl Write, r: &EnvReport) -> io::Result<()> {

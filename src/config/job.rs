@@ -11,6 +11,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::{Gid, Group, Uid, User};
 use toml::de::{DeTable, DeValue};
 
+use super::check::CheckSpec;
 use super::probe::ReadySpec;
 use super::reader::{Reader, Value};
 use super::{signal, words};
@@ -48,6 +49,8 @@ const KEYS: &[&str] = &[
     "expect",
     "pidfile",
     "ready",
+    "check",
+    "restart-limit",
 ];
 
 /// How the main process shows it is ready, and which process guardian follows.
@@ -166,6 +169,9 @@ pub struct JobSpec {
     pub expect: Expect,
     pub pidfile: Option<PathBuf>,
     pub ready: Option<ReadySpec>,
+    pub checks: Vec<CheckSpec>,
+    /// Restarts by checks beyond this many within the interval unmonitor the job.
+    pub restart_limit: RespawnLimit,
 }
 
 impl JobSpec {
@@ -200,6 +206,11 @@ impl JobSpec {
             expect: Expect::None,
             pidfile: None,
             ready: None,
+            checks: Vec::new(),
+            restart_limit: RespawnLimit {
+                count: 5,
+                interval: Duration::from_secs(600),
+            },
         }
     }
 
@@ -303,6 +314,12 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
                 }
             }
             "ready" => job.ready = super::probe::ready(r, v),
+            "check" => job.checks = super::check::read_all(r, v, false),
+            "restart-limit" => {
+                if let Some(l) = respawn_limit(r, v) {
+                    job.restart_limit = l;
+                }
+            }
             _ => r.unknown_key(key, KEYS),
         }
     }
@@ -402,6 +419,21 @@ pub fn resolve(program: &str, path_var: &str, cwd: &Path) -> Result<PathBuf, Str
         .map(|d| cwd.join(d).join(program))
         .find(|p| executable(p))
         .ok_or_else(|| format!("program `{program}` not found in PATH {path_var}"))
+}
+
+/// A program given as a table `{ exec = "..." }` or `{ script = "..." }` (as check
+/// actions are), with `exec` resolved in the default PATH.
+pub fn hook_program(r: &mut Reader<'_>, key: &str, v: &Value<'_>) -> Option<Program> {
+    match hook(r, key, v)? {
+        Program::Exec { argv, .. } => match resolve(&argv[0], DEFAULT_PATH, Path::new("/")) {
+            Ok(path) => Some(Program::Exec { path, argv }),
+            Err(msg) => {
+                r.error(v.span(), format!("`{key}`: {msg}"), None);
+                None
+            }
+        },
+        script => Some(script),
+    }
 }
 
 fn hook(r: &mut Reader<'_>, key: &str, v: &Value<'_>) -> Option<Program> {

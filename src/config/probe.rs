@@ -101,7 +101,7 @@ pub fn probe(
             "tls-verify",
         ],
         "program" => &["type", "exec", "status", "output"],
-        "dns" => &["type", "name", "server", "expect"],
+        "dns" => &["type", "host", "server", "expect"],
         "file" => &["type", "path", "max-age", "min-size", "max-size"],
         "flock" => &["type", "path"],
         "cpu" | "memory" | "children" | "system-memory" => &["type", "max"],
@@ -257,7 +257,7 @@ pub fn probe(
             }))
         }
         "dns" => {
-            let name = required(r, "name")?;
+            let name = required(r, "host")?;
             let server = match t.get("server") {
                 Some(v) => {
                     let text = r.string("server", v)?;

@@ -1,14 +1,25 @@
 //! `guardian.toml`: the daemon-wide settings. Every key is optional.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::check::CheckSpec;
 
 use toml::de::DeTable;
 
 use super::reader::Reader;
 
-const KEYS: &[&str] = &["socket", "log-dir", "state-dir", "log-max-size", "log-keep"];
+const KEYS: &[&str] = &[
+    "socket",
+    "log-dir",
+    "state-dir",
+    "log-max-size",
+    "log-keep",
+    "every",
+    "check",
+];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub socket: PathBuf,
     pub log_dir: PathBuf,
@@ -17,6 +28,10 @@ pub struct Settings {
     pub log_max_size: u64,
     /// How many rotated generations (`JOB.log.1` ...) are kept.
     pub log_keep: u32,
+    /// The interval of checks that set none.
+    pub every: Duration,
+    /// Checks of the host itself (disk, load, memory...).
+    pub checks: Vec<CheckSpec>,
 }
 
 impl Settings {
@@ -27,6 +42,8 @@ impl Settings {
             state_dir: PathBuf::from("/var/lib/guardian"),
             log_max_size: 10_000_000,
             log_keep: 5,
+            every: Duration::from_secs(30),
+            checks: Vec::new(),
         }
     }
 }
@@ -64,6 +81,12 @@ pub fn read(r: &mut Reader<'_>, dir: &Path, table: &DeTable<'_>) -> Settings {
                 Some(_) => r.error(v.span(), "`log-keep` must be between 0 and 100", None),
                 None => {}
             },
+            "every" => match r.duration(k, v) {
+                Some(d) if !d.is_zero() => s.every = d,
+                Some(_) => r.error(v.span(), "`every` must be more than 0", None),
+                None => {}
+            },
+            "check" => s.checks = super::check::read_all(r, v, true),
             _ => r.unknown_key(key, KEYS),
         }
     }

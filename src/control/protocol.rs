@@ -113,6 +113,26 @@ pub struct JobStatus {
     pub rss_bytes: Option<u64>,
     pub manual_stop: bool,
     pub last_failure: Option<FailureReport>,
+    pub checks: Vec<CheckReport>,
+}
+
+/// One check of a job as `status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckReport {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What it looks at: `http http://127.0.0.1:8000/health`.
+    pub target: String,
+    pub action: String,
+    /// The last outcome; null before the first.
+    pub passed: Option<bool>,
+    pub reason: Option<String>,
+    pub value: Option<f64>,
+    pub latency_ms: Option<f64>,
+    pub at: Option<String>,
+    /// The policy says failing (and the action was taken, if monitored).
+    pub failing: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -7,6 +7,7 @@
 //! blocked job that may go on) is queued and done in order before the next input is
 //! taken, so no job's machine is ever entered twice at once.
 
+mod checking;
 mod events;
 mod logs;
 mod ready;
@@ -92,6 +93,11 @@ struct Job {
     start_env: Vec<(String, String)>,
     /// How the job's main process is being found ready, while it is.
     readiness: Option<Readiness>,
+    checks: Vec<checking::CheckRt>,
+    /// When checks restarted the job, for its `restart-limit`.
+    check_restarts: VecDeque<Instant>,
+    /// The main pid as the check tasks see it.
+    main_pid_shared: checking::SharedPid,
 }
 
 impl Job {
@@ -120,6 +126,14 @@ pub(crate) enum Internal {
     },
     /// A probe program must be run as a child of the daemon.
     Run(run::RunRequest),
+    /// A check ran.
+    Checked {
+        job: String,
+        host: bool,
+        idx: usize,
+        generation: u64,
+        outcome: checks::Outcome,
+    },
 }
 
 struct Shutdown {
@@ -153,6 +167,7 @@ pub struct Daemon {
     blocked: BTreeMap<String, BTreeSet<String>>,
     internal: mpsc::UnboundedSender<Internal>,
     http: Option<(checks::HttpClient, checks::HttpClient)>,
+    host_checks: Vec<checking::CheckRt>,
 }
 
 /// Runs the daemon until it has been told to stop and every job is down.
@@ -188,6 +203,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("control socket already in use")?;
     let accept = tokio::spawn(server::serve(listener, tx));
     daemon.startup();
+    daemon.start_host_checks();
 
     let mut signals_seen = 0;
     while !daemon.finished() {
@@ -239,6 +255,7 @@ impl Daemon {
             blocked: BTreeMap::new(),
             internal,
             http: None,
+            host_checks: Vec::new(),
         };
         // The specs move into the jobs: the loaded configuration keeps only its settings.
         let specs = std::mem::take(&mut daemon.config.jobs);
@@ -265,7 +282,18 @@ impl Daemon {
             after: After::Nothing,
             start_env: Vec::new(),
             readiness: None,
+            checks: Vec::new(),
+            check_restarts: VecDeque::new(),
+            main_pid_shared: Default::default(),
         };
+        let mut job = job;
+        job.checks = job
+            .spec
+            .checks
+            .iter()
+            .cloned()
+            .map(checking::CheckRt::new)
+            .collect();
         self.jobs.insert(job.spec.name.clone(), job);
         Ok(())
     }
@@ -521,6 +549,13 @@ impl Daemon {
                 result,
             } => self.ready_step(&job, generation, result),
             Internal::Run(request) => self.run_request(request),
+            Internal::Checked {
+                job,
+                host,
+                idx,
+                generation,
+                outcome,
+            } => self.checked(&job, host, idx, generation, outcome),
         }
     }
 
@@ -542,6 +577,7 @@ impl Daemon {
             }
         }
         self.unblock(name);
+        self.sync_checks(name);
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };
@@ -560,6 +596,12 @@ impl Daemon {
                     tracing::info!("{name}: removed");
                 }
                 After::Replace(spec) => {
+                    job.checks = spec
+                        .checks
+                        .iter()
+                        .cloned()
+                        .map(checking::CheckRt::new)
+                        .collect();
                     job.m.policy = Policy::of(&spec);
                     job.start_on = spec.start_on.as_ref().map(|o| Watch::new(o.expr.clone()));
                     job.stop_on = spec.stop_on.as_ref().map(|o| Watch::new(o.expr.clone()));
@@ -707,6 +749,12 @@ impl Daemon {
                 Some(job) if job.spec != *spec => {
                     changed += 1;
                     if job.m.state.is_down() {
+                        job.checks = spec
+                            .checks
+                            .iter()
+                            .cloned()
+                            .map(checking::CheckRt::new)
+                            .collect();
                         job.m.policy = Policy::of(spec);
                         job.start_on = spec.start_on.as_ref().map(|o| Watch::new(o.expr.clone()));
                         job.stop_on = spec.stop_on.as_ref().map(|o| Watch::new(o.expr.clone()));

@@ -337,6 +337,14 @@ impl Daemon {
             {
                 job.monitored = monitored;
                 changed = true;
+                if monitored {
+                    // Re-armed: a check that failed while unmonitored acts on its next
+                    // failures, and earlier restarts no longer count against the limit.
+                    job.check_restarts.clear();
+                    for c in &mut job.checks {
+                        c.rearm();
+                    }
+                }
             }
         }
         if changed {

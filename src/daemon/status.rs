@@ -1,6 +1,6 @@
 //! What `summary` and `status` report of a job.
 
-use crate::control::protocol::{FailureReport, JobStatus};
+use crate::control::protocol::{CheckReport, FailureReport, JobStatus};
 use crate::job::Goal;
 use crate::process::stat;
 
@@ -19,8 +19,7 @@ pub fn of(job: &Job) -> JobStatus {
         state: m.state.as_str().into(),
         pid: m.main_pid,
         monitored: job.monitored,
-        // No check watches a job yet, so nothing is known of its health.
-        health: checks::Health::of([]).as_str().into(),
+        health: job.health().as_str().into(),
         restarts: m.restarts,
         uptime_secs: m.running_since.map(|t| t.elapsed().as_secs_f64()),
         cpu_secs: usage.map(|u| u.cpu_secs),
@@ -31,5 +30,22 @@ pub fn of(job: &Job) -> JobStatus {
             status: f.status.clone(),
             at: humantime::format_rfc3339_seconds(f.at).to_string(),
         }),
+        checks: job.checks.iter().map(check).collect(),
+    }
+}
+
+pub fn check(c: &super::checking::CheckRt) -> CheckReport {
+    let last = c.last.as_ref();
+    CheckReport {
+        name: c.spec.name.clone(),
+        kind: c.spec.probe.kind().into(),
+        target: c.spec.probe.describe(),
+        action: c.spec.action.as_str().into(),
+        passed: last.map(|(o, _)| o.passed),
+        reason: last.map(|(o, _)| o.reason.clone()),
+        value: last.and_then(|(o, _)| o.value),
+        latency_ms: last.map(|(o, _)| o.latency.as_secs_f64() * 1000.0),
+        at: last.map(|(_, at)| humantime::format_rfc3339_seconds(*at).to_string()),
+        failing: c.failing,
     }
 }

@@ -1,0 +1,542 @@
+//! Checks at run time: each check of a running job runs on its own timer in a task of
+//! its own (a hung probe is cut at its timeout and delays nothing else); the outcomes
+//! come back to the loop, which applies the policy (failures within the last checks)
+//! and takes the action, unless the job is unmonitored.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use checks::{Outcome, Probe, Target};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use crate::config::check::{Action, CheckSpec};
+use crate::job::{Input, State};
+
+use super::run::RunRequest;
+use super::{Daemon, Internal, Job, Work};
+
+/// One check of a job, at run time.
+pub(crate) struct CheckRt {
+    pub spec: CheckSpec,
+    /// The last checks' results, newest last, at most `within` of them.
+    window: VecDeque<bool>,
+    /// The policy has said "failing" and no check has passed since.
+    pub failing: bool,
+    pub last: Option<(Outcome, SystemTime)>,
+    task: Option<AbortHandle>,
+    /// Tells a flock watcher thread to end.
+    watcher_stop: Option<Arc<AtomicBool>>,
+    generation: u64,
+}
+
+impl Drop for CheckRt {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+impl CheckRt {
+    pub fn new(spec: CheckSpec) -> Self {
+        CheckRt {
+            spec,
+            window: VecDeque::new(),
+            failing: false,
+            last: None,
+            task: None,
+            watcher_stop: None,
+            generation: 0,
+        }
+    }
+
+    fn halt(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        if let Some(stop) = self.watcher_stop.take() {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Forgets the failing state: the next failures count afresh.
+    pub fn rearm(&mut self) {
+        self.window.clear();
+        self.failing = false;
+    }
+
+    pub fn running(&self) -> bool {
+        self.task.is_some()
+    }
+
+    /// What the policy makes of a new result: act when it tips into failing, note a
+    /// recovery when it passes again.
+    fn record(&mut self, passed: bool) -> Verdict {
+        self.window.push_back(passed);
+        while self.window.len() > self.spec.within as usize {
+            self.window.pop_front();
+        }
+        let failed = self.window.iter().filter(|p| !**p).count() as u32;
+        if passed && self.failing {
+            self.failing = false;
+            Verdict::Recovered
+        } else if !passed && !self.failing && failed >= self.spec.failures {
+            self.failing = true;
+            // Acting starts a new count: after a restart, say, it takes as many
+            // failures again to act again.
+            self.window.clear();
+            Verdict::Act
+        } else {
+            Verdict::Nothing
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Nothing,
+    Act,
+    Recovered,
+}
+
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The job's main pid, shared with its check tasks (0: none).
+pub(crate) type SharedPid = Arc<AtomicU32>;
+
+impl Daemon {
+    /// Starts the checks of a job that is running, stops those of a job that is not.
+    pub(super) fn sync_checks(&mut self, name: &str) {
+        let Some(job) = self.jobs.get(name) else {
+            return;
+        };
+        job.main_pid_shared
+            .store(job.m.main_pid.unwrap_or(0), Ordering::Relaxed);
+        let running = job.m.state == State::Running;
+        let started = job.checks.iter().any(CheckRt::running);
+        if running && !started && !job.checks.is_empty() {
+            self.start_checks(name);
+        } else if !running && let Some(job) = self.jobs.get_mut(name) {
+            for c in &mut job.checks {
+                c.halt();
+                c.window.clear();
+                c.failing = false;
+            }
+        }
+    }
+
+    fn start_checks(&mut self, name: &str) {
+        let default_every = self.config.settings.every;
+        let ctx_needed = self.jobs.get(name).is_some_and(|j| !j.checks.is_empty());
+        if !ctx_needed {
+            return;
+        }
+        let count = self.jobs.get(name).map_or(0, |j| j.checks.len());
+        for idx in 0..count {
+            let ctx = match self.probe_context(name) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!("{name}: checks cannot run: {e}");
+                    return;
+                }
+            };
+            let tx = self.internal.clone();
+            let Some(job) = self.jobs.get_mut(name) else {
+                return;
+            };
+            let pid = job.main_pid_shared.clone();
+            let c = &mut job.checks[idx];
+            let generation = GENERATION.fetch_add(1, Ordering::Relaxed) + 1;
+            c.generation = generation;
+            c.window.clear();
+            c.failing = false;
+            let (poke_tx, poke_rx) = mpsc::unbounded_channel();
+            if let Probe::Flock(f) = &c.spec.probe {
+                let stop = Arc::new(AtomicBool::new(false));
+                flock_watcher(f.path.clone(), poke_tx.clone(), stop.clone());
+                c.watcher_stop = Some(stop);
+            }
+            let task = tokio::spawn(check_loop(CheckLoop {
+                ctx,
+                probe: c.spec.probe.clone(),
+                every: c.spec.every(default_every),
+                timeout: c.spec.timeout(default_every),
+                grace: c.spec.grace,
+                pid,
+                job: name.to_string(),
+                host: false,
+                idx,
+                generation,
+                tx,
+                poke: poke_rx,
+                _poke_keep: poke_tx,
+            }));
+            c.task = Some(task.abort_handle());
+        }
+    }
+
+    /// Host checks (guardian.toml) run for the daemon's whole life.
+    pub(super) fn start_host_checks(&mut self) {
+        let default_every = self.config.settings.every;
+        let specs = self.config.settings.checks.clone();
+        for (idx, spec) in specs.into_iter().enumerate() {
+            let ctx = match self.probe_context("") {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!("host checks cannot run: {e}");
+                    return;
+                }
+            };
+            let mut c = CheckRt::new(spec);
+            let generation = GENERATION.fetch_add(1, Ordering::Relaxed) + 1;
+            c.generation = generation;
+            let (poke_tx, poke_rx) = mpsc::unbounded_channel();
+            let task = tokio::spawn(check_loop(CheckLoop {
+                ctx,
+                probe: c.spec.probe.clone(),
+                every: c.spec.every(default_every),
+                timeout: c.spec.timeout(default_every),
+                grace: c.spec.grace,
+                pid: Arc::new(AtomicU32::new(0)),
+                job: String::new(),
+                host: true,
+                idx,
+                generation,
+                tx: self.internal.clone(),
+                poke: poke_rx,
+                _poke_keep: poke_tx,
+            }));
+            c.task = Some(task.abort_handle());
+            self.host_checks.push(c);
+        }
+    }
+
+    /// A check's outcome arrives.
+    pub(super) fn checked(
+        &mut self,
+        name: &str,
+        host: bool,
+        idx: usize,
+        generation: u64,
+        outcome: Outcome,
+    ) {
+        if host {
+            let Some(c) = self
+                .host_checks
+                .get_mut(idx)
+                .filter(|c| c.generation == generation)
+            else {
+                return;
+            };
+            let verdict = c.record(outcome.passed);
+            let check = c.spec.name.clone();
+            c.last = Some((outcome.clone(), SystemTime::now()));
+            match verdict {
+                Verdict::Act => {
+                    self.alert_event("host", &check, "failed", &outcome.reason, "alert");
+                }
+                Verdict::Recovered => {
+                    self.alert_event("host", &check, "recovered", &outcome.reason, "");
+                }
+                Verdict::Nothing => {}
+            }
+            return;
+        }
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
+        let Some(c) = job
+            .checks
+            .get_mut(idx)
+            .filter(|c| c.generation == generation && c.running())
+        else {
+            return;
+        };
+        if job.m.state != State::Running {
+            return;
+        }
+        let verdict = c.record(outcome.passed);
+        let check = c.spec.name.clone();
+        let action = c.spec.action.clone();
+        let (failures, within) = (c.spec.failures, c.spec.within);
+        c.last = Some((outcome.clone(), SystemTime::now()));
+        let monitored = job.monitored;
+        match verdict {
+            Verdict::Nothing => {
+                if !outcome.passed {
+                    tracing::debug!("{name}: check {check} failed: {}", outcome.reason);
+                }
+            }
+            Verdict::Recovered => {
+                tracing::info!("{name}: check {check} recovered: {}", outcome.reason);
+                self.alert_event(name, &check, "recovered", &outcome.reason, "");
+            }
+            Verdict::Act if !monitored => {
+                tracing::warn!(
+                    "{name}: check {check} failed ({failures} of the last {within}): {}; unmonitored, so no {}",
+                    outcome.reason,
+                    action.as_str()
+                );
+            }
+            Verdict::Act => {
+                tracing::warn!(
+                    "{name}: check {check} failed ({failures} of the last {within}): {}; {}",
+                    outcome.reason,
+                    action.as_str()
+                );
+                self.act(name, &check, &action, &outcome.reason);
+            }
+        }
+    }
+
+    fn act(&mut self, name: &str, check: &str, action: &Action, reason: &str) {
+        self.alert_event(name, check, "failed", reason, action.as_str());
+        match action {
+            Action::Restart => {
+                let now = Instant::now();
+                let Some(job) = self.jobs.get_mut(name) else {
+                    return;
+                };
+                let limit = job.spec.restart_limit;
+                while job
+                    .check_restarts
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) > limit.interval)
+                {
+                    job.check_restarts.pop_front();
+                }
+                if job.check_restarts.len() >= limit.count as usize {
+                    // Restarting does not help: stop acting, say so, keep it running.
+                    job.monitored = false;
+                    job.check_restarts.clear();
+                    let why = format!(
+                        "restarted {} times within {} by its checks; unmonitored",
+                        limit.count,
+                        humantime::format_duration(limit.interval)
+                    );
+                    tracing::error!("{name}: {why}");
+                    self.alert_event(name, check, "unmonitored", &why, "unmonitor");
+                    self.save_state();
+                    return;
+                }
+                job.check_restarts.push_back(now);
+                self.work
+                    .push_back(Work::Feed(name.to_string(), Input::Restart));
+                self.pump();
+            }
+            Action::Stop => {
+                self.work
+                    .push_back(Work::Feed(name.to_string(), Input::Stop));
+                self.pump();
+            }
+            Action::Alert => {}
+            Action::Unmonitor => {
+                if let Some(job) = self.jobs.get_mut(name) {
+                    job.monitored = false;
+                }
+                self.save_state();
+            }
+            Action::Exec(program) => {
+                let (command, _) = match program {
+                    crate::config::Program::Script(text) => (text.clone(), ()),
+                    crate::config::Program::Exec { argv, .. } => (
+                        argv.iter()
+                            .map(|a| shell_quote(a))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        (),
+                    ),
+                };
+                let (reply, rx) = tokio::sync::oneshot::channel();
+                self.run_request(RunRequest {
+                    job: name.to_string(),
+                    command,
+                    extra_env: vec![
+                        ("GUARDIAN_CHECK".into(), check.to_string()),
+                        ("GUARDIAN_REASON".into(), reason.to_string()),
+                    ],
+                    timeout: Duration::from_secs(300),
+                    reply,
+                });
+                let (job, check) = (name.to_string(), check.to_string());
+                tokio::spawn(async move {
+                    match rx.await {
+                        Ok(Ok(ran)) => {
+                            tracing::info!("{job}: action of check {check}: {}", ran.how)
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!("{job}: action of check {check} could not run: {e}")
+                        }
+                        Err(_) => {}
+                    }
+                });
+            }
+        }
+    }
+
+    /// A check failed, recovered, or acted: recorded for `status`, and for alerts.
+    fn alert_event(&mut self, job: &str, check: &str, what: &str, reason: &str, action: &str) {
+        let line = if action.is_empty() {
+            format!("{job}: check {check} {what}: {reason}")
+        } else {
+            format!("{job}: check {check} {what}: {reason} (action: {action})")
+        };
+        if what == "failed" {
+            tracing::warn!("alert: {line}");
+        } else {
+            tracing::info!("alert: {line}");
+        }
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+struct CheckLoop {
+    ctx: checks::Context,
+    probe: Probe,
+    every: Duration,
+    timeout: Duration,
+    grace: Duration,
+    pid: SharedPid,
+    job: String,
+    host: bool,
+    idx: usize,
+    generation: u64,
+    tx: mpsc::UnboundedSender<Internal>,
+    poke: mpsc::UnboundedReceiver<()>,
+    /// Keeps the poke channel open when no watcher holds a sender.
+    _poke_keep: mpsc::UnboundedSender<()>,
+}
+
+async fn check_loop(mut l: CheckLoop) {
+    if !l.grace.is_zero() {
+        tokio::time::sleep(l.grace).await;
+    }
+    let mut ticker = tokio::time::interval(l.every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut target = Target::default();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            Some(()) = l.poke.recv() => {}
+        }
+        let pid = l.pid.load(Ordering::Relaxed);
+        target.pid = (pid != 0).then_some(pid);
+        let outcome = l.probe.run_on(&l.ctx, &mut target, l.timeout).await;
+        let msg = Internal::Checked {
+            job: l.job.clone(),
+            host: l.host,
+            idx: l.idx,
+            generation: l.generation,
+            outcome,
+        };
+        if l.tx.send(msg).is_err() {
+            return;
+        }
+    }
+}
+
+/// A thread that blocks until nobody holds a lock on `path`, then pokes the check so
+/// that it runs at once: the moment the last holder is gone is seen without polling.
+/// While nobody holds the lock (the app is starting, or gone) it looks every 200 ms.
+fn flock_watcher(path: String, poke: mpsc::UnboundedSender<()>, stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new()
+        .name("flock-watch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match checks::flock_holders(&path) {
+                    Ok(holders) if !holders.is_empty() => {
+                        if checks::flock_wait_released(&path).is_err() {
+                            std::thread::sleep(Duration::from_millis(200));
+                            continue;
+                        }
+                        if stop.load(Ordering::Relaxed) || poke.send(()).is_err() {
+                            return;
+                        }
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(200)),
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot watch the lock on a file: {e}");
+    }
+}
+
+impl Job {
+    /// healthy, unhealthy or unknown: from the checks' last outcomes while running.
+    pub(super) fn health(&self) -> checks::Health {
+        if self.m.state != State::Running {
+            return checks::Health::Unknown;
+        }
+        checks::Health::of(
+            self.checks
+                .iter()
+                .filter_map(|c| c.last.as_ref().map(|(o, _)| o)),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt(failures: u32, within: u32) -> CheckRt {
+        CheckRt::new(CheckSpec {
+            name: "t".into(),
+            probe: Probe::Flock(checks::FlockProbe { path: "/x".into() }),
+            every: None,
+            timeout: None,
+            failures,
+            within,
+            grace: Duration::ZERO,
+            action: Action::Restart,
+        })
+    }
+
+    #[test]
+    fn failures_in_a_row() {
+        let mut c = rt(3, 3);
+        assert_eq!(c.record(false), Verdict::Nothing);
+        assert_eq!(c.record(false), Verdict::Nothing);
+        assert_eq!(c.record(true), Verdict::Nothing);
+        assert_eq!(c.record(false), Verdict::Nothing);
+        assert_eq!(c.record(false), Verdict::Nothing);
+        assert_eq!(c.record(false), Verdict::Act);
+        // One action per failing period...
+        assert_eq!(c.record(false), Verdict::Nothing);
+        assert_eq!(c.record(false), Verdict::Nothing);
+        assert_eq!(c.record(false), Verdict::Nothing);
+        // ...and a recovery when it passes.
+        assert_eq!(c.record(true), Verdict::Recovered);
+        assert_eq!(c.record(true), Verdict::Nothing);
+    }
+
+    #[test]
+    fn failures_within_a_window() {
+        let mut c = rt(2, 4);
+        assert_eq!(c.record(false), Verdict::Nothing);
+        assert_eq!(c.record(true), Verdict::Nothing);
+        assert_eq!(c.record(true), Verdict::Nothing);
+        assert_eq!(c.record(false), Verdict::Act, "2 failures among the last 4");
+        let mut c = rt(2, 3);
+        c.record(false);
+        c.record(true);
+        c.record(true);
+        assert_eq!(
+            c.record(false),
+            Verdict::Nothing,
+            "the first failure left the window"
+        );
+    }
+}
