@@ -101,6 +101,21 @@ struct Job {
 }
 
 impl Job {
+    /// Takes `spec` as the job's configuration: its lifecycle policy, its event
+    /// expressions and its checks follow it. Only for a job that is down.
+    fn apply(&mut self, spec: JobSpec) {
+        self.m.policy = Policy::of(&spec);
+        self.start_on = spec.start_on.as_ref().map(|o| Watch::new(o.expr.clone()));
+        self.stop_on = spec.stop_on.as_ref().map(|o| Watch::new(o.expr.clone()));
+        self.checks = spec
+            .checks
+            .iter()
+            .cloned()
+            .map(checking::CheckRt::new)
+            .collect();
+        self.spec = spec;
+    }
+
     /// Whether guardian follows a main process other than the one it spawned (a daemon
     /// that forks, a pid file): then the spawned leader's exit is not the job's end,
     /// and its process group is not cleaned up when it exits.
@@ -270,13 +285,13 @@ impl Daemon {
         let path = s.log_dir.join(format!("{}.log", spec.name));
         let log = LogPipe::open(path, s.log_max_size, s.log_keep)
             .with_context(|| format!("{}: cannot set up its log", spec.name))?;
-        let job = Job {
+        let mut job = Job {
             m: Machine::new(Policy::of(&spec)),
             monitored: !self.persisted.unmonitored.contains(&spec.name),
             manual_stop: self.persisted.stopped.contains(&spec.name),
-            start_on: spec.start_on.as_ref().map(|o| Watch::new(o.expr.clone())),
-            stop_on: spec.stop_on.as_ref().map(|o| Watch::new(o.expr.clone())),
-            spec,
+            start_on: None,
+            stop_on: None,
+            spec: JobSpec::new(&spec.name, &spec.file),
             log,
             waiters: Vec::new(),
             after: After::Nothing,
@@ -286,14 +301,7 @@ impl Daemon {
             check_restarts: VecDeque::new(),
             main_pid_shared: Default::default(),
         };
-        let mut job = job;
-        job.checks = job
-            .spec
-            .checks
-            .iter()
-            .cloned()
-            .map(checking::CheckRt::new)
-            .collect();
+        job.apply(spec);
         self.jobs.insert(job.spec.name.clone(), job);
         Ok(())
     }
@@ -596,16 +604,7 @@ impl Daemon {
                     tracing::info!("{name}: removed");
                 }
                 After::Replace(spec) => {
-                    job.checks = spec
-                        .checks
-                        .iter()
-                        .cloned()
-                        .map(checking::CheckRt::new)
-                        .collect();
-                    job.m.policy = Policy::of(&spec);
-                    job.start_on = spec.start_on.as_ref().map(|o| Watch::new(o.expr.clone()));
-                    job.stop_on = spec.stop_on.as_ref().map(|o| Watch::new(o.expr.clone()));
-                    job.spec = *spec;
+                    job.apply(*spec);
                     tracing::info!("{name}: configuration changed, starting again");
                     self.work
                         .push_back(Work::Feed(name.to_string(), Input::Start));
@@ -749,19 +748,10 @@ impl Daemon {
                 Some(job) if job.spec != *spec => {
                     changed += 1;
                     if job.m.state.is_down() {
-                        job.checks = spec
-                            .checks
-                            .iter()
-                            .cloned()
-                            .map(checking::CheckRt::new)
-                            .collect();
-                        job.m.policy = Policy::of(spec);
-                        job.start_on = spec.start_on.as_ref().map(|o| Watch::new(o.expr.clone()));
-                        job.stop_on = spec.stop_on.as_ref().map(|o| Watch::new(o.expr.clone()));
+                        job.apply(spec.clone());
                         if let Some(w) = &mut job.start_on {
                             w.assume(|j| up.get(j).copied());
                         }
-                        job.spec = spec.clone();
                     } else {
                         job.after = After::Replace(Box::new(spec.clone()));
                         self.work.push_back(Work::Feed(name.clone(), Input::Stop));
