@@ -8,17 +8,22 @@ Scenarios (see bench/README.md):
   4. wall time of `guardian summary` against the 500-job daemon of (2)
   5. start-up of a chain of 100 jobs, each `start-on = "started <previous>"`
   6. start-up of a fan-out: 200 jobs with `start-on = "started root"`
+  7. hang: an HTTP server stopped with SIGSTOP, until its health check has
+     had it replaced and the new process answers
+  8. checks: guardian's CPU and memory while 100 jobs run 1,000 HTTP checks/s
 
 Standard library only. Prints a table and writes bench/results.md.
 """
 
 import argparse
 import datetime
+import http.client
 import json
 import os
 import platform
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -50,6 +55,29 @@ STATUS_TIMEOUT = 2.0    # after a run, every job `running` in `status --json`
 SUMMARY_RUNS = 20
 LIGHT_POLL = 0.0005     # pause of the light observer in scenario 3
 IDLE_WARN = 0.9         # warn when the machine is less idle than this
+
+# Scenario 7 (hang): check every 500 ms, timeout 500 ms, restart after 2 failures.
+HANG_ROUNDS = 10
+HANG_TARGET_MS = 1200.0
+HANG_EVERY = "500ms"
+HANG_CHECK_TIMEOUT = "500ms"
+HANG_FAILURES = 2
+HANG_KILL_TIMEOUT = "1s"
+HANG_PHASE_STEP = 0.05  # round i waits (i % 10) x this after `healthy`
+HANG_TIMEOUT = 10.0     # one round: a new server answers
+HANG_GONE_TIMEOUT = 5.0 # the stopped server is gone after its replacement answers
+HEALTHY_TIMEOUT = 10.0  # the job is `healthy` again in `status --json`
+HTTP_TIMEOUT = 0.5      # one GET of the benchmark
+HANG_SCRIPT = "health_server.py"
+MONIT_HANG = "monit at its 1 s minimum cycle: 1.1 to 1.9 s, median 1.5 s"
+
+# Scenario 8 (checks): CHECK_JOBS jobs, one HTTP check each every CHECK_EVERY_MS.
+CHECK_JOBS = 100
+CHECK_EVERY_MS = 100
+CHECKS_WARMUP = 3.0     # after every job is running
+CHECKS_WINDOW = 10.0    # CPU sampled over this
+CHECKS_TARGET_PCT = 10.0
+LOAD_SCRIPT = "load_server.py"
 
 LEFTOVERS = []  # per daemon: job processes still running after it exited
 
@@ -218,34 +246,41 @@ def fanout_files(n):
     return jobs
 
 
-def make_config(jobs):
+def make_config(jobs, files=None):
     """A fresh configuration directory with one jobs/NAME.toml per entry of
-    jobs ({name: file content})."""
+    jobs ({name: file content}), and the files of `files` ({name: content})
+    at its top. In job files, @DIR@ stands for the directory."""
     d = tempfile.mkdtemp(prefix="guardian-bench-")
     if len(os.path.join(d, "guardian.sock")) > 100:
         shutil.rmtree(d)
         d = tempfile.mkdtemp(prefix="guardian-bench-", dir="/tmp")
     with open(os.path.join(d, "guardian.toml"), "w") as f:
         f.write('socket = "guardian.sock"\nlog-dir = "log"\nstate-dir = "state"\n')
+    for name, body in (files or {}).items():
+        with open(os.path.join(d, name), "w") as f:
+            f.write(body)
     jobdir = os.path.join(d, "jobs")
     os.mkdir(jobdir)
     for name, body in jobs.items():
         with open(os.path.join(jobdir, f"{name}.toml"), "w") as f:
-            f.write(body)
+            f.write(body.replace("@DIR@", d))
     return d
 
 
 class Daemon:
     """One guardian daemon in its own temporary configuration directory."""
 
-    def __init__(self, binary, njobs, respawn=False, keep=False, jobs=None):
-        """njobs identical jobs, or the jobs of `jobs` ({name: body}) if given."""
+    def __init__(self, binary, njobs, respawn=False, keep=False, jobs=None, files=None):
+        """njobs identical jobs, or the jobs of `jobs` ({name: body}) if given;
+        `files` ({name: content}) are written into the directory too."""
         self.binary = binary
         if jobs is None:
             jobs = job_files(njobs, respawn)
         self.njobs = len(jobs)
         self.keep = keep
-        self.dir = make_config(jobs)
+        self.dir = make_config(jobs, files)
+        # Which processes are job processes (for the leftover check in stop()).
+        self.is_job = lambda pid: comm(pid) == JOB_COMM
         self.log_path = os.path.join(self.dir, "daemon.log")
         self.proc = None
         self.tracked = {}  # pid -> start time of every job process seen
@@ -333,9 +368,10 @@ class Daemon:
                         log(f"warning: daemon {self.pid} still alive after SIGKILL")
         # Job processes lead process groups of their own, so the daemon's
         # group kill does not reach them. Kill every one we saw that is still
-        # the same process (same start time) and still `sleep`.
+        # the same process (same start time) and still a job process (`sleep`,
+        # or the HTTP server of scenario 7).
         for p, st in self.tracked.items():
-            if start_time(p) == st and comm(p) == JOB_COMM and not is_zombie(p):
+            if start_time(p) == st and self.is_job(p) and not is_zombie(p):
                 self.leftovers += 1
                 for kill in (os.killpg, os.kill):
                     try:
@@ -344,7 +380,7 @@ class Daemon:
                         pass
         if self.leftovers:
             LEFTOVERS.append(self.leftovers)
-            log(f"warning: {self.leftovers} sleep process(es) outlived the daemon; killed")
+            log(f"warning: {self.leftovers} job process(es) outlived the daemon; killed")
         if self.keep:
             log(f"kept {self.dir}")
         else:
@@ -593,6 +629,414 @@ def fanout(binary, keep):
     return event_start(binary, keep, fanout_files(FANOUT_LEAVES))
 
 
+# ---------------------------------------------------------------- HTTP checks
+
+# Scenario 7's server, a job of guardian: GET /health answers 200 and "ok PID",
+# so that the benchmark can tell the replacement from the hung process.
+HANG_SERVER = r'''"""guardian benchmark, scenario 7: GET /health -> 200 "ok PID"."""
+import http.server
+import os
+import sys
+
+
+class Health(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        ok = self.path == "/health"
+        body = ("ok %d\n" % os.getpid()).encode() if ok else b"not found\n"
+        self.send_response(200 if ok else 404)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+
+Server(("127.0.0.1", int(sys.argv[1])), Health).serve_forever()
+'''
+
+# Scenario 8's server, started by the benchmark (not by guardian): answers every
+# request with 200 "ok" on keep-alive connections, and appends
+# "MONOTONIC REQUESTS CONNECTIONS" (running totals) to a file every 0.1 s. It
+# exits by itself after `lifetime` seconds.
+LOAD_SERVER = r'''"""guardian benchmark, scenario 8: counts HTTP requests."""
+import asyncio
+import sys
+import time
+
+PORT, STATS, LIFETIME = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+            b"Connection: keep-alive\r\n\r\nok")
+requests = connections = 0
+
+
+async def serve(reader, writer):
+    global requests, connections
+    connections += 1
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            requests += 1
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if length:
+                await reader.readexactly(length)
+            writer.write(RESPONSE)
+            if b"connection: close" in head.lower():
+                break
+            await writer.drain()
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+            ConnectionError, ValueError):
+        pass
+    finally:
+        writer.close()
+
+
+async def main():
+    server = await asyncio.start_server(serve, "127.0.0.1", PORT, backlog=1024)
+    end = time.monotonic() + LIFETIME
+    with open(STATS, "w", buffering=1) as f:
+        while time.monotonic() < end:
+            f.write("%.6f %d %d\n" % (time.monotonic(), requests, connections))
+            await asyncio.sleep(0.1)
+    server.close()
+
+
+asyncio.run(main())
+'''
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def toml_str(s):
+    """A TOML basic string (JSON's escaping is valid TOML for these paths)."""
+    return json.dumps(s)
+
+
+def cmdline(pid):
+    """The arguments of a process, or None if it is gone."""
+    s = read_proc(f"/proc/{pid}/cmdline")
+    return s.split("\0")[:-1] if s else None
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process (all its threads), in clock ticks."""
+    s = read_proc(f"/proc/{pid}/stat")
+    if s is None:
+        raise RuntimeError(f"process {pid} is gone")
+    f = s[s.rindex(")") + 2:].split()
+    return int(f[11]) + int(f[12])
+
+
+def cpu_totals():
+    """(all, idle) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v[:8]), v[3] + v[4]
+
+
+def http_get(port, path="/health", timeout=HTTP_TIMEOUT):
+    """(status, body) of GET http://127.0.0.1:PORT/PATH, or None if nothing
+    answers within timeout."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, r.read().decode(errors="replace")
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def log_epoch(line):
+    """The time (epoch seconds) at the start of one of guardian's log lines, or None."""
+    try:
+        ts = line.split(None, 1)[0].rstrip("Z")
+        whole, _, frac = ts.partition(".")
+        dt = datetime.datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S")
+        dt = dt.replace(tzinfo=datetime.timezone.utc)
+        return dt.timestamp() + (float("0." + frac) if frac else 0.0)
+    except (ValueError, IndexError):
+        return None
+
+
+def job_status(d, job):
+    """`guardian status JOB --json` as a dict (status exits 1 when the job is
+    unhealthy; its JSON is read all the same)."""
+    r = d.cli("status", job, "--json")
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        raise RuntimeError(f"status {job} --json exited {r.returncode}: "
+                           f"{(r.stderr or r.stdout).strip()[:200]}")
+
+
+def wait_healthy(d, job, pid=None, timeout=HEALTHY_TIMEOUT):
+    """Polls (bounded) `status JOB --json` until "health" is "healthy" (and the
+    main pid is `pid`, if given); returns the status."""
+    deadline = time.monotonic() + timeout
+    info, err = {}, None
+    for _ in range(int(timeout / 0.05) + 1):
+        d.check_alive()
+        try:
+            info, err = job_status(d, job), None
+        except RuntimeError as e:  # e.g. the control socket is not there yet
+            err = e
+        if info.get("health") == "healthy" and (pid is None or info.get("pid") == pid):
+            return info
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if err is not None:
+        raise err
+    raise RuntimeError(f"{job} not healthy after {timeout:.0f} s: health "
+                       f"{info.get('health')!r}, pid {info.get('pid')}")
+
+
+def hang_job(port):
+    exe = f"{sys.executable} @DIR@/{HANG_SCRIPT} {port}"
+    return (f"exec = {toml_str(exe)}\n"
+            "respawn = true\n"
+            f'kill-timeout = "{HANG_KILL_TIMEOUT}"\n'
+            # The default (5 within 10m) would unmonitor the job after round 5.
+            f'restart-limit = {{ count = {HANG_ROUNDS + 10}, interval = "10m" }}\n'
+            "[[check]]\n"
+            'type = "http"\n'
+            f'url = "http://127.0.0.1:{port}/health"\n'
+            f'every = "{HANG_EVERY}"\n'
+            f'timeout = "{HANG_CHECK_TIMEOUT}"\n'
+            f"failures = {HANG_FAILURES}\n"
+            'action = "restart"\n')
+
+
+def hang(binary, keep):
+    """Scenario 7: SIGSTOP an HTTP server whose health check restarts it; time
+    until a new server process, a child of the daemon, answers GET /health."""
+    port = free_port()
+    with Daemon(binary, 0, keep=keep, jobs={"web": hang_job(port)},
+                files={HANG_SCRIPT: HANG_SERVER}) as d:
+        script = os.path.join(d.dir, HANG_SCRIPT)
+
+        def is_server(pid):
+            a = cmdline(pid)
+            return a is not None and script in a
+
+        d.is_job = is_server
+        d.start()
+        gpid = d.pid
+        wait_healthy(d, "web", timeout=READY_TIMEOUT)
+        rounds = []
+        for i in range(HANG_ROUNDS):
+            # Spread the moment of the SIGSTOP over the check's 500 ms period:
+            # health turns healthy just after a check passed.
+            time.sleep((i % 10) * HANG_PHASE_STEP)
+            d.check_alive()
+            servers = [p for p in children(gpid) if is_server(p)]
+            if len(servers) != 1:
+                raise RuntimeError(f"round {i}: expected 1 server process, found {len(servers)}")
+            old = servers[0]
+            old_st = start_time(old)
+            d.track([old])
+            r = http_get(port)
+            if r is None or r[0] != 200 or r[1].split() != ["ok", str(old)]:
+                raise RuntimeError(f"round {i}: server {old} does not answer: {r}")
+            t0_wall = time.time()
+            t0 = time.perf_counter()
+            os.kill(old, signal.SIGSTOP)
+            deadline = t0 + HANG_TIMEOUT
+            new = t_new = t_dead = t1 = None
+            gets = 0
+            while t1 is None:
+                now = time.perf_counter()
+                if t_dead is None and (is_zombie(old) or start_time(old) != old_st):
+                    t_dead = now
+                if new is None:
+                    for p in children(gpid):
+                        if p != old and is_server(p):
+                            new, t_new = p, now
+                            d.track([p])
+                            break
+                # Only once a new server exists: the stopped one still holds
+                # the port, and a request to it would hang.
+                if new is not None:
+                    gets += 1
+                    r = http_get(port)
+                    if r is not None and r[0] == 200:
+                        w = r[1].split()
+                        if len(w) == 2 and w[1].isdigit() and int(w[1]) != old:
+                            if int(w[1]) != new:  # a later replacement answered
+                                new = int(w[1])
+                                d.track([new])
+                            t1 = time.perf_counter()
+                            break
+                if now > deadline:
+                    d.check_alive()
+                    raise RuntimeError(f"round {i}: no new server answering within "
+                                       f"{HANG_TIMEOUT:.0f} s (new process: {new})")
+                time.sleep(LIGHT_POLL)
+            # The stopped process must be gone (TERM + CONT, SIGKILL after the
+            # kill timeout); not timed unless it is still there.
+            kill_deadline = time.perf_counter() + HANG_GONE_TIMEOUT
+            while t_dead is None:
+                if is_zombie(old) or start_time(old) != old_st:
+                    t_dead = time.perf_counter()
+                elif time.perf_counter() > kill_deadline:
+                    raise RuntimeError(f"round {i}: the stopped server {old} still runs "
+                                       f"{HANG_GONE_TIMEOUT:.0f} s after its replacement")
+                else:
+                    time.sleep(LIGHT_POLL)
+            info = wait_healthy(d, "web", pid=new)
+            # guardian's log: when the check failed, when the new process was spawned.
+            t_fail = t_run = None
+            for line in d.log_tail(200).splitlines():
+                t = log_epoch(line)
+                if t is None or t < t0_wall - 0.01:
+                    continue
+                if t_fail is None and "web: check " in line and " failed" in line:
+                    t_fail = t - t0_wall
+                elif t_run is None and f"web: running, pid {new}" in line:
+                    t_run = t - t0_wall
+            rounds.append({"total": t1 - t0, "new": t_new - t0, "dead": t_dead - t0,
+                           "fail_log": t_fail, "run_log": t_run, "gets": gets,
+                           "restarts": info.get("restarts")})
+        # Give the last round's kill timer (1 s) time to run out before
+        # counting what guardian logged about it.
+        time.sleep(1.2)
+        sigkill_lines = sum(1 for ln in d.log_tail(10000).splitlines()
+                            if "still alive after its kill timeout" in ln)
+    return {"rounds": rounds, "sigkill_lines": sigkill_lines}
+
+
+def load_jobs(port):
+    """Scenario 8: CHECK_JOBS sleeping jobs, each with one HTTP check."""
+    body = (f'exec = "{JOB_EXEC}"\n'
+            "[[check]]\n"
+            'type = "http"\n'
+            f'url = "http://127.0.0.1:{port}/health"\n'
+            f'every = "{CHECK_EVERY_MS}ms"\n'
+            'timeout = "1s"\n'
+            'action = "alert"\n')
+    return {f"chk{i:03d}": body for i in range(CHECK_JOBS)}
+
+
+def read_stats(path):
+    """[(monotonic, requests, connections)] from the load server's file."""
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                p = line.split()
+                if len(p) == 3:
+                    out.append((float(p[0]), int(p[1]), int(p[2])))
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def at(stats, t):
+    """The last line of the load server's stats written at or before t."""
+    best = None
+    for s in stats:
+        if s[0] <= t:
+            best = s
+    if best is None:
+        raise RuntimeError("the load server wrote no statistics in time")
+    return best
+
+
+def checks_load(binary, keep):
+    """Scenario 8: guardian's CPU and memory while CHECK_JOBS jobs each run an
+    HTTP check every CHECK_EVERY_MS against a server outside guardian."""
+    port = free_port()
+    with Daemon(binary, 0, keep=keep, jobs=load_jobs(port),
+                files={LOAD_SCRIPT: LOAD_SERVER}) as d:
+        stats_path = os.path.join(d.dir, "requests.txt")
+        lifetime = STARTUP_TIMEOUT + CHECKS_WARMUP + CHECKS_WINDOW + 60
+        with open(os.path.join(d.dir, "server.log"), "wb") as errf:
+            server = subprocess.Popen(
+                [sys.executable, os.path.join(d.dir, LOAD_SCRIPT), str(port), stats_path,
+                 str(lifetime)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf,
+                start_new_session=True)
+        try:
+            deadline = time.monotonic() + READY_TIMEOUT
+            while not read_stats(stats_path):
+                if server.poll() is not None:
+                    raise RuntimeError(f"the load server exited with status {server.returncode}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the load server did not start")
+                time.sleep(0.01)
+            d.start()
+            d.wait_running(CHECK_JOBS, STARTUP_TIMEOUT)
+            time.sleep(CHECKS_WARMUP)
+            d.check_alive()
+            hz = os.sysconf("SC_CLK_TCK")
+            g0, s0, m0 = cpu_ticks(d.pid), cpu_ticks(server.pid), cpu_totals()
+            t0 = time.monotonic()
+            time.sleep(CHECKS_WINDOW)
+            g1, s1, m1 = cpu_ticks(d.pid), cpu_ticks(server.pid), cpu_totals()
+            t1 = time.monotonic()
+            d.check_alive()
+            rollup = smaps_rollup(d.pid)
+            threads = len(os.listdir(f"/proc/{d.pid}/task"))
+            time.sleep(0.15)  # the server's next line
+            stats = read_stats(stats_path)
+            a, b = at(stats, t0), at(stats, t1)
+            if b[0] <= a[0]:
+                raise RuntimeError("the load server's statistics did not advance")
+            rate = (b[1] - a[1]) / (b[0] - a[0])
+            conn_rate = (b[2] - a[2]) / (b[0] - a[0])
+            # Requests per second in each whole second of the window.
+            per_sec = []
+            for k in range(int(CHECKS_WINDOW)):
+                x, y = at(stats, t0 + k), at(stats, t0 + k + 1)
+                if y[0] > x[0]:
+                    per_sec.append((y[1] - x[1]) / (y[0] - x[0]))
+            if server.poll() is not None:
+                raise RuntimeError(f"the load server exited with status {server.returncode}")
+            # Untimed: every job running, and how its check fared.
+            r = d.cli("status", "--json")
+            try:
+                info = json.loads(r.stdout)
+            except ValueError:
+                raise RuntimeError(f"status --json exited {r.returncode}: {r.stderr.strip()}")
+            health = {}
+            for j in info:
+                health[j.get("health")] = health.get(j.get("health"), 0) + 1
+            lat = [c["latency_ms"] for j in info for c in j.get("checks", [])
+                   if c.get("latency_ms") is not None]
+            log_lines = len(d.log_tail(100000).splitlines())
+        finally:
+            if server.poll() is None:
+                server.terminate()
+                try:
+                    server.wait(timeout=KILL_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+                    server.wait(timeout=KILL_TIMEOUT)
+    return {"rate": rate, "conn_rate": conn_rate, "per_sec": per_sec,
+            "cpu": (g1 - g0) / hz / (t1 - t0), "server_cpu": (s1 - s0) / hz / (t1 - t0),
+            "idle": (m1[1] - m0[1]) / max(1, m1[0] - m0[0]), "secs": t1 - t0,
+            "rollup": rollup, "threads": threads, "health": health,
+            "latency": lat, "log_lines": log_lines, "jobs": len(info)}
+
+
 # ---------------------------------------------------------------- report
 
 def machine():
@@ -674,6 +1118,27 @@ def build_rows(res):
             rows += poll_rows(label, res[key]["busy"], res[key]["light"], EVENT_TARGET_MS)
         elif key + "_error" in res:
             rows.append((label, "error", f"<= {EVENT_TARGET_MS:g} ms", res[key + "_error"]))
+    if "hang" in res:
+        s = [ms(r["total"]) for r in res["hang"]["rounds"]]
+        med = statistics.median(s)
+        rows.append((f"hung HTTP server -> new one serving, median of {len(s)}",
+                     f"{med:.0f} ms", f"<= {HANG_TARGET_MS:g} ms", verdict(med, HANG_TARGET_MS)))
+        rows.append(("hung HTTP server -> new one serving, min / max",
+                     f"{min(s):.0f} / {max(s):.0f} ms", "", ""))
+    elif "hang_error" in res:
+        rows.append(("hung HTTP server", "error", f"<= {HANG_TARGET_MS:g} ms", res["hang_error"]))
+    if "checks" in res:
+        c = res["checks"]
+        nominal = CHECK_JOBS * 1000 / CHECK_EVERY_MS
+        label = f"{nominal:,.0f} HTTP checks/s ({CHECK_JOBS} jobs)"
+        rows.append((f"{label}: achieved, counted by the server", f"{c['rate']:.0f}/s",
+                     f"{nominal:.0f}/s", f"{c['rate'] / nominal * 100:.0f}%"))
+        rows.append((f"{label}: daemon CPU, % of one core", f"{c['cpu'] * 100:.1f}%",
+                     f"< {CHECKS_TARGET_PCT:g}%", verdict(c["cpu"] * 100, CHECKS_TARGET_PCT)))
+        rows.append((f"{label}: daemon RSS", f"{c['rollup']['Rss'] * 1024 / 1e6:.2f} MB", "", ""))
+        rows.append((f"{label}: daemon PSS", f"{c['rollup']['Pss'] * 1024 / 1e6:.2f} MB", "", ""))
+    elif "checks_error" in res:
+        rows.append(("HTTP checks", "error", f"< {CHECKS_TARGET_PCT:g}%", res["checks_error"]))
     return rows
 
 
@@ -746,7 +1211,7 @@ def notes(res):
         out.append(f"memory: all {MEMORY_JOBS} jobs were running "
                    f"{ms(t_all):.0f} ms after Popen (polled every 5 ms).")
     if LEFTOVERS:
-        out.append(f"WARNING: {sum(LEFTOVERS)} sleep process(es) were still running "
+        out.append(f"WARNING: {sum(LEFTOVERS)} job process(es) were still running "
                    f"after their daemon exited; the benchmark killed them.")
     polled = [n for k, n in (("startup", "start-up"), ("chain", "chain"),
                              ("fanout", "fan-out")) if k in res]
@@ -761,6 +1226,69 @@ def notes(res):
     for key, _ in EVENT_SCENARIOS:
         if key in res:
             out += event_notes(key, res[key])
+    if "hang" in res:
+        out += hang_notes(res["hang"])
+    if "checks" in res:
+        out += checks_notes(res["checks"])
+    return out
+
+
+def spread(values, fmt="{:.0f}"):
+    """"median (min to max)" of the values that are not None, in ms."""
+    v = [ms(x) for x in values if x is not None]
+    if not v:
+        return "?"
+    return (f"{fmt.format(statistics.median(v))} ({fmt.format(min(v))} to "
+            f"{fmt.format(max(v))})")
+
+
+def hang_notes(h):
+    r = h["rounds"]
+    out = [f"hang: ms after the SIGSTOP, median (min to max) of {len(r)}: guardian logs "
+           f"the check's failure at {spread(x['fail_log'] for x in r)} and the new "
+           f"process running at {spread(x['run_log'] for x in r)} (its wall clock); "
+           f"the stopped process is gone at {spread(x['dead'] for x in r)}, the new one "
+           f"has exec'd at {spread(x['new'] for x in r)} and answers GET /health at "
+           f"{spread(x['total'] for x in r)}. Polled every {LIGHT_POLL * 1000:g} ms."]
+    after = [x["total"] - x["new"] for x in r]
+    out.append(f"hang: the part that is guardian's policy is the failure: two probes "
+               f"must time out ({HANG_CHECK_TIMEOUT} each, one every {HANG_EVERY}); the "
+               f"first hung probe starts at the check's next tick, 0 to 500 ms after the "
+               f"SIGSTOP, so the failure comes 1.0 to 1.5 s after it (1.25 s on average). "
+               f"The new server's own start-up (Python, exec'd to answering) took "
+               f"{spread(after)} ms.")
+    by_term = all(x["fail_log"] is not None and x["dead"] < x["fail_log"] + 0.5 for x in r)
+    out.append(f"hang: the stopped process was gone in every round "
+               + ("well before its 1 s kill-timeout ran out (ended by SIGTERM + SIGCONT, "
+                  "not SIGKILL)" if by_term else "(in some round only after its kill-timeout)")
+               + f"; guardian logged \"still alive after its kill timeout, sending SIGKILL\" "
+               f"{h['sigkill_lines']} time(s) in {len(r)} rounds. `status` counted "
+               f"{r[-1]['restarts']} restart(s).")
+    out.append(f"hang peers: {MONIT_HANG}.")
+    return out
+
+
+def checks_notes(c):
+    nominal = CHECK_JOBS * 1000 / CHECK_EVERY_MS
+    ps = c["per_sec"]
+    lat = c["latency"]
+    health = ", ".join(f"{v} {k}" for k, v in sorted(c["health"].items(), key=str))
+    out = [f"checks: {CHECK_JOBS} jobs (`{JOB_EXEC}`), each with one http check every "
+           f"{CHECK_EVERY_MS} ms (timeout 1s, action alert) against one asyncio server "
+           f"outside guardian, which counted {c['rate']:.0f} requests/s over "
+           f"{c['secs']:.1f} s (each whole second: {min(ps):.0f} to {max(ps):.0f}) on "
+           f"{c['conn_rate']:.1f} new connections/s; nominal {nominal:.0f}/s."
+           if ps else "checks: no per-second figures."]
+    out.append(f"checks: CPU over the window (utime + stime of /proc/PID/stat, all "
+               f"{c['threads']} thread(s) of the daemon): guardian {c['cpu'] * 100:.1f}%, "
+               f"the load server {c['server_cpu'] * 100:.1f}% of one core; the machine was "
+               f"{c['idle'] * 100:.0f}% idle. smaps_rollup at the end: Rss "
+               f"{c['rollup']['Rss']} kB, Pss {c['rollup']['Pss']} kB, Pss_Anon "
+               f"{c['rollup'].get('Pss_Anon', '?')} kB.")
+    if lat:
+        out.append(f"checks: afterwards `status --json` listed {c['jobs']} jobs: {health}; "
+                   f"last latency of the checks: median {statistics.median(lat):.2f} ms, "
+                   f"max {max(lat):.2f} ms. The daemon's log had {c['log_lines']} line(s).")
     return out
 
 
@@ -804,7 +1332,7 @@ def on_sigterm(signum, frame):
 
 
 SCENARIO_ERRORS = (RuntimeError, OSError, subprocess.SubprocessError)
-SCENARIOS = ("crash", "memory", "startup", "chain", "fanout")
+SCENARIOS = ("crash", "memory", "startup", "chain", "fanout", "hang", "checks")
 
 
 def main():
@@ -864,6 +1392,10 @@ def main():
          f"{2 * STARTUP_RUNS} runs", lambda: chain(binary, args.keep)),
         ("fanout", "fan-out", f"fan-out 1 -> {FANOUT_LEAVES} (start-on), "
          f"{2 * STARTUP_RUNS} runs", lambda: fanout(binary, args.keep)),
+        ("hang", "hang", f"hung HTTP server -> replaced by its check, {HANG_ROUNDS} rounds",
+         lambda: hang(binary, args.keep)),
+        ("checks", "checks", f"{CHECK_JOBS} jobs x 1 HTTP check every {CHECK_EVERY_MS} ms, "
+         f"{CHECKS_WINDOW:g} s", lambda: checks_load(binary, args.keep)),
     ]
     plan = [x for x in plan if x[0] in only]
     for i, (key, idle_key, title, run) in enumerate(plan, 1):

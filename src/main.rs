@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod alert;
 mod cli;
 mod config;
 mod control;

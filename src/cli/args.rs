@@ -90,4 +90,11 @@ pub enum Command {
     },
     /// Print the jobs' dependency graph as Graphviz DOT (`guardian graph | dot -Tsvg`).
     Graph,
+    /// The alerts waiting in the outbox to be delivered.
+    Alerts {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a test alert to every recipient and webhook now, and say how it went.
+    TestAlert,
 }

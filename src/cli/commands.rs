@@ -80,6 +80,8 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
                 },
             )
         }
+        Command::Alerts { json } => alerts(&socket, json),
+        Command::TestAlert => ask(&socket, Request::TestAlert),
         Command::Check | Command::Graph => Ok(Exit::Error),
     }
 }
@@ -154,6 +156,37 @@ fn check(dir: &std::path::Path) -> anyhow::Result<Exit> {
             Ok(Exit::Error)
         }
     }
+}
+
+fn alerts(socket: &std::path::Path, json: bool) -> anyhow::Result<Exit> {
+    let response = connect(socket)?.call(&Request::Alerts)?;
+    let Response::Alerts { pending } = response else {
+        return answer(response);
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &pending)?;
+        writeln!(out)?;
+    } else if pending.is_empty() {
+        writeln!(out, "no alerts waiting")?;
+    } else {
+        for d in &pending {
+            writeln!(
+                out,
+                "{}  {}  {}: {}  (tries {}{})",
+                d.alert.time,
+                d.to.shown(),
+                d.alert.job,
+                d.alert.event(),
+                d.attempts,
+                d.last_error
+                    .as_deref()
+                    .map(|e| format!(", last: {e}"))
+                    .unwrap_or_default()
+            )?;
+        }
+    }
+    Ok(Exit::Ok)
 }
 
 fn graph(dir: &std::path::Path) -> anyhow::Result<Exit> {

@@ -51,6 +51,7 @@ const KEYS: &[&str] = &[
     "ready",
     "check",
     "restart-limit",
+    "alert",
 ];
 
 /// How the main process shows it is ready, and which process guardian follows.
@@ -172,6 +173,7 @@ pub struct JobSpec {
     pub checks: Vec<CheckSpec>,
     /// Restarts by checks beyond this many within the interval unmonitor the job.
     pub restart_limit: RespawnLimit,
+    pub alert: super::alert::JobAlert,
 }
 
 impl JobSpec {
@@ -211,6 +213,7 @@ impl JobSpec {
                 count: 5,
                 interval: Duration::from_secs(600),
             },
+            alert: Default::default(),
         }
     }
 
@@ -315,6 +318,7 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
             }
             "ready" => job.ready = super::probe::ready(r, v),
             "check" => job.checks = super::check::read_all(r, v, false),
+            "alert" => job.alert = super::alert::job(r, v),
             "restart-limit" => {
                 if let Some(l) = respawn_limit(r, v) {
                     job.restart_limit = l;

@@ -1,6 +1,7 @@
 //! The configuration directory: `guardian.toml` and `jobs/*.toml`, read into validated
 //! [`Config`] or into every [`Diagnostic`] found, never half of either.
 
+pub mod alert;
 pub mod check;
 pub mod deps;
 pub mod diag;

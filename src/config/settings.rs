@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::alert::AlertSettings;
 use super::check::CheckSpec;
 
 use toml::de::DeTable;
@@ -17,6 +18,7 @@ const KEYS: &[&str] = &[
     "log-keep",
     "every",
     "check",
+    "alert",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +34,7 @@ pub struct Settings {
     pub every: Duration,
     /// Checks of the host itself (disk, load, memory...).
     pub checks: Vec<CheckSpec>,
+    pub alert: AlertSettings,
 }
 
 impl Settings {
@@ -44,6 +47,7 @@ impl Settings {
             log_keep: 5,
             every: Duration::from_secs(30),
             checks: Vec::new(),
+            alert: AlertSettings::default(),
         }
     }
 }
@@ -87,6 +91,11 @@ pub fn read(r: &mut Reader<'_>, dir: &Path, table: &DeTable<'_>) -> Settings {
                 None => {}
             },
             "check" => s.checks = super::check::read_all(r, v, true),
+            "alert" => {
+                if let Some(a) = super::alert::read(r, v) {
+                    s.alert = a;
+                }
+            }
             _ => r.unknown_key(key, KEYS),
         }
     }

@@ -59,6 +59,10 @@ pub enum Request {
         env: Vec<(String, String)>,
         wait: bool,
     },
+    /// The alerts waiting in the outbox.
+    Alerts,
+    /// Send a test alert to every recipient and webhook now.
+    TestAlert,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -94,6 +98,9 @@ pub enum Response {
         status: String,
         success: bool,
         output: String,
+    },
+    Alerts {
+        pending: Vec<crate::alert::Delivery>,
     },
 }
 

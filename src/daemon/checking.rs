@@ -375,18 +375,16 @@ impl Daemon {
         }
     }
 
-    /// A check failed, recovered, or acted: recorded for `status`, and for alerts.
+    /// A check failed (and acted), recovered, or unmonitored its job: logged, and sent
+    /// to whoever wants to know.
     fn alert_event(&mut self, job: &str, check: &str, what: &str, reason: &str, action: &str) {
-        let line = if action.is_empty() {
-            format!("{job}: check {check} {what}: {reason}")
-        } else {
-            format!("{job}: check {check} {what}: {reason} (action: {action})")
+        let kind = match what {
+            "failed" => "check-failed",
+            "recovered" => "check-recovered",
+            _ => "unmonitored",
         };
-        if what == "failed" {
-            tracing::warn!("alert: {line}");
-        } else {
-            tracing::info!("alert: {line}");
-        }
+        let action = (!action.is_empty()).then_some(action);
+        self.alert(job, kind, Some(check), reason.to_string(), action);
     }
 }
 

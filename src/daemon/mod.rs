@@ -7,6 +7,7 @@
 //! blocked job that may go on) is queued and done in order before the next input is
 //! taken, so no job's machine is ever entered twice at once.
 
+mod alerts;
 mod checking;
 mod events;
 mod logs;
@@ -98,6 +99,8 @@ struct Job {
     check_restarts: VecDeque<Instant>,
     /// The main pid as the check tasks see it.
     main_pid_shared: checking::SharedPid,
+    /// The failure last alerted about, so each is told once.
+    failure_alerted: Option<std::time::SystemTime>,
 }
 
 impl Job {
@@ -127,8 +130,16 @@ impl Job {
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
-    Kill { job: String, generation: u64 },
-    ReadyDeadline { job: String, generation: u64 },
+    Kill {
+        job: String,
+        generation: u64,
+    },
+    ReadyDeadline {
+        job: String,
+        generation: u64,
+    },
+    /// Time to look for failures that last, for recipients who want reminders.
+    Reminders,
 }
 
 /// Messages from the daemon's helper tasks to its loop.
@@ -183,6 +194,10 @@ pub struct Daemon {
     internal: mpsc::UnboundedSender<Internal>,
     http: Option<(checks::HttpClient, checks::HttpClient)>,
     host_checks: Vec<checking::CheckRt>,
+    /// The outbox's sender, when alerts go anywhere.
+    alerts: Option<mpsc::UnboundedSender<crate::alert::Msg>>,
+    /// When each lasting failure was last told to each recipient with reminders.
+    reminded: HashMap<(String, String), Instant>,
 }
 
 /// Runs the daemon until it has been told to stop and every job is down.
@@ -217,8 +232,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .take()
         .context("control socket already in use")?;
     let accept = tokio::spawn(server::serve(listener, tx));
+    daemon.start_alerts();
     daemon.startup();
     daemon.start_host_checks();
+    daemon.alert(
+        "guardian",
+        "daemon-started",
+        None,
+        format!(
+            "guardian {} started with {} jobs",
+            env!("CARGO_PKG_VERSION"),
+            daemon.jobs.len()
+        ),
+        None,
+    );
 
     let mut signals_seen = 0;
     while !daemon.finished() {
@@ -245,6 +272,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     accept.abort();
+    daemon.flush_alerts().await;
     // Remove the socket and release its lock only now: a new daemon may take over.
     drop(bound);
     tracing::info!("every job is down; guardian exits");
@@ -271,6 +299,8 @@ impl Daemon {
             internal,
             http: None,
             host_checks: Vec::new(),
+            alerts: None,
+            reminded: HashMap::new(),
         };
         // The specs move into the jobs: the loaded configuration keeps only its settings.
         let specs = std::mem::take(&mut daemon.config.jobs);
@@ -300,6 +330,7 @@ impl Daemon {
             checks: Vec::new(),
             check_restarts: VecDeque::new(),
             main_pid_shared: Default::default(),
+            failure_alerted: None,
         };
         job.apply(spec);
         self.jobs.insert(job.spec.name.clone(), job);
@@ -545,6 +576,7 @@ impl Daemon {
                     }
                 }
                 Timer::ReadyDeadline { job, generation } => self.ready_deadline(&job, generation),
+                Timer::Reminders => self.remind(),
             }
         }
     }
@@ -586,6 +618,7 @@ impl Daemon {
         }
         self.unblock(name);
         self.sync_checks(name);
+        self.alert_failure(name);
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };
@@ -628,6 +661,13 @@ impl Daemon {
             return;
         }
         tracing::info!("stopping every job, most recently started first");
+        self.alert(
+            "guardian",
+            "daemon-stopping",
+            None,
+            "guardian is stopping every job and exiting".into(),
+            None,
+        );
         let mut queue: Vec<String> = self
             .jobs
             .iter()

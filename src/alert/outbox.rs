@@ -1,0 +1,286 @@
+//! The outbox: a directory of deliveries (one JSON file each) and the task that works it
+//! off. A delivery's file is written before anything is sent and removed only after
+//! the server (or webhook) accepted it, so nothing is lost to a daemon restart or to a
+//! mail relay that is down; failed deliveries are retried with a growing pause.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::alert::AlertSettings;
+
+use super::{Alert, Delivery, To, smtp};
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+pub enum Msg {
+    /// New deliveries: keep them, send them after the digest window.
+    Queue(Vec<(To, Alert)>),
+    /// What waits to be delivered.
+    List(oneshot::Sender<Vec<Delivery>>),
+    /// Send this alert to these now, outside the outbox, and say how it went.
+    Test(
+        Vec<To>,
+        Alert,
+        oneshot::Sender<Vec<(String, Result<String, String>)>>,
+    ),
+    /// Try to deliver everything now; answer when done.
+    Flush(oneshot::Sender<()>),
+}
+
+struct Entry {
+    d: Delivery,
+    due: Instant,
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn new_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{nanos:020}-{:04}", SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+fn file_of(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("{id}.json"))
+}
+
+fn write(dir: &Path, d: &Delivery) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{}.tmp", d.id));
+    let body = serde_json::to_vec_pretty(d).map_err(std::io::Error::other)?;
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&body)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, file_of(dir, &d.id))
+}
+
+fn load(dir: &Path) -> Vec<Delivery> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().and_then(|x| x.to_str()) != Some("json") {
+            continue;
+        }
+        match std::fs::read(&path).map(|b| serde_json::from_slice::<Delivery>(&b)) {
+            Ok(Ok(d)) => out.push(d),
+            Ok(Err(e)) => {
+                tracing::error!("outbox: {} is damaged ({e}); kept aside", path.display());
+                let mut aside = path.clone().into_os_string();
+                aside.push(".damaged");
+                let _ = std::fs::rename(&path, aside);
+            }
+            Err(e) => tracing::error!("outbox: cannot read {}: {e}", path.display()),
+        }
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
+/// Starts the sender. Deliveries left in `dir` by an earlier run go out first.
+pub fn start(
+    settings: AlertSettings,
+    dir: PathBuf,
+    http: Option<checks::HttpClient>,
+) -> std::io::Result<mpsc::UnboundedSender<Msg>> {
+    std::fs::create_dir_all(&dir)?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let left = load(&dir);
+    if !left.is_empty() {
+        tracing::info!(
+            "outbox: {} alert(s) from before the restart to deliver",
+            left.len()
+        );
+    }
+    tokio::spawn(run(settings, dir, http, rx, left));
+    Ok(tx)
+}
+
+async fn run(
+    settings: AlertSettings,
+    dir: PathBuf,
+    http: Option<checks::HttpClient>,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    left: Vec<Delivery>,
+) {
+    let mut pending: Vec<Entry> = left
+        .into_iter()
+        .map(|d| Entry {
+            d,
+            due: Instant::now(),
+        })
+        .collect();
+    loop {
+        let next = pending.iter().map(|e| e.due).min();
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            msg = rx.recv() => {
+                let Some(msg) = msg else { return };
+                match msg {
+                    Msg::Queue(items) => {
+                        let due = Instant::now() + settings.digest;
+                        for (to, alert) in items {
+                            let d = Delivery { id: new_id(), to, alert, attempts: 0, last_error: None };
+                            if let Err(e) = write(&dir, &d) {
+                                tracing::error!("outbox: cannot write {}: {e}; delivering from memory only", dir.display());
+                            }
+                            // Due no sooner than anything already waiting for the same
+                            // recipient, so that a digest gathers them all.
+                            pending.push(Entry { d, due });
+                        }
+                    }
+                    Msg::List(reply) => {
+                        let _ = reply.send(pending.iter().map(|e| e.d.clone()).collect());
+                    }
+                    Msg::Test(targets, alert, reply) => {
+                        let mut results = Vec::new();
+                        for to in targets {
+                            let r = deliver(&settings, http.as_ref(), &to, std::slice::from_ref(&alert)).await;
+                            results.push((to.shown().to_string(), r));
+                        }
+                        let _ = reply.send(results);
+                    }
+                    Msg::Flush(reply) => {
+                        for e in &mut pending {
+                            e.due = Instant::now();
+                        }
+                        work(&settings, http.as_ref(), &dir, &mut pending).await;
+                        let _ = reply.send(());
+                    }
+                }
+            }
+            _ = sleep => work(&settings, http.as_ref(), &dir, &mut pending).await,
+        }
+    }
+}
+
+/// Delivers what is due: per recipient, one message (a digest when several alerts wait).
+async fn work(
+    settings: &AlertSettings,
+    http: Option<&checks::HttpClient>,
+    dir: &Path,
+    pending: &mut Vec<Entry>,
+) {
+    let now = Instant::now();
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, e) in pending.iter().enumerate() {
+        if e.due <= now {
+            let key = match &e.d.to {
+                To::Email(a) => format!("email:{a}"),
+                // Webhooks get one request per alert: a digest would change their shape.
+                To::Webhook(u) => format!("webhook:{u}:{}", e.d.id),
+            };
+            groups.entry(key).or_default().push(i);
+        }
+    }
+    let mut delivered = Vec::new();
+    for (_, idxs) in groups {
+        let to = pending[idxs[0]].d.to.clone();
+        let alerts: Vec<Alert> = idxs.iter().map(|i| pending[*i].d.alert.clone()).collect();
+        match deliver(settings, http, &to, &alerts).await {
+            Ok(via) => {
+                tracing::info!(
+                    "alert delivered to {} via {via} ({} alert(s))",
+                    to.shown(),
+                    alerts.len()
+                );
+                delivered.extend(idxs);
+            }
+            Err(e) => {
+                for i in idxs {
+                    let entry = &mut pending[i];
+                    entry.d.attempts += 1;
+                    entry.d.last_error = Some(e.clone());
+                    let pause = Duration::from_secs(1 << entry.d.attempts.min(5)).min(MAX_BACKOFF);
+                    entry.due = Instant::now() + pause;
+                    let _ = write(dir, &entry.d);
+                }
+                tracing::warn!("alert to {} not delivered, will retry: {e}", to.shown());
+            }
+        }
+    }
+    delivered.sort_unstable();
+    for i in delivered.into_iter().rev() {
+        let e = pending.remove(i);
+        if let Err(err) = std::fs::remove_file(file_of(dir, &e.d.id))
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::error!("outbox: cannot remove {}: {err}", e.d.id);
+        }
+    }
+}
+
+async fn deliver(
+    settings: &AlertSettings,
+    http: Option<&checks::HttpClient>,
+    to: &To,
+    alerts: &[Alert],
+) -> Result<String, String> {
+    match to {
+        To::Email(address) => {
+            let (subject, body) = compose(settings, alerts);
+            smtp::send(settings, address, &subject, &body).await
+        }
+        To::Webhook(url) => {
+            let Some(client) = http else {
+                return Err("no HTTP client".into());
+            };
+            let Some(alert) = alerts.first() else {
+                return Ok(url.clone());
+            };
+            let mut req = client
+                .post(url)
+                .timeout(settings.timeout)
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(alert).map_err(|e| e.to_string())?);
+            if let Some(w) = settings.webhooks.iter().find(|w| &w.url == url) {
+                for (k, v) in &w.headers {
+                    req = req.header(k, v);
+                }
+            }
+            match req.send().await {
+                Ok(r) if r.status().is_success() => Ok(url.clone()),
+                Ok(r) => Err(format!("HTTP {}", r.status().as_u16())),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    }
+}
+
+/// Subject and body: one alert through the templates, or a digest of several.
+fn compose(settings: &AlertSettings, alerts: &[Alert]) -> (String, String) {
+    if let [one] = alerts {
+        return (one.render(&settings.subject), one.render(&settings.body));
+    }
+    let host = alerts
+        .first()
+        .map_or_else(super::hostname, |a| a.host.clone());
+    let mut jobs: Vec<&str> = alerts.iter().map(|a| a.job.as_str()).collect();
+    jobs.dedup();
+    let subject = format!(
+        "[{host}] {} alerts: {}",
+        alerts.len(),
+        jobs.iter().take(5).copied().collect::<Vec<_>>().join(", ")
+    );
+    let body = alerts
+        .iter()
+        .map(|a| a.render(&settings.body))
+        .collect::<Vec<_>>()
+        .join("\n----\n\n");
+    (subject, body)
+}

@@ -1,0 +1,406 @@
+//! `[alert]` in guardian.toml, and a job's `alert` key: who is told what, and how.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml::de::DeValue;
+
+use super::reader::{Reader, Value};
+
+/// The kinds of alert, as `on` / `not-on` name them.
+pub const KINDS: &[&str] = &[
+    "check-failed",
+    "check-recovered",
+    "unmonitored",
+    "died",
+    "start-failed",
+    "hook-failed",
+    "respawn-limit",
+    "reminder",
+    "daemon-started",
+    "daemon-stopping",
+    "test",
+];
+
+/// Which kinds of alert a recipient wants.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Filter {
+    /// Only these (empty: all).
+    pub on: Vec<String>,
+    /// Never these.
+    pub not_on: Vec<String>,
+}
+
+impl Filter {
+    pub fn wants(&self, kind: &str) -> bool {
+        kind == "test"
+            || ((self.on.is_empty() || self.on.iter().any(|k| k == kind))
+                && !self.not_on.iter().any(|k| k == kind))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub address: String,
+    pub filter: Filter,
+    /// Resend while a failure lasts.
+    pub reminder: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub url: String,
+    pub filter: Filter,
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain SMTP.
+    None,
+    /// STARTTLS when the server offers it.
+    Opportunistic,
+    /// STARTTLS, or no delivery.
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertSettings {
+    pub from: String,
+    pub to: Vec<Recipient>,
+    /// `host:port`, tried in order.
+    pub smtp: Vec<(String, u16)>,
+    pub tls: TlsMode,
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub timeout: Duration,
+    /// Alerts that come within this window of each other go out as one digest.
+    pub digest: Duration,
+    pub subject: String,
+    pub body: String,
+    pub webhooks: Vec<Webhook>,
+}
+
+pub const DEFAULT_SUBJECT: &str = "[{host}] {job}: {event}";
+pub const DEFAULT_BODY: &str =
+    "{job}: {event}\n{description}\n\nAction: {action}\nHost: {host}\nTime: {time}\n";
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            from: String::new(),
+            to: Vec::new(),
+            smtp: vec![("localhost".into(), 25)],
+            tls: TlsMode::Opportunistic,
+            user: None,
+            password_file: None,
+            timeout: Duration::from_secs(10),
+            digest: Duration::from_secs(2),
+            subject: DEFAULT_SUBJECT.into(),
+            body: DEFAULT_BODY.into(),
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+const KEYS: &[&str] = &[
+    "from",
+    "to",
+    "smtp",
+    "tls",
+    "user",
+    "password-file",
+    "timeout",
+    "digest",
+    "subject",
+    "body",
+    "webhook",
+];
+
+const PLACEHOLDERS: &[&str] = &[
+    "job",
+    "event",
+    "description",
+    "action",
+    "host",
+    "time",
+    "check",
+];
+
+fn filter(r: &mut Reader<'_>, t: &toml::de::DeTable<'_>) -> Filter {
+    let mut f = Filter::default();
+    for (key, slot) in [("on", &mut f.on), ("not-on", &mut f.not_on)] {
+        let Some(v) = t.get(key) else { continue };
+        let Some(items) = r.array(key, v) else {
+            continue;
+        };
+        for item in items {
+            let Some(kind) = r.string(key, item) else {
+                continue;
+            };
+            if KINDS.contains(&kind.as_str()) {
+                slot.push(kind);
+            } else {
+                let hint = super::diag::did_you_mean(&kind, KINDS)
+                    .map(|k| format!("did you mean `{k}`?"))
+                    .or_else(|| Some(format!("one of: {}", KINDS.join(", "))));
+                r.error(item.span(), format!("no alert kind `{kind}`"), hint);
+            }
+        }
+    }
+    f
+}
+
+fn address_ok(a: &str) -> bool {
+    a.parse::<lettre::Address>().is_ok()
+}
+
+/// A list of recipients: `"ops@example.com"` or
+/// `{ address = "...", on = [...], not-on = [...], reminder = "30m" }`.
+pub fn recipients(r: &mut Reader<'_>, key: &str, v: &Value<'_>) -> Vec<Recipient> {
+    let mut out = Vec::new();
+    let items: Vec<&Value<'_>> = match v.get_ref() {
+        DeValue::Array(a) => a.iter().collect(),
+        _ => vec![v],
+    };
+    for item in items {
+        match item.get_ref() {
+            DeValue::String(s) => {
+                if address_ok(s) {
+                    out.push(Recipient {
+                        address: s.to_string(),
+                        filter: Filter::default(),
+                        reminder: None,
+                    });
+                } else {
+                    r.error(item.span(), format!("`{s}` is not an e-mail address"), None);
+                }
+            }
+            DeValue::Table(t) => {
+                for (k, _) in t.iter() {
+                    if !["address", "on", "not-on", "reminder"].contains(&k.get_ref().as_ref()) {
+                        r.unknown_key(k, &["address", "on", "not-on", "reminder"]);
+                    }
+                }
+                let Some(address) = t.get("address").and_then(|a| r.string("address", a)) else {
+                    r.error(item.span(), "a recipient needs an `address`", None);
+                    continue;
+                };
+                if !address_ok(&address) {
+                    r.error(
+                        item.span(),
+                        format!("`{address}` is not an e-mail address"),
+                        None,
+                    );
+                    continue;
+                }
+                let reminder = t.get("reminder").and_then(|v| r.duration("reminder", v));
+                out.push(Recipient {
+                    address,
+                    filter: filter(r, t),
+                    reminder,
+                });
+            }
+            other => r.error(
+                item.span(),
+                format!(
+                    "`{key}` holds addresses or {{ address = ..., on = [...] }} tables, not {}",
+                    other.type_str()
+                ),
+                None,
+            ),
+        }
+    }
+    out
+}
+
+fn template(r: &mut Reader<'_>, key: &str, v: &Value<'_>) -> Option<String> {
+    let text = r.string(key, v)?;
+    let mut rest = text.as_str();
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        let name = &rest[open + 1..open + close];
+        if !PLACEHOLDERS.contains(&name) {
+            r.error(
+                v.span(),
+                format!("`{key}`: no placeholder {{{name}}}"),
+                Some(format!(
+                    "placeholders: {}",
+                    PLACEHOLDERS
+                        .iter()
+                        .map(|p| format!("{{{p}}}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )),
+            );
+            return None;
+        }
+        rest = &rest[open + close + 1..];
+    }
+    Some(text)
+}
+
+/// Reads `[alert]`.
+pub fn read(r: &mut Reader<'_>, v: &Value<'_>) -> Option<AlertSettings> {
+    let t = r.table("alert", v)?;
+    let mut a = AlertSettings::default();
+    for (key, val) in t.iter() {
+        let k = key.get_ref().as_ref();
+        match k {
+            "from" => {
+                if let Some(f) = r.string(k, val) {
+                    if f.parse::<lettre::message::Mailbox>().is_ok() {
+                        a.from = f;
+                    } else {
+                        r.error(val.span(), format!("`{f}` is not an e-mail address"), None);
+                    }
+                }
+            }
+            "to" => a.to = recipients(r, k, val),
+            "smtp" => {
+                a.smtp.clear();
+                let items: Vec<&Value<'_>> = match val.get_ref() {
+                    DeValue::Array(items) => items.iter().collect(),
+                    _ => vec![val],
+                };
+                for item in items {
+                    let Some(s) = r.string(k, item) else { continue };
+                    let (host, port) = match s.rsplit_once(':') {
+                        Some((h, p)) => match p.parse::<u16>() {
+                            Ok(p) => (h.to_string(), p),
+                            Err(_) => {
+                                r.error(
+                                    item.span(),
+                                    format!("`{s}`: the port must be a number"),
+                                    None,
+                                );
+                                continue;
+                            }
+                        },
+                        None => (s.clone(), 25),
+                    };
+                    a.smtp.push((host, port));
+                }
+            }
+            "tls" => {
+                a.tls = match r.string(k, val).as_deref() {
+                    Some("none") => TlsMode::None,
+                    Some("opportunistic") => TlsMode::Opportunistic,
+                    Some("starttls") => TlsMode::Starttls,
+                    Some("tls") => TlsMode::Tls,
+                    Some(other) => {
+                        r.error(
+                            val.span(),
+                            format!(
+                                "`tls`: `{other}` is not one of none, opportunistic, starttls, tls"
+                            ),
+                            None,
+                        );
+                        a.tls
+                    }
+                    None => a.tls,
+                }
+            }
+            "user" => a.user = r.string(k, val),
+            "password-file" => {
+                if let Some(p) = r.string(k, val) {
+                    let p = PathBuf::from(p);
+                    match std::fs::read_to_string(&p) {
+                        Ok(_) => a.password_file = Some(p),
+                        Err(e) => r.error(
+                            val.span(),
+                            format!("`password-file`: cannot read {}: {e}", p.display()),
+                            Some(
+                                "the password lives in a file of its own, never in guardian.toml"
+                                    .into(),
+                            ),
+                        ),
+                    }
+                }
+            }
+            "timeout" => a.timeout = r.duration(k, val).unwrap_or(a.timeout),
+            "digest" => a.digest = r.duration(k, val).unwrap_or(a.digest),
+            "subject" => a.subject = template(r, k, val).unwrap_or(a.subject),
+            "body" => a.body = template(r, k, val).unwrap_or(a.body),
+            "webhook" => {
+                let Some(items) = r.array(k, val) else {
+                    continue;
+                };
+                for item in items {
+                    let Some(wt) = r.table("webhook", item) else {
+                        continue;
+                    };
+                    for (wk, _) in wt.iter() {
+                        if !["url", "on", "not-on", "headers"].contains(&wk.get_ref().as_ref()) {
+                            r.unknown_key(wk, &["url", "on", "not-on", "headers"]);
+                        }
+                    }
+                    let Some(url) = wt.get("url").and_then(|u| r.string("url", u)) else {
+                        r.error(item.span(), "a webhook needs a `url`", None);
+                        continue;
+                    };
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        r.error(
+                            item.span(),
+                            "a webhook `url` starts with http:// or https://",
+                            None,
+                        );
+                        continue;
+                    }
+                    let mut headers = Vec::new();
+                    if let Some(hv) = wt.get("headers")
+                        && let Some(ht) = r.table("headers", hv)
+                    {
+                        for (hk, hv) in ht.iter() {
+                            if let Some(val) = r.string(hk.get_ref(), hv) {
+                                headers.push((hk.get_ref().to_string(), val));
+                            }
+                        }
+                    }
+                    a.webhooks.push(Webhook {
+                        url,
+                        filter: filter(r, wt),
+                        headers,
+                    });
+                }
+            }
+            _ => r.unknown_key(key, KEYS),
+        }
+    }
+    if (!a.to.is_empty()) && a.from.is_empty() {
+        r.error(
+            v.span(),
+            "`[alert]` with `to` needs `from`",
+            Some("from = \"guardian@this-host.example.com\"".into()),
+        );
+    }
+    if a.user.is_some() != a.password_file.is_some() {
+        r.error(v.span(), "`user` and `password-file` go together", None);
+    }
+    Some(a)
+}
+
+/// A job's `alert`: false (no alerts about this job) or more recipients.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JobAlert {
+    pub off: bool,
+    pub extra: Vec<Recipient>,
+}
+
+pub fn job(r: &mut Reader<'_>, v: &Value<'_>) -> JobAlert {
+    match v.get_ref() {
+        DeValue::Boolean(false) => JobAlert {
+            off: true,
+            extra: Vec::new(),
+        },
+        DeValue::Boolean(true) => JobAlert::default(),
+        _ => JobAlert {
+            off: false,
+            extra: recipients(r, "alert", v),
+        },
+    }
+}

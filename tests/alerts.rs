@@ -1,0 +1,414 @@
+//! Alerts through a real SMTP server on 127.0.0.1 started by the tests (an embedded
+//! SMTP server library), and webhooks to a local HTTP receiver.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+
+use mailin_embedded::{Handler, Response, Server, response};
+
+use crate::util::{Conf, Daemon, free_port, text, wait_until};
+
+#[derive(Debug, Clone, Default)]
+pub struct Mail {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+impl Mail {
+    fn header(&self, name: &str) -> String {
+        self.data
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+#[derive(Clone)]
+struct Sink {
+    mail: Mail,
+    out: Arc<Mutex<Vec<Mail>>>,
+}
+
+impl Handler for Sink {
+    fn mail(&mut self, _ip: IpAddr, _domain: &str, from: &str) -> Response {
+        self.mail = Mail {
+            from: from.to_string(),
+            ..Mail::default()
+        };
+        response::OK
+    }
+
+    fn rcpt(&mut self, to: &str) -> Response {
+        self.mail.to.push(to.to_string());
+        response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.mail.data.push_str(&String::from_utf8_lossy(buf));
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> Response {
+        if let Ok(mut out) = self.out.lock() {
+            out.push(self.mail.clone());
+        }
+        response::OK
+    }
+}
+
+/// An SMTP server on 127.0.0.1:`port`, on a thread of its own for the rest of the test.
+fn smtp_server(port: u16) -> Arc<Mutex<Vec<Mail>>> {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind smtp");
+    let mut server = Server::new(Sink {
+        mail: Mail::default(),
+        out: out.clone(),
+    });
+    server.with_name("sink.test").with_tcp_listener(listener);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    out
+}
+
+fn mails(box_: &Arc<Mutex<Vec<Mail>>>) -> Vec<Mail> {
+    box_.lock().map(|m| m.clone()).unwrap_or_default()
+}
+
+fn settings(c: &Conf, alert: &str) {
+    std::fs::write(
+        c.path().join("guardian.toml"),
+        format!(
+            "socket = \"run/g.sock\"\nlog-dir = \"log\"\nstate-dir = \"state\"\n[alert]\n{alert}"
+        ),
+    )
+    .expect("guardian.toml");
+}
+
+/// A job whose check fails at once: it alerts (restart would loop the test).
+fn failing_job(c: &Conf, name: &str) {
+    let closed = free_port();
+    c.job(
+        name,
+        &format!(
+            "exec = \"sleep 1000\"\n[[check]]\nname = \"port\"\ntype = \"tcp\"\nport = {closed}\nevery = \"100ms\"\naction = \"alert\"\n"
+        ),
+    );
+}
+
+fn outbox_empty(d: &Daemon<'_>) -> bool {
+    let out = d.cli(&["alerts", "--json"]);
+    serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).is_ok_and(|v| v.is_empty())
+}
+
+#[test]
+fn a_failing_check_mails_the_configured_recipient_once() {
+    let port = free_port();
+    let inbox = smtp_server(port);
+    let c = Conf::new();
+    settings(
+        &c,
+        &format!(
+            "from = \"guardian@web1.test\"\nto = [\"ops@example.test\"]\nsmtp = [\"127.0.0.1:{port}\"]\ndigest = \"200ms\"\n"
+        ),
+    );
+    failing_job(&c, "nginx");
+    let d = c.start();
+    wait_until("the alert mail", || {
+        mails(&inbox)
+            .iter()
+            .any(|m| m.data.contains("check port failed"))
+    });
+    let m = mails(&inbox)
+        .into_iter()
+        .find(|m| m.data.contains("check port failed"))
+        .unwrap_or_default();
+    assert_eq!(m.from, "guardian@web1.test");
+    assert_eq!(m.to, vec!["ops@example.test".to_string()]);
+    assert!(
+        m.header("From").contains("guardian@web1.test"),
+        "{}",
+        m.data
+    );
+    assert!(m.header("To").contains("ops@example.test"), "{}", m.data);
+    let subject = m.header("Subject");
+    assert!(
+        subject.contains("nginx") && subject.contains("check port failed"),
+        "{subject}"
+    );
+    assert!(
+        m.data.contains("cannot connect to 127.0.0.1:"),
+        "the probe's reason: {}",
+        m.data
+    );
+    wait_until("the outbox to empty", || outbox_empty(&d));
+    // One mail per state change: the check keeps failing, no more mails about it.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let about: Vec<Mail> = mails(&inbox)
+        .into_iter()
+        .filter(|m| m.data.contains("check port failed"))
+        .collect();
+    assert_eq!(about.len(), 1);
+}
+
+#[test]
+fn the_second_server_takes_over_when_the_first_is_down() {
+    let (down, up) = (free_port(), free_port());
+    let inbox = smtp_server(up);
+    let c = Conf::new();
+    settings(
+        &c,
+        &format!(
+            "from = \"guardian@web1.test\"\nto = [\"ops@example.test\"]\nsmtp = [\"127.0.0.1:{down}\", \"127.0.0.1:{up}\"]\ndigest = \"100ms\"\n"
+        ),
+    );
+    failing_job(&c, "api");
+    let d = c.start();
+    wait_until("the alert through the second server", || {
+        mails(&inbox).iter().any(|m| m.data.contains("api"))
+    });
+    wait_until("the outbox to empty", || outbox_empty(&d));
+    assert!(
+        d.daemon_log().contains(&format!("via 127.0.0.1:{up}")),
+        "{}",
+        d.daemon_log()
+    );
+}
+
+#[test]
+fn an_alert_waits_out_a_dead_relay_and_a_daemon_restart_and_arrives_once() {
+    let port = free_port();
+    let c = Conf::new();
+    settings(
+        &c,
+        &format!(
+            "from = \"guardian@web1.test\"\nto = [\"ops@example.test\"]\nsmtp = [\"127.0.0.1:{port}\"]\ndigest = \"100ms\"\n"
+        ),
+    );
+    // Manual, so that the second daemon does not run (and fail) it again.
+    c.job(
+        "worker",
+        "manual = true\nscript = \"exit 1\"\nrespawn = true\nrespawn-limit = { count = 2, interval = \"30s\" }\n",
+    );
+    let mut d = c.start();
+    d.ok(&["start", "worker"], 0);
+    d.wait_state("worker", "failed");
+    wait_until("a failed delivery attempt", || {
+        let out = d.cli(&["alerts", "--json"]);
+        let pending: Vec<serde_json::Value> =
+            serde_json::from_slice(&out.stdout).unwrap_or_default();
+        pending
+            .iter()
+            .any(|p| p["alert"]["kind"] == "respawn-limit" && p["attempts"].as_u64() >= Some(1))
+    });
+    let out = d.ok(&["alerts"], 0);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("respawn limit"),
+        "{}",
+        text(&out)
+    );
+    // The daemon goes down and comes back with the alert still in its outbox.
+    assert!(d.terminate().success());
+    drop(d);
+    assert!(
+        std::fs::read_dir(c.path().join("state/outbox"))
+            .map(|e| e.count())
+            .unwrap_or(0)
+            > 0,
+        "the outbox survives on disk"
+    );
+    let d = c.start();
+    let inbox = smtp_server(port);
+    wait_until("the alert to arrive", || {
+        mails(&inbox)
+            .iter()
+            .any(|m| m.data.contains("respawn limit"))
+    });
+    wait_until("the outbox to empty", || outbox_empty(&d));
+    let n = mails(&inbox)
+        .iter()
+        .filter(|m| m.data.contains("worker: respawn limit"))
+        .count();
+    assert_eq!(n, 1, "delivered exactly once");
+}
+
+#[test]
+fn many_failures_at_once_go_out_as_one_digest() {
+    let port = free_port();
+    let inbox = smtp_server(port);
+    let c = Conf::new();
+    settings(
+        &c,
+        &format!(
+            "from = \"guardian@web1.test\"\nto = [\"ops@example.test\"]\nsmtp = [\"127.0.0.1:{port}\"]\ndigest = \"1s\"\n"
+        ),
+    );
+    for name in ["a", "b", "c", "d"] {
+        failing_job(&c, name);
+    }
+    let d = c.start();
+    wait_until("a digest", || {
+        mails(&inbox)
+            .iter()
+            .any(|m| m.header("Subject").contains("alerts:"))
+    });
+    wait_until("the outbox to empty", || outbox_empty(&d));
+    let digest = mails(&inbox)
+        .into_iter()
+        .find(|m| m.header("Subject").contains("alerts:"))
+        .unwrap_or_default();
+    for name in ["a", "b", "c", "d"] {
+        assert!(
+            digest.data.contains(&format!("{name}: check port failed")),
+            "{}",
+            digest.data
+        );
+    }
+    assert!(
+        mails(&inbox).len() <= 2,
+        "one digest (and the daemon's start), not a storm"
+    );
+}
+
+#[test]
+fn filters_reminders_and_jobs_that_opt_out() {
+    let port = free_port();
+    let inbox = smtp_server(port);
+    let c = Conf::new();
+    settings(
+        &c,
+        &format!(
+            "from = \"guardian@web1.test\"\nsmtp = [\"127.0.0.1:{port}\"]\ndigest = \"100ms\"\nto = [{{ address = \"pager@example.test\", on = [\"check-failed\", \"reminder\"], reminder = \"1s\" }}, {{ address = \"ops@example.test\", not-on = [\"check-failed\", \"reminder\"] }}]\n"
+        ),
+    );
+    failing_job(&c, "loud");
+    c.job(
+        "quiet",
+        &format!(
+            "alert = false\nexec = \"sleep 1000\"\n[[check]]\ntype = \"tcp\"\nport = {}\nevery = \"100ms\"\naction = \"alert\"\n",
+            free_port()
+        ),
+    );
+    let _d = c.start();
+    wait_until("a reminder to the pager", || {
+        mails(&inbox).iter().any(|m| {
+            m.to.contains(&"pager@example.test".to_string()) && m.data.contains("still failing")
+        })
+    });
+    let all = mails(&inbox);
+    assert!(
+        all.iter().all(|m| !m.data.contains("quiet")),
+        "alert = false"
+    );
+    assert!(
+        all.iter()
+            .filter(|m| m.to.contains(&"ops@example.test".to_string()))
+            .all(|m| !m.data.contains("check port failed")),
+        "ops does not want check-failed"
+    );
+    assert!(
+        all.iter()
+            .any(|m| m.to.contains(&"ops@example.test".to_string())
+                && m.data.contains("daemon started")),
+        "ops gets the rest"
+    );
+}
+
+#[test]
+fn test_alert_and_webhooks() {
+    let port = free_port();
+    let inbox = smtp_server(port);
+    // A webhook receiver: answers 200 and keeps the bodies.
+    let hook = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hook_port = hook.local_addr().expect("addr").port();
+    let bodies = Arc::new(Mutex::new(Vec::<String>::new()));
+    let kept = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in hook.incoming().take(50) {
+            let Ok(mut s) = stream else { continue };
+            let mut reader = BufReader::new(s.try_clone().expect("clone"));
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            if let Ok(mut b) = kept.lock() {
+                b.push(String::from_utf8_lossy(&body).into_owned());
+            }
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let c = Conf::new();
+    settings(
+        &c,
+        &format!(
+            "from = \"guardian@web1.test\"\nto = [\"ops@example.test\"]\nsmtp = [\"127.0.0.1:{port}\"]\ndigest = \"100ms\"\n[[alert.webhook]]\nurl = \"http://127.0.0.1:{hook_port}/hook\"\non = [\"check-failed\", \"test\"]\n"
+        ),
+    );
+    failing_job(&c, "db");
+    let d = c.start();
+    let out = d.ok(&["test-alert"], 0);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(said.contains("ops@example.test: sent"), "{said}");
+    assert!(said.contains("/hook: sent"), "{said}");
+    assert!(
+        mails(&inbox)
+            .iter()
+            .any(|m| m.header("Subject").contains("test"))
+    );
+    wait_until("the webhook's check-failed", || {
+        bodies
+            .lock()
+            .map(|b| b.iter().any(|x| x.contains("\"check-failed\"")))
+            .unwrap_or(false)
+    });
+    let body = bodies
+        .lock()
+        .map(|b| b.iter().find(|x| x.contains("check-failed")).cloned())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["job"], "db");
+    assert_eq!(v["check"], "port");
+    assert_eq!(v["action"], "alert");
+    assert!(
+        v["description"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cannot connect")
+    );
+}
+
+#[test]
+fn alert_settings_are_validated() {
+    let c = Conf::new();
+    settings(
+        &c,
+        "to = [\"not an address\", { address = \"a@b.test\", on = [\"check-faild\"] }]\nsubject = \"{jobb} down\"\npassword-file = \"/nonexistent/pw\"\n",
+    );
+    let out = c.cli(&["check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "`not an address` is not an e-mail address",
+        "no alert kind `check-faild`",
+        "did you mean `check-failed`?",
+        "no placeholder {jobb}",
+        "cannot read /nonexistent/pw",
+        "`[alert]` with `to` needs `from`",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
