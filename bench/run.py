@@ -1277,7 +1277,8 @@ def checks_notes(c):
            f"{CHECK_EVERY_MS} ms (timeout 1s, action alert) against one asyncio server "
            f"outside guardian, which counted {c['rate']:.0f} requests/s over "
            f"{c['secs']:.1f} s (each whole second: {min(ps):.0f} to {max(ps):.0f}) on "
-           f"{c['conn_rate']:.1f} new connections/s; nominal {nominal:.0f}/s."
+           f"{c['conn_rate']:.0f} new TCP connections/s ({c['conn_rate'] / max(c['rate'], 1e-9) * 100:.0f}% "
+           f"of the checks did not reuse a kept-alive connection); nominal {nominal:.0f}/s."
            if ps else "checks: no per-second figures."]
     out.append(f"checks: CPU over the window (utime + stime of /proc/PID/stat, all "
                f"{c['threads']} thread(s) of the daemon): guardian {c['cpu'] * 100:.1f}%, "

@@ -102,8 +102,9 @@ fn tcp_checks_and_an_alert_that_leaves_the_job_running() {
         ),
     );
     let d = c.start();
-    wait_until("the replica check to fail", || {
-        check(&d.status("db"), "replica")["failing"] == true
+    wait_until("the replica check to fail and the other to pass", || {
+        let s = d.status("db");
+        check(&s, "replica")["failing"] == true && check(&s, "tcp")["passed"] == true
     });
     let s = d.status("db");
     assert_eq!(s["health"], "unhealthy");
@@ -288,4 +289,33 @@ fn checks_are_validated_with_positions() {
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
+}
+
+#[test]
+fn a_stop_action_keeps_the_job_down_until_a_person_starts_it() {
+    let c = Conf::new();
+    let closed = free_port();
+    c.job(
+        "runaway",
+        &format!(
+            "exec = \"sleep 1000\"\nkill-timeout = \"10s\"\n[[check]]\ntype = \"tcp\"\nport = {closed}\nevery = \"100ms\"\naction = \"stop\"\n"
+        ),
+    );
+    let mut d = c.start();
+    d.wait_state("runaway", "waiting");
+    assert_eq!(d.status("runaway")["manual_stop"], true);
+    assert!(
+        !d.daemon_log()
+            .contains("still alive after its kill timeout"),
+        "it died on TERM"
+    );
+    assert!(d.terminate().success());
+    drop(d);
+    let d = c.start();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        d.state("runaway"),
+        "waiting",
+        "still down after a daemon restart"
+    );
 }

@@ -171,8 +171,9 @@ pub struct JobSpec {
     pub pidfile: Option<PathBuf>,
     pub ready: Option<ReadySpec>,
     pub checks: Vec<CheckSpec>,
-    /// Restarts by checks beyond this many within the interval unmonitor the job.
-    pub restart_limit: RespawnLimit,
+    /// Restarts by checks beyond this many within the interval unmonitor the job;
+    /// None: no limit.
+    pub restart_limit: Option<RespawnLimit>,
     pub alert: super::alert::JobAlert,
 }
 
@@ -209,10 +210,10 @@ impl JobSpec {
             pidfile: None,
             ready: None,
             checks: Vec::new(),
-            restart_limit: RespawnLimit {
+            restart_limit: Some(RespawnLimit {
                 count: 5,
                 interval: Duration::from_secs(600),
-            },
+            }),
             alert: Default::default(),
         }
     }
@@ -319,11 +320,7 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
             "ready" => job.ready = super::probe::ready(r, v),
             "check" => job.checks = super::check::read_all(r, v, false),
             "alert" => job.alert = super::alert::job(r, v),
-            "restart-limit" => {
-                if let Some(l) = respawn_limit(r, v) {
-                    job.restart_limit = l;
-                }
-            }
+            "restart-limit" => job.restart_limit = restart_limit(r, v),
             _ => r.unknown_key(key, KEYS),
         }
     }
@@ -722,6 +719,24 @@ fn respawn_limit(r: &mut Reader<'_>, v: &Value<'_>) -> Option<RespawnLimit> {
         count: 10,
         interval: Duration::from_secs(5),
     };
+    limit_table(r, "respawn-limit", v, default)
+}
+
+fn restart_limit(r: &mut Reader<'_>, v: &Value<'_>) -> Option<RespawnLimit> {
+    let default = RespawnLimit {
+        count: 5,
+        interval: Duration::from_secs(600),
+    };
+    limit_table(r, "restart-limit", v, default)
+}
+
+/// `{ count = N, interval = "..." }` (a missing key keeps `default`'s) or "unlimited".
+fn limit_table(
+    r: &mut Reader<'_>,
+    key: &str,
+    v: &Value<'_>,
+    default: RespawnLimit,
+) -> Option<RespawnLimit> {
     match v.get_ref() {
         DeValue::String(s) if s == "unlimited" => None,
         DeValue::Table(t) => {
@@ -746,7 +761,7 @@ fn respawn_limit(r: &mut Reader<'_>, v: &Value<'_>) -> Option<RespawnLimit> {
         _ => {
             r.error(
                 v.span(),
-                "`respawn-limit` must be { count = N, interval = \"5s\" } or \"unlimited\"",
+                format!("`{key}` must be {{ count = N, interval = \"5s\" }} or \"unlimited\""),
                 None,
             );
             Some(default)

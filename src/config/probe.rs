@@ -167,6 +167,14 @@ pub fn probe(
                 }
                 None => return None,
             };
+            if t.contains_key("expect") && t.contains_key("expect-regex") {
+                r.error(
+                    whole.span(),
+                    "a tcp probe takes `expect` or `expect-regex`, not both",
+                    None,
+                );
+                return None;
+            }
             let expect = match (str_key(r, t, "expect"), pattern(r, "expect-regex")) {
                 (Some(text), _) => Some(TcpExpect::Text(text)),
                 (None, Some(re)) => Some(TcpExpect::Regex(re)),

@@ -268,8 +268,10 @@ impl Daemon {
                     tracing::debug!("{name}: check {check} failed: {}", outcome.reason);
                 }
             }
-            Verdict::Recovered => {
+            Verdict::Recovered if !monitored => {
                 tracing::info!("{name}: check {check} recovered: {}", outcome.reason);
+            }
+            Verdict::Recovered => {
                 self.alert_event(name, &check, "recovered", &outcome.reason, "");
             }
             Verdict::Act if !monitored => {
@@ -298,15 +300,18 @@ impl Daemon {
                 let Some(job) = self.jobs.get_mut(name) else {
                     return;
                 };
-                let limit = job.spec.restart_limit;
-                while job
-                    .check_restarts
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) > limit.interval)
-                {
-                    job.check_restarts.pop_front();
+                if let Some(limit) = job.spec.restart_limit {
+                    while job
+                        .check_restarts
+                        .front()
+                        .is_some_and(|t| now.duration_since(*t) > limit.interval)
+                    {
+                        job.check_restarts.pop_front();
+                    }
                 }
-                if job.check_restarts.len() >= limit.count as usize {
+                if let Some(limit) = job.spec.restart_limit
+                    && job.check_restarts.len() >= limit.count as usize
+                {
                     // Restarting does not help: stop acting, say so, keep it running.
                     job.monitored = false;
                     job.check_restarts.clear();
@@ -326,6 +331,12 @@ impl Daemon {
                 self.pump();
             }
             Action::Stop => {
+                // Taken down on purpose: it stays down, across daemon restarts too, until
+                // a person starts it, as after `guardian stop`.
+                if let Some(job) = self.jobs.get_mut(name) {
+                    job.manual_stop = true;
+                }
+                self.save_state();
                 self.work
                     .push_back(Work::Feed(name.to_string(), Input::Stop));
                 self.pump();

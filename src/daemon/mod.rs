@@ -568,7 +568,11 @@ impl Daemon {
             };
             match timer {
                 Timer::Kill { job, generation } => {
-                    if self.jobs.contains_key(&job) {
+                    if self
+                        .jobs
+                        .get(&job)
+                        .is_some_and(|j| j.m.kill_timer_armed(generation))
+                    {
                         tracing::warn!(
                             "{job}: still alive after its kill timeout, sending SIGKILL"
                         );

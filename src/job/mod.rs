@@ -222,6 +222,12 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// Whether the kill timer armed with `generation` still stands (the process it was
+    /// armed for has not gone in the meantime).
+    pub fn kill_timer_armed(&self, generation: u64) -> bool {
+        generation == self.timer_gen
+    }
+
     /// Whether the current (or last) run failed.
     pub fn run_failed(&self) -> bool {
         self.run_failed
