@@ -139,8 +139,6 @@ async fn run(
                             if let Err(e) = write(&dir, &d) {
                                 tracing::error!("outbox: cannot write {}: {e}; delivering from memory only", dir.display());
                             }
-                            // Due no sooner than anything already waiting for the same
-                            // recipient, so that a digest gathers them all.
                             pending.push(Entry { d, due });
                         }
                     }
@@ -177,15 +175,22 @@ async fn work(
     pending: &mut Vec<Entry>,
 ) {
     let now = Instant::now();
+    let key = |d: &Delivery| match &d.to {
+        To::Email(a) => format!("email:{a}"),
+        // Webhooks get one request per alert: a digest would change their shape.
+        To::Webhook(u) => format!("webhook:{u}:{}", d.id),
+    };
+    let due: std::collections::BTreeSet<String> = pending
+        .iter()
+        .filter(|e| e.due <= now)
+        .map(|e| key(&e.d))
+        .collect();
+    // A recipient with anything due gets everything that waits for it, in one message.
     let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, e) in pending.iter().enumerate() {
-        if e.due <= now {
-            let key = match &e.d.to {
-                To::Email(a) => format!("email:{a}"),
-                // Webhooks get one request per alert: a digest would change their shape.
-                To::Webhook(u) => format!("webhook:{u}:{}", e.d.id),
-            };
-            groups.entry(key).or_default().push(i);
+        let k = key(&e.d);
+        if due.contains(&k) {
+            groups.entry(k).or_default().push(i);
         }
     }
     let mut delivered = Vec::new();
