@@ -275,8 +275,12 @@ fn compose(settings: &AlertSettings, alerts: &[Alert]) -> (String, String) {
     let host = alerts
         .first()
         .map_or_else(super::hostname, |a| a.host.clone());
-    let mut jobs: Vec<&str> = alerts.iter().map(|a| a.job.as_str()).collect();
-    jobs.dedup();
+    let mut jobs: Vec<&str> = Vec::new();
+    for a in alerts {
+        if !jobs.contains(&a.job.as_str()) {
+            jobs.push(&a.job);
+        }
+    }
     let subject = format!(
         "[{host}] {} alerts: {}",
         alerts.len(),

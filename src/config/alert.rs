@@ -244,8 +244,8 @@ fn template(r: &mut Reader<'_>, key: &str, v: &Value<'_>) -> Option<String> {
     Some(text)
 }
 
-/// Reads `[alert]`.
-pub fn read(r: &mut Reader<'_>, v: &Value<'_>) -> Option<AlertSettings> {
+/// Reads `[alert]`; a relative `password-file` is taken relative to the config directory.
+pub fn read(r: &mut Reader<'_>, dir: &std::path::Path, v: &Value<'_>) -> Option<AlertSettings> {
     let t = r.table("alert", v)?;
     let mut a = AlertSettings::default();
     for (key, val) in t.iter() {
@@ -308,7 +308,7 @@ pub fn read(r: &mut Reader<'_>, v: &Value<'_>) -> Option<AlertSettings> {
             "user" => a.user = r.string(k, val),
             "password-file" => {
                 if let Some(p) = r.string(k, val) {
-                    let p = PathBuf::from(p);
+                    let p = dir.join(p);
                     match std::fs::read_to_string(&p) {
                         Ok(_) => a.password_file = Some(p),
                         Err(e) => r.error(

@@ -155,6 +155,14 @@ pub fn load(dir: &Path) -> Result<Config, Diagnostics> {
         texts.insert(name.to_string(), text);
     }
     deps::check(&jobs, &texts, &mut errors, &mut warnings);
+    if settings.alert.from.is_empty()
+        && let Some(job) = jobs.values().find(|j| !j.alert.extra.is_empty())
+    {
+        errors.push(Diagnostic::file(
+            &job.file,
+            "`alert` names recipients, so guardian.toml's [alert] needs `from`",
+        ));
+    }
 
     if errors.is_empty() {
         Ok(Config {

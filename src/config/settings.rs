@@ -92,7 +92,7 @@ pub fn read(r: &mut Reader<'_>, dir: &Path, table: &DeTable<'_>) -> Settings {
             },
             "check" => s.checks = super::check::read_all(r, v, true),
             "alert" => {
-                if let Some(a) = super::alert::read(r, v) {
+                if let Some(a) = super::alert::read(r, dir, v) {
                     s.alert = a;
                 }
             }

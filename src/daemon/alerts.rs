@@ -24,7 +24,8 @@ fn reminder_tick(settings: &crate::config::alert::AlertSettings) -> Duration {
 impl Daemon {
     pub(super) fn start_alerts(&mut self) {
         let settings = self.config.settings.alert.clone();
-        if !alert::configured(&settings) {
+        let job_recipients = self.jobs.values().any(|j| !j.spec.alert.extra.is_empty());
+        if !alert::configured(&settings) && !job_recipients {
             return;
         }
         let http = if settings.webhooks.is_empty() {

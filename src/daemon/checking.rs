@@ -293,7 +293,9 @@ impl Daemon {
     }
 
     fn act(&mut self, name: &str, check: &str, action: &Action, reason: &str) {
-        self.alert_event(name, check, "failed", reason, action.as_str());
+        if *action != Action::Restart {
+            self.alert_event(name, check, "failed", reason, action.as_str());
+        }
         match action {
             Action::Restart => {
                 let now = Instant::now();
@@ -321,11 +323,18 @@ impl Daemon {
                         humantime::format_duration(limit.interval)
                     );
                     tracing::error!("{name}: {why}");
-                    self.alert_event(name, check, "unmonitored", &why, "unmonitor");
+                    self.alert_event(
+                        name,
+                        check,
+                        "unmonitored",
+                        &format!("{reason}; {why}"),
+                        "unmonitor",
+                    );
                     self.save_state();
                     return;
                 }
                 job.check_restarts.push_back(now);
+                self.alert_event(name, check, "failed", reason, "restart");
                 self.work
                     .push_back(Work::Feed(name.to_string(), Input::Restart));
                 self.pump();
