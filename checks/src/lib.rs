@@ -192,7 +192,7 @@ fn http_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("guardian/", env!("CARGO_PKG_VERSION")))
-        .pool_max_idle_per_host(4)
+        .pool_max_idle_per_host(32)
         .tls_info(true)
 }
 

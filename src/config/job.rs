@@ -150,7 +150,7 @@ pub struct JobSpec {
     pub main: Option<Program>,
     pub hooks: Hooks,
     pub env: BTreeMap<String, String>,
-    pub user: Option<RunAs>,
+    pub user: Option<Box<RunAs>>,
     pub group: Option<(String, u32)>,
     pub chdir: PathBuf,
     pub umask: Option<u32>,
@@ -169,7 +169,7 @@ pub struct JobSpec {
     pub stop_on: Option<On>,
     pub expect: Expect,
     pub pidfile: Option<PathBuf>,
-    pub ready: Option<ReadySpec>,
+    pub ready: Option<Box<ReadySpec>>,
     pub checks: Vec<CheckSpec>,
     /// Restarts by checks beyond this many within the interval unmonitor the job;
     /// None: no limit.
@@ -247,7 +247,7 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
             "pre-stop" => job.hooks.pre_stop = hook(r, k, v),
             "post-stop" => job.hooks.post_stop = hook(r, k, v),
             "env" => job.env = env(r, v),
-            "setuid" => job.user = user(r, v),
+            "setuid" => job.user = user(r, v).map(Box::new),
             "setgid" => job.group = group(r, v),
             "chdir" => {
                 if let Some(dir) = r.string(k, v) {
@@ -317,7 +317,7 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
                     }
                 }
             }
-            "ready" => job.ready = super::probe::ready(r, v),
+            "ready" => job.ready = super::probe::ready(r, v).map(Box::new),
             "check" => job.checks = super::check::read_all(r, v, false),
             "alert" => job.alert = super::alert::job(r, v),
             "restart-limit" => job.restart_limit = restart_limit(r, v),

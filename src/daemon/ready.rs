@@ -193,7 +193,7 @@ impl Daemon {
                 r.tasks.push(task.abort_handle());
             }
             Some(Stage::Probe) => {
-                let Some(spec) = job.spec.ready.clone() else {
+                let Some(spec) = job.spec.ready.as_deref().cloned() else {
                     self.work.push_back(Work::Feed(name.into(), Input::Ready));
                     return;
                 };

@@ -85,7 +85,7 @@ impl Daemon {
                 message: "already said hello".into(),
             },
             Request::Status { job: None } => Response::Jobs {
-                jobs: self.jobs.values().map(status::of).collect(),
+                jobs: self.jobs.values().map(|j| status::of(j)).collect(),
             },
             Request::Status { job: Some(name) } => match self.job_named(&name) {
                 Ok(job) => Response::Jobs {
@@ -134,7 +134,7 @@ impl Daemon {
     }
 
     fn job_named(&self, name: &str) -> Result<&super::Job, Response> {
-        self.jobs.get(name).ok_or_else(|| {
+        self.jobs.get(name).map(|j| &**j).ok_or_else(|| {
             let names: Vec<&str> = self.jobs.keys().map(String::as_str).collect();
             let hint = did_you_mean(name, &names)
                 .map(|n| format!(" (did you mean `{n}`?)"))

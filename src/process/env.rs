@@ -38,7 +38,7 @@ fn own_user() -> &'static RunAs {
 
 /// The user a job's processes run as.
 pub fn run_as(spec: &JobSpec) -> &RunAs {
-    spec.user.as_ref().unwrap_or_else(|| own_user())
+    spec.user.as_deref().unwrap_or_else(|| own_user())
 }
 
 /// The whole environment of a job's processes: a fixed base, then the job's `env`.
