@@ -60,6 +60,46 @@ impl CheckRt {
         }
     }
 
+    /// Starts the check's task (and, for a flock check, the thread that waits on the
+    /// lock), with a fresh count; a new generation tells its results from old ones.
+    #[allow(clippy::too_many_arguments)]
+    fn launch(
+        &mut self,
+        ctx: checks::Context,
+        default_every: Duration,
+        pid: SharedPid,
+        job: &str,
+        host: bool,
+        idx: usize,
+        tx: mpsc::UnboundedSender<Internal>,
+    ) {
+        self.halt();
+        self.generation = GENERATION.fetch_add(1, Ordering::Relaxed) + 1;
+        self.rearm();
+        let (poke_tx, poke_rx) = mpsc::unbounded_channel();
+        if let Probe::Flock(f) = &self.spec.probe {
+            let stop = Arc::new(AtomicBool::new(false));
+            flock_watcher(f.path.clone(), poke_tx.clone(), stop.clone());
+            self.watcher_stop = Some(stop);
+        }
+        let task = tokio::spawn(check_loop(CheckLoop {
+            ctx,
+            probe: self.spec.probe.clone(),
+            every: self.spec.every(default_every),
+            timeout: self.spec.timeout(default_every),
+            grace: self.spec.grace,
+            pid,
+            job: job.to_string(),
+            host,
+            idx,
+            generation: self.generation,
+            tx,
+            poke: poke_rx,
+            _poke_keep: poke_tx,
+        }));
+        self.task = Some(task.abort_handle());
+    }
+
     /// Forgets the failing state: the next failures count afresh.
     pub fn rearm(&mut self) {
         self.window.clear();
@@ -147,32 +187,7 @@ impl Daemon {
             };
             let pid = job.main_pid_shared.clone();
             let c = &mut job.checks[idx];
-            let generation = GENERATION.fetch_add(1, Ordering::Relaxed) + 1;
-            c.generation = generation;
-            c.window.clear();
-            c.failing = false;
-            let (poke_tx, poke_rx) = mpsc::unbounded_channel();
-            if let Probe::Flock(f) = &c.spec.probe {
-                let stop = Arc::new(AtomicBool::new(false));
-                flock_watcher(f.path.clone(), poke_tx.clone(), stop.clone());
-                c.watcher_stop = Some(stop);
-            }
-            let task = tokio::spawn(check_loop(CheckLoop {
-                ctx,
-                probe: c.spec.probe.clone(),
-                every: c.spec.every(default_every),
-                timeout: c.spec.timeout(default_every),
-                grace: c.spec.grace,
-                pid,
-                job: name.to_string(),
-                host: false,
-                idx,
-                generation,
-                tx,
-                poke: poke_rx,
-                _poke_keep: poke_tx,
-            }));
-            c.task = Some(task.abort_handle());
+            c.launch(ctx, default_every, pid, name, false, idx, tx);
         }
     }
 
@@ -189,25 +204,16 @@ impl Daemon {
                 }
             };
             let mut c = CheckRt::new(spec);
-            let generation = GENERATION.fetch_add(1, Ordering::Relaxed) + 1;
-            c.generation = generation;
-            let (poke_tx, poke_rx) = mpsc::unbounded_channel();
-            let task = tokio::spawn(check_loop(CheckLoop {
+            let tx = self.internal.clone();
+            c.launch(
                 ctx,
-                probe: c.spec.probe.clone(),
-                every: c.spec.every(default_every),
-                timeout: c.spec.timeout(default_every),
-                grace: c.spec.grace,
-                pid: Arc::new(AtomicU32::new(0)),
-                job: String::new(),
-                host: true,
+                default_every,
+                Arc::new(AtomicU32::new(0)),
+                "",
+                true,
                 idx,
-                generation,
-                tx: self.internal.clone(),
-                poke: poke_rx,
-                _poke_keep: poke_tx,
-            }));
-            c.task = Some(task.abort_handle());
+                tx,
+            );
             self.host_checks.push(c);
         }
     }

@@ -554,7 +554,10 @@ impl Daemon {
                 Some(Owner::Former { name }) => {
                     tracing::debug!("{name}: former main process {pid} {end}");
                 }
-                None => tracing::debug!("reaped orphan {pid} ({end})"),
+                None => {
+                    tracing::debug!("reaped orphan {pid} ({end})");
+                    self.orphan_reaped();
+                }
             }
         }
     }

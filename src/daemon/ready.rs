@@ -295,8 +295,17 @@ impl Daemon {
             // The probe task reports its own deadline, with the probe's last reason.
             return;
         }
-        let what = r.current.map_or("waiting", Stage::describe);
-        self.not_ready(name, format!("still {what} at the deadline"));
+        let why = match r.current {
+            Some(Stage::Forks(_)) => {
+                "its process exited without leaving a process to follow (is `expect` right?)"
+                    .to_string()
+            }
+            other => format!(
+                "still {} at the deadline",
+                other.map_or("waiting", Stage::describe)
+            ),
+        };
+        self.not_ready(name, why);
     }
 
     /// Makes `pid` the job's main process. Only a descendant of guardian can be
@@ -347,43 +356,18 @@ impl Daemon {
         let pidfile = job.spec.pidfile.clone();
         if spawned && end.success() {
             if let Some(Stage::Forks(needed)) = current {
-                match self.newest_orphan(name) {
-                    Some(child) => {
-                        self.adopt(name, child);
-                        let done = {
-                            let Some(r) =
-                                self.jobs.get_mut(name).and_then(|j| j.readiness.as_mut())
-                            else {
-                                return true;
-                            };
-                            r.forks_seen += 1;
-                            // After a daemon's first fork the child is a session leader
-                            // that forks again; if that already happened, we hold the
-                            // grandchild, which leads no session.
-                            r.forks_seen >= needed || !session_leader(child)
-                        };
-                        if done {
-                            self.next_stage(name);
-                        }
-                        self.pump();
-                        return true;
-                    }
-                    None if pidfile.is_some() => {
-                        self.work.push_back(Work::Feed(name.into(), Input::Detach));
+                if !self.follow_fork(name, needed) {
+                    // The process that forked may still be on its way out (a daemon's
+                    // first child exits right after its own fork): the orphan shows up
+                    // when it is gone, and `orphan_reaped` looks again. A pid file, if
+                    // any, names the daemon in the end anyway.
+                    self.work.push_back(Work::Feed(name.into(), Input::Detach));
+                    if pidfile.is_some() {
                         self.next_stage(name);
-                        self.pump();
-                        return true;
-                    }
-                    None => {
-                        self.work.push_back(Work::Record(
-                            name.into(),
-                            Proc::Main,
-                            "exited 0 without leaving a process to follow (is `expect` right?)"
-                                .into(),
-                        ));
-                        return false;
                     }
                 }
+                self.pump();
+                return true;
             }
             if current == Some(Stage::PidFile) {
                 // The starter exited; the pid file will name the daemon.
@@ -404,6 +388,51 @@ impl Daemon {
             return true;
         }
         false
+    }
+
+    /// Follows the process a job's forking main process left behind, if there is one
+    /// yet; says whether it did. When enough forks were followed, readiness moves on.
+    fn follow_fork(&mut self, name: &str, needed: u8) -> bool {
+        let Some(child) = self.newest_orphan(name) else {
+            return false;
+        };
+        self.adopt(name, child);
+        let done = {
+            let Some(r) = self.jobs.get_mut(name).and_then(|j| j.readiness.as_mut()) else {
+                return true;
+            };
+            r.forks_seen += 1;
+            // A daemon forks, its child calls setsid and forks again. The child is in
+            // guardian's session (before setsid) or leads its own (after); only the
+            // grandchild is in a session it does not lead. Holding that one, the
+            // forks are done even if the child's exit went by unseen.
+            r.forks_seen >= needed || in_a_session_it_does_not_lead(child)
+        };
+        if done {
+            self.next_stage(name);
+        }
+        true
+    }
+
+    /// An orphan of guardian's was reaped: a job waiting to follow a fork may find the
+    /// process it forked now.
+    pub(super) fn orphan_reaped(&mut self) {
+        let waiting: Vec<(String, u8)> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.m.state == State::Spawned && j.m.main_pid.is_none())
+            .filter_map(
+                |(n, j)| match j.readiness.as_ref().and_then(|r| r.current) {
+                    Some(Stage::Forks(needed)) => Some((n.clone(), needed)),
+                    _ => None,
+                },
+            )
+            .collect();
+        for (name, needed) in waiting {
+            if self.follow_fork(&name, needed) {
+                self.pump();
+            }
+        }
     }
 
     /// The most recently started live child of guardian that belongs to job `name` (its
@@ -577,9 +606,11 @@ fn descends_from_guardian(pid: u32) -> bool {
     false
 }
 
-fn session_leader(pid: u32) -> bool {
+fn in_a_session_it_does_not_lead(pid: u32) -> bool {
     let Ok(raw) = i32::try_from(pid) else {
         return false;
     };
-    nix::unistd::getsid(Some(Pid::from_raw(raw))).is_ok_and(|sid| sid.as_raw() == raw)
+    let own = nix::unistd::getsid(None).ok();
+    nix::unistd::getsid(Some(Pid::from_raw(raw)))
+        .is_ok_and(|sid| sid.as_raw() != raw && Some(sid) != own)
 }

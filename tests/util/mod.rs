@@ -161,7 +161,15 @@ impl Daemon<'_> {
     }
 
     pub fn wait_state(&self, job: &str, state: &str) {
-        wait_until(&format!("{job} to be {state}"), || self.state(job) == state);
+        let start = Instant::now();
+        while self.state(job) != state {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "timed out waiting for {job} to be {state}; the daemon's log:\n{}",
+                self.daemon_log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn daemon_log(&self) -> String {
