@@ -352,7 +352,10 @@ fn config_errors_are_all_reported_with_positions_and_nothing_starts() {
         "web",
         &format!("exec = \"sh -c 'touch {f}'\"\nkill-timout = \"5s\"\nkill-signal = \"TREM\"\n"),
     );
-    c.job("db", "exec = \"no-such-program-here --flag\"\nnice = 40\n");
+    c.job(
+        "db",
+        "exec = \"no-such-program-here --flag\"\nnice = 40\nsetuid = \"no-such-user\"\n",
+    );
     c.job("all", SLEEP);
     let out = c.cli(&["check"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -364,8 +367,9 @@ fn config_errors_are_all_reported_with_positions_and_nothing_starts() {
         "did you mean `TERM`?",
         "db.toml:1:8: `exec`: program `no-such-program-here` not found in PATH",
         "db.toml:2:8: `nice` must be between -20 and 19",
+        "db.toml:3:10: `setuid`: no user `no-such-user` on this host",
         "`all` is not a valid job name",
-        "5 errors",
+        "6 errors",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
