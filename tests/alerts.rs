@@ -30,6 +30,8 @@ impl Mail {
 struct Sink {
     mail: Mail,
     out: Arc<Mutex<Vec<Mail>>>,
+    /// The only user and password AUTH accepts, when set.
+    login: Option<(String, String)>,
 }
 
 impl Handler for Sink {
@@ -57,6 +59,13 @@ impl Handler for Sink {
         }
         response::OK
     }
+
+    fn auth_plain(&mut self, _authz: &str, user: &str, password: &str) -> Response {
+        match &self.login {
+            Some((u, p)) if u == user && p == password => response::AUTH_OK,
+            _ => response::INVALID_CREDENTIALS,
+        }
+    }
 }
 
 /// An SMTP server on 127.0.0.1:`port`, on a thread of its own for the rest of the test.
@@ -66,6 +75,7 @@ fn smtp_server(port: u16) -> Arc<Mutex<Vec<Mail>>> {
     let mut server = Server::new(Sink {
         mail: Mail::default(),
         out: out.clone(),
+        login: None,
     });
     server.with_name("sink.test").with_tcp_listener(listener);
     std::thread::spawn(move || {
@@ -408,4 +418,66 @@ fn alert_settings_are_validated() {
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
+}
+
+/// STARTTLS with a self-signed certificate and AUTH with the password from a file.
+#[test]
+fn starttls_and_a_password_from_a_file() {
+    let c = Conf::new();
+    let (cert, key) = (c.file("cert.pem"), c.file("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout", &key, "-out", &cert])
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{}", text(&made));
+    let port = free_port();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let mut server = Server::new(Sink {
+        mail: Mail::default(),
+        out: out.clone(),
+        login: Some(("guardian".into(), "s3cret".into())),
+    });
+    server
+        .with_name("sink.test")
+        .with_ssl(mailin_embedded::SslConfig::SelfSigned {
+            cert_path: cert.clone(),
+            key_path: key.clone(),
+        })
+        .expect("tls config")
+        .with_auth(mailin_embedded::AuthMechanism::Plain)
+        .with_tcp_listener(TcpListener::bind(("127.0.0.1", port)).expect("bind"));
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    std::fs::write(c.path().join("smtp-password"), "s3cret\n").expect("password file");
+    settings(
+        &c,
+        &format!(
+            "from = \"guardian@web1.test\"\nto = [\"ops@example.test\"]\nsmtp = [\"localhost:{port}\"]\ntls = \"starttls\"\ntls-verify = false\nuser = \"guardian\"\npassword-file = \"smtp-password\"\n"
+        ),
+    );
+    let d = c.start();
+    let sent = d.ok(&["test-alert"], 0);
+    assert!(
+        String::from_utf8_lossy(&sent.stdout).contains("ops@example.test: sent"),
+        "{}",
+        text(&sent)
+    );
+    assert!(
+        mails(&out)
+            .iter()
+            .any(|m| m.header("Subject").contains("test"))
+    );
+
+    // A wrong password is refused, and says so.
+    std::fs::write(c.path().join("smtp-password"), "wrong\n").expect("password file");
+    let refused = d.ok(&["test-alert"], 1);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("NOT sent"),
+        "{}",
+        text(&refused)
+    );
 }

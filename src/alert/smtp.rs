@@ -43,11 +43,15 @@ pub async fn send(
     for (host, port) in &settings.smtp {
         let tls = match settings.tls {
             TlsMode::None => Ok(Tls::None),
-            mode => TlsParameters::new(host.clone()).map(|p| match mode {
-                TlsMode::Opportunistic => Tls::Opportunistic(p),
-                TlsMode::Starttls => Tls::Required(p),
-                _ => Tls::Wrapper(p),
-            }),
+            mode => TlsParameters::builder(host.clone())
+                .dangerous_accept_invalid_certs(!settings.tls_verify)
+                .dangerous_accept_invalid_hostnames(!settings.tls_verify)
+                .build()
+                .map(|p| match mode {
+                    TlsMode::Opportunistic => Tls::Opportunistic(p),
+                    TlsMode::Starttls => Tls::Required(p),
+                    _ => Tls::Wrapper(p),
+                }),
         };
         let tls = match tls {
             Ok(t) => t,

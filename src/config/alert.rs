@@ -73,6 +73,8 @@ pub struct AlertSettings {
     /// `host:port`, tried in order.
     pub smtp: Vec<(String, u16)>,
     pub tls: TlsMode,
+    /// Verify the server's certificate (false: accept a self-signed one).
+    pub tls_verify: bool,
     pub user: Option<String>,
     pub password_file: Option<PathBuf>,
     pub timeout: Duration,
@@ -94,6 +96,7 @@ impl Default for AlertSettings {
             to: Vec::new(),
             smtp: vec![("localhost".into(), 25)],
             tls: TlsMode::Opportunistic,
+            tls_verify: true,
             user: None,
             password_file: None,
             timeout: Duration::from_secs(10),
@@ -110,6 +113,7 @@ const KEYS: &[&str] = &[
     "to",
     "smtp",
     "tls",
+    "tls-verify",
     "user",
     "password-file",
     "timeout",
@@ -305,6 +309,7 @@ pub fn read(r: &mut Reader<'_>, dir: &std::path::Path, v: &Value<'_>) -> Option<
                     None => a.tls,
                 }
             }
+            "tls-verify" => a.tls_verify = r.bool(k, val).unwrap_or(true),
             "user" => a.user = r.string(k, val),
             "password-file" => {
                 if let Some(p) = r.string(k, val) {
