@@ -12,7 +12,8 @@ Scenarios (see bench/README.md):
      had it replaced and the new process answers
   8. checks: guardian's CPU and memory while 100 jobs run 1,000 HTTP checks/s
 
-Standard library only. Prints a table and writes bench/results.md.
+Standard library only. Prints a table and writes bench/results-guardian.md
+(bench/results.md is the comparison with the peers, written by bench/compare.py).
 """
 
 import argparse
@@ -1346,8 +1347,8 @@ def main():
     ap.add_argument("--wait-idle", type=float, default=60.0, metavar="SECS",
                     help="before each scenario, wait up to SECS for the machine to be "
                          f"{IDLE_WARN * 100:.0f}%% idle (default 60; 0: do not wait)")
-    ap.add_argument("--output", default=str(BENCH_DIR / "results.md"),
-                    help="markdown results file (default: bench/results.md)")
+    ap.add_argument("--output", default=str(BENCH_DIR / "results-guardian.md"),
+                    help="markdown results file (default: bench/results-guardian.md)")
     ap.add_argument("--only", metavar="LIST",
                     help="comma-separated subset of the scenarios to run: "
                          f"{','.join(SCENARIOS)} (summary is an alias of memory: "

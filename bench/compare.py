@@ -1,0 +1,1281 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: guardian against supervisord, monit and runit.
+
+Installs the peers where missing (monit and runit from Debian's packages,
+supervisor from PyPI into a virtual environment), writes an equivalent
+configuration for each in a temporary directory, runs the same workloads on
+all of them, and prints one table (also written to bench/results.md):
+
+  crash    kill -9 of a supervised process -> its replacement running
+  idle     PSS, RSS and CPU time of the supervisor's own processes over an
+           idle window, with N = 10, 100 and 500 supervised processes
+  startup  daemon launch -> all 100 processes running
+  hang     SIGSTOP of an HTTP server -> a new one answering (guardian, monit)
+  checks   guardian only: CPU and memory at 1,000 HTTP checks per second
+  chain    guardian only: a start-on chain of 100 jobs
+
+Everything is measured from outside, through /proc. Standard library only;
+it reuses bench/run.py's helpers and, for hang (guardian), checks and chain,
+its scenarios. See bench/README.md.
+"""
+
+import argparse
+import datetime
+import math
+import os
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+sys.dont_write_bytecode = True  # no bench/__pycache__
+import run as R  # noqa: E402  (bench/run.py)
+
+TOOLS = ("guardian", "supervisord", "monit", "runit")
+PEERS = TOOLS[1:]
+SCENARIOS = ("crash", "idle", "startup", "hang", "checks", "chain")
+
+# Repetitions: (full, --quick).
+CRASH_ROUNDS = (20, 5)
+IDLE_SECS = (30.0, 5.0)
+STARTUP_RUNS = (3, 1)
+HANG_ROUNDS = (10, 3)
+
+CRASH_PAUSE = 1.1        # the replacement runs at least this long before the next kill
+CRASH_PHASE = 0.1        # ... plus (round % 10) x this, to spread the kills over 1 s
+RESTART_TIMEOUT = 10.0   # one replacement appears
+IDLE_SIZES = (10, 100, 500)
+IDLE_SETTLE = 2.0        # after all N run, before the idle window
+STARTUP_JOBS = 100
+POLL = 0.0005            # the 0.5 ms observer
+STOP_TIMEOUT = 30.0      # a daemon exits after its stop signal
+GONE_TIMEOUT = 10.0      # its processes are gone after it exited
+PIPE_TIMEOUT = 10.0      # the subreaper answers on its pipe
+MAX_WALK = 5000          # processes visited in one walk of a process tree
+INSTALL_TIMEOUT = 900.0  # one apt-get or pip command
+
+# The hang test of monit.
+MONIT_HANG_PHASE = 0.1   # round i waits i x this: spreads the SIGSTOP over the 1 s cycle
+MONIT_START_TIMEOUT = 5  # s; monit tests no port of a process younger than this
+MONIT_HANG_SETTLE = 1.5  # s past that age: monit has tested the new server at least once
+MONIT_READY_TIMEOUT = 15.0
+HANG_TIMEOUT = 15.0      # one round: a new server answers
+
+# Targets from the issue (guardian's), and run.py's for the guardian-only rows.
+T_CRASH_MS = 2.0
+T_PSS_MB = 8.0
+T_IDLE_CPU_PCT = 0.01
+T_STARTUP_MS = 100.0
+T_HANG_MS = 1200.0
+T_CHECKS_CPU_PCT = 10.0
+T_CHAIN_MS = 200.0
+
+# Measured by hand on this machine before guardian existed (the issue).
+ISSUE_FIGURES = (
+    "crash -> restart median: supervisord 1029 ms, monit 485 ms (1 s cycle), runit 6.1 ms, "
+    "daemontools 3.5 ms, a bare bash respawn loop 2.8 ms",
+    "PSS at N = 500: supervisord 24.5 MB, monit 7.6 MB, runit 47 MB (runsvdir + 500 runsv)",
+    "idle CPU at N = 500: monit 4.7%, supervisord 0.3%, runit 0.003% of one core",
+    "start-up of 100: supervisord 3.1 s, monit 21.6 s, runit 0.23 s",
+    "HTTP hang -> action: monit median 1.5 s at its 1 s minimum cycle",
+)
+
+JOB_CMD = "sleep 100000"
+JOB_COMM = "sleep"
+DEFAULT_VENV = "/tmp/guardian-compare-venv"
+
+# monit's start program puts the job in the background and exits, so the job
+# is orphaned. compare.py runs monit under this small subreaper, which reaps
+# every orphan at once, as systemd does (this machine's pid 1 reaps orphans
+# only every few seconds, and a zombie still has a pid). It waits for one line
+# on stdin before it spawns monit, so that its own start-up is not timed.
+REAPER = r'''"""compare.py: a subreaper that starts one program and reaps every orphan."""
+import ctypes
+import os
+import sys
+
+PR_SET_CHILD_SUBREAPER = 36
+if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+    sys.exit("prctl(PR_SET_CHILD_SUBREAPER) failed")
+log, argv = sys.argv[1], sys.argv[2:]
+os.write(1, b"ready\n")
+if not sys.stdin.readline():
+    sys.exit(0)
+actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+           (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644),
+           (os.POSIX_SPAWN_DUP2, 1, 2)]
+pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
+os.write(1, b"%d\n" % pid)
+os.close(1)
+while True:
+    try:
+        os.waitpid(-1, 0)
+    except ChildProcessError:
+        break
+    except InterruptedError:
+        pass
+'''
+
+
+def log(msg):
+    R.log(msg)
+
+
+# ---------------------------------------------------------------- /proc
+
+def alive(pid, st):
+    """True if pid is still the process that had start time st, and not a zombie."""
+    return R.start_time(pid) == st and not R.is_zombie(pid)
+
+
+def descendants(root):
+    """Every process below root (children of each process's main thread)."""
+    out, stack = [], [root]
+    while stack and len(out) < MAX_WALK:
+        for c in R.children(stack.pop()):
+            out.append(c)
+            stack.append(c)
+    return out
+
+
+def process_age(pid):
+    """Seconds since the process started (from /proc/PID/stat and /proc/uptime)."""
+    st = R.start_time(pid)
+    if st is None:
+        raise RuntimeError(f"process {pid} is gone")
+    with open("/proc/uptime") as f:
+        up = float(f.read().split()[0])
+    return up - st / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ns(pids):
+    """CPU time (ns) of every thread of these processes, from
+    /proc/PID/task/TID/schedstat (sum_exec_runtime, exact to the ns), and
+    utime + stime (clock ticks) from /proc/PID/stat, for a cross-check."""
+    ns = ticks = 0
+    for p in pids:
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            raise RuntimeError(f"process {p} is gone")
+        for t in tasks:
+            s = R.read_proc(f"/proc/{p}/task/{t}/schedstat")
+            if s:
+                ns += int(s.split()[0])
+        ticks += R.cpu_ticks(p)
+    return ns, ticks
+
+
+def memory(pids):
+    """Sum of Pss and Rss (kB) of smaps_rollup over these processes."""
+    pss = rss = 0
+    for p in pids:
+        r = R.smaps_rollup(p)
+        pss += r["Pss"]
+        rss += r["Rss"]
+    return pss, rss
+
+
+class JobScanner:
+    """Finds the job processes (comm `sleep`) below a tool's root process.
+
+    `holder` names a process that stands between the daemon and one job and
+    never becomes a job itself (runit's `runsv`): it is recognised once and
+    not read again. In counting mode (count()), a pid once seen as `sleep` is
+    remembered, and a holder whose job is known is not read again, so that the
+    0.5 ms observer of the start-up does not read 500 files per poll."""
+
+    def __init__(self, root, holder=None):
+        self.root, self.holder = root, holder
+        self.known = set()
+        self.holders = set()
+        self.done = set()
+
+    def _walk(self, exclude, counting):
+        found, stack, visited = [], [self.root], 0
+        while stack and visited < MAX_WALK:
+            p = stack.pop()
+            visited += 1
+            has_job = False
+            for c in R.children(p):
+                if c in exclude:
+                    continue
+                if c in self.known:
+                    found.append(c)
+                    has_job = True
+                    continue
+                if counting and c in self.done:
+                    continue
+                if c in self.holders:
+                    stack.append(c)
+                    continue
+                name = R.comm(c)
+                if name == JOB_COMM:
+                    self.known.add(c)
+                    found.append(c)
+                    has_job = True
+                elif name is not None:
+                    # A child of the daemon that is a holder. (A holder's own
+                    # child has the holder's name too until it calls exec.)
+                    if name == self.holder and p == self.root:
+                        self.holders.add(c)
+                    stack.append(c)
+            if counting and has_job and p in self.holders:
+                self.done.add(p)
+        return found
+
+    def count(self):
+        """How many job processes have been seen so far (they do not die here)."""
+        self._walk((), True)
+        return len(self.known)
+
+    def current(self, exclude=()):
+        """The job processes running now, except those in exclude."""
+        return self._walk(exclude, False)
+
+
+def read_line(fd, timeout):
+    """One line from a pipe, bounded in time."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while not buf.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise RuntimeError("no answer on the subreaper's pipe")
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            b = os.read(fd, 1)
+            if not b:
+                raise RuntimeError("the subreaper closed its pipe")
+            buf += b
+    return buf.decode().strip()
+
+
+# ---------------------------------------------------------------- the tools
+
+class Tool:
+    """One supervisor with N jobs `sleep 100000` that are restarted when they
+    die, in a temporary directory of its own."""
+
+    name = ""
+    holder = None          # see JobScanner
+    stops_jobs = True      # its jobs end when it is stopped
+
+    def __init__(self, ctx, n, keep=False):
+        self.ctx, self.n, self.keep = ctx, n, keep
+        self.dir = tempfile.mkdtemp(prefix=f"compare-{self.name}-", dir="/tmp")
+        self.log_path = os.path.join(self.dir, "daemon.log")
+        self.proc = None
+        self.tracked = {}   # pid -> start time of every process of ours seen
+        self.leftovers = 0
+        self.names = [f"job{i:03d}" for i in range(n)]
+        self.write_config()
+        self.written = time.time()
+
+    # -- to be provided by each tool
+    def write_config(self):
+        raise NotImplementedError
+
+    def argv(self):
+        raise NotImplementedError
+
+    def own_pids(self):
+        """The supervisor's own processes: what a user pays for."""
+        return [self.daemon_pid]
+
+    def expected_procs(self):
+        return 1
+
+    def stop_daemon(self):
+        os.kill(self.daemon_pid, signal.SIGTERM)
+
+    # -- common
+    @property
+    def root(self):
+        """The process below which the jobs are found."""
+        return self.daemon_pid
+
+    @property
+    def daemon_pid(self):
+        return self.proc.pid
+
+    def env(self):
+        return R.clean_env()
+
+    def config_age(self):
+        """Waits until the configuration is older than the current second.
+        runsvdir sleeps 1 s before reading a service directory modified in the
+        current second; a user's configuration is older than that. The same
+        wait, outside the timing, for every tool."""
+        while int(time.time()) <= int(self.written):
+            time.sleep(0.05)
+
+    def start(self):
+        """Starts the daemon; returns time.perf_counter() taken just before."""
+        self.config_age()
+        logf = open(self.log_path, "ab")
+        try:
+            t0 = time.perf_counter()
+            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=logf,
+                                         stderr=subprocess.STDOUT, env=self.env(),
+                                         cwd=self.dir, start_new_session=True)
+        finally:
+            logf.close()
+        self.track([self.daemon_pid])
+        return t0
+
+    def check_alive(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with status {self.proc.returncode}")
+        if self.daemon_pid != self.proc.pid and R.is_zombie(self.daemon_pid):
+            raise RuntimeError(f"{self.name} exited")
+
+    def scanner(self):
+        return JobScanner(self.root, self.holder)
+
+    def track(self, pids):
+        for p in pids:
+            if p not in self.tracked:
+                st = R.start_time(p)
+                if st is not None:
+                    self.tracked[p] = st
+
+    def wait_all(self, n, timeout, poll=0.01, t0=None):
+        """Waits (bounded) until n job processes run; returns the seconds
+        from t0 (or from the call)."""
+        sc = self.scanner()
+        t0 = time.perf_counter() if t0 is None else t0
+        deadline = time.monotonic() + timeout
+        while True:
+            c = sc.count()
+            if c >= n:
+                t = time.perf_counter() - t0
+                break
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: only {c} of {n} jobs running after "
+                                   f"{timeout:.0f} s")
+            time.sleep(poll)
+        self.track(sc.known)
+        return t
+
+    def log_tail(self, n=15):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self):
+        """Stops the daemon the way its user would, waits (bounded), then kills
+        by pid every process of ours still running, and removes the directory."""
+        if self.proc is not None:
+            if self.proc.poll() is None and self.daemon_pid is not None:
+                self.track(descendants(self.root))
+                self.track([self.daemon_pid])
+                try:
+                    self.stop_daemon()
+                except ProcessLookupError:
+                    pass
+                deadline = time.monotonic() + STOP_TIMEOUT
+                while time.monotonic() < deadline and alive(self.daemon_pid,
+                                                             self.tracked[self.daemon_pid]):
+                    time.sleep(0.02)
+                    self.proc.poll()
+            # Every process we saw: give them GONE_TIMEOUT to end by themselves
+            # (when stopping the daemon stops them), then SIGKILL by pid.
+            deadline = time.monotonic() + (GONE_TIMEOUT if self.stops_jobs else 0.5)
+            while time.monotonic() < deadline and any(
+                    alive(p, st) for p, st in self.tracked.items() if p != self.proc.pid):
+                time.sleep(0.02)
+                self.proc.poll()
+            for p, st in self.tracked.items():
+                if p != self.proc.pid and alive(p, st):
+                    if self.stops_jobs:
+                        self.leftovers += 1
+                    try:
+                        os.kill(p, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+            try:
+                self.proc.wait(timeout=GONE_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                log(f"warning: {self.name}: process {self.proc.pid} still running; killed")
+                self.proc.kill()
+                self.proc.wait(timeout=GONE_TIMEOUT)
+            if self.leftovers:
+                log(f"warning: {self.name}: {self.leftovers} process(es) outlived the "
+                    f"daemon; killed")
+                self.ctx["leftovers"][self.name] = (
+                    self.ctx["leftovers"].get(self.name, 0) + self.leftovers)
+        if self.keep:
+            log(f"kept {self.dir}")
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and self.proc is not None:
+            tail = self.log_tail()
+            if tail:
+                log(f"--- {self.name} log ({self.log_path}) ---\n{tail}---")
+        self.stop()
+        return False
+
+
+class Guardian(Tool):
+    """jobs/jobNNN.toml: exec = "sleep 100000", respawn = true,
+    respawn-limit = "unlimited"."""
+
+    name = "guardian"
+
+    def write_config(self):
+        body = (f'exec = "{JOB_CMD}"\n'
+                "respawn = true\n"
+                'respawn-limit = "unlimited"\n')
+        shutil.rmtree(self.dir)
+        self.dir = R.make_config({j: body for j in self.names})
+        self.log_path = os.path.join(self.dir, "daemon.log")
+
+    def argv(self):
+        return [self.ctx["guardian"], "-c", self.dir]
+
+
+class Supervisord(Tool):
+    """supervisord.conf as its documentation's sample has it (unix socket,
+    rpcinterface, supervisorctl), one [program:jobNNN] per job with
+    command = sleep 100000 and autorestart = true; every other setting is
+    supervisor's default (startsecs = 1, startretries = 3, stdout/stderr
+    logged to files in childlogdir, ...)."""
+
+    name = "supervisord"
+
+    def write_config(self):
+        d = self.dir
+        os.mkdir(os.path.join(d, "log"))
+        lines = [
+            "[unix_http_server]",
+            f"file = {d}/supervisor.sock",
+            "",
+            "[supervisord]",
+            f"logfile = {d}/supervisord.log",
+            f"pidfile = {d}/supervisord.pid",
+            f"childlogdir = {d}/log",
+            "nodaemon = true",
+            "",
+            "[rpcinterface:supervisor]",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+            "",
+            "[supervisorctl]",
+            f"serverurl = unix://{d}/supervisor.sock",
+            "",
+        ]
+        for j in self.names:
+            lines += [f"[program:{j}]", f"command = {JOB_CMD}", "autorestart = true", ""]
+        self.conf = os.path.join(d, "supervisord.conf")
+        Path(self.conf).write_text("\n".join(lines))
+
+    def argv(self):
+        return [self.ctx["supervisord"], "-c", self.conf]
+
+
+def monit_header(d):
+    return [
+        "set daemon 1",
+        f"set logfile {d}/monit.log",
+        f"set pidfile {d}/monit.pid",
+        f"set idfile {d}/monit.id",
+        f"set statefile {d}/monit.state",
+        "",
+    ]
+
+
+class Monit(Tool):
+    """monitrc: `set daemon 1` (its shortest cycle), and per job
+        check process jobNNN with pidfile DIR/pids/jobNNN.pid
+          start program = "/bin/sh -c 'sleep 100000 >/dev/null 2>&1 & echo $! > DIR/pids/jobNNN.pid'"
+          stop program  = "/bin/sh -c 'kill $(cat DIR/pids/jobNNN.pid)'"
+    monit restarts a process that is not running at its next cycle; the
+    start program must return (monit kills one that runs longer than its
+    30 s start timeout), hence the `&`. Run as `monit -I -c monitrc` under
+    compare.py's subreaper (see REAPER)."""
+
+    name = "monit"
+    _monit = None
+    stops_jobs = False     # monit leaves its processes running when it exits
+
+    def write_config(self):
+        d = self.dir
+        os.mkdir(os.path.join(d, "pids"))
+        lines = monit_header(d) + self.checks()
+        self.rc = os.path.join(d, "monitrc")
+        Path(self.rc).write_text("\n".join(lines) + "\n")
+        os.chmod(self.rc, 0o600)   # monit refuses a control file others can read
+        Path(os.path.join(d, "reaper.py")).write_text(REAPER)
+
+    def checks(self):
+        d = self.dir
+        out = []
+        for j in self.names:
+            pidf = f"{d}/pids/{j}.pid"
+            out += [f"check process {j} with pidfile {pidf}",
+                    f"  start program = \"/bin/sh -c '{JOB_CMD} >/dev/null 2>&1 & "
+                    f"echo $! > {pidf}'\"",
+                    f"  stop program = \"/bin/sh -c 'kill $(cat {pidf})'\"",
+                    ""]
+        return out
+
+    def argv(self):
+        return [sys.executable, os.path.join(self.dir, "reaper.py"), self.log_path,
+                self.ctx["monit"], "-I", "-c", self.rc]
+
+    def start(self):
+        self.config_age()
+        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=open(self.log_path, "ab"), env=self.env(),
+                                     cwd=self.dir, start_new_session=True)
+        self.track([self.proc.pid])
+        self._monit = None
+        if read_line(self.proc.stdout.fileno(), PIPE_TIMEOUT) != "ready":
+            raise RuntimeError("the subreaper did not start")
+        t0 = time.perf_counter()
+        self.proc.stdin.write(b"go\n")
+        self.proc.stdin.flush()
+        self._monit = int(read_line(self.proc.stdout.fileno(), PIPE_TIMEOUT))
+        self.proc.stdin.close()
+        self.proc.stdout.close()
+        self.track([self._monit])
+        return t0
+
+    @property
+    def root(self):
+        return self.proc.pid   # the subreaper: monit and the orphaned jobs
+
+    @property
+    def daemon_pid(self):
+        return self._monit
+
+
+class Runit(Tool):
+    """A service directory per job, SVDIR/jobNNN/run:
+        #!/bin/sh
+        exec sleep 100000
+    and `runsvdir -P SVDIR` (as Debian's runsvdir-start runs it). runsvdir
+    starts one `runsv` per service, which runs ./run and restarts it when it
+    exits. Stopped with SIGHUP (runsvdir then sends TERM to every runsv,
+    which stops its service and exits)."""
+
+    name = "runit"
+    holder = "runsv"
+
+    def write_config(self):
+        self.svdir = os.path.join(self.dir, "service")
+        os.mkdir(self.svdir)
+        for j in self.names:
+            sd = os.path.join(self.svdir, j)
+            os.mkdir(sd)
+            run = os.path.join(sd, "run")
+            Path(run).write_text(f"#!/bin/sh\nexec {JOB_CMD}\n")
+            os.chmod(run, 0o755)
+
+    def argv(self):
+        return [self.ctx["runsvdir"], "-P", self.svdir]
+
+    def own_pids(self):
+        return [self.daemon_pid] + [p for p in R.children(self.daemon_pid)
+                                    if R.comm(p) == "runsv"]
+
+    def expected_procs(self):
+        return self.n + 1
+
+    def stop_daemon(self):
+        os.kill(self.daemon_pid, signal.SIGHUP)
+
+
+TOOL_CLASSES = {"guardian": Guardian, "supervisord": Supervisord, "monit": Monit,
+                "runit": Runit}
+
+
+# ---------------------------------------------------------------- scenarios
+
+def crash(ctx, cls, rounds):
+    """kill -9 of the one job process; busy-poll the tool's process tree until
+    a job process other than the killed one has exec'd sleep."""
+    samples = []
+    with cls(ctx, 1, ctx["keep"]) as t:
+        t.start()
+        t.wait_all(1, 30.0)
+        sc = t.scanner()
+        time.sleep(CRASH_PAUSE)
+        for i in range(rounds):
+            t.check_alive()
+            cur = sc.current()
+            if len(cur) != 1:
+                raise RuntimeError(f"{t.name}: round {i}: expected 1 job process, "
+                                   f"found {len(cur)}")
+            old = cur[0]
+            t0 = time.perf_counter()
+            os.kill(old, signal.SIGKILL)
+            deadline = t0 + RESTART_TIMEOUT
+            new = []
+            while not new:
+                new = sc.current(exclude=(old,))
+                t1 = time.perf_counter()
+                if not new and t1 > deadline:
+                    t.check_alive()
+                    raise RuntimeError(f"{t.name}: round {i}: no replacement within "
+                                       f"{RESTART_TIMEOUT:.0f} s")
+            samples.append(t1 - t0)
+            t.track(new)
+            # Spread the kills over a 1 s period: monit checks once a second,
+            # and a fixed pause would hit the same point of its cycle each time.
+            time.sleep(CRASH_PAUSE + (i % 10) * CRASH_PHASE)
+    return samples
+
+
+def idle(ctx, cls, n, secs):
+    """N jobs; once all run and IDLE_SETTLE has passed, CPU time of the
+    supervisor's own processes over `secs`, then their PSS and RSS."""
+    with cls(ctx, n, ctx["keep"]) as t:
+        t0 = t.start()
+        t_all = t.wait_all(n, 30.0 + 0.4 * n, poll=0.005, t0=t0)
+        time.sleep(IDLE_SETTLE)
+        t.check_alive()
+        own = t.own_pids()
+        if len(own) != t.expected_procs():
+            raise RuntimeError(f"{t.name}: {len(own)} supervisor processes, "
+                               f"{t.expected_procs()} expected")
+        t.track(own)
+        m0 = R.cpu_totals()
+        c0, k0 = cpu_ns(own)
+        w0 = time.monotonic()
+        time.sleep(secs)
+        c1, k1 = cpu_ns(own)
+        w1 = time.monotonic()
+        m1 = R.cpu_totals()
+        t.check_alive()
+        own_after = t.own_pids()
+        if sorted(own_after) != sorted(own):
+            raise RuntimeError(f"{t.name}: its processes changed during the window "
+                               f"({len(own)} -> {len(own_after)})")
+        running = len(t.scanner().current())
+        if running != n:
+            raise RuntimeError(f"{t.name}: {running} of {n} jobs running after the window")
+        pss, rss = memory(own)
+        hz = os.sysconf("SC_CLK_TCK")
+        return {"cpu": (c1 - c0) / 1e9 / (w1 - w0), "cpu_ticks": (k1 - k0) / hz / (w1 - w0),
+                "pss": pss, "rss": rss, "procs": len(own), "t_all": t_all,
+                "secs": w1 - w0, "idle": (m1[1] - m0[1]) / max(1, m1[0] - m0[0])}
+
+
+def startup_once(ctx, cls):
+    with cls(ctx, STARTUP_JOBS, ctx["keep"]) as t:
+        t0 = t.start()
+        return t.wait_all(STARTUP_JOBS, 30.0 + 0.4 * STARTUP_JOBS, poll=POLL, t0=t0)
+
+
+def monit_hang(ctx, rounds):
+    """monit's side of the hang test: the same server as run.py's scenario 7
+    (GET /health -> 200 "ok PID"), checked by monit at its shortest cycle."""
+    port = R.free_port()
+    t = Monit(ctx, 0, ctx["keep"])
+    with t:
+        d = t.dir
+        script = os.path.join(d, R.HANG_SCRIPT)
+        Path(script).write_text(R.HANG_SERVER)
+        pidf = f"{d}/web.pid"
+        lines = monit_header(d) + [
+            f"check process web with pidfile {pidf}",
+            f"  start program = \"/bin/sh -c '{sys.executable} {script} {port} "
+            f">/dev/null 2>&1 & echo $! > {pidf}'\" with timeout {MONIT_START_TIMEOUT} seconds",
+            f"  stop program = \"/bin/sh -c 'p=$(cat {pidf}); kill -TERM $p; kill -CONT $p'\"",
+            f"  if failed host 127.0.0.1 port {port} protocol http request \"/health\" "
+            f"with timeout 1 seconds then restart",
+            ""]
+        Path(t.rc).write_text("\n".join(lines))
+        os.chmod(t.rc, 0o600)
+
+        def servers(exclude=()):
+            return [p for p in descendants(t.root)
+                    if p not in exclude and script in (R.cmdline(p) or [])]
+
+        def answer(pid):
+            r = R.http_get(port)
+            return r is not None and r[0] == 200 and r[1].split() == ["ok", str(pid)]
+
+        t.start()
+        deadline = time.monotonic() + MONIT_READY_TIMEOUT
+        while True:
+            s = servers()
+            if len(s) == 1 and answer(s[0]):
+                break
+            t.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError("monit: the server did not come up")
+            time.sleep(0.05)
+        out = []
+        for i in range(rounds):
+            t.check_alive()
+            s = servers()
+            if len(s) != 1:
+                raise RuntimeError(f"monit: round {i}: expected 1 server, found {len(s)}")
+            old = s[0]
+            # monit pauses the port test of a process younger than its start
+            # timeout; let it test this one at least once, then spread the
+            # SIGSTOP over monit's 1 s cycle.
+            wait = MONIT_START_TIMEOUT + MONIT_HANG_SETTLE - process_age(old)
+            time.sleep(max(0.0, wait) + (i % 10) * MONIT_HANG_PHASE)
+            old_st = R.start_time(old)
+            t.track([old])
+            if not answer(old):
+                raise RuntimeError(f"monit: round {i}: server {old} does not answer")
+            t0 = time.perf_counter()
+            os.kill(old, signal.SIGSTOP)
+            deadline = t0 + HANG_TIMEOUT
+            new = t_new = t_dead = t1 = None
+            while t1 is None:
+                now = time.perf_counter()
+                if t_dead is None and not alive(old, old_st):
+                    t_dead = now
+                if new is None:
+                    s = servers(exclude=(old,))
+                    if s:
+                        new, t_new = s[0], now
+                        t.track([new])
+                if new is not None:
+                    r = R.http_get(port)
+                    if r is not None and r[0] == 200:
+                        w = r[1].split()
+                        if len(w) == 2 and w[1].isdigit() and int(w[1]) != old:
+                            t1 = time.perf_counter()
+                            break
+                if now > deadline:
+                    t.check_alive()
+                    raise RuntimeError(f"monit: round {i}: no new server answering within "
+                                       f"{HANG_TIMEOUT:.0f} s")
+                time.sleep(POLL)
+            gone = time.perf_counter() + 5.0
+            while t_dead is None:
+                if not alive(old, old_st):
+                    t_dead = time.perf_counter()
+                elif time.perf_counter() > gone:
+                    raise RuntimeError(f"monit: round {i}: the stopped server still runs")
+                else:
+                    time.sleep(POLL)
+            out.append({"total": t1 - t0, "new": t_new - t0, "dead": t_dead - t0})
+        return out
+
+
+# ---------------------------------------------------------------- report
+
+def ms(x):
+    return x * 1000.0
+
+
+def fmt_num(v, unit):
+    if v is None:
+        return "-"
+    if unit == "ms":
+        return f"{v:.0f} ms" if v >= 100 else f"{v:.2f} ms" if v < 10 else f"{v:.1f} ms"
+    if unit == "MB":
+        return f"{v:.1f} MB" if v >= 10 else f"{v:.2f} MB"
+    if unit == "%":
+        if v <= 0:
+            return "0%"
+        if v < 0.1:
+            return f"{v:.{min(6, 1 - math.floor(math.log10(v)))}f}%"
+        return f"{v:.2f}%" if v < 10 else f"{v:.1f}%"
+    if unit == "/s":
+        return f"{v:.0f}/s"
+    return f"{v:g} {unit}"
+
+
+def verdict(value, target, text):
+    if value is None:
+        return text
+    if value <= target:
+        return f"{text}: met"
+    return f"{text}: MISSED ({value / target:.1f}x)"
+
+
+def ratio(g, peers):
+    """guardian / the best (lowest) peer value."""
+    vals = {k: v for k, v in peers.items() if v is not None}
+    if g is None or not vals:
+        return "-"
+    best = min(vals, key=vals.get)
+    if vals[best] <= 0:
+        return f"- (best: {best}, 0)"
+    r = g / vals[best]
+    if r == 0:
+        return f"0 ({best})"
+    return f"{r:.3g}x ({best}{', guardian worse' if r > 1 else ''})"
+
+
+def build_rows(res, tools):
+    """(figure, {tool: cell}, target cell, ratio cell)."""
+    rows = []
+    shortfalls = []
+
+    def cell(k, values, na, fmt):
+        if k in values:
+            return fmt(values[k])
+        if k in na:
+            return "n/a"
+        return "not run" if k not in tools else "error"
+
+    def row(label, values, unit, target=None, target_text="", na=()):
+        cells = {k: cell(k, values, na, lambda v: fmt_num(v, unit)) for k in TOOLS}
+        g = values.get("guardian")
+        tcell = verdict(g, target, target_text) if target is not None else target_text
+        if target is not None and g is not None and g > target:
+            shortfalls.append(f"{label}: guardian {fmt_num(g, unit)}, target {target_text}")
+        rc = ratio(g, {k: values.get(k) for k in PEERS if k in values})
+        if "guardian worse" in rc:
+            shortfalls.append(f"{label}: guardian {fmt_num(g, unit)} is behind the best "
+                              f"peer ({rc})")
+        rows.append((label, cells, tcell, rc))
+
+    def text_row(label, values, na=()):
+        rows.append((label, {k: cell(k, values, na, str) for k in TOOLS}, "", ""))
+
+    if "crash" in res:
+        c = res["crash"]
+        n = max((len(v) for v in c.values() if isinstance(v, list)), default=0)
+        med = {k: ms(statistics.median(v)) for k, v in c.items() if isinstance(v, list)}
+        row(f"kill -9 -> replacement running, median of {n}", med, "ms", T_CRASH_MS,
+            f"<= {T_CRASH_MS:g} ms")
+        text_row("kill -9 -> replacement running, min / max",
+                 {k: f"{ms(min(v)):.2f} / {ms(max(v)):.2f} ms" if max(v) < 0.1 else
+                  f"{ms(min(v)):.0f} / {ms(max(v)):.0f} ms"
+                  for k, v in c.items() if isinstance(v, list)})
+    if "idle" in res:
+        for n in sorted({n for per in res["idle"].values() for n in per}):
+            vals = {k: per[n] for k, per in res["idle"].items() if n in per}
+            ok = {k: v for k, v in vals.items() if isinstance(v, dict)}
+            text_row(f"N = {n}: supervisor processes counted",
+                     {k: str(v["procs"]) for k, v in ok.items()})
+            row(f"N = {n}: PSS of the supervisor's processes",
+                {k: v["pss"] * 1024 / 1e6 for k, v in ok.items()}, "MB",
+                T_PSS_MB if n == 500 else None, f"<= {T_PSS_MB:g} MB" if n == 500 else "")
+            row(f"N = {n}: RSS of the supervisor's processes (sum)",
+                {k: v["rss"] * 1024 / 1e6 for k, v in ok.items()}, "MB")
+            row(f"N = {n}: CPU over {next(iter(ok.values()))['secs']:.0f} s idle, "
+                f"% of one core" if ok else f"N = {n}: CPU idle",
+                {k: v["cpu"] * 100 for k, v in ok.items()}, "%", T_IDLE_CPU_PCT,
+                f"<= {T_IDLE_CPU_PCT:g}%")
+    if "startup" in res:
+        s = {k: v for k, v in res["startup"].items() if isinstance(v, list)}
+        n = max((len(v) for v in s.values()), default=0)
+        row(f"start-up: launch -> {STARTUP_JOBS} running, median of {n}",
+            {k: ms(statistics.median(v)) for k, v in s.items()}, "ms", T_STARTUP_MS,
+            f"<= {T_STARTUP_MS:g} ms")
+        text_row(f"start-up of {STARTUP_JOBS}, min / max",
+                 {k: f"{fmt_num(ms(min(v)), 'ms')} / {fmt_num(ms(max(v)), 'ms')}"
+                  for k, v in s.items()})
+    if "hang" in res:
+        h = {k: [r["total"] for r in v] for k, v in res["hang"].items() if isinstance(v, list)}
+        n = max((len(v) for v in h.values()), default=0)
+        vals = {k: ms(statistics.median(v)) for k, v in h.items()}
+        nochecks = ("supervisord", "runit")
+        row(f"HTTP server SIGSTOP -> new one answering, median of {n}", vals, "ms",
+            T_HANG_MS, f"<= {T_HANG_MS / 1000:g} s", na=nochecks)
+        text_row("HTTP hang, min / max",
+                 {k: f"{ms(min(v)):.0f} / {ms(max(v)):.0f} ms" for k, v in h.items()},
+                 na=nochecks)
+    if "checks" in res:
+        c = res["checks"]
+        if isinstance(c, dict):
+            label = f"guardian only: {R.CHECK_JOBS * 1000 // R.CHECK_EVERY_MS:,} HTTP checks/s"
+            text_row(f"{label}: achieved (counted by the server)",
+                     {"guardian": f"{c['rate']:.0f}/s"}, na=PEERS)
+            row(f"{label}: daemon CPU, % of one core", {"guardian": c["cpu"] * 100}, "%",
+                T_CHECKS_CPU_PCT, f"< {T_CHECKS_CPU_PCT:g}% (run.py)", na=PEERS)
+            row(f"{label}: daemon RSS", {"guardian": c["rollup"]["Rss"] * 1024 / 1e6}, "MB",
+                na=PEERS)
+            row(f"{label}: daemon PSS", {"guardian": c["rollup"]["Pss"] * 1024 / 1e6}, "MB",
+                na=PEERS)
+        else:
+            text_row("guardian only: HTTP checks", {}, na=PEERS)
+    if "chain" in res:
+        c = res["chain"]
+        if isinstance(c, dict):
+            v = [ms(x) for x in c["light"]]
+            row(f"guardian only: start-on chain of {R.CHAIN_JOBS}, launch -> all running, "
+                f"median of {len(v)}", {"guardian": statistics.median(v)}, "ms",
+                T_CHAIN_MS, f"<= {T_CHAIN_MS:g} ms (run.py)", na=PEERS)
+            text_row(f"guardian only: chain of {R.CHAIN_JOBS}, min / max",
+                     {"guardian": f"{min(v):.1f} / {max(v):.1f} ms"}, na=PEERS)
+        else:
+            text_row("guardian only: chain", {}, na=PEERS)
+    return rows, shortfalls
+
+
+HEAD = ("Figure", "guardian", "supervisord", "monit", "runit", "Target (guardian)",
+        "guardian / best peer")
+
+
+def as_cells(r):
+    return (r[0],) + tuple(r[1][k] for k in TOOLS) + (r[2], r[3])
+
+
+def format_text(rows):
+    data = [HEAD] + [as_cells(r) for r in rows]
+    w = [max(len(x[i]) for x in data) for i in range(len(HEAD))]
+    fmt = "  ".join(f"{{:<{x}}}" for x in w)
+    out = [fmt.format(*HEAD).rstrip(), fmt.format(*("-" * x for x in w))]
+    out += [fmt.format(*as_cells(r)).rstrip() for r in rows]
+    return "\n".join(out)
+
+
+def format_markdown(rows):
+    out = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+    out += ["| " + " | ".join(as_cells(r)) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def spread_ms(values):
+    v = [ms(x) for x in values]
+    return f"{statistics.median(v):.0f} ({min(v):.0f} to {max(v):.0f})"
+
+
+def notes(res, ctx):
+    out = []
+    idle = res.get("machine_idle", {})
+    if idle:
+        low = {k: v for k, v in idle.items() if v < R.IDLE_WARN}
+        out.append("machine idle in the 0.5 s before each run: lowest "
+                   f"{min(idle.values()) * 100:.0f}%" +
+                   (f"; below {R.IDLE_WARN * 100:.0f}% before: "
+                    + ", ".join(f"{k} ({v * 100:.0f}%)" for k, v in low.items())
+                    + " (other load may have inflated these figures)" if low else ""))
+    if "crash" in res:
+        out.append(f"crash: one job; round i kills its process with SIGKILL once the "
+                   f"replacement has run {CRASH_PAUSE:g} s + (i mod 10) x "
+                   f"{CRASH_PHASE * 1000:g} ms (at least 1 s, so that neither supervisord's "
+                   f"startsecs = 1 nor runsv's 1 s restart delay applies; the spread "
+                   f"spreads the kills over monit's 1 s cycle) and busy-polls /proc until "
+                   f"a new `sleep` runs.")
+    if "idle" in res:
+        for k, per in res["idle"].items():
+            ok = {n: v for n, v in per.items() if isinstance(v, dict)}
+            if ok:
+                out.append(f"idle, {k}: all N running after " + ", ".join(
+                    f"{ms(v['t_all']) / 1000:.2f} s (N = {n})" for n, v in sorted(ok.items()))
+                    + "; CPU time used in the window: " + ", ".join(
+                    f"{v['cpu'] * v['secs'] * 1000:.3f} ms (N = {n})" for n, v in sorted(ok.items()))
+                    + "; CPU from utime + stime (10 ms ticks), for comparison: " + ", ".join(
+                    f"{v['cpu_ticks'] * 100:.3f}% (N = {n})" for n, v in sorted(ok.items()))
+                    + "; machine idle over the window: " + ", ".join(
+                    f"{v['idle'] * 100:.0f}%" for n, v in sorted(ok.items())) + ".")
+        out.append("idle: the supervisor's processes are guardian, supervisord (its Python "
+                   "process) and monit (one process each), and for runit runsvdir plus one "
+                   "runsv per service. The supervised `sleep` processes, and the subreaper "
+                   "that compare.py runs monit under, are not counted. PSS shares each "
+                   "page among the processes that map it; RSS counts it in every process "
+                   "(for runit's N + 1 processes the RSS sum counts the shared libc pages "
+                   "N + 1 times). CPU is sum_exec_runtime from /proc/PID/task/*/schedstat.")
+    if "hang" in res:
+        h = res["hang"]
+        if isinstance(h.get("guardian"), list):
+            r = h["guardian"]
+            out.append("hang, guardian (every = 500ms, timeout = 500ms, failures = 2): "
+                       f"ms after the SIGSTOP, median (min to max): check failure logged "
+                       f"{spread_ms(x['fail_log'] for x in r if x['fail_log'] is not None)}, "
+                       f"new process exec'd {spread_ms(x['new'] for x in r)}, answering "
+                       f"{spread_ms(x['total'] for x in r)}.")
+        if isinstance(h.get("monit"), list):
+            r = h["monit"]
+            out.append("hang, monit (`set daemon 1`, `if failed port ... protocol http "
+                       "with timeout 1 seconds then restart`, i.e. on the first failed "
+                       f"cycle; start program `with timeout {MONIT_START_TIMEOUT} seconds`; "
+                       "stop program sends TERM then CONT): ms after the SIGSTOP, median "
+                       "(min to max): stopped process "
+                       f"gone {spread_ms(x['dead'] for x in r)}, new process exec'd "
+                       f"{spread_ms(x['new'] for x in r)}, answering "
+                       f"{spread_ms(x['total'] for x in r)}. monit acts on one failed "
+                       "probe, guardian here on two in a row.")
+    if isinstance(res.get("checks"), dict):
+        c = res["checks"]
+        out.append(f"checks (guardian only, run.py's scenario 8): {R.CHECK_JOBS} jobs with "
+                   f"one HTTP check every {R.CHECK_EVERY_MS} ms against a local server, "
+                   f"{c['rate']:.0f} requests/s counted by the server, "
+                   f"{c['conn_rate']:.0f} new TCP connections/s; the machine was "
+                   f"{c['idle'] * 100:.0f}% idle. None of the peers runs HTTP checks at "
+                   f"this rate (monit's shortest cycle is 1 s).")
+    if isinstance(res.get("chain"), dict):
+        c = res["chain"]
+        out.append(f"chain (guardian only, run.py's scenario 5): j000 starts with the "
+                   f"daemon, each next job on `started` of the one before; 0.5 ms poll. "
+                   f"With a busy-polling observer instead: median "
+                   f"{ms(statistics.median(c['busy'])):.1f} ms.")
+    for k, v in res.get("errors", {}).items():
+        out.append(f"ERROR {k}: {v}")
+    for k, v in ctx["leftovers"].items():
+        out.append(f"WARNING: {v} process(es) of {k} outlived its daemon and were killed.")
+    out.append("measured on this machine before guardian existed (the issue; not by this "
+               "script): " + "; ".join(ISSUE_FIGURES) + ".")
+    return out
+
+
+# ---------------------------------------------------------------- set-up
+
+def sh(argv, timeout=INSTALL_TIMEOUT, env=None):
+    log("+ " + " ".join(argv))
+    r = subprocess.run(argv, stdin=subprocess.DEVNULL, timeout=timeout, env=env)
+    if r.returncode != 0:
+        sys.exit(f"compare.py: {' '.join(argv)} exited with status {r.returncode}")
+
+
+def ensure_peers(tools, venv, install):
+    """The peers' executables; installs those that are missing."""
+    paths = {}
+    missing = [pkg for pkg, exe in (("monit", "monit"), ("runit", "runsvdir"))
+               if pkg in tools and not shutil.which(exe)]
+    if missing:
+        if not install:
+            sys.exit(f"compare.py: {', '.join(missing)} not installed (--no-install given)")
+        if os.geteuid() != 0:
+            sys.exit(f"compare.py: {', '.join(missing)} missing; installing them with "
+                     "apt-get needs root")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        sh(["apt-get", "update"], env=env)
+        sh(["apt-get", "install", "-y", "--no-install-recommends", *missing], env=env)
+    if "monit" in tools:
+        paths["monit"] = shutil.which("monit")
+    if "runit" in tools:
+        paths["runsvdir"] = shutil.which("runsvdir")
+    for k in ("monit", "runsvdir"):
+        if k in paths and not paths[k]:
+            sys.exit(f"compare.py: {k} not found after installing")
+    if "supervisord" in tools:
+        exe = os.path.join(venv, "bin", "supervisord")
+        if not os.path.isfile(exe):
+            if not install:
+                sys.exit(f"compare.py: {exe} missing (--no-install given)")
+            if not os.path.isfile(os.path.join(venv, "bin", "python")):
+                sh([sys.executable, "-m", "venv", venv])
+            sh([os.path.join(venv, "bin", "pip"), "install", "--disable-pip-version-check",
+                "-q", "supervisor"])
+        paths["supervisord"] = exe
+        paths["venv"] = venv
+    return paths
+
+
+def first_line(argv):
+    try:
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=R.CLI_TIMEOUT)
+        text = (r.stdout.strip() or r.stderr.strip()).splitlines()
+        return text[0] if text else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def git_state():
+    """The commit of the working tree, and whether src/ differs from it."""
+    try:
+        head = subprocess.run(["git", "-C", str(R.REPO_DIR), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=R.CLI_TIMEOUT)
+        if head.returncode != 0:
+            return ""
+        dirty = subprocess.run(["git", "-C", str(R.REPO_DIR), "status", "--porcelain", "--",
+                                "src", "Cargo.toml", "Cargo.lock"],
+                               capture_output=True, text=True, timeout=R.CLI_TIMEOUT)
+        return (f"commit {head.stdout.strip()}"
+                + (", with uncommitted changes to its sources" if dirty.stdout.strip() else ""))
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def versions(ctx, tools):
+    g = git_state()
+    v = {"guardian": R.guardian_version(ctx["guardian"]) + (f" ({ctx['guardian']}, "
+                                                           f"work tree at {g})" if g else "")}
+    if "supervisord" in tools:
+        py = first_line([os.path.join(ctx["venv"], "bin", "python"), "--version"])
+        v["supervisord"] = (f"supervisord {first_line([ctx['supervisord'], '--version'])} "
+                            f"(PyPI, {py}, venv {ctx['venv']})")
+    if "monit" in tools:
+        dpkg = first_line(["dpkg-query", "-W", "-f=${Version}", "monit"])
+        v["monit"] = f"{first_line([ctx['monit'], '-V'])} (Debian package {dpkg})"
+    if "runit" in tools:
+        dpkg = first_line(["dpkg-query", "-W", "-f=${Version}", "runit"])
+        v["runit"] = f"runit {dpkg} (Debian package)"
+    return v
+
+
+# ---------------------------------------------------------------- main
+
+def on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+ERRORS = (RuntimeError, OSError, subprocess.SubprocessError, ValueError)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--binary", help="guardian binary (default: target/release/guardian, "
+                                     "built with cargo build --release if missing)")
+    ap.add_argument("--only", metavar="LIST",
+                    help=f"comma-separated scenarios: {','.join(SCENARIOS)} (default: all)")
+    ap.add_argument("--tools", metavar="LIST", default=",".join(TOOLS),
+                    help=f"comma-separated tools (default: {','.join(TOOLS)})")
+    ap.add_argument("--sizes", metavar="LIST", default=",".join(map(str, IDLE_SIZES)),
+                    help="N of the idle scenario (default: 10,100,500)")
+    ap.add_argument("--quick", action="store_true",
+                    help="fewer repetitions: 5 crash rounds, 5 s idle windows, 1 start-up "
+                         "run, 3 hang rounds")
+    ap.add_argument("--output", default=str(BENCH_DIR / "results.md"),
+                    help="markdown results file (default: bench/results.md)")
+    ap.add_argument("--venv", default=DEFAULT_VENV,
+                    help=f"virtual environment for supervisor (default: {DEFAULT_VENV})")
+    ap.add_argument("--no-install", action="store_true",
+                    help="do not install missing peers; fail instead")
+    ap.add_argument("--wait-idle", type=float, default=10.0, metavar="SECS",
+                    help="before each run, wait up to SECS for the machine to be 90%% idle "
+                         "(default 10; 0: do not wait)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    args = ap.parse_args()
+
+    only = [x.strip() for x in (args.only or ",".join(SCENARIOS)).split(",") if x.strip()]
+    bad = set(only) - set(SCENARIOS)
+    if bad or not only:
+        ap.error(f"--only: choose from {','.join(SCENARIOS)}")
+    tools = [x.strip() for x in args.tools.split(",") if x.strip()]
+    if set(tools) - set(TOOLS) or "guardian" not in tools:
+        ap.error(f"--tools: choose from {','.join(TOOLS)}; guardian is always included")
+    tools = [t for t in TOOLS if t in tools]
+    try:
+        sizes = sorted({int(x) for x in args.sizes.split(",") if x.strip()})
+    except ValueError:
+        ap.error("--sizes: comma-separated integers")
+    if not sizes or min(sizes) < 1 or max(sizes) > 2000:
+        ap.error("--sizes: between 1 and 2000")
+    q = 1 if args.quick else 0
+
+    ctx = {"keep": args.keep, "leftovers": {}}
+    ctx["guardian"] = R.find_binary(args.binary)
+    ctx.update(ensure_peers(tools, args.venv, not args.no_install))
+    ver = versions(ctx, tools)
+    m = R.machine()
+    date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    mach = f"{m['nproc']} CPU(s), {m['model']}, Linux {m['kernel']}"
+    print(f"date:     {date}")
+    print(f"machine:  {mach}")
+    print(f"load:     {m['load']} (1/5/15 min, at start)")
+    for k in tools:
+        print(f"{k + ':':<13}{ver[k]}")
+    print(flush=True)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    res = {"machine_idle": {}, "errors": {}}
+    started = time.monotonic()
+
+    def step(label, fn):
+        res["machine_idle"][label] = R.wait_idle(args.wait_idle)
+        log(f"[{time.monotonic() - started:6.1f} s] {label}")
+        try:
+            return fn()
+        except ERRORS as e:
+            res["errors"][label] = str(e)
+            log(f"error: {label}: {e}")
+            return "error"
+
+    for sc in SCENARIOS:
+        if sc not in only:
+            continue
+        if sc == "crash":
+            res["crash"] = {t: step(f"crash, {t}", lambda t=t: crash(
+                ctx, TOOL_CLASSES[t], CRASH_ROUNDS[q])) for t in tools}
+        elif sc == "idle":
+            res["idle"] = {t: {} for t in tools}
+            for n in sizes:
+                for t in tools:
+                    res["idle"][t][n] = step(f"idle N = {n}, {t}", lambda t=t, n=n: idle(
+                        ctx, TOOL_CLASSES[t], n, IDLE_SECS[q]))
+        elif sc == "startup":
+            runs = {t: [] for t in tools}
+            for i in range(STARTUP_RUNS[q]):
+                for t in tools:
+                    if runs[t] == "error":
+                        continue
+                    v = step(f"start-up of {STARTUP_JOBS}, {t}, run {i + 1}",
+                             lambda t=t: startup_once(ctx, TOOL_CLASSES[t]))
+                    runs[t] = v if v == "error" else runs[t] + [v]
+            res["startup"] = runs
+        elif sc == "hang":
+            R.HANG_ROUNDS = HANG_ROUNDS[q]
+            res["hang"] = {}
+            res["hang"]["guardian"] = step("hang, guardian", lambda: R.hang(
+                ctx["guardian"], args.keep)["rounds"])
+            if "monit" in tools:
+                res["hang"]["monit"] = step("hang, monit",
+                                            lambda: monit_hang(ctx, HANG_ROUNDS[q]))
+        elif sc == "checks":
+            res["checks"] = step("checks, guardian", lambda: R.checks_load(
+                ctx["guardian"], args.keep))
+        elif sc == "chain":
+            res["chain"] = step("chain, guardian", lambda: R.chain(ctx["guardian"], args.keep))
+    elapsed = time.monotonic() - started
+
+    rows, shortfalls = build_rows(res, tools)
+    ns = notes(res, ctx)
+    if R.LEFTOVERS:
+        ns.append(f"WARNING: {sum(R.LEFTOVERS)} job process(es) of guardian outlived a "
+                  f"run.py daemon and were killed.")
+    print(format_text(rows))
+    print()
+    if shortfalls:
+        print("Where guardian falls short:")
+        for s in shortfalls:
+            print(f"- {s}")
+        print()
+    for n in ns:
+        print(f"- {n}")
+
+    cmd = "python3 bench/compare.py" + "".join(
+        f" {a}" for a in sys.argv[1:])
+    md = [
+        "# guardian against supervisord, monit and runit",
+        "",
+        f"- Date: {date}",
+        f"- Machine: {mach}",
+        f"- Load average at start: {m['load']}",
+    ]
+    md += [f"- {k}: {ver[k]}" for k in tools]
+    md += [
+        f"- Command: `{cmd}` ({elapsed / 60:.1f} min)",
+        "",
+        "Lower is better in every row. `guardian / best peer` divides guardian's figure "
+        "by the lowest peer's: below 1, guardian is ahead. How each figure is measured, "
+        "and each peer's configuration: bench/README.md.",
+        "",
+        format_markdown(rows),
+        "",
+    ]
+    if shortfalls:
+        md += ["Where guardian falls short:", ""] + [f"- {s}" for s in shortfalls] + [""]
+    md += ["Notes:", ""] + [f"- {n}" for n in ns]
+    Path(args.output).write_text("\n".join(md) + "\n")
+    print(f"\nwritten to {args.output} ({elapsed / 60:.1f} min)")
+    return 1 if res["errors"] else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("compare.py: interrupted; daemons stopped, temporary directories removed")
+        sys.exit(130)
