@@ -14,32 +14,48 @@ pub struct TreeUsage {
     pub processes: u32,
 }
 
-fn clock_ticks() -> f64 {
+/// Clock ticks per second, the unit of CPU times in /proc.
+pub fn clock_ticks() -> f64 {
     // SAFETY: sysconf only reads a configuration value.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if t > 0 { t as f64 } else { 100.0 }
 }
 
-fn page_size() -> u64 {
+/// The page size, the unit of resident memory in /proc.
+pub fn page_size() -> u64 {
     // SAFETY: sysconf only reads a configuration value.
     let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if p > 0 { p as u64 } else { 4096 }
 }
 
-struct Stat {
-    ppid: u32,
-    ticks: u64,
-    rss_pages: u64,
+/// What /proc/PID/stat says of a process, as far as guardian cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub ppid: u32,
+    /// `R`, `S`, `Z`...
+    pub state: char,
+    /// User and system time, in clock ticks.
+    pub ticks: u64,
+    pub rss_pages: u64,
+    /// When it started, in clock ticks after boot.
+    pub start_time: u64,
 }
 
-fn stat(pid: u32) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// Reads /proc/PID/stat; None when the process is gone.
+pub fn stat(pid: u32) -> Option<Stat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The fields after the command name, which may itself hold spaces and parentheses.
+pub fn parse_stat(text: &str) -> Option<Stat> {
     let rest = &text[text.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // Field N of stat(5) is at index N - 3 after the command name.
     Some(Stat {
+        state: f.first()?.chars().next()?,
         ppid: f.get(1)?.parse().ok()?,
         ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
+        start_time: f.get(19)?.parse().ok()?,
         rss_pages: f.get(21)?.parse().ok()?,
     })
 }
@@ -86,6 +102,17 @@ pub fn usage(root: u32) -> Option<TreeUsage> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn odd_names() {
+        let line =
+            "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 100 1000 25 1 1";
+        let s = super::parse_stat(line).expect("parsed");
+        assert_eq!(
+            (s.state, s.ppid, s.ticks, s.start_time, s.rss_pages),
+            ('S', 1, 300, 100, 25)
+        );
+    }
+
     #[test]
     fn own_tree() {
         let u = super::usage(std::process::id()).expect("own process");

@@ -583,13 +583,7 @@ pub(crate) fn read_pidfile(path: &Path) -> Option<u32> {
 
 /// Parent pid, state and start time of a process.
 fn stat_of(pid: u32) -> Option<(u32, char, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let state = f.first()?.chars().next()?;
-    let ppid = f.get(1)?.parse().ok()?;
-    let start = f.get(22 - 3)?.parse().ok()?;
-    Some((ppid, state, start))
+    checks::tree::stat(pid).map(|s| (s.ppid, s.state, s.start_time))
 }
 
 /// Whether guardian is an ancestor of `pid`.
