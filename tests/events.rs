@@ -7,6 +7,15 @@ fn svc(record: &str, name: &str, args: &str) -> String {
     format!("exec = \"python3 {SVC} {args} --record {record} --name {name}\"\n")
 }
 
+/// A job listening on `port` after `delay` seconds, started only once it answers: a
+/// `tcp` readiness probe (a table, so it ends the job file).
+fn listener(record: &str, name: &str, port: u16, delay: f64) -> String {
+    format!(
+        "{}[ready]\ntype = \"tcp\"\nport = {port}\n",
+        svc(record, name, &format!("listen {port} --delay {delay}"))
+    )
+}
+
 /// The same, ready (and so `started`) only once the service has recorded that it is up:
 /// a `program` readiness probe. It must end the job file, being a table.
 fn svc_ready(record: &str, name: &str, args: &str) -> String {
@@ -21,13 +30,7 @@ fn start_on_orders_jobs_and_waits_for_readiness() {
     let c = Conf::new();
     let r = c.file("record");
     let port = free_port();
-    c.job(
-        "db",
-        &format!(
-            "{}[ready]\ntype = \"tcp\"\nport = {port}\n",
-            svc(&r, "db", &format!("listen {port} --delay 0.4"))
-        ),
-    );
+    c.job("db", &listener(&r, "db", port, 0.4));
     // app may only start once db answers: its pre-start checks that it does.
     c.job(
         "app",
@@ -375,13 +378,7 @@ fn the_django_stack_starts_in_order_gated_on_readiness_and_stops_in_reverse() {
     let c = Conf::new();
     let r = c.file("record");
     let port = free_port();
-    c.job(
-        "redis-server",
-        &format!(
-            "{}[ready]\ntype = \"tcp\"\nport = {port}\n",
-            svc(&r, "redis-server", &format!("listen {port} --delay 0.3"))
-        ),
-    );
+    c.job("redis-server", &listener(&r, "redis-server", port, 0.3));
     let deps: &[(&str, &str, &str)] = &[
         ("celeryd", "started redis-server", "stopping redis-server"),
         ("celerybeat", "started celeryd", "stopping celeryd"),
@@ -522,13 +519,7 @@ fn stop_all_and_start_all_keep_dependency_order() {
     let c = Conf::new();
     let r = c.file("record");
     let port = free_port();
-    c.job(
-        "redis",
-        &format!(
-            "{}[ready]\ntype = \"tcp\"\nport = {port}\n",
-            svc(&r, "redis", &format!("listen {port} --delay 0.2"))
-        ),
-    );
+    c.job("redis", &listener(&r, "redis", port, 0.2));
     c.job(
         "celery",
         &format!(
