@@ -60,19 +60,22 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     })
 }
 
+/// Every pid in /proc; None when /proc cannot be read.
+pub fn pids() -> Option<impl Iterator<Item = u32>> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    Some(
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok()),
+    )
+}
+
 /// The usage of `root` and its descendants; None when `root` is gone.
 pub fn usage(root: u32) -> Option<TreeUsage> {
     let root_stat = stat(root)?;
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     let mut stats: HashMap<u32, Stat> = HashMap::new();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for pid in pids()? {
         if let Some(s) = stat(pid) {
             children.entry(s.ppid).or_default().push(pid);
             stats.insert(pid, s);

@@ -442,14 +442,7 @@ impl Daemon {
         let me = std::process::id();
         let marker = format!("GUARDIAN_JOB={name}\0");
         let mut best: Option<(u64, u32)> = None;
-        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
+        for pid in checks::tree::pids()? {
             if self.pids.contains_key(&pid) {
                 continue;
             }
