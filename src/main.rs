@@ -5,16 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-mod alert;
-mod cli;
-mod config;
-mod control;
-mod daemon;
-mod event;
-mod job;
-mod process;
-
 fn main() -> ExitCode {
-    let args = cli::Args::parse();
-    cli::run(args)
+    let args = guardian::cli::Args::parse();
+    guardian::cli::run(args)
 }

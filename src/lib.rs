@@ -1,0 +1,12 @@
+//! guardian: a health-checking process supervisor. The binary in `main.rs` is a thin
+//! shell over this library, so that fuzz targets and tests can reach the readers and the
+//! protocol directly.
+
+pub mod alert;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod event;
+pub mod job;
+pub mod process;
