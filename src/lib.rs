@@ -9,4 +9,5 @@ pub mod control;
 pub mod daemon;
 pub mod event;
 pub mod job;
+pub mod logtext;
 pub mod process;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::alert::AlertSettings;
+use crate::logtext::{Esc, EscPath};
 
 use super::{Alert, Delivery, To, smtp};
 
@@ -75,12 +76,12 @@ fn load(dir: &Path) -> Vec<Delivery> {
         match std::fs::read(&path).map(|b| serde_json::from_slice::<Delivery>(&b)) {
             Ok(Ok(d)) => out.push(d),
             Ok(Err(e)) => {
-                tracing::error!("outbox: {} is damaged ({e}); kept aside", path.display());
+                tracing::error!("outbox: {} is damaged ({e}); kept aside", EscPath(&path));
                 let mut aside = path.clone().into_os_string();
                 aside.push(".damaged");
                 let _ = std::fs::rename(&path, aside);
             }
-            Err(e) => tracing::error!("outbox: cannot read {}: {e}", path.display()),
+            Err(e) => tracing::error!("outbox: cannot read {}: {e}", EscPath(&path)),
         }
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -137,7 +138,7 @@ async fn run(
                         for (to, alert) in items {
                             let d = Delivery { id: new_id(), to, alert, attempts: 0, last_error: None };
                             if let Err(e) = write(&dir, &d) {
-                                tracing::error!("outbox: cannot write {}: {e}; delivering from memory only", dir.display());
+                                tracing::error!("outbox: cannot write {}: {e}; delivering from memory only", EscPath(&dir));
                             }
                             pending.push(Entry { d, due });
                         }
@@ -200,8 +201,9 @@ async fn work(
         match deliver(settings, http, &to, &alerts).await {
             Ok(via) => {
                 tracing::info!(
-                    "alert delivered to {} via {via} ({} alert(s))",
-                    to.shown(),
+                    "alert delivered to {} via {} ({} alert(s))",
+                    Esc(to.shown()),
+                    Esc(&via),
                     alerts.len()
                 );
                 delivered.extend(idxs);
@@ -215,7 +217,11 @@ async fn work(
                     entry.due = Instant::now() + pause;
                     let _ = write(dir, &entry.d);
                 }
-                tracing::warn!("alert to {} not delivered, will retry: {e}", to.shown());
+                tracing::warn!(
+                    "alert to {} not delivered, will retry: {}",
+                    Esc(to.shown()),
+                    Esc(&e)
+                );
             }
         }
     }

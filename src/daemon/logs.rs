@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use tokio::net::unix::pipe;
 
+use crate::logtext::EscPath;
+
 /// A line longer than this is written in pieces rather than held forever.
 const MAX_LINE: usize = 16 * 1024;
 
@@ -59,7 +61,7 @@ async fn pump(rx: pipe::Receiver, mut log: LogFile) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                tracing::warn!("{}: reading job output failed: {e}", log.path.display());
+                tracing::warn!("{}: reading job output failed: {e}", EscPath(&log.path));
                 break;
             }
         }
@@ -136,7 +138,7 @@ impl LogFile {
                 match f.write_all(now) {
                     Ok(()) => self.size += now.len() as u64,
                     Err(e) => {
-                        tracing::warn!("cannot write {}: {e}", self.path.display());
+                        tracing::warn!("cannot write {}: {e}", EscPath(&self.path));
                         return;
                     }
                 }
@@ -157,7 +159,7 @@ impl LogFile {
                 true
             }
             Err(e) => {
-                tracing::warn!("cannot open {}: {e}", self.path.display());
+                tracing::warn!("cannot open {}: {e}", EscPath(&self.path));
                 false
             }
         }
@@ -181,7 +183,7 @@ impl LogFile {
             let _ = std::fs::rename(generation(n), generation(n + 1));
         }
         if let Err(e) = std::fs::rename(&self.path, generation(1)) {
-            tracing::warn!("cannot rotate {}: {e}", self.path.display());
+            tracing::warn!("cannot rotate {}: {e}", EscPath(&self.path));
         }
     }
 }

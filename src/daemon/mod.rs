@@ -226,7 +226,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "guardian {} started: {} jobs, control socket {}",
         env!("CARGO_PKG_VERSION"),
         daemon.jobs.len(),
-        bound.path.display()
+        crate::logtext::EscPath(&bound.path)
     );
     let listener = bound
         .listener
@@ -403,7 +403,11 @@ impl Daemon {
                 Effect::Spawn(p) => match self.spawn_proc(name, p) {
                     Ok(pid) => follow.push(Work::Feed(name.into(), Input::Spawned(p, pid))),
                     Err(e) => {
-                        tracing::warn!("{name}: cannot start {}: {e}", p.as_str());
+                        tracing::warn!(
+                            "{name}: cannot start {}: {}",
+                            p.as_str(),
+                            crate::logtext::Esc(&e.to_string())
+                        );
                         follow.push(Work::Feed(name.into(), Input::SpawnFailed(p)));
                         follow.push(Work::Record(name.into(), p, format!("spawn failed: {e}")));
                     }
@@ -740,7 +744,7 @@ impl Daemon {
         if let Err(e) = state::save(&self.config.settings.state_dir, &self.persisted) {
             tracing::error!(
                 "cannot save state in {}: {e}",
-                self.config.settings.state_dir.display()
+                crate::logtext::EscPath(&self.config.settings.state_dir)
             );
         }
     }

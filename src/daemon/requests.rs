@@ -256,6 +256,7 @@ impl Daemon {
         }
         let mut event = Event::new(&name);
         event.env = env;
+        // The event's Display escapes what the client sent.
         tracing::info!("event `{event}` emitted by hand");
         let moved = self.emit_user_event(event);
         if moved.is_empty() {
