@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::alert::AlertSettings;
+use crate::files;
 use crate::logtext::{Esc, EscPath};
 
 use super::{Alert, Delivery, To, smtp};
@@ -56,7 +57,14 @@ fn write(dir: &Path, d: &Delivery) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{}.tmp", d.id));
     let body = serde_json::to_vec_pretty(d).map_err(std::io::Error::other)?;
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = files::open(
+            &tmp,
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true),
+            files::PRIVATE,
+        )?;
         f.write_all(&body)?;
         f.sync_all()?;
     }
@@ -73,6 +81,8 @@ fn load(dir: &Path) -> Vec<Delivery> {
         if path.extension().and_then(|x| x.to_str()) != Some("json") {
             continue;
         }
+        // Left by an older guardian under the umask: private from now on.
+        let _ = files::fix_path(&path, files::PRIVATE);
         match std::fs::read(&path).map(|b| serde_json::from_slice::<Delivery>(&b)) {
             Ok(Ok(d)) => out.push(d),
             Ok(Err(e)) => {
@@ -94,7 +104,7 @@ pub fn start(
     dir: PathBuf,
     http: Option<checks::HttpClient>,
 ) -> std::io::Result<mpsc::UnboundedSender<Msg>> {
-    std::fs::create_dir_all(&dir)?;
+    files::create_dir(&dir, files::PRIVATE)?;
     let (tx, rx) = mpsc::unbounded_channel();
     let left = load(&dir);
     if !left.is_empty() {

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use tokio::net::unix::pipe;
 
+use crate::files::{self, Access};
 use crate::logtext::EscPath;
 
 /// A line longer than this is written in pieces rather than held forever.
@@ -33,7 +34,7 @@ impl Drop for LogPipe {
 }
 
 impl LogPipe {
-    pub fn open(path: PathBuf, max_size: u64, keep: u32) -> io::Result<LogPipe> {
+    pub fn open(path: PathBuf, max_size: u64, keep: u32, access: Access) -> io::Result<LogPipe> {
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let rx = pipe::Receiver::from_owned_fd(read)?;
         let file = LogFile {
@@ -42,6 +43,7 @@ impl LogPipe {
             size: 0,
             max_size,
             keep,
+            access,
         };
         let task = tokio::spawn(pump(rx, file));
         Ok(LogPipe { write, task })
@@ -78,6 +80,8 @@ struct LogFile {
     size: u64,
     max_size: u64,
     keep: u32,
+    /// The mode (and group) of the file, and so of its rotated generations.
+    access: Access,
 }
 
 impl LogFile {
@@ -148,11 +152,11 @@ impl LogFile {
     }
 
     fn open(&mut self) -> bool {
-        match OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-        {
+        match files::open(
+            &self.path,
+            OpenOptions::new().create(true).append(true),
+            self.access,
+        ) {
             Ok(f) => {
                 self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
                 self.file = Some(f);
@@ -202,6 +206,7 @@ mod tests {
             size: 0,
             max_size: 10,
             keep: 2,
+            access: files::PRIVATE,
         };
         let mut partial = Vec::new();
         log.feed(b"abc", &mut partial);
