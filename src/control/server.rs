@@ -570,6 +570,34 @@ async fn connection(
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn the_longest_idle_goes_and_busy_ones_stay() {
+        let mut r = Registry::default();
+        let now = Instant::now();
+        let task = || Some(tokio::spawn(std::future::pending::<()>()).abort_handle());
+        for (id, idle) in [
+            (1, None),
+            (2, Some(now)),
+            (3, now.checked_sub(Duration::from_secs(3))),
+            (4, now.checked_sub(Duration::from_secs(1))),
+        ] {
+            r.open.insert(
+                id,
+                Slot {
+                    idle_since: idle,
+                    abort: task(),
+                },
+            );
+        }
+        assert!(r.evict().is_some());
+        assert!(!r.open.contains_key(&3), "idle longest");
+        assert!(r.evict().is_some());
+        assert!(!r.open.contains_key(&4));
+        assert!(r.evict().is_some());
+        assert!(r.evict().is_none(), "a connection at work is never evicted");
+        assert!(r.open.contains_key(&1));
+    }
+
     #[test]
     fn who_may_do_what() {
         let access = Access {
