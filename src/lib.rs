@@ -8,5 +8,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod event;
+pub mod files;
 pub mod job;
+pub mod logtext;
 pub mod process;

@@ -3,5 +3,6 @@
 mod alerts;
 mod checks;
 mod events;
+mod hardening_socket;
 mod lifecycle;
 mod util;

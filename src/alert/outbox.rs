@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::alert::AlertSettings;
+use crate::files;
+use crate::logtext::{Esc, EscPath};
 
 use super::{Alert, Delivery, To, smtp};
 
@@ -55,7 +57,14 @@ fn write(dir: &Path, d: &Delivery) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{}.tmp", d.id));
     let body = serde_json::to_vec_pretty(d).map_err(std::io::Error::other)?;
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = files::open(
+            &tmp,
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true),
+            files::PRIVATE,
+        )?;
         f.write_all(&body)?;
         f.sync_all()?;
     }
@@ -72,15 +81,17 @@ fn load(dir: &Path) -> Vec<Delivery> {
         if path.extension().and_then(|x| x.to_str()) != Some("json") {
             continue;
         }
+        // Left by an older guardian under the umask: private from now on.
+        let _ = files::fix_path(&path, files::PRIVATE);
         match std::fs::read(&path).map(|b| serde_json::from_slice::<Delivery>(&b)) {
             Ok(Ok(d)) => out.push(d),
             Ok(Err(e)) => {
-                tracing::error!("outbox: {} is damaged ({e}); kept aside", path.display());
+                tracing::error!("outbox: {} is damaged ({e}); kept aside", EscPath(&path));
                 let mut aside = path.clone().into_os_string();
                 aside.push(".damaged");
                 let _ = std::fs::rename(&path, aside);
             }
-            Err(e) => tracing::error!("outbox: cannot read {}: {e}", path.display()),
+            Err(e) => tracing::error!("outbox: cannot read {}: {e}", EscPath(&path)),
         }
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -93,7 +104,7 @@ pub fn start(
     dir: PathBuf,
     http: Option<checks::HttpClient>,
 ) -> std::io::Result<mpsc::UnboundedSender<Msg>> {
-    std::fs::create_dir_all(&dir)?;
+    files::create_dir(&dir, files::PRIVATE)?;
     let (tx, rx) = mpsc::unbounded_channel();
     let left = load(&dir);
     if !left.is_empty() {
@@ -137,7 +148,7 @@ async fn run(
                         for (to, alert) in items {
                             let d = Delivery { id: new_id(), to, alert, attempts: 0, last_error: None };
                             if let Err(e) = write(&dir, &d) {
-                                tracing::error!("outbox: cannot write {}: {e}; delivering from memory only", dir.display());
+                                tracing::error!("outbox: cannot write {}: {e}; delivering from memory only", EscPath(&dir));
                             }
                             pending.push(Entry { d, due });
                         }
@@ -200,8 +211,9 @@ async fn work(
         match deliver(settings, http, &to, &alerts).await {
             Ok(via) => {
                 tracing::info!(
-                    "alert delivered to {} via {via} ({} alert(s))",
-                    to.shown(),
+                    "alert delivered to {} via {} ({} alert(s))",
+                    Esc(to.shown()),
+                    Esc(&via),
                     alerts.len()
                 );
                 delivered.extend(idxs);
@@ -215,7 +227,11 @@ async fn work(
                     entry.due = Instant::now() + pause;
                     let _ = write(dir, &entry.d);
                 }
-                tracing::warn!("alert to {} not delivered, will retry: {e}", to.shown());
+                tracing::warn!(
+                    "alert to {} not delivered, will retry: {}",
+                    Esc(to.shown()),
+                    Esc(&e)
+                );
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The arguments, as clap reads them.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,12 @@ pub struct Args {
     /// The control socket (default: GUARDIAN_SOCKET, else `socket` in guardian.toml).
     #[arg(long, global = true)]
     pub socket: Option<PathBuf>,
+
+    /// How long a client command waits for the daemon's answer, e.g. `30s`, `10m`
+    /// (default: 5m for commands that wait for jobs, 30s for the others; connecting
+    /// and the hello take at most 5s).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = duration)]
+    pub timeout: Option<Duration>,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -60,8 +67,15 @@ pub enum Command {
         #[arg(long)]
         no_wait: bool,
     },
-    /// Without a job: re-read the configuration. With a job (or `all`): send its reload signal.
-    Reload { target: Option<String> },
+    /// Without a job: re-read the configuration. With a job: send its reload signal.
+    /// `--all-jobs` signals every running job (`reload all` is refused: one word away
+    /// from re-reading the configuration).
+    Reload {
+        target: Option<String>,
+        /// Send every running job its reload signal.
+        #[arg(long, conflicts_with = "target")]
+        all_jobs: bool,
+    },
     /// Act on a job's checks again (or `all`).
     Monitor { target: String },
     /// Keep a job running but stop acting on its checks (or `all`), e.g. during a deploy.
@@ -97,4 +111,15 @@ pub enum Command {
     },
     /// Send a test alert to every recipient and webhook now, and say how it went.
     TestAlert,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("the timeout must be more than 0".into()),
+        Ok(d) if d > Duration::from_secs(7 * 24 * 3600) => {
+            Err("the timeout is at most a week (7d)".into())
+        }
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e}; write it like 30s, 5m or 1h")),
+    }
 }

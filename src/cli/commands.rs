@@ -2,23 +2,66 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::config;
-use crate::control::client::Client;
+use crate::control::client::{CONNECT_TIMEOUT, Client, ClientError};
 use crate::control::protocol::{Request, Response};
 
 use super::Exit;
 use super::args::{Args, Command};
 use super::{logs, output};
 
+/// The daemon as a client command reaches it: its socket, and how long to wait.
+pub(super) struct Socket {
+    pub path: PathBuf,
+    /// `--timeout`; else a default by command.
+    pub timeout: Option<Duration>,
+}
+
+/// How long commands that wait for jobs (start, stop, restart, emit, test-alert) wait
+/// for their answer by default.
+const WAIT_DEFAULT: Duration = Duration::from_secs(300);
+/// `run`: the daemon kills a custom command after 5 minutes; its answer comes after.
+const RUN_DEFAULT: Duration = Duration::from_secs(330);
+/// Commands the daemon answers at once (summary, status, monitor, reload ...).
+const QUICK_DEFAULT: Duration = Duration::from_secs(30);
+
+impl Socket {
+    fn timeout_for(&self, request: &Request) -> Duration {
+        self.timeout.unwrap_or(match request {
+            Request::Start { wait: true, .. }
+            | Request::Stop { wait: true, .. }
+            | Request::Restart { wait: true, .. }
+            | Request::Emit { wait: true, .. }
+            | Request::TestAlert => WAIT_DEFAULT,
+            Request::Run { .. } => RUN_DEFAULT,
+            _ => QUICK_DEFAULT,
+        })
+    }
+
+    pub fn connect(&self) -> Result<Client, ClientError> {
+        Client::connect(&self.path, self.timeout.unwrap_or(CONNECT_TIMEOUT))
+    }
+
+    /// Connects, sends one request and returns its answer, each step bounded.
+    pub fn call(&self, request: &Request) -> Result<Response, ClientError> {
+        self.connect()?.call(request, self.timeout_for(request))
+    }
+}
+
 pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
-    let socket = match &args.command {
+    let path = match &args.command {
         None => return run_daemon(&args.config),
         Some(Command::Check) => return check(&args.config),
         Some(Command::Graph) => return graph(&args.config),
         Some(_) => socket_path(&args)?,
+    };
+    let socket = Socket {
+        path,
+        timeout: args.timeout,
     };
     let Some(command) = args.command else {
         return Ok(Exit::Error);
@@ -48,9 +91,28 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
                 wait: wait(no_wait),
             },
         ),
-        Command::Reload { target: None } => ask(&socket, Request::ReloadConfig),
+        Command::Reload {
+            target: None,
+            all_jobs: false,
+        } => ask(&socket, Request::ReloadConfig),
+        Command::Reload {
+            target: None,
+            all_jobs: true,
+        } => ask(&socket, Request::ReloadAllJobs),
         Command::Reload {
             target: Some(target),
+            ..
+        } if target == "all" => {
+            eprintln!(
+                "guardian: `reload all` is not taken: it would send every job its reload signal.\n\
+                 To re-read the configuration: guardian reload\n\
+                 To send every running job its reload signal: guardian reload --all-jobs"
+            );
+            Ok(Exit::Error)
+        }
+        Command::Reload {
+            target: Some(target),
+            ..
         } => ask(&socket, Request::ReloadJob { target }),
         Command::Monitor { target } => ask(&socket, Request::Monitor { target }),
         Command::Unmonitor { target } => ask(&socket, Request::Unmonitor { target }),
@@ -87,6 +149,8 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
 }
 
 /// `--socket`, else `GUARDIAN_SOCKET`, else `socket` in guardian.toml, else the default.
+/// Only the `socket` key of guardian.toml is read: a client needs nothing else, and may
+/// not be allowed to read what the rest names (a password file).
 fn socket_path(args: &Args) -> anyhow::Result<PathBuf> {
     if let Some(s) = &args.socket {
         return Ok(s.clone());
@@ -95,8 +159,8 @@ fn socket_path(args: &Args) -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from(s));
     }
     let dir = std::path::absolute(&args.config).unwrap_or_else(|_| args.config.clone());
-    match config::load_settings(&dir) {
-        Ok(s) => Ok(s.socket),
+    match config::client::paths(&dir) {
+        Ok(p) => Ok(p.socket),
         Err(diags) => Err(anyhow::anyhow!("{diags}")),
     }
 }
@@ -129,10 +193,11 @@ fn init_tracing() {
         .and_then(|v| EnvFilter::try_new(v).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(crate::logtext::LogWriter { keep_esc: ansi })
+        .with_ansi(ansi)
         .with_target(false)
         .init();
 }
@@ -158,8 +223,8 @@ fn check(dir: &std::path::Path) -> anyhow::Result<Exit> {
     }
 }
 
-fn alerts(socket: &std::path::Path, json: bool) -> anyhow::Result<Exit> {
-    let response = connect(socket)?.call(&Request::Alerts)?;
+fn alerts(socket: &Socket, json: bool) -> anyhow::Result<Exit> {
+    let response = socket.call(&Request::Alerts)?;
     let Response::Alerts { pending } = response else {
         return answer(response);
     };
@@ -203,14 +268,9 @@ fn graph(dir: &std::path::Path) -> anyhow::Result<Exit> {
     }
 }
 
-fn connect(socket: &std::path::Path) -> anyhow::Result<Client> {
-    Ok(Client::connect(socket)?)
-}
-
 /// Sends one request and turns the common answers into output and an exit code.
-fn ask(socket: &std::path::Path, request: Request) -> anyhow::Result<Exit> {
-    let response = connect(socket)?.call(&request)?;
-    answer(response)
+fn ask(socket: &Socket, request: Request) -> anyhow::Result<Exit> {
+    answer(socket.call(&request)?)
 }
 
 fn answer(response: Response) -> anyhow::Result<Exit> {
@@ -233,9 +293,9 @@ fn answer(response: Response) -> anyhow::Result<Exit> {
     }
 }
 
-fn status(socket: &std::path::Path, job: Option<String>, json: bool) -> anyhow::Result<Exit> {
+fn status(socket: &Socket, job: Option<String>, json: bool) -> anyhow::Result<Exit> {
     let one = job.is_some();
-    let response = connect(socket)?.call(&Request::Status { job })?;
+    let response = socket.call(&Request::Status { job })?;
     let Response::Jobs { jobs } = response else {
         return answer(response);
     };
@@ -265,15 +325,14 @@ fn status(socket: &std::path::Path, job: Option<String>, json: bool) -> anyhow::
     Ok(Exit::Ok)
 }
 
-fn env(socket: &std::path::Path, dir: &std::path::Path, job: &str) -> anyhow::Result<Exit> {
-    let report = match Client::connect(socket) {
-        Ok(mut client) => match client.call(&Request::Env {
-            job: job.to_string(),
-        })? {
-            Response::Env { report } => *report,
-            other => return answer(other),
-        },
-        Err(crate::control::client::ClientError::Connect { .. }) => {
+fn env(socket: &Socket, dir: &std::path::Path, job: &str) -> anyhow::Result<Exit> {
+    let request = Request::Env {
+        job: job.to_string(),
+    };
+    let report = match socket.call(&request) {
+        Ok(Response::Env { report }) => *report,
+        Ok(other) => return answer(other),
+        Err(e) if e.no_daemon() => {
             // No daemon: the configuration says the same thing the daemon would.
             let config = config::load(dir).map_err(|d| anyhow::anyhow!("{d}"))?;
             let spec = config
@@ -289,9 +348,9 @@ fn env(socket: &std::path::Path, dir: &std::path::Path, job: &str) -> anyhow::Re
     Ok(Exit::Ok)
 }
 
-fn run(socket: &std::path::Path, job: String, command: String) -> anyhow::Result<Exit> {
+fn run(socket: &Socket, job: String, command: String) -> anyhow::Result<Exit> {
     let label = format!("{job} {command}");
-    match connect(socket)?.call(&Request::Run { job, command })? {
+    match socket.call(&Request::Run { job, command })? {
         Response::Ran {
             status,
             success,

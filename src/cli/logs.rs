@@ -8,35 +8,34 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config;
-use crate::control::client::{Client, ClientError};
 use crate::control::protocol::{Request, Response};
 
 use super::Exit;
+use super::commands::Socket;
 
 /// Where the job's log is: the daemon knows; without a daemon, the configuration does.
-fn log_path(socket: &Path, dir: &Path, job: &str) -> anyhow::Result<Result<PathBuf, Exit>> {
-    match Client::connect(socket) {
-        Ok(mut c) => match c.call(&Request::Logs {
-            job: job.to_string(),
-        })? {
-            Response::LogFile { path } => Ok(Ok(PathBuf::from(path))),
-            Response::Error { message } => {
-                eprintln!("guardian: {message}");
-                Ok(Err(Exit::Error))
-            }
-            other => anyhow::bail!("unexpected answer: {other:?}"),
-        },
-        Err(ClientError::Connect { .. }) => {
+fn log_path(socket: &Socket, dir: &Path, job: &str) -> anyhow::Result<Result<PathBuf, Exit>> {
+    let request = Request::Logs {
+        job: job.to_string(),
+    };
+    match socket.call(&request) {
+        Ok(Response::LogFile { path }) => Ok(Ok(PathBuf::from(path))),
+        Ok(Response::Error { message }) => {
+            eprintln!("guardian: {message}");
+            Ok(Err(Exit::Error))
+        }
+        Ok(other) => anyhow::bail!("unexpected answer: {other:?}"),
+        Err(e) if e.no_daemon() => {
             let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-            let settings = config::load_settings(&dir).map_err(|d| anyhow::anyhow!("{d}"))?;
-            Ok(Ok(settings.log_dir.join(format!("{job}.log"))))
+            let paths = config::client::paths(&dir).map_err(|d| anyhow::anyhow!("{d}"))?;
+            Ok(Ok(paths.log_dir.join(format!("{job}.log"))))
         }
         Err(e) => Err(e.into()),
     }
 }
 
 pub fn show(
-    socket: &Path,
+    socket: &Socket,
     dir: &Path,
     job: &str,
     lines: usize,

@@ -252,6 +252,9 @@ fn template(r: &mut Reader<'_>, key: &str, v: &Value<'_>) -> Option<String> {
 pub fn read(r: &mut Reader<'_>, dir: &std::path::Path, v: &Value<'_>) -> Option<AlertSettings> {
     let t = r.table("alert", v)?;
     let mut a = AlertSettings::default();
+    // Whether each key is there, whatever its value: a password file that cannot be
+    // read is its own error, not also a missing half of the pair.
+    let (mut user_key, mut password_key) = (false, false);
     for (key, val) in t.iter() {
         let k = key.get_ref().as_ref();
         match k {
@@ -310,8 +313,12 @@ pub fn read(r: &mut Reader<'_>, dir: &std::path::Path, v: &Value<'_>) -> Option<
                 }
             }
             "tls-verify" => a.tls_verify = r.bool(k, val).unwrap_or(true),
-            "user" => a.user = r.string(k, val),
+            "user" => {
+                user_key = true;
+                a.user = r.string(k, val);
+            }
             "password-file" => {
+                password_key = true;
                 if let Some(p) = r.string(k, val) {
                     let p = dir.join(p);
                     match std::fs::read_to_string(&p) {
@@ -383,7 +390,7 @@ pub fn read(r: &mut Reader<'_>, dir: &std::path::Path, v: &Value<'_>) -> Option<
             Some("from = \"guardian@this-host.example.com\"".into()),
         );
     }
-    if a.user.is_some() != a.password_file.is_some() {
+    if user_key != password_key {
         r.error(v.span(), "`user` and `password-file` go together", None);
     }
     Some(a)

@@ -3,6 +3,7 @@
 
 pub mod alert;
 pub mod check;
+pub mod client;
 pub mod deps;
 pub mod diag;
 pub mod job;

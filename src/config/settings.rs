@@ -19,7 +19,16 @@ const KEYS: &[&str] = &[
     "every",
     "check",
     "alert",
+    "read-group",
+    "log-group",
 ];
+
+/// A group of the host, by the name the configuration gave and its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRef {
+    pub name: String,
+    pub gid: u32,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -35,6 +44,10 @@ pub struct Settings {
     /// Checks of the host itself (disk, load, memory...).
     pub checks: Vec<CheckSpec>,
     pub alert: AlertSettings,
+    /// Members may use the read-only commands of the control socket.
+    pub read_group: Option<GroupRef>,
+    /// Job logs are readable by this group (else private to guardian's user).
+    pub log_group: Option<GroupRef>,
 }
 
 impl Settings {
@@ -48,6 +61,8 @@ impl Settings {
             every: Duration::from_secs(30),
             checks: Vec::new(),
             alert: AlertSettings::default(),
+            read_group: None,
+            log_group: None,
         }
     }
 }
@@ -96,8 +111,38 @@ pub fn read(r: &mut Reader<'_>, dir: &Path, table: &DeTable<'_>) -> Settings {
                     s.alert = a;
                 }
             }
+            "read-group" => s.read_group = group(r, k, v),
+            "log-group" => s.log_group = group(r, k, v),
             _ => r.unknown_key(key, KEYS),
         }
     }
     s
+}
+
+/// A group name (or a numeric id) that must exist on this host.
+fn group(r: &mut Reader<'_>, key: &str, v: &super::reader::Value<'_>) -> Option<GroupRef> {
+    let name = r.string(key, v)?;
+    let found = match nix::unistd::Group::from_name(&name) {
+        Ok(Some(g)) => Some(g.gid.as_raw()),
+        Ok(None) => name.parse::<u32>().ok(),
+        Err(e) => {
+            r.error(
+                v.span(),
+                format!("`{key}`: cannot look up the group `{name}`: {e}"),
+                None,
+            );
+            return None;
+        }
+    };
+    match found {
+        Some(gid) => Some(GroupRef { name, gid }),
+        None => {
+            r.error(
+                v.span(),
+                format!("`{key}`: there is no group `{name}` on this host"),
+                Some("create it (groupadd), or give an existing group's name".into()),
+            );
+            None
+        }
+    }
 }

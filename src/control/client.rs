@@ -1,18 +1,35 @@
-//! The CLI's side of the control socket: blocking, one connection per command.
+//! The CLI's side of the control socket: blocking, one connection per command, and
+//! never waiting without a bound: connecting and the hello within
+//! [`CONNECT_TIMEOUT`] (or less), every answer within the time the caller gives.
 
-use std::io;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::frame::{self, FrameError};
 use super::protocol::{PROTOCOL_VERSION, Request, Response};
 
+/// Connecting and the hello: a daemon that is up answers them at once.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error(
-        "cannot reach guardian at {path}: {source} (is the daemon running? start it with `guardian -c DIR`)"
-    )]
+    /// Nothing listens at the socket's path: the daemon is not running there.
+    #[error("no guardian daemon at {}: {why}", path.display())]
+    NoDaemon { path: PathBuf, why: String },
+    #[error("permission denied: {0}")]
+    Permission(String),
+    #[error("cannot connect to guardian at {}: {source}", path.display())]
     Connect { path: PathBuf, source: io::Error },
+    /// The daemon did not answer in time; `what` says what was waited for.
+    #[error("no answer within {}: waited for {what}{hint}", humantime::format_duration(*after))]
+    Timeout {
+        what: String,
+        after: Duration,
+        hint: String,
+    },
     #[error("talking to guardian: {0}")]
     Frame(#[from] FrameError),
     #[error("guardian sent something this client does not understand: {0}")]
@@ -21,21 +38,80 @@ pub enum ClientError {
     Refused(String),
 }
 
+impl ClientError {
+    /// Whether no daemon is running at the socket (so a command may fall back on the
+    /// configuration), as opposed to one that cannot be reached or did not answer.
+    pub fn no_daemon(&self) -> bool {
+        matches!(self, ClientError::NoDaemon { .. })
+    }
+}
+
+/// Reads and writes that give up at a deadline, however the bytes trickle in.
+struct Deadline<'a> {
+    stream: &'a UnixStream,
+    until: Instant,
+}
+
+impl Deadline<'_> {
+    fn left(&self) -> io::Result<Duration> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(io::ErrorKind::TimedOut.into())
+        } else {
+            Ok(left)
+        }
+    }
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        (&mut &*self.stream).read(buf)
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        (&mut &*self.stream).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn timed_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
 pub struct Client {
     stream: UnixStream,
+    path: PathBuf,
 }
 
 impl Client {
-    /// Connects and shakes hands.
-    pub fn connect(path: &Path) -> Result<Client, ClientError> {
-        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+    /// Connects and shakes hands, within `timeout` (at most [`CONNECT_TIMEOUT`]).
+    pub fn connect(path: &Path, timeout: Duration) -> Result<Client, ClientError> {
+        let timeout = timeout.min(CONNECT_TIMEOUT);
+        let stream = connect_within(path, timeout)?;
+        let mut client = Client {
+            stream,
             path: path.to_path_buf(),
-            source,
-        })?;
-        let mut client = Client { stream };
-        match client.call(&Request::Hello {
-            version: PROTOCOL_VERSION,
-        })? {
+        };
+        let what = format!("the daemon at {} to answer the hello", path.display());
+        let answer = client.exchange(
+            &Request::Hello {
+                version: PROTOCOL_VERSION,
+            },
+            timeout,
+            what,
+            String::new(),
+        )?;
+        match answer {
             Response::Hello { .. } => Ok(client),
             Response::Error { message } => Err(ClientError::Refused(message)),
             other => Err(ClientError::Refused(format!(
@@ -44,10 +120,172 @@ impl Client {
         }
     }
 
-    pub fn call(&mut self, request: &Request) -> Result<Response, ClientError> {
+    /// Sends `request` and waits at most `timeout` for its answer.
+    pub fn call(&mut self, request: &Request, timeout: Duration) -> Result<Response, ClientError> {
+        let what = format!("guardian's answer to {}", describe(request));
+        let hint = format!(
+            " (the daemon at {} may still be carrying it out: `guardian status` shows where jobs are; --timeout DURATION waits longer)",
+            self.path.display()
+        );
+        self.exchange(request, timeout, what, hint)
+    }
+
+    fn exchange(
+        &mut self,
+        request: &Request,
+        timeout: Duration,
+        what: String,
+        hint: String,
+    ) -> Result<Response, ClientError> {
+        let mut io = Deadline {
+            stream: &self.stream,
+            until: Instant::now() + timeout,
+        };
+        let late = |what: String| ClientError::Timeout {
+            what,
+            after: timeout,
+            hint: hint.clone(),
+        };
         let body = serde_json::to_vec(request)?;
-        frame::write_sync(&mut self.stream, &body).map_err(FrameError::Io)?;
-        let answer = frame::read_sync(&mut self.stream)?;
-        Ok(serde_json::from_slice(&answer)?)
+        let sent = frame::write_sync(&mut io, &body);
+        // A daemon that refused the connection (busy, not allowed) may have answered
+        // and closed before the request was written: its answer is still to be read.
+        if let Err(e) = &sent {
+            if timed_out(e) {
+                return Err(late(what));
+            }
+            if !matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) {
+                return Err(ClientError::Frame(FrameError::Io(io::Error::new(
+                    e.kind(),
+                    e.to_string(),
+                ))));
+            }
+        }
+        match frame::read_sync(&mut io) {
+            Ok(answer) => Ok(serde_json::from_slice(&answer)?),
+            Err(FrameError::Io(e)) if timed_out(&e) => Err(late(what)),
+            Err(e) => match sent {
+                Err(write) => Err(ClientError::Frame(FrameError::Io(write))),
+                Ok(()) => Err(e.into()),
+            },
+        }
+    }
+}
+
+/// `stop web`, `status`, `emit deploy-done`: the command a request comes from.
+fn describe(request: &Request) -> String {
+    let object = match request {
+        Request::Status { job: Some(j) } | Request::Logs { job: j } | Request::Env { job: j } => {
+            format!(" {j}")
+        }
+        Request::Start { target, .. }
+        | Request::Stop { target, .. }
+        | Request::Restart { target, .. }
+        | Request::ReloadJob { target }
+        | Request::Monitor { target }
+        | Request::Unmonitor { target } => format!(" {target}"),
+        Request::ReloadAllJobs => " --all-jobs".to_string(),
+        Request::Run { job, command } => format!(" {job} {command}"),
+        Request::Emit { event, .. } => format!(" {event}"),
+        _ => String::new(),
+    };
+    format!("`{}{}`", request.verb(), crate::logtext::escape(&object))
+}
+
+/// Connects within `timeout`. A blocking connect waits while the daemon's backlog is
+/// full, so it runs on a thread of its own that is left behind if it takes too long.
+fn connect_within(path: &Path, timeout: Duration) -> Result<UnixStream, ClientError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let target = path.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(UnixStream::connect(&target));
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(connect_error(path, e)),
+        Err(_) => Err(ClientError::Timeout {
+            what: format!("the daemon at {} to accept the connection", path.display()),
+            after: timeout,
+            hint: " (its backlog is full: it is not accepting connections)".into(),
+        }),
+    }
+}
+
+/// The one real cause of a failed connect, said once.
+fn connect_error(path: &Path, e: io::Error) -> ClientError {
+    let shown = path.display();
+    match e.kind() {
+        io::ErrorKind::NotFound => ClientError::NoDaemon {
+            path: path.to_path_buf(),
+            why: "no such socket (is the daemon running? start it with `guardian -c DIR`; \
+                  clients find its socket with the same -c DIR, --socket PATH or GUARDIAN_SOCKET)"
+                .into(),
+        },
+        io::ErrorKind::ConnectionRefused => ClientError::NoDaemon {
+            path: path.to_path_buf(),
+            why: "the socket file is there but nothing listens on it (the daemon is not running)"
+                .into(),
+        },
+        io::ErrorKind::PermissionDenied => {
+            let uid = nix::unistd::getuid().as_raw();
+            ClientError::Permission(match std::fs::metadata(path) {
+                Ok(meta) => format!(
+                    "uid {uid} may not connect to guardian's control socket {shown} (mode {:04o}, owner {}, group {}): \
+                     root and guardian's own user may; `read-group` in the daemon's guardian.toml lets a group read",
+                    meta.mode() & 0o7777,
+                    user_name(meta.uid()),
+                    group_name(meta.gid()),
+                ),
+                Err(_) => format!(
+                    "uid {uid} cannot reach guardian's control socket {shown}: {}",
+                    closed_dir(path).unwrap_or_else(|| "a directory on its way is closed".into())
+                ),
+            })
+        }
+        _ => ClientError::Connect {
+            path: path.to_path_buf(),
+            source: e,
+        },
+    }
+}
+
+/// The directory on the way to `path` that this user cannot enter, as words.
+fn closed_dir(path: &Path) -> Option<String> {
+    let mut dirs: Vec<&Path> = path.ancestors().skip(1).collect();
+    dirs.reverse();
+    for dir in dirs {
+        if dir.as_os_str().is_empty() {
+            continue;
+        }
+        if nix::unistd::access(dir, nix::unistd::AccessFlags::X_OK).is_err() {
+            let mode = std::fs::metadata(dir)
+                .map(|m| {
+                    format!(
+                        " (mode {:04o}, owner {})",
+                        m.mode() & 0o7777,
+                        user_name(m.uid())
+                    )
+                })
+                .unwrap_or_default();
+            return Some(format!("it cannot enter {}{mode}", dir.display()));
+        }
+    }
+    None
+}
+
+fn user_name(uid: u32) -> String {
+    match nix::unistd::User::from_uid(uid.into()) {
+        Ok(Some(u)) => u.name,
+        _ => uid.to_string(),
+    }
+}
+
+fn group_name(gid: u32) -> String {
+    match nix::unistd::Group::from_gid(gid.into()) {
+        Ok(Some(g)) => g.name,
+        _ => gid.to_string(),
     }
 }

@@ -19,7 +19,8 @@ pub enum FrameError {
     Io(#[from] io::Error),
 }
 
-fn check_len(header: [u8; 4]) -> Result<usize, FrameError> {
+/// The length a frame's header announces, refused above [`MAX_FRAME`].
+pub fn header_len(header: [u8; 4]) -> Result<usize, FrameError> {
     let len = u32::from_be_bytes(header) as usize;
     if len > MAX_FRAME {
         Err(FrameError::TooLarge(len))
@@ -40,6 +41,17 @@ fn eof_to(e: io::Error, first: bool) -> FrameError {
     }
 }
 
+/// Decodes the first frame of `buf`, a byte stream: its payload and how many bytes of
+/// `buf` it took, or `None` while the frame is not complete. Pure: no I/O.
+pub fn decode(buf: &[u8]) -> Result<Option<(&[u8], usize)>, FrameError> {
+    let Some(header) = buf.first_chunk::<4>() else {
+        return Ok(None);
+    };
+    let len = header_len(*header)?;
+    let end = len.checked_add(4).ok_or(FrameError::TooLarge(len))?;
+    Ok(buf.get(4..end).map(|payload| (payload, end)))
+}
+
 pub async fn read_async<R: AsyncReadExt + Unpin>(r: &mut R) -> Result<Vec<u8>, FrameError> {
     let mut header = [0u8; 4];
     let n = r.read(&mut header).await?;
@@ -49,7 +61,7 @@ pub async fn read_async<R: AsyncReadExt + Unpin>(r: &mut R) -> Result<Vec<u8>, F
     r.read_exact(&mut header[n..])
         .await
         .map_err(|e| eof_to(e, false))?;
-    let len = check_len(header)?;
+    let len = header_len(header)?;
     let mut body = vec![0u8; len];
     r.read_exact(&mut body)
         .await
@@ -70,7 +82,7 @@ pub async fn write_async<W: AsyncWriteExt + Unpin>(w: &mut W, body: &[u8]) -> io
 pub fn read_sync<R: Read>(r: &mut R) -> Result<Vec<u8>, FrameError> {
     let mut header = [0u8; 4];
     r.read_exact(&mut header).map_err(|e| eof_to(e, true))?;
-    let len = check_len(header)?;
+    let len = header_len(header)?;
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).map_err(|e| eof_to(e, false))?;
     Ok(body)
@@ -84,4 +96,20 @@ pub fn write_sync<W: Write>(w: &mut W, body: &[u8]) -> io::Result<()> {
     buf.extend_from_slice(body);
     w.write_all(&buf)?;
     w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_frames_from_a_stream() {
+        let mut bytes = Vec::new();
+        write_sync(&mut bytes, b"{}").unwrap_or_default();
+        assert!(matches!(decode(&bytes[..3]), Ok(None)));
+        assert!(matches!(decode(&bytes[..5]), Ok(None)));
+        assert!(matches!(decode(&bytes), Ok(Some((b"{}", 6)))));
+        let huge = u32::MAX.to_be_bytes();
+        assert!(matches!(decode(&huge), Err(FrameError::TooLarge(_))));
+    }
 }

@@ -31,10 +31,12 @@ pub enum Request {
         target: String,
         wait: bool,
     },
-    /// Send the job's reload signal to its main process.
+    /// Send the job's reload signal to its main process. Not `all`: see `ReloadAllJobs`.
     ReloadJob {
         target: String,
     },
+    /// Send every running job its reload signal (`guardian reload --all-jobs`).
+    ReloadAllJobs,
     /// Re-read the configuration directory.
     ReloadConfig,
     Monitor {
@@ -147,4 +149,248 @@ pub struct FailureReport {
     pub process: String,
     pub status: String,
     pub at: String,
+}
+
+/// The longest event name `emit` takes, in bytes.
+pub const MAX_EVENT_NAME: usize = 128;
+/// The longest variable name of an event, in bytes.
+pub const MAX_VAR_NAME: usize = 64;
+/// The longest value of an event's variable, in bytes.
+pub const MAX_VAR_VALUE: usize = 4096;
+/// The most variables one event may have.
+pub const MAX_VARS: usize = 64;
+/// The longest job, target or command name a request may carry, in bytes.
+pub const MAX_NAME: usize = 256;
+
+/// Why a frame's payload is not a request this daemon carries out.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("malformed request: {0}")]
+    Malformed(#[from] serde_json::Error),
+    /// A limit or a rule of the protocol, said in words.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Decodes one request from a frame's payload and checks it against the protocol's
+/// limits. Pure: no I/O, no state; whatever the bytes, an answer.
+pub fn decode_request(payload: &[u8]) -> Result<Request, RequestError> {
+    let request: Request = serde_json::from_slice(payload)?;
+    request.validate().map_err(RequestError::Invalid)?;
+    Ok(request)
+}
+
+/// The start of a text too long to be shown whole, escaped, for an error message.
+fn preview(text: &str) -> String {
+    let mut cut = text.len().min(40);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let more = if cut < text.len() { "..." } else { "" };
+    format!("{}{more}", crate::logtext::escape(&text[..cut]))
+}
+
+/// An event name `guardian emit` may use: 1 to 128 bytes of letters, digits and
+/// `-_.:@`.
+pub fn check_event_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("an event needs a name".into());
+    }
+    if name.len() > MAX_EVENT_NAME {
+        return Err(format!(
+            "event name `{}` is {} bytes long: event names are at most {MAX_EVENT_NAME} bytes",
+            preview(name),
+            name.len()
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@'))
+    {
+        return Err(format!(
+            "`{}` is not an event name: event names use letters, digits and `-_.:@`",
+            preview(name)
+        ));
+    }
+    Ok(())
+}
+
+/// An event's variable: a name such as a shell variable's (`[A-Za-z_][A-Za-z0-9_]*`, at
+/// most 64 bytes) and a value of at most 4 KiB without NUL.
+pub fn check_var(name: &str, value: &str) -> Result<(), String> {
+    let shell_like = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !shell_like {
+        return Err(format!(
+            "`{}` is not a variable name: variable names are like a shell's, a letter or `_` then letters, digits and `_` (KEY=VALUE)",
+            preview(name)
+        ));
+    }
+    if name.len() > MAX_VAR_NAME {
+        return Err(format!(
+            "variable name `{}` is {} bytes long: variable names are at most {MAX_VAR_NAME} bytes",
+            preview(name),
+            name.len()
+        ));
+    }
+    if value.len() > MAX_VAR_VALUE {
+        return Err(format!(
+            "the value of `{name}` is {} bytes long: values are at most {MAX_VAR_VALUE} bytes (4 KiB)",
+            value.len()
+        ));
+    }
+    if value.contains('\0') {
+        return Err(format!(
+            "the value of `{name}` holds a NUL byte, which no environment can carry"
+        ));
+    }
+    Ok(())
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if name.len() > MAX_NAME {
+        return Err(format!(
+            "{what} `{}` is {} bytes long: names in requests are at most {MAX_NAME} bytes",
+            preview(name),
+            name.len()
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!(
+            "{what} `{}` holds control characters, which no name has",
+            preview(name)
+        ));
+    }
+    Ok(())
+}
+
+impl Request {
+    /// Checks the request against the protocol's limits; the error says which.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Request::Hello { .. }
+            | Request::Status { job: None }
+            | Request::ReloadConfig
+            | Request::ReloadAllJobs
+            | Request::Alerts
+            | Request::TestAlert => Ok(()),
+            Request::Status { job: Some(job) } | Request::Logs { job } | Request::Env { job } => {
+                check_name("job", job)
+            }
+            Request::Start { target, .. }
+            | Request::Stop { target, .. }
+            | Request::Restart { target, .. }
+            | Request::ReloadJob { target }
+            | Request::Monitor { target }
+            | Request::Unmonitor { target } => check_name("job", target),
+            Request::Run { job, command } => {
+                check_name("job", job)?;
+                check_name("command", command)
+            }
+            Request::Emit { event, env, .. } => {
+                check_event_name(event)?;
+                if env.len() > MAX_VARS {
+                    return Err(format!(
+                        "{} variables: an event has at most {MAX_VARS}",
+                        env.len()
+                    ));
+                }
+                env.iter().try_for_each(|(k, v)| check_var(k, v))
+            }
+        }
+    }
+
+    /// Whether the request only reads: what members of the `read-group` may ask.
+    pub fn is_read_only(&self) -> bool {
+        matches!(
+            self,
+            Request::Hello { .. }
+                | Request::Status { .. }
+                | Request::Logs { .. }
+                | Request::Env { .. }
+                | Request::Alerts
+        )
+    }
+
+    /// The command that sends this request, for messages.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Request::Hello { .. } => "hello",
+            Request::Status { .. } => "status",
+            Request::Start { .. } => "start",
+            Request::Stop { .. } => "stop",
+            Request::Restart { .. } => "restart",
+            Request::ReloadJob { .. } | Request::ReloadAllJobs | Request::ReloadConfig => "reload",
+            Request::Monitor { .. } => "monitor",
+            Request::Unmonitor { .. } => "unmonitor",
+            Request::Logs { .. } => "logs",
+            Request::Env { .. } => "env",
+            Request::Run { .. } => "run",
+            Request::Emit { .. } => "emit",
+            Request::Alerts => "alerts",
+            Request::TestAlert => "test-alert",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn emit(event: &str, env: &[(&str, &str)]) -> Vec<u8> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        serde_json::to_vec(&Request::Emit {
+            event: event.into(),
+            env,
+            wait: false,
+        })
+        .unwrap_or_default()
+    }
+
+    fn refused(payload: &[u8]) -> String {
+        match decode_request(payload) {
+            Err(e) => e.to_string(),
+            Ok(r) => panic!("accepted {r:?}"),
+        }
+    }
+
+    #[test]
+    fn limits_of_events() {
+        assert!(decode_request(&emit("deploy-done", &[("ENV", "prod"), ("_X1", "")])).is_ok());
+        assert!(refused(&emit("", &[])).contains("needs a name"));
+        assert!(refused(&emit(&"x".repeat(129), &[])).contains("at most 128 bytes"));
+        assert!(decode_request(&emit(&"x".repeat(128), &[])).is_ok());
+        assert!(refused(&emit("a b", &[])).contains("not an event name"));
+        assert!(refused(&emit("e", &[("A=B", "1")])).contains("not a variable name"));
+        assert!(refused(&emit("e", &[("", "1")])).contains("not a variable name"));
+        assert!(refused(&emit("e", &[("1A", "1")])).contains("not a variable name"));
+        assert!(refused(&emit("e", &[(&"K".repeat(65), "1")])).contains("at most 64 bytes"));
+        assert!(refused(&emit("e", &[("K", &"v".repeat(4097))])).contains("at most 4096"));
+        assert!(decode_request(&emit("e", &[("K", &"v".repeat(4096))])).is_ok());
+        assert!(refused(&emit("e", &[("K", "a\0b")])).contains("NUL"));
+        let many: Vec<(String, String)> =
+            (0..65).map(|i| (format!("K{i}"), String::new())).collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert!(refused(&emit("e", &many)).contains("at most 64"));
+        // A long name is not echoed whole.
+        assert!(refused(&emit(&"y".repeat(500_000), &[])).len() < 200);
+    }
+
+    #[test]
+    fn malformed_and_names() {
+        assert!(refused(b"{").starts_with("malformed request"));
+        assert!(refused(br#"{"request":"nope"}"#).starts_with("malformed request"));
+        let stop = serde_json::to_vec(&Request::Stop {
+            target: "a\nb".into(),
+            wait: true,
+        })
+        .unwrap_or_default();
+        assert!(refused(&stop).contains("control characters"));
+    }
 }

@@ -1,24 +1,118 @@
 //! The daemon's side of the control socket: one small task per connection that turns
 //! frames into [`Request`]s for the daemon's loop and its answers back into frames.
 //! Whatever a client sends, the worst it gets is an error reply and a closed connection.
+//!
+//! No client can starve the others:
+//!
+//! - every read and every write has a deadline: the hello must be complete within
+//!   [`HELLO_TIMEOUT`], a frame that has begun must be complete within
+//!   [`FRAME_TIMEOUT`], an answer must be taken within [`WRITE_TIMEOUT`], and a
+//!   connection that sends no new request for [`IDLE_TIMEOUT`] is closed;
+//! - at most [`MAX_CONNECTIONS`] are open at once. When one more comes, the connection
+//!   that has been waiting longest for its client (before its hello, between two
+//!   requests or in the middle of a frame) is closed to make room. A connection whose
+//!   request the daemon is working on (a `stop` that waits for the job to be down) is
+//!   never closed for that; only when all of them are such does a new client get a
+//!   "busy" answer at once.
+//!
+//! Who may do what is decided by the peer's credentials (SO_PEERCRED): root and the
+//! daemon's own user may do everything, members of the `read-group` may only read, and
+//! everyone else is refused after the hello.
 
+use std::collections::HashMap;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
+use tokio::io::AsyncReadExt;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
 
 use super::frame::{self, FrameError};
-use super::protocol::{PROTOCOL_VERSION, Request, Response};
+use super::protocol::{self, PROTOCOL_VERSION, Request, Response};
+use crate::config::settings::GroupRef;
+use crate::files;
+use crate::logtext::Esc;
 
 /// A request on its way to the daemon's loop, with where its answer goes.
 pub type Envelope = (Request, oneshot::Sender<Response>);
 
-const MAX_CONNECTIONS: usize = 128;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections open at once; one more closes the one idle longest.
+pub const MAX_CONNECTIONS: usize = 128;
+/// From connecting to a complete hello.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// From the first byte of a frame to its last.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
+/// From an answer's first byte to its last: a client must read what it asked for.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Between an answer and the next request.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Who may use the socket.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// The daemon's own user: may do everything, as root may.
+    pub owner: u32,
+    /// Its members may read.
+    pub read_group: Option<GroupRef>,
+}
+
+/// What a peer may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Everything,
+    Read,
+}
+
+/// The credentials of the process at the other end of a connection.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub uid: u32,
+    pub gid: u32,
+    /// Its supplementary groups, as the kernel knows them.
+    pub groups: Vec<u32>,
+}
+
+impl Access {
+    pub fn role(&self, peer: &Peer) -> Option<Role> {
+        if peer.uid == 0 || peer.uid == self.owner {
+            return Some(Role::Everything);
+        }
+        let g = self.read_group.as_ref()?.gid;
+        (peer.gid == g || peer.groups.contains(&g)).then_some(Role::Read)
+    }
+
+    fn who_may(&self) -> String {
+        let owner = if self.owner == 0 {
+            "root".to_string()
+        } else {
+            format!("root and guardian's own user (uid {})", self.owner)
+        };
+        match &self.read_group {
+            Some(g) => format!(
+                "{owner} may use it, and members of the read-group `{}` may read",
+                g.name
+            ),
+            None => format!("{owner} may use it (`read-group` in guardian.toml lets a group read)"),
+        }
+    }
+
+    /// Why `peer` may not send `request`, if it may not.
+    fn refusal(&self, peer: &Peer, role: Role, request: &Request) -> Option<String> {
+        if role == Role::Everything || request.is_read_only() {
+            return None;
+        }
+        let group = self.read_group.as_ref().map_or("", |g| g.name.as_str());
+        Some(format!(
+            "permission denied: `{}` acts on jobs, and uid {} may only read (as a member of the read-group `{group}`): summary, status, logs, env, alerts, graph",
+            request.verb(),
+            peer.uid
+        ))
+    }
+}
 
 /// The socket, bound: holds the lock that keeps a second daemon off it.
 pub struct Bound {
@@ -41,24 +135,28 @@ pub enum BindError {
     Io { path: PathBuf, source: io::Error },
 }
 
-/// Binds the control socket at `path`, mode 0600. A lock file beside it decides which
-/// daemon owns the path; a socket file left by a daemon that died is replaced.
-pub fn bind(path: &Path) -> Result<Bound, BindError> {
+/// Binds the control socket at `path`: mode 0600, or 0660 with group `read_gid` when
+/// there is a read-group. A lock file beside it (mode 0600) decides which daemon owns
+/// the path; a socket file left by a daemon that died is replaced.
+pub fn bind(path: &Path, read_gid: Option<u32>) -> Result<Bound, BindError> {
     let io_err = |source| BindError::Io {
         path: path.to_path_buf(),
         source,
     };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io_err)?;
+        files::create_dir(dir, files::Access::passable()).map_err(io_err)?;
     }
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io_err)?;
+    let lock = files::open(
+        Path::new(&lock_path),
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true),
+        files::PRIVATE,
+    )
+    .map_err(io_err)?;
     let lock = match nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(l) => l,
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
@@ -75,7 +173,17 @@ pub fn bind(path: &Path) -> Result<Bound, BindError> {
         std::fs::remove_file(path).map_err(io_err)?;
     }
     let listener = UnixListener::bind(path).map_err(io_err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_err)?;
+    // The group first, then the mode that opens the socket to it. Until then the umask
+    // decides; the peer's credentials are checked on every connection all the same.
+    let mode = match read_gid {
+        Some(gid) => {
+            std::os::unix::fs::chown(path, None, Some(gid)).map_err(io_err)?;
+            0o660
+        }
+        None => 0o600,
+    };
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .map_err(io_err)?;
     Ok(Bound {
         listener: Some(listener),
         path: path.to_path_buf(),
@@ -83,9 +191,63 @@ pub fn bind(path: &Path) -> Result<Bound, BindError> {
     })
 }
 
+/// The open connections: which are waiting for their client, since when.
+#[derive(Default)]
+struct Registry {
+    next: u64,
+    open: HashMap<u64, Slot>,
+}
+
+struct Slot {
+    /// Waiting for the client since then; None while the daemon works on a request.
+    idle_since: Option<Instant>,
+    abort: Option<AbortHandle>,
+}
+
+type Shared = Arc<Mutex<Registry>>;
+
+fn lock(r: &Shared) -> MutexGuard<'_, Registry> {
+    r.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Registry {
+    /// Takes out the connection that has waited longest for its client.
+    fn evict(&mut self) -> Option<AbortHandle> {
+        let id = self
+            .open
+            .iter()
+            .filter(|(_, s)| s.abort.is_some())
+            .filter_map(|(id, s)| s.idle_since.map(|t| (t, *id)))
+            .min()?
+            .1;
+        self.open.remove(&id).and_then(|s| s.abort)
+    }
+}
+
+/// A connection's place in the registry; gone with the connection's task.
+struct Ticket {
+    id: u64,
+    registry: Shared,
+}
+
+impl Ticket {
+    fn idle(&self, idle: bool) {
+        if let Some(slot) = lock(&self.registry).open.get_mut(&self.id) {
+            slot.idle_since = idle.then(Instant::now);
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        lock(&self.registry).open.remove(&self.id);
+    }
+}
+
 /// Accepts connections until the listener is dropped.
-pub async fn serve(listener: UnixListener, to_daemon: mpsc::Sender<Envelope>) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+pub async fn serve(listener: UnixListener, to_daemon: mpsc::Sender<Envelope>, access: Access) {
+    let registry: Shared = Arc::default();
+    let access = Arc::new(access);
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -95,36 +257,239 @@ pub async fn serve(listener: UnixListener, to_daemon: mpsc::Sender<Envelope>) {
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
+        let full = lock(&registry).open.len() >= MAX_CONNECTIONS;
+        if full {
+            let victim = lock(&registry).evict();
+            match victim {
+                Some(task) => {
+                    task.abort();
+                    tracing::debug!(
+                        "control socket: {MAX_CONNECTIONS} connections open; closed the one that waited longest for its client"
+                    );
+                }
+                None => {
+                    busy(&stream);
+                    continue;
+                }
+            }
+        }
+        let id = {
+            let mut r = lock(&registry);
+            r.next = r.next.wrapping_add(1);
+            let id = r.next;
+            r.open.insert(
+                id,
+                Slot {
+                    idle_since: Some(Instant::now()),
+                    abort: None,
+                },
+            );
+            id
+        };
+        let ticket = Ticket {
+            id,
+            registry: registry.clone(),
         };
         let tx = to_daemon.clone();
-        tokio::spawn(async move {
-            if let Err(e) = connection(stream, tx).await {
-                tracing::debug!("control connection ended: {e}");
+        let access = access.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = connection(stream, tx, &access, &ticket).await {
+                tracing::debug!("control connection ended: {}", Esc(&e.to_string()));
             }
-            drop(permit);
+            drop(ticket);
         });
+        if let Some(slot) = lock(&registry).open.get_mut(&id) {
+            slot.abort = Some(task.abort_handle());
+        }
+    }
+}
+
+/// Every connection is working on a request: say so at once, without waiting for the
+/// client. A new connection's buffer is empty, so the small answer fits.
+fn busy(stream: &UnixStream) {
+    let answer = Response::Error {
+        message: format!(
+            "guardian is busy: all {MAX_CONNECTIONS} connections are waiting for commands to finish; try again shortly"
+        ),
+    };
+    let mut bytes = Vec::new();
+    if let Ok(body) = serde_json::to_vec(&answer)
+        && frame::write_sync(&mut bytes, &body).is_ok()
+    {
+        let _ = stream.try_write(&bytes);
+    }
+    tracing::warn!("control socket: {MAX_CONNECTIONS} connections all busy; a client was told");
+}
+
+/// The credentials of the connection's peer. Its supplementary groups come from
+/// SO_PEERGROUPS; a kernel without it (before 4.13) gives only the primary group.
+fn peer_of(stream: &UnixStream) -> io::Result<Peer> {
+    let cred = stream.peer_cred()?;
+    Ok(Peer {
+        uid: cred.uid(),
+        gid: cred.gid(),
+        groups: peer_groups(stream.as_raw_fd()).unwrap_or_default(),
+    })
+}
+
+#[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]
+const SO_PEERGROUPS: libc::c_int = 59;
+#[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
+const SO_PEERGROUPS: libc::c_int = 0x3d;
+
+fn peer_groups(fd: std::os::fd::RawFd) -> Option<Vec<u32>> {
+    let size = std::mem::size_of::<libc::gid_t>();
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    for _ in 0..4 {
+        let mut len = libc::socklen_t::try_from(groups.len().saturating_mul(size)).ok()?;
+        // SAFETY: `groups` has room for `len` bytes; the kernel writes at most that many
+        // and sets `len` to what it wrote (or, with ERANGE, to what it needs).
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let len = usize::try_from(len).ok()? / size;
+        if r == 0 {
+            groups.truncate(len);
+            return Some(groups);
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::ERANGE) || len > 65536 {
+            return None;
+        }
+        groups.resize(len.max(groups.len().saturating_mul(2)), 0);
+    }
+    None
+}
+
+/// How reading a frame came to nothing.
+enum ReadError {
+    /// The client closed the connection between frames.
+    Closed,
+    /// Nothing came within the time the client had.
+    Idle,
+    /// A frame began and did not end in time.
+    Stalled,
+    Frame(FrameError),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            ReadError::Frame(FrameError::Truncated)
+        } else {
+            ReadError::Frame(FrameError::Io(e))
+        }
+    }
+}
+
+/// Reads one frame: its first byte within `wait`, the rest within [`FRAME_TIMEOUT`].
+/// The payload grows as its bytes come, so a header that promises a large frame costs
+/// nothing until the frame is sent.
+async fn read_frame(stream: &mut UnixStream, wait: Duration) -> Result<Vec<u8>, ReadError> {
+    let mut header = [0u8; 4];
+    let n = match tokio::time::timeout(wait, stream.read(&mut header)).await {
+        Err(_) => return Err(ReadError::Idle),
+        Ok(n) => n?,
+    };
+    if n == 0 {
+        return Err(ReadError::Closed);
+    }
+    let rest = async {
+        stream.read_exact(&mut header[n..]).await?;
+        let len = frame::header_len(header).map_err(ReadError::Frame)?;
+        let mut body = Vec::new();
+        let limit = u64::try_from(len).unwrap_or(u64::MAX);
+        (&mut *stream).take(limit).read_to_end(&mut body).await?;
+        if body.len() == len {
+            Ok(body)
+        } else {
+            Err(ReadError::Frame(FrameError::Truncated))
+        }
+    };
+    match tokio::time::timeout(FRAME_TIMEOUT, rest).await {
+        Err(_) => Err(ReadError::Stalled),
+        Ok(r) => r,
     }
 }
 
 async fn reply(stream: &mut UnixStream, response: &Response) -> io::Result<()> {
     let body = serde_json::to_vec(response).map_err(io::Error::other)?;
-    frame::write_async(stream, &body).await
+    match tokio::time::timeout(WRITE_TIMEOUT, frame::write_async(stream, &body)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the client did not take its answer within {}s",
+                WRITE_TIMEOUT.as_secs()
+            ),
+        )),
+    }
 }
 
 async fn error_reply(stream: &mut UnixStream, message: String) -> io::Result<()> {
     reply(stream, &Response::Error { message }).await
 }
 
-async fn connection(mut stream: UnixStream, tx: mpsc::Sender<Envelope>) -> io::Result<()> {
-    // The handshake: a Hello with our version, within a deadline.
-    let first = match tokio::time::timeout(HANDSHAKE_TIMEOUT, frame::read_async(&mut stream)).await
-    {
-        Ok(r) => r,
-        Err(_) => return error_reply(&mut stream, "no hello within 10s".into()).await,
+/// What to tell a client whose frame did not come to a request (None: nothing, it is
+/// gone or only idle).
+fn read_failure(e: ReadError, first: bool) -> Option<String> {
+    match e {
+        ReadError::Closed => None,
+        ReadError::Idle if first => Some(format!(
+            "no hello within {}s; closing",
+            HELLO_TIMEOUT.as_secs()
+        )),
+        ReadError::Idle => None,
+        ReadError::Stalled => Some(format!(
+            "bad frame: it began but did not end within {}s; closing",
+            FRAME_TIMEOUT.as_secs()
+        )),
+        ReadError::Frame(FrameError::Io(_)) => None,
+        ReadError::Frame(e) => Some(format!("bad frame: {e}")),
+    }
+}
+
+async fn connection(
+    mut stream: UnixStream,
+    tx: mpsc::Sender<Envelope>,
+    access: &Access,
+    ticket: &Ticket,
+) -> io::Result<()> {
+    let peer = peer_of(&stream)?;
+    // The handshake: a Hello with our version, complete within a deadline.
+    let first =
+        match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut stream, HELLO_TIMEOUT)).await {
+            Ok(r) => r,
+            Err(_) => Err(ReadError::Idle),
+        };
+    let first = match first {
+        Ok(body) => body,
+        Err(e) => {
+            return match read_failure(e, true) {
+                Some(message) => error_reply(&mut stream, message).await,
+                None => Ok(()),
+            };
+        }
     };
-    match decode(first) {
+    let Some(role) = access.role(&peer) else {
+        tracing::info!(
+            "control socket: refused uid {} (gid {}): not allowed",
+            peer.uid,
+            peer.gid
+        );
+        let message = format!(
+            "permission denied: uid {} may not use guardian's control socket: {}",
+            peer.uid,
+            access.who_may()
+        );
+        return error_reply(&mut stream, message).await;
+    };
+    match protocol::decode_request(&first) {
         Ok(Request::Hello { version }) if version == PROTOCOL_VERSION => {
             reply(
                 &mut stream,
@@ -145,36 +510,129 @@ async fn connection(mut stream: UnixStream, tx: mpsc::Sender<Envelope>) -> io::R
             .await;
         }
         Ok(_) => return error_reply(&mut stream, "the first request must be hello".into()).await,
-        Err(Decode::Closed) => return Ok(()),
-        Err(Decode::Bad(message)) => return error_reply(&mut stream, message).await,
+        Err(e) => return error_reply(&mut stream, e.to_string()).await,
     }
     loop {
-        let request = match decode(frame::read_async(&mut stream).await) {
-            Ok(r) => r,
-            Err(Decode::Closed) => return Ok(()),
-            Err(Decode::Bad(message)) => return error_reply(&mut stream, message).await,
+        ticket.idle(true);
+        let body = match read_frame(&mut stream, IDLE_TIMEOUT).await {
+            Ok(body) => body,
+            Err(e) => {
+                return match read_failure(e, false) {
+                    Some(message) => error_reply(&mut stream, message).await,
+                    None => Ok(()),
+                };
+            }
         };
-        let (answer_tx, answer_rx) = oneshot::channel();
+        ticket.idle(false);
+        let request = match protocol::decode_request(&body) {
+            Ok(r) => r,
+            Err(e) => return error_reply(&mut stream, e.to_string()).await,
+        };
+        if let Some(message) = access.refusal(&peer, role, &request) {
+            error_reply(&mut stream, message).await?;
+            continue;
+        }
+        let (answer_tx, mut answer_rx) = oneshot::channel();
         if tx.send((request, answer_tx)).await.is_err() {
             return error_reply(&mut stream, "guardian is shutting down".into()).await;
         }
-        let response = answer_rx.await.unwrap_or(Response::Error {
-            message: "guardian is shutting down".into(),
-        });
+        // The daemon may take long (a stop waits for the job to be down): meanwhile a
+        // client that goes away frees its connection, and one that sends more before
+        // its answer breaks the protocol.
+        let response = loop {
+            tokio::select! {
+                answer = &mut answer_rx => break answer.unwrap_or(Response::Error {
+                    message: "guardian is shutting down".into(),
+                }),
+                ready = stream.readable() => {
+                    ready?;
+                    let mut byte = [0u8; 1];
+                    match stream.try_read(&mut byte) {
+                        Ok(0) => return Ok(()),
+                        Ok(_) => {
+                            return error_reply(
+                                &mut stream,
+                                "one request at a time: wait for the answer before sending the next".into(),
+                            )
+                            .await;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        };
         reply(&mut stream, &response).await?;
     }
 }
 
-enum Decode {
-    Closed,
-    Bad(String),
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn decode(frame: Result<Vec<u8>, FrameError>) -> Result<Request, Decode> {
-    match frame {
-        Ok(body) => serde_json::from_slice(&body)
-            .map_err(|e| Decode::Bad(format!("malformed request: {e}"))),
-        Err(FrameError::Closed) => Err(Decode::Closed),
-        Err(e) => Err(Decode::Bad(format!("bad frame: {e}"))),
+    #[tokio::test]
+    async fn the_longest_idle_goes_and_busy_ones_stay() {
+        let mut r = Registry::default();
+        let now = Instant::now();
+        let task = || Some(tokio::spawn(std::future::pending::<()>()).abort_handle());
+        for (id, idle) in [
+            (1, None),
+            (2, Some(now)),
+            (3, now.checked_sub(Duration::from_secs(3))),
+            (4, now.checked_sub(Duration::from_secs(1))),
+        ] {
+            r.open.insert(
+                id,
+                Slot {
+                    idle_since: idle,
+                    abort: task(),
+                },
+            );
+        }
+        assert!(r.evict().is_some());
+        assert!(!r.open.contains_key(&3), "idle longest");
+        assert!(r.evict().is_some());
+        assert!(!r.open.contains_key(&4));
+        assert!(r.evict().is_some());
+        assert!(r.evict().is_none(), "a connection at work is never evicted");
+        assert!(r.open.contains_key(&1));
+    }
+
+    #[test]
+    fn who_may_do_what() {
+        let access = Access {
+            owner: 1000,
+            read_group: Some(GroupRef {
+                name: "ops".into(),
+                gid: 50,
+            }),
+        };
+        let peer = |uid, gid, groups: &[u32]| Peer {
+            uid,
+            gid,
+            groups: groups.to_vec(),
+        };
+        assert_eq!(access.role(&peer(0, 0, &[])), Some(Role::Everything));
+        assert_eq!(access.role(&peer(1000, 1000, &[])), Some(Role::Everything));
+        assert_eq!(access.role(&peer(1001, 50, &[])), Some(Role::Read));
+        assert_eq!(access.role(&peer(1001, 1001, &[7, 50])), Some(Role::Read));
+        assert_eq!(access.role(&peer(1001, 1001, &[7])), None);
+        let stop = Request::Stop {
+            target: "web".into(),
+            wait: true,
+        };
+        let reader = peer(1001, 50, &[]);
+        assert!(
+            access
+                .refusal(&reader, Role::Read, &stop)
+                .is_some_and(|m| m.contains("`stop` acts on jobs"))
+        );
+        let status = Request::Status { job: None };
+        assert!(access.refusal(&reader, Role::Read, &status).is_none());
+        let none = Access {
+            owner: 0,
+            read_group: None,
+        };
+        assert_eq!(none.role(&peer(1001, 50, &[50])), None);
     }
 }

@@ -42,7 +42,10 @@ impl Daemon {
         let dir = self.config.settings.state_dir.join("outbox");
         match alert::start(settings.clone(), dir.clone(), http) {
             Ok(tx) => self.alerts = Some(tx),
-            Err(e) => tracing::error!("alerts cannot be sent: cannot use {}: {e}", dir.display()),
+            Err(e) => tracing::error!(
+                "alerts cannot be sent: cannot use {}: {e}",
+                crate::logtext::EscPath(&dir)
+            ),
         }
         if settings.to.iter().any(|r| r.reminder.is_some()) {
             let tick = reminder_tick(&settings);
@@ -65,8 +68,8 @@ impl Daemon {
         a.action = action.map(str::to_string);
         let line = format!(
             "alert: {job}: {}: {}{}",
-            a.event(),
-            a.description,
+            crate::logtext::Esc(&a.event()),
+            crate::logtext::Esc(&a.description),
             action
                 .map(|x| format!(" (action: {x})"))
                 .unwrap_or_default()

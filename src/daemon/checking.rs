@@ -14,6 +14,7 @@ use tokio::task::AbortHandle;
 
 use crate::config::check::{Action, CheckSpec};
 use crate::job::{Input, State};
+use crate::logtext::Esc;
 
 use super::run::RunRequest;
 use super::{Daemon, Internal, Job, Work};
@@ -271,26 +272,36 @@ impl Daemon {
         match verdict {
             Verdict::Nothing => {
                 if !outcome.passed {
-                    tracing::debug!("{name}: check {check} failed: {}", outcome.reason);
+                    tracing::debug!(
+                        "{name}: check {} failed: {}",
+                        Esc(&check),
+                        Esc(&outcome.reason)
+                    );
                 }
             }
             Verdict::Recovered if !monitored => {
-                tracing::info!("{name}: check {check} recovered: {}", outcome.reason);
+                tracing::info!(
+                    "{name}: check {} recovered: {}",
+                    Esc(&check),
+                    Esc(&outcome.reason)
+                );
             }
             Verdict::Recovered => {
                 self.alert_event(name, &check, "recovered", &outcome.reason, "");
             }
             Verdict::Act if !monitored => {
                 tracing::warn!(
-                    "{name}: check {check} failed ({failures} of the last {within}): {}; unmonitored, so no {}",
-                    outcome.reason,
+                    "{name}: check {} failed ({failures} of the last {within}): {}; unmonitored, so no {}",
+                    Esc(&check),
+                    Esc(&outcome.reason),
                     action.as_str()
                 );
             }
             Verdict::Act => {
                 tracing::warn!(
-                    "{name}: check {check} failed ({failures} of the last {within}): {}; {}",
-                    outcome.reason,
+                    "{name}: check {} failed ({failures} of the last {within}): {}; {}",
+                    Esc(&check),
+                    Esc(&outcome.reason),
                     action.as_str()
                 );
                 self.act(name, &check, &action, &outcome.reason);
@@ -389,10 +400,14 @@ impl Daemon {
                 tokio::spawn(async move {
                     match rx.await {
                         Ok(Ok(ran)) => {
-                            tracing::info!("{job}: action of check {check}: {}", ran.how)
+                            tracing::info!("{job}: action of check {}: {}", Esc(&check), ran.how)
                         }
                         Ok(Err(e)) => {
-                            tracing::warn!("{job}: action of check {check} could not run: {e}")
+                            tracing::warn!(
+                                "{job}: action of check {} could not run: {}",
+                                Esc(&check),
+                                Esc(&e)
+                            )
                         }
                         Err(_) => {}
                     }

@@ -9,6 +9,9 @@ use std::path::PathBuf;
 
 use tokio::net::unix::pipe;
 
+use crate::files::{self, Access};
+use crate::logtext::EscPath;
+
 /// A line longer than this is written in pieces rather than held forever.
 const MAX_LINE: usize = 16 * 1024;
 
@@ -31,7 +34,7 @@ impl Drop for LogPipe {
 }
 
 impl LogPipe {
-    pub fn open(path: PathBuf, max_size: u64, keep: u32) -> io::Result<LogPipe> {
+    pub fn open(path: PathBuf, max_size: u64, keep: u32, access: Access) -> io::Result<LogPipe> {
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let rx = pipe::Receiver::from_owned_fd(read)?;
         let file = LogFile {
@@ -40,6 +43,7 @@ impl LogPipe {
             size: 0,
             max_size,
             keep,
+            access,
         };
         let task = tokio::spawn(pump(rx, file));
         Ok(LogPipe { write, task })
@@ -59,7 +63,7 @@ async fn pump(rx: pipe::Receiver, mut log: LogFile) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                tracing::warn!("{}: reading job output failed: {e}", log.path.display());
+                tracing::warn!("{}: reading job output failed: {e}", EscPath(&log.path));
                 break;
             }
         }
@@ -76,6 +80,8 @@ struct LogFile {
     size: u64,
     max_size: u64,
     keep: u32,
+    /// The mode (and group) of the file, and so of its rotated generations.
+    access: Access,
 }
 
 impl LogFile {
@@ -136,7 +142,7 @@ impl LogFile {
                 match f.write_all(now) {
                     Ok(()) => self.size += now.len() as u64,
                     Err(e) => {
-                        tracing::warn!("cannot write {}: {e}", self.path.display());
+                        tracing::warn!("cannot write {}: {e}", EscPath(&self.path));
                         return;
                     }
                 }
@@ -146,18 +152,18 @@ impl LogFile {
     }
 
     fn open(&mut self) -> bool {
-        match OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-        {
+        match files::open(
+            &self.path,
+            OpenOptions::new().create(true).append(true),
+            self.access,
+        ) {
             Ok(f) => {
                 self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
                 self.file = Some(f);
                 true
             }
             Err(e) => {
-                tracing::warn!("cannot open {}: {e}", self.path.display());
+                tracing::warn!("cannot open {}: {e}", EscPath(&self.path));
                 false
             }
         }
@@ -181,7 +187,7 @@ impl LogFile {
             let _ = std::fs::rename(generation(n), generation(n + 1));
         }
         if let Err(e) = std::fs::rename(&self.path, generation(1)) {
-            tracing::warn!("cannot rotate {}: {e}", self.path.display());
+            tracing::warn!("cannot rotate {}: {e}", EscPath(&self.path));
         }
     }
 }
@@ -200,6 +206,7 @@ mod tests {
             size: 0,
             max_size: 10,
             keep: 2,
+            access: files::PRIVATE,
         };
         let mut partial = Vec::new();
         log.feed(b"abc", &mut partial);

@@ -31,6 +31,7 @@ use crate::config::{Config, JobSpec, Program};
 use crate::control::server::{self, Bound};
 use crate::event::Event;
 use crate::event::expr::Watch;
+use crate::files;
 use crate::job::{Effect, Goal, Input, Machine, Policy, Proc, ProcessEnd, State};
 use crate::process::spawn::{Output, spawn};
 use crate::process::{Pgid, reaper};
@@ -204,10 +205,20 @@ pub struct Daemon {
 /// Runs the daemon until it has been told to stop and every job is down.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let s = &config.settings;
-    for dir in [&s.log_dir, &s.state_dir] {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let log_access = files::Access::private_or_group(s.log_group.as_ref().map(|g| g.gid));
+    for (dir, access) in [(&s.log_dir, log_access), (&s.state_dir, files::PRIVATE)] {
+        files::create_dir(dir, access)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let mut bound: Bound = server::bind(&s.socket)?;
+    if let Some(g) = &s.log_group {
+        warn_if_closed(&s.log_dir, g);
+    }
+    let access = server::Access {
+        owner: nix::unistd::geteuid().as_raw(),
+        read_group: s.read_group.clone(),
+    };
+    let read_gid = s.read_group.as_ref().map(|g| g.gid);
+    let mut bound: Bound = server::bind(&s.socket, read_gid)?;
     if let Err(e) = reaper::become_subreaper() {
         tracing::warn!("cannot become a child subreaper ({e}): orphans of jobs go to init");
     }
@@ -226,13 +237,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "guardian {} started: {} jobs, control socket {}",
         env!("CARGO_PKG_VERSION"),
         daemon.jobs.len(),
-        bound.path.display()
+        crate::logtext::EscPath(&bound.path)
     );
     let listener = bound
         .listener
         .take()
         .context("control socket already in use")?;
-    let accept = tokio::spawn(server::serve(listener, tx));
+    let accept = tokio::spawn(server::serve(listener, tx, access));
     daemon.start_alerts();
     daemon.startup();
     daemon.start_host_checks();
@@ -315,7 +326,8 @@ impl Daemon {
     fn add_job(&mut self, spec: JobSpec) -> anyhow::Result<()> {
         let s = &self.config.settings;
         let path = s.log_dir.join(format!("{}.log", spec.name));
-        let log = LogPipe::open(path, s.log_max_size, s.log_keep)
+        let access = files::Access::private_or_group(s.log_group.as_ref().map(|g| g.gid));
+        let log = LogPipe::open(path, s.log_max_size, s.log_keep, access)
             .with_context(|| format!("{}: cannot set up its log", spec.name))?;
         let mut job = Job {
             m: Machine::new(Policy::of(&spec)),
@@ -403,7 +415,11 @@ impl Daemon {
                 Effect::Spawn(p) => match self.spawn_proc(name, p) {
                     Ok(pid) => follow.push(Work::Feed(name.into(), Input::Spawned(p, pid))),
                     Err(e) => {
-                        tracing::warn!("{name}: cannot start {}: {e}", p.as_str());
+                        tracing::warn!(
+                            "{name}: cannot start {}: {}",
+                            p.as_str(),
+                            crate::logtext::Esc(&e.to_string())
+                        );
                         follow.push(Work::Feed(name.into(), Input::SpawnFailed(p)));
                         follow.push(Work::Record(name.into(), p, format!("spawn failed: {e}")));
                     }
@@ -740,7 +756,7 @@ impl Daemon {
         if let Err(e) = state::save(&self.config.settings.state_dir, &self.persisted) {
             tracing::error!(
                 "cannot save state in {}: {e}",
-                self.config.settings.state_dir.display()
+                crate::logtext::EscPath(&self.config.settings.state_dir)
             );
         }
     }
@@ -844,6 +860,29 @@ impl Daemon {
                 tx: self.internal.clone(),
             }),
         })
+    }
+}
+
+/// An existing log directory (guardian leaves the mode of directories it did not create
+/// alone) that the `log-group` cannot enter: said once at start.
+fn warn_if_closed(dir: &std::path::Path, group: &crate::config::settings::GroupRef) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return;
+    };
+    let mode = meta.mode();
+    let enters = (meta.gid() == group.gid && mode & 0o050 == 0o050) || mode & 0o005 == 0o005;
+    if !enters {
+        tracing::warn!(
+            "log-group `{}` cannot read the logs: {} is mode {:o}, group {}; for example: chgrp {} {} && chmod g+rx {}",
+            crate::logtext::Esc(&group.name),
+            crate::logtext::EscPath(dir),
+            mode & 0o7777,
+            meta.gid(),
+            crate::logtext::Esc(&group.name),
+            crate::logtext::EscPath(dir),
+            crate::logtext::EscPath(dir),
+        );
     }
 }
 

@@ -219,7 +219,7 @@ impl Daemon {
     }
 
     fn not_ready(&mut self, name: &str, reason: String) {
-        tracing::warn!("{name}: not ready: {reason}");
+        tracing::warn!("{name}: not ready: {}", crate::logtext::Esc(&reason));
         self.work
             .push_back(Work::Feed(name.into(), Input::NotReady));
         self.work.push_back(Work::Record(
@@ -511,7 +511,7 @@ async fn probe_until_ready(
         }
         let outcome = spec.probe.run(&ctx, spec.timeout.min(left)).await;
         if outcome.passed {
-            tracing::debug!("{job}: ready: {}", outcome.reason);
+            tracing::debug!("{job}: ready: {}", crate::logtext::Esc(&outcome.reason));
             let _ = tx.send(Internal::Ready {
                 job,
                 generation,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use nix::sys::signal::kill;
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::sync::oneshot;
 
@@ -102,7 +102,15 @@ impl Daemon {
             Request::Restart { target, wait } => {
                 return self.command(Command::Restart, &target, wait, reply);
             }
-            Request::ReloadJob { target } => self.reload_jobs(&target),
+            Request::ReloadJob { target } if target == "all" => Response::Error {
+                message:
+                    "`reload all` would send every job its reload signal, so it is not taken: \
+                          `guardian reload` re-reads the configuration, and \
+                          `guardian reload --all-jobs` signals every running job"
+                        .into(),
+            },
+            Request::ReloadJob { target } => self.reload_jobs(Some(&target)),
+            Request::ReloadAllJobs => self.reload_jobs(None),
             Request::ReloadConfig => match self.reload() {
                 Ok(message) => Response::Done {
                     message: format!("reloaded: {message}"),
@@ -256,6 +264,7 @@ impl Daemon {
         }
         let mut event = Event::new(&name);
         event.env = env;
+        // The event's Display escapes what the client sent.
         tracing::info!("event `{event}` emitted by hand");
         let moved = self.emit_user_event(event);
         if moved.is_empty() {
@@ -352,10 +361,14 @@ impl Daemon {
         });
     }
 
-    fn reload_jobs(&mut self, target: &str) -> Response {
-        let names = match self.targets(target) {
-            Ok(n) => n,
-            Err(e) => return e,
+    /// Sends one job (or, with None, every job) its reload signal.
+    fn reload_jobs(&mut self, target: Option<&str>) -> Response {
+        let names = match target {
+            Some(name) => match self.job_named(name) {
+                Ok(j) => vec![j.spec.name.clone()],
+                Err(e) => return e,
+            },
+            None => self.jobs.keys().cloned().collect(),
         };
         let mut lines = Vec::new();
         let mut all_ok = true;
@@ -363,11 +376,15 @@ impl Daemon {
             let Some(job) = self.jobs.get(&name) else {
                 continue;
             };
-            let sig = job.spec.reload_signal;
+            let sig = job.spec.reload_signal.unwrap_or(Signal::SIGHUP);
+            let which = match job.spec.reload_signal {
+                Some(_) => "its reload-signal",
+                None => "the default reload-signal: the job sets no `reload-signal`",
+            };
             match job.m.main_pid.and_then(|p| i32::try_from(p).ok()) {
                 Some(pid) if job.m.state == State::Running => match kill(Pid::from_raw(pid), sig) {
                     Ok(()) => lines.push(format!(
-                        "{name}: sent SIG{} to pid {pid}",
+                        "{name}: sent SIG{} ({which}) to pid {pid}",
                         crate::config::signal::name(sig)
                     )),
                     Err(e) => {
@@ -376,7 +393,7 @@ impl Daemon {
                     }
                 },
                 _ => {
-                    if target != "all" {
+                    if target.is_some() {
                         all_ok = false;
                     }
                     lines.push(format!("{name}: not running, nothing to reload"));

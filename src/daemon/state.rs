@@ -2,11 +2,13 @@
 //! unmonitored. Written atomically (temporary file, fsync, rename, fsync of the directory).
 
 use std::collections::BTreeSet;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::files;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Persisted {
@@ -27,10 +29,17 @@ pub fn load(state_dir: &Path) -> (Persisted, Option<String>) {
     let file = path(state_dir);
     match std::fs::read(&file) {
         Ok(bytes) => match serde_json::from_slice(&bytes) {
-            Ok(p) => (p, None),
+            Ok(p) => {
+                // Written by an older guardian under the umask: private from now on.
+                let warning = files::fix_path(&file, files::PRIVATE)
+                    .err()
+                    .map(|e| format!("cannot make {} private (mode 0600): {e}", file.display()));
+                (p, warning)
+            }
             Err(e) => {
                 let aside = state_dir.join("state.json.damaged");
                 let _ = std::fs::rename(&file, &aside);
+                let _ = files::fix_path(&aside, files::PRIVATE);
                 (
                     Persisted::default(),
                     Some(format!(
@@ -54,7 +63,11 @@ pub fn save(state_dir: &Path, state: &Persisted) -> io::Result<()> {
     let tmp = state_dir.join("state.json.tmp");
     let body = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
     {
-        let mut f = File::create(&tmp)?;
+        let mut f = files::open(
+            &tmp,
+            OpenOptions::new().write(true).create(true).truncate(true),
+            files::PRIVATE,
+        )?;
         f.write_all(&body)?;
         f.sync_all()?;
     }

@@ -43,11 +43,14 @@ impl Event {
     }
 }
 
+/// For people and the log: the name and `KEY=VALUE` pairs, with any control characters
+/// in them escaped (they may come from a client).
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)?;
+        use crate::logtext::Esc;
+        write!(f, "{}", Esc(&self.name))?;
         for (k, v) in &self.env {
-            write!(f, " {k}={v}")?;
+            write!(f, " {}={}", Esc(k), Esc(v))?;
         }
         Ok(())
     }

@@ -82,8 +82,22 @@ impl Conf {
     }
 
     pub fn start(&self) -> Daemon<'_> {
+        self.start_via(&[])
+    }
+
+    /// Starts the daemon through a wrapper that ends by exec-ing its arguments, e.g.
+    /// `["sh", "-c", "umask 022 && exec \"$@\"", "sh"]`, so the pid is the daemon's.
+    pub fn start_via(&self, wrapper: &[&str]) -> Daemon<'_> {
         let log = std::fs::File::create(self.path().join("daemon.log")).expect("daemon log");
-        let child = Command::new(BIN)
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = cmd
             .arg("-c")
             .arg(self.path())
             .env("GUARDIAN_LOG", "debug")
