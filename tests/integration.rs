@@ -2,6 +2,7 @@
 
 mod alerts;
 mod checks;
+mod django_stack;
 mod events;
 mod hardening_socket;
 mod lifecycle;

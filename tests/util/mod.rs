@@ -28,6 +28,7 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 /// A configuration directory.
 pub struct Conf {
     pub dir: tempfile::TempDir,
+    socket: PathBuf,
 }
 
 impl Conf {
@@ -42,7 +43,14 @@ impl Conf {
             "socket = \"run/g.sock\"\nlog-dir = \"log\"\nstate-dir = \"state\"\n",
         )
         .expect("guardian.toml");
-        Conf { dir }
+        let socket = dir.path().join("run/g.sock");
+        Conf { dir, socket }
+    }
+
+    /// A configuration directory laid out by someone else, whose guardian.toml puts the
+    /// control socket at `socket`.
+    pub fn laid_out(dir: tempfile::TempDir, socket: PathBuf) -> Conf {
+        Conf { dir, socket }
     }
 
     pub fn path(&self) -> &Path {
@@ -66,7 +74,7 @@ impl Conf {
     }
 
     pub fn socket(&self) -> PathBuf {
-        self.path().join("run/g.sock")
+        self.socket.clone()
     }
 
     /// Runs the CLI on this configuration.
@@ -192,6 +200,11 @@ impl Daemon<'_> {
 
     /// Sends SIGTERM and waits for the daemon to exit.
     pub fn terminate(&mut self) -> ExitStatus {
+        self.terminate_within(DEADLINE)
+    }
+
+    /// Sends SIGTERM and waits up to `deadline` for the daemon to exit.
+    pub fn terminate_within(&mut self, deadline: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("daemon still running");
         signal(child.id(), libc_sig::TERM);
         let start = Instant::now();
@@ -199,7 +212,7 @@ impl Daemon<'_> {
             if let Some(status) = child.try_wait().expect("try_wait") {
                 return status;
             }
-            if start.elapsed() > DEADLINE {
+            if start.elapsed() > deadline {
                 let _ = child.kill();
                 panic!("daemon did not exit after SIGTERM:\n{}", self.daemon_log());
             }
