@@ -4,4 +4,5 @@ mod alerts;
 mod checks;
 mod events;
 mod lifecycle;
+mod real_programs;
 mod util;

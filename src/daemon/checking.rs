@@ -74,7 +74,7 @@ impl CheckRt {
     /// Starts the check's task (and, for a flock check, the thread that waits on the
     /// lock), with a fresh count; a new generation tells its results from old ones.
     /// `start` is the job's start the task checks, and `since` when the job entered
-    /// `running` (None for host checks, which run at once).
+    /// `running` (None for host checks, which run first after `grace` only).
     #[allow(clippy::too_many_arguments)]
     fn launch(
         &mut self,
@@ -107,11 +107,12 @@ impl CheckRt {
             probe: self.spec.probe.clone(),
             every,
             timeout: self.spec.timeout(default_every),
-            gate: since.map(|t| Gate {
-                since: t,
+            gate: Gate {
+                since: since.unwrap_or_else(Instant::now),
                 grace: self.spec.grace,
                 lock_deadline: self.spec.lock_deadline(),
-            }),
+                wait_every: since.is_some(),
+            },
             lock_seen,
             pid,
             job: job.to_string(),
@@ -493,6 +494,8 @@ struct Gate {
     grace: Duration,
     /// `flock`: how long the lock may take to be held.
     lock_deadline: Duration,
+    /// The first run waits one `every` too (a job's checks; not the host's).
+    wait_every: bool,
 }
 
 struct CheckLoop {
@@ -500,8 +503,7 @@ struct CheckLoop {
     probe: Probe,
     every: Duration,
     timeout: Duration,
-    /// None: a host check, which runs at once.
-    gate: Option<Gate>,
+    gate: Gate,
     /// `flock`: set once the lock has been seen held.
     lock_seen: Option<Arc<AtomicBool>>,
     pid: SharedPid,
@@ -532,18 +534,20 @@ impl CheckLoop {
 
     /// Waits until the check may run first. False: the loop is to end.
     async fn gate(&mut self) -> bool {
-        let Some(g) = &self.gate else {
-            return true;
-        };
+        let g = &self.gate;
         let (since, grace, lock_deadline) = (g.since, g.grace, g.lock_deadline);
         let Some(seen) = self.lock_seen.clone() else {
             // One `every` after the start, or `grace` if that is later.
-            let first = since + self.every.max(grace);
-            tokio::time::sleep_until(first.into()).await;
+            let wait = if g.wait_every {
+                self.every.max(grace)
+            } else {
+                grace
+            };
+            tokio::time::sleep_until(later(since, wait).into()).await;
             return true;
         };
-        tokio::time::sleep_until((since + grace).into()).await;
-        let deadline = since + lock_deadline.max(grace);
+        tokio::time::sleep_until(later(since, grace).into()).await;
+        let deadline = later(since, lock_deadline.max(grace));
         let mut told = false;
         while !seen.load(Ordering::Relaxed) {
             tokio::select! {
@@ -569,6 +573,13 @@ impl CheckLoop {
         }
         true
     }
+}
+
+/// `d` after `t`; durations too long for the clock end in 30 years.
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(30 * 365 * 86_400)))
+        .unwrap_or(t)
 }
 
 async fn check_loop(mut l: CheckLoop) {

@@ -8,7 +8,8 @@
 //! processes of the job remain and the pid file does not name a live successor yet,
 //! the job is not declared ended at once: guardian follows the newest of those
 //! processes meanwhile (so that a stop still reaches them) and waits up to
-//! `handover-timeout` for the pid file to name the successor.
+//! `handover-timeout` for the pid file to name the successor. Only an exit with status
+//! 0 starts the wait: a master killed by a signal, or failing, did not hand over.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -32,6 +33,12 @@ pub(crate) struct Handover {
     /// processes are found in them.
     ids: Vec<(u32, u32)>,
     task: AbortHandle,
+}
+
+impl Handover {
+    pub fn end(&self) -> ProcessEnd {
+        self.end
+    }
 }
 
 impl Drop for Handover {
@@ -90,6 +97,11 @@ impl Daemon {
             .get(name)
             .and_then(|j| j.handover.as_ref())
             .is_some();
+        if !already && end != ProcessEnd::Exited(0) {
+            // A master that hands over exits 0; one killed by a signal or failing did
+            // not: what it left behind goes with it.
+            return false;
+        }
         if !already {
             tracing::info!(
                 "{name}: main process {pid} {end} and {} of its processes remain; waiting up to {} for {} to name the successor",
