@@ -696,8 +696,8 @@ fn a_job_that_fails_at_once_backs_off_then_ends_failed() {
         "web",
         &format!(
             "script = \"date +%s.%N >> {f}; exec python3 {} listen {port}\"\nrespawn = true\n\
-             respawn-delay = {{ initial = \"100ms\", max = \"400ms\" }}\n\
-             respawn-limit = {{ count = 5, interval = \"10s\" }}\n",
+             respawn-delay = {{ initial = \"100ms\", max = \"400ms\", stable = \"10s\" }}\n\
+             respawn-limit = {{ count = 5, interval = \"1m\" }}\n",
             util::SVC
         ),
     );
@@ -765,4 +765,36 @@ fn a_stop_while_a_respawn_is_due_cancels_it() {
     // A start tries again at once.
     d.cli(&["start", "crasher"]);
     wait_until("the second start", || read(&f).lines().count() == 2);
+}
+
+#[test]
+fn respawn_delay_handover_timeout_and_deadline_are_validated_with_positions() {
+    let c = Conf::new();
+    c.job(
+        "web",
+        "exec = \"sleep 1\"\nrespawn = true\nrespawn-delay = { initial = \"1s\", max = \"10ms\", stabel = \"1s\" }\nhandover-timeout = \"soon\"\n",
+    );
+    c.job(
+        "db",
+        "exec = \"sleep 1\"\n[[check]]\ntype = \"tcp\"\nport = 6379\ndeadline = \"1m\"\n",
+    );
+    let out = c.cli(&["check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "web.toml:3:49: unknown key `stabel`",
+        "did you mean `stable`?",
+        "web.toml:3:17: `respawn-delay`: `initial` (1s) is longer than `max` (10ms)",
+        "web.toml:4:20: `handover-timeout`: `soon` is not a duration",
+        "db.toml:5:12: `deadline` belongs to `flock` checks",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    let ok = Conf::new();
+    ok.job(
+        "web",
+        "exec = \"sleep 1\"\nrespawn = true\nrespawn-delay = { initial = \"50ms\" }\nhandover-timeout = \"0s\"\npidfile = \"/run/x.pid\"\n[[check]]\ntype = \"flock\"\npath = \"/run/x.lock\"\ndeadline = \"2m\"\n",
+    );
+    let out = ok.cli(&["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
