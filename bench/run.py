@@ -414,6 +414,7 @@ def crash_restart(binary, keep):
         d.wait_running(1, READY_TIMEOUT)
         gpid = d.pid
         path = f"/proc/{gpid}/task/{gpid}/children"
+        time.sleep(CRASH_PAUSE)  # the first process, too, has been up a while
         for i in range(CRASH_ROUNDS):
             sleeps = [p for p in children(gpid) if comm(p) == JOB_COMM]
             if len(sleeps) != 1:

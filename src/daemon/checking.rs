@@ -352,9 +352,6 @@ impl Daemon {
                     outcome.reason,
                     action.as_str()
                 );
-                if action == Action::Restart {
-                    job.restarted_start = Some(start);
-                }
                 self.act(name, &check, &action, &outcome.reason);
             }
         }
@@ -402,6 +399,7 @@ impl Daemon {
                     return;
                 }
                 job.check_restarts.push_back(now);
+                job.restarted_start = Some(job.m.runs);
                 self.alert_event(name, check, "failed", reason, "restart");
                 self.work
                     .push_back(Work::Feed(name.to_string(), Input::Restart));

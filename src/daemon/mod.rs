@@ -584,23 +584,16 @@ impl Daemon {
                     tracing::debug!("{name}: {} process {pid} {end}", proc.as_str());
                     // While a handover was waited for, the process followed meanwhile
                     // stood in for the one that exited: the job ends as that one did.
-                    let end = match self.jobs.get(&name).and_then(|j| j.handover.as_ref()) {
-                        Some(h) if proc == Proc::Main => {
-                            let first = h.end();
-                            if self.main_handed_over(&name, pid, end, followed_ids) {
-                                continue;
-                            }
-                            first
-                        }
-                        _ => {
-                            if proc == Proc::Main
-                                && self.main_handed_over(&name, pid, end, followed_ids)
-                            {
-                                continue;
-                            }
-                            end
-                        }
-                    };
+                    let first = self
+                        .jobs
+                        .get(&name)
+                        .and_then(|j| j.handover.as_ref())
+                        .map(|h| h.end())
+                        .filter(|_| proc == Proc::Main);
+                    if proc == Proc::Main && self.main_handed_over(&name, pid, end, followed_ids) {
+                        continue;
+                    }
+                    let end = first.unwrap_or(end);
                     if let Some(group) = followed_group {
                         group.signal(Signal::SIGKILL);
                     }

@@ -578,12 +578,13 @@ fn notify_listener(
     Ok((format!("@{name}"), task.abort_handle()))
 }
 
-/// The live process a pid file names, if any.
+/// The live process a pid file names, if any (not one that has exited: a zombie, or
+/// one being torn down).
 pub(crate) fn read_pidfile(path: &Path) -> Option<u32> {
     let text = std::fs::read_to_string(path).ok()?;
     let pid: u32 = text.trim().parse().ok()?;
     let (_, state, _) = stat_of(pid)?;
-    (state != 'Z' && pid > 1).then_some(pid)
+    (state != 'Z' && state != 'X' && pid > 1).then_some(pid)
 }
 
 /// Parent pid, state and start time of a process.
