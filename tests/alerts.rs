@@ -155,8 +155,10 @@ fn a_failing_check_mails_the_configured_recipient_once() {
         m.data
     );
     wait_until("the outbox to empty", || outbox_empty(&d));
-    // One mail per state change: the check keeps failing, no more mails about it.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // One mail per state change: the check goes on failing (three more runs), and once
+    // the outbox is empty again there is still only the one mail about it.
+    d.wait_log_more("nginx: check port failed: ", 3);
+    wait_until("the outbox to empty", || outbox_empty(&d));
     let about: Vec<Mail> = mails(&inbox)
         .into_iter()
         .filter(|m| m.data.contains("check port failed"))

@@ -94,10 +94,12 @@ fn tcp_checks_and_an_alert_that_leaves_the_job_running() {
     let c = Conf::new();
     let r = c.file("record");
     let (port, closed) = (free_port(), free_port());
+    // Running once it listens: its tcp check (restart on the first failure) judges a
+    // server that is up.
     c.job(
         "db",
         &format!(
-            "{}[[check]]\ntype = \"tcp\"\nport = {port}\nevery = \"100ms\"\n[[check]]\nname = \"replica\"\ntype = \"tcp\"\nport = {closed}\nevery = \"100ms\"\naction = \"alert\"\n",
+            "{}[ready]\ntype = \"tcp\"\nport = {port}\n[[check]]\ntype = \"tcp\"\nport = {port}\nevery = \"100ms\"\n[[check]]\nname = \"replica\"\ntype = \"tcp\"\nport = {closed}\nevery = \"100ms\"\naction = \"alert\"\n",
             svc(&r, "db", &format!("listen {port}"))
         ),
     );
@@ -231,15 +233,29 @@ fn unmonitor_suspends_actions_and_monitor_rearms_them() {
     wait_until("the check to fail", || {
         check(&d.status("web"), "port")["failing"] == true
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // The verdict that would have acted, and two more failed runs after it.
+    wait_until("the verdict", || {
+        d.log_count("unmonitored, so no exec") >= 1
+    });
+    d.wait_log_more("web: check port failed: ", 2);
     assert_eq!(read(&f), "", "no action while unmonitored");
     d.ok(&["monitor", "web"], 0);
     wait_until("the action once monitored", || read(&f) == "port\n");
-    // Stopped by hand: checks stop and nothing resurrects it.
+    // Stopped by hand: checks stop and nothing resurrects it, while the checks of
+    // another job go on running.
     d.ok(&["stop", "web"], 0);
-    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(d.state("web"), "waiting");
     assert_eq!(d.status("web")["health"], "unknown");
+    c.job(
+        "other",
+        &format!(
+            "exec = \"sleep 1000\"\n[[check]]\nname = \"port\"\ntype = \"tcp\"\nport = {closed}\nevery = \"100ms\"\naction = \"alert\"\n"
+        ),
+    );
+    d.ok(&["reload"], 0);
+    d.wait_log_more("other: check port failed: ", 3);
+    assert_eq!(d.state("web"), "waiting");
+    assert!(!d.daemon_log().contains("web: starting on"));
 }
 
 #[test]
@@ -311,11 +327,145 @@ fn a_stop_action_keeps_the_job_down_until_a_person_starts_it() {
     );
     assert!(d.terminate().success());
     drop(d);
+    // The daemon answers only once its start-up is done: had it started the job, the
+    // job would no longer be `waiting` by the first answer.
     let d = c.start();
-    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         d.state("runaway"),
         "waiting",
         "still down after a daemon restart"
     );
+    assert_eq!(d.status("runaway")["goal"], "stop");
+}
+
+#[test]
+fn a_check_gives_a_new_process_one_every_before_judging_it() {
+    // No readiness probe: the job is running at once, and the server binds 300 ms later.
+    // The check (restart on the first failure) runs first one `every` later, when the
+    // server listens; it used to run at once and restart the job in a loop.
+    let c = Conf::new();
+    let r = c.file("record");
+    let port = free_port();
+    c.job(
+        "late",
+        &format!(
+            "{}[[check]]\ntype = \"tcp\"\nport = {port}\nevery = \"2s\"\n",
+            svc(&r, "late", &format!("listen {port} --delay 0.3"))
+        ),
+    );
+    let d = c.start();
+    wait_until("the first check", || {
+        check(&d.status("late"), "tcp")["passed"] == true
+    });
+    let s = d.status("late");
+    assert_eq!(s["restarts"], 0, "{s}");
+    assert_eq!(s["health"], "healthy");
+}
+
+#[test]
+fn restarts_by_checks_are_one_per_start_and_each_start_gets_its_chance() {
+    // Two checks that always fail, both restarting: each start is restarted once, and
+    // only after one `every`, until the restart limit unmonitors the job.
+    let c = Conf::new();
+    let (a, b) = (free_port(), free_port());
+    c.job(
+        "loop",
+        &format!(
+            "exec = \"sleep 1000\"\nrestart-limit = {{ count = 3, interval = \"1m\" }}\n\
+             [[check]]\nname = \"a\"\ntype = \"tcp\"\nport = {a}\nevery = \"200ms\"\n\
+             [[check]]\nname = \"b\"\ntype = \"tcp\"\nport = {b}\nevery = \"200ms\"\n"
+        ),
+    );
+    let d = c.start();
+    wait_until("the job to be unmonitored", || {
+        d.status("loop")["monitored"] == false
+    });
+    let s = d.status("loop");
+    assert_eq!(s["restarts"], 3, "{s}");
+    assert_eq!(s["state"], "running");
+    // When each run started and when its checks restarted it: never sooner than one
+    // `every` after the start.
+    let log = d.daemon_log();
+    let stamp = |l: &str| -> Option<f64> {
+        // 2026-01-01T10:00:00.123456Z: seconds within the day are enough here.
+        let t = l
+            .split_whitespace()
+            .next()?
+            .split('T')
+            .nth(1)?
+            .trim_end_matches('Z');
+        let mut p = t.split(':');
+        let (h, m, s) = (p.next()?, p.next()?, p.next()?);
+        Some(
+            h.parse::<f64>().ok()? * 3600.0
+                + m.parse::<f64>().ok()? * 60.0
+                + s.parse::<f64>().ok()?,
+        )
+    };
+    let runs: Vec<f64> = log
+        .lines()
+        .filter(|l| l.contains("loop: running, pid"))
+        .filter_map(stamp)
+        .collect();
+    let restarts: Vec<f64> = log
+        .lines()
+        .filter(|l| l.contains("loop: check") && l.contains("; restart"))
+        .filter_map(stamp)
+        .collect();
+    // Three restarts, and the fourth verdict, which the restart limit turned into
+    // unmonitoring.
+    assert_eq!(runs.len(), 4, "{log}");
+    assert_eq!(restarts.len(), 4, "one restart per start:\n{log}");
+    for (run, restart) in runs.iter().zip(&restarts) {
+        // (Past midnight the seconds within the day start over.)
+        let after = (restart - run).rem_euclid(86_400.0);
+        assert!(
+            after >= 0.19,
+            "restarted {after:.3}s after it started:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn a_lock_nobody_takes_is_reported_once_and_restarts_nothing() {
+    let c = Conf::new();
+    let lock = c.file("app.lock");
+    std::fs::write(&lock, "").expect("lock file");
+    c.job(
+        "app",
+        &format!(
+            "exec = \"sleep 1000\"\n[[check]]\ntype = \"flock\"\npath = \"{lock}\"\nevery = \"100ms\"\ndeadline = \"500ms\"\n"
+        ),
+    );
+    let d = c.start();
+    wait_until("the report", || {
+        check(&d.status("app"), "flock")["failing"] == true
+    });
+    let s = d.status("app");
+    let reason = check(&s, "flock")["reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        reason.contains("no process has held the lock since the job started"),
+        "{reason}"
+    );
+    assert_eq!(s["restarts"], 0, "{s}");
+    assert_eq!(s["state"], "running");
+    assert_eq!(s["monitored"], true);
+    assert_eq!(s["health"], "unhealthy");
+    assert!(d.daemon_log().contains("alert: app: check flock failed"));
+    // Once a process takes the lock, the check is armed, passes, and has recovered.
+    let file = std::fs::File::open(&lock).expect("open the lock file");
+    let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockShared)
+        .map_err(|(_, e)| e)
+        .expect("a shared lock");
+    wait_until("the check to pass", || {
+        check(&d.status("app"), "flock")["passed"] == true
+    });
+    let s = d.status("app");
+    assert_eq!(check(&s, "flock")["failing"], false, "{s}");
+    assert_eq!(s["restarts"], 0);
+    assert!(d.daemon_log().contains("alert: app: check flock recovered"));
+    drop(held);
 }

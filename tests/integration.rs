@@ -6,4 +6,5 @@ mod django_stack;
 mod events;
 mod hardening_socket;
 mod lifecycle;
+mod real_programs;
 mod util;

@@ -182,9 +182,8 @@ fn respawn_limit_ends_in_failed_until_started_by_hand() {
     assert_eq!(s["goal"], "stop");
     let status = s["last_failure"]["status"].as_str().unwrap_or_default();
     assert!(status.contains("giving up"), "{s}");
-    // It stays failed: nothing restarts it by itself...
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(d.state("crasher"), "failed");
+    // It stays failed: nothing restarts it by itself, no respawn is due...
+    assert_eq!(s["respawn_in_secs"], serde_json::Value::Null, "{s}");
     // ...until a person starts it, which runs it (and, here, fails it) again.
     d.ok(&["start", "crasher"], 0);
     wait_until("it to fail again", || {
@@ -684,4 +683,118 @@ fn all_keeps_intent_manual_jobs_and_manual_stops() {
         "waiting",
         "start all leaves manual jobs alone"
     );
+}
+
+#[test]
+fn a_job_that_fails_at_once_backs_off_then_ends_failed() {
+    // Its port is taken: the server fails as soon as it starts, every time.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let c = Conf::new();
+    let f = c.file("starts");
+    c.job(
+        "web",
+        &format!(
+            "script = \"date +%s.%N >> {f}; exec python3 {} listen {port}\"\nrespawn = true\n\
+             respawn-delay = {{ initial = \"100ms\", max = \"400ms\", stable = \"10s\" }}\n\
+             respawn-limit = {{ count = 5, interval = \"1m\" }}\n",
+            util::SVC
+        ),
+    );
+    let d = c.start();
+    // While it waits, status says when the next try is due.
+    let mut seen_waiting = false;
+    let mut seen_text = false;
+    wait_until("the respawn limit to give up", || {
+        let s = d.status("web");
+        if s["state"] == "waiting" && s["goal"] == "start" {
+            seen_waiting |= s["respawn_in_secs"].as_f64().is_some_and(|t| t <= 0.4);
+            let out = d.cli(&["status", "web"]);
+            seen_text |= String::from_utf8_lossy(&out.stdout).contains("next try:    respawn in");
+        }
+        s["state"] == "failed"
+    });
+    assert!(seen_waiting, "status --json showed respawn_in_secs");
+    assert!(seen_text, "status showed the next try");
+    let s = d.status("web");
+    assert_eq!(s["restarts"], 5, "{s}");
+    assert_eq!(s["respawn_in_secs"], serde_json::Value::Null, "{s}");
+    let starts: Vec<f64> = read(&f)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert_eq!(starts.len(), 6, "{starts:?}");
+    let gaps: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    // The delays double from 100 ms up to the 400 ms cap (and the start itself takes
+    // a little on top of each).
+    for (gap, least) in gaps.iter().zip([0.1, 0.2, 0.4, 0.4, 0.4]) {
+        assert!(*gap >= least, "gaps {gaps:?}");
+    }
+    assert!(
+        d.daemon_log()
+            .contains("failing quickly; respawning in 400ms"),
+        "{}",
+        d.daemon_log()
+    );
+    drop(taken);
+}
+
+#[test]
+fn a_stop_while_a_respawn_is_due_cancels_it() {
+    let c = Conf::new();
+    let f = c.file("starts");
+    c.job(
+        "crasher",
+        &format!(
+            "script = \"echo start >> {f}; exit 1\"\nrespawn = true\n\
+             respawn-delay = {{ initial = \"1h\", max = \"1h\" }}\n"
+        ),
+    );
+    let d = c.start();
+    wait_until("a respawn to be due", || {
+        d.status("crasher")["respawn_in_secs"]
+            .as_f64()
+            .is_some_and(|t| t > 60.0)
+    });
+    assert_eq!(d.state("crasher"), "waiting");
+    assert_eq!(d.status("crasher")["goal"], "start");
+    d.ok(&["stop", "crasher"], 0);
+    let s = d.status("crasher");
+    assert_eq!(s["goal"], "stop", "{s}");
+    assert_eq!(s["respawn_in_secs"], serde_json::Value::Null, "{s}");
+    // A start tries again at once.
+    d.cli(&["start", "crasher"]);
+    wait_until("the second start", || read(&f).lines().count() == 2);
+}
+
+#[test]
+fn respawn_delay_handover_timeout_and_deadline_are_validated_with_positions() {
+    let c = Conf::new();
+    c.job(
+        "web",
+        "exec = \"sleep 1\"\nrespawn = true\nrespawn-delay = { initial = \"1s\", max = \"10ms\", stabel = \"1s\" }\nhandover-timeout = \"soon\"\n",
+    );
+    c.job(
+        "db",
+        "exec = \"sleep 1\"\n[[check]]\ntype = \"tcp\"\nport = 6379\ndeadline = \"1m\"\n",
+    );
+    let out = c.cli(&["check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "web.toml:3:49: unknown key `stabel`",
+        "did you mean `stable`?",
+        "web.toml:3:17: `respawn-delay`: `initial` (1s) is longer than `max` (10ms)",
+        "web.toml:4:20: `handover-timeout`: `soon` is not a duration",
+        "db.toml:5:12: `deadline` belongs to `flock` checks",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    let ok = Conf::new();
+    ok.job(
+        "web",
+        "exec = \"sleep 1\"\nrespawn = true\nrespawn-delay = { initial = \"50ms\" }\nhandover-timeout = \"0s\"\npidfile = \"/run/x.pid\"\n[[check]]\ntype = \"flock\"\npath = \"/run/x.lock\"\ndeadline = \"2m\"\n",
+    );
+    let out = ok.cli(&["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }

@@ -32,6 +32,9 @@ pub fn page_size() -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stat {
     pub ppid: u32,
+    /// Process group and session ids.
+    pub pgrp: u32,
+    pub session: u32,
     /// `R`, `S`, `Z`...
     pub state: char,
     /// User and system time, in clock ticks.
@@ -54,6 +57,8 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     Some(Stat {
         state: f.first()?.chars().next()?,
         ppid: f.get(1)?.parse().ok()?,
+        pgrp: f.get(2)?.parse().ok()?,
+        session: f.get(3)?.parse().ok()?,
         ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
         start_time: f.get(19)?.parse().ok()?,
         rss_pages: f.get(21)?.parse().ok()?,

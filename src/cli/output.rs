@@ -102,6 +102,14 @@ pub fn job_details(out: &mut impl Write, j: &JobStatus) -> io::Result<()> {
     )?;
     writeln!(out, "memory:      {}", or_dash(j.rss_bytes, bytes))?;
     writeln!(out, "restarts:    {}", j.restarts)?;
+    if let Some(secs) = j.respawn_in_secs {
+        let when = if secs < 60.0 {
+            format!("{secs:.1}s")
+        } else {
+            duration(secs)
+        };
+        writeln!(out, "next try:    respawn in {when}")?;
+    }
     match &j.last_failure {
         Some(f) => writeln!(out, "last failure: {} {} at {}", f.process, f.status, f.at)?,
         None => writeln!(out, "last failure: none")?,

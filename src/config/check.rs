@@ -10,8 +10,11 @@ use super::job::{Program, hook_program};
 use super::reader::{Reader, Value};
 
 const POLICY_KEYS: &[&str] = &[
-    "name", "every", "timeout", "failures", "within", "grace", "action",
+    "name", "every", "timeout", "failures", "within", "grace", "deadline", "action",
 ];
+
+/// How long a `flock` check waits, after the job is running, for the lock to be held.
+pub const DEFAULT_LOCK_DEADLINE: Duration = Duration::from_secs(60);
 
 /// What a check does when its policy says the job is failing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +52,9 @@ pub struct CheckSpec {
     pub within: u32,
     /// No check runs until this long after the job is running.
     pub grace: Duration,
+    /// `flock`: how long after the job is running the lock may take to be held before
+    /// the check says so (None: [`DEFAULT_LOCK_DEADLINE`]).
+    pub deadline: Option<Duration>,
     pub action: Action,
 }
 
@@ -60,6 +66,10 @@ impl CheckSpec {
     pub fn timeout(&self, default_every: Duration) -> Duration {
         self.timeout
             .unwrap_or_else(|| Duration::from_secs(5).min(self.every(default_every)))
+    }
+
+    pub fn lock_deadline(&self) -> Duration {
+        self.deadline.unwrap_or(DEFAULT_LOCK_DEADLINE)
     }
 }
 
@@ -123,6 +133,17 @@ pub fn read_all(r: &mut Reader<'_>, v: &Value<'_>, host: bool) -> Vec<CheckSpec>
         }
         let timeout = dur(r, "timeout");
         let grace = dur(r, "grace").unwrap_or_default();
+        let deadline = dur(r, "deadline");
+        if deadline.is_some() && probe.kind() != "flock" {
+            if let Some(v) = t.get("deadline") {
+                r.error(
+                    v.span(),
+                    "`deadline` belongs to `flock` checks: how long the lock may take to be held",
+                    None,
+                );
+            }
+            continue;
+        }
         let count = |r: &mut Reader<'_>, key: &str| -> Option<u32> {
             let v = t.get(key)?;
             match r.integer(key, v).map(u32::try_from) {
@@ -209,6 +230,7 @@ pub fn read_all(r: &mut Reader<'_>, v: &Value<'_>, host: bool) -> Vec<CheckSpec>
             failures,
             within,
             grace,
+            deadline,
             action,
         });
     }

@@ -37,6 +37,7 @@ const KEYS: &[&str] = &[
     "limit",
     "respawn",
     "respawn-limit",
+    "respawn-delay",
     "normal-exit",
     "task",
     "manual",
@@ -48,6 +49,7 @@ const KEYS: &[&str] = &[
     "stop-on",
     "expect",
     "pidfile",
+    "handover-timeout",
     "ready",
     "check",
     "restart-limit",
@@ -126,6 +128,26 @@ pub struct RespawnLimit {
     pub interval: Duration,
 }
 
+/// How long a respawn waits: nothing after a run that lasted `stable`, else `initial`,
+/// doubled for every further quick failure in a row, up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RespawnDelay {
+    pub initial: Duration,
+    pub max: Duration,
+    pub stable: Duration,
+}
+
+impl RespawnDelay {
+    pub const DEFAULT: RespawnDelay = RespawnDelay {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(30),
+        stable: Duration::from_secs(1),
+    };
+}
+
+/// How long a followed daemon's pid file may take to name its successor, by default.
+pub const DEFAULT_HANDOVER_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitMatch {
     Code(i32),
@@ -158,6 +180,7 @@ pub struct JobSpec {
     pub limits: Vec<Limit>,
     pub respawn: bool,
     pub respawn_limit: Option<RespawnLimit>,
+    pub respawn_delay: RespawnDelay,
     pub normal_exit: Vec<ExitMatch>,
     pub task: bool,
     pub manual: bool,
@@ -170,6 +193,9 @@ pub struct JobSpec {
     pub stop_on: Option<On>,
     pub expect: Expect,
     pub pidfile: Option<PathBuf>,
+    /// How long a followed daemon that exited, leaving processes behind, may take to
+    /// name its successor in the pid file.
+    pub handover_timeout: Duration,
     pub ready: Option<Box<ReadySpec>>,
     pub checks: Vec<CheckSpec>,
     /// Restarts by checks beyond this many within the interval unmonitor the job;
@@ -198,6 +224,7 @@ impl JobSpec {
                 count: 10,
                 interval: Duration::from_secs(5),
             }),
+            respawn_delay: RespawnDelay::DEFAULT,
             normal_exit: vec![ExitMatch::Code(0)],
             task: false,
             manual: false,
@@ -209,6 +236,7 @@ impl JobSpec {
             stop_on: None,
             expect: Expect::None,
             pidfile: None,
+            handover_timeout: DEFAULT_HANDOVER_TIMEOUT,
             ready: None,
             checks: Vec::new(),
             restart_limit: Some(RespawnLimit {
@@ -278,6 +306,7 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
             "limit" => job.limits = limits(r, v),
             "respawn" => job.respawn = r.bool(k, v).unwrap_or(false),
             "respawn-limit" => job.respawn_limit = respawn_limit(r, v),
+            "respawn-delay" => job.respawn_delay = respawn_delay(r, v),
             "normal-exit" => job.normal_exit = normal_exit(r, v),
             "task" => job.task = r.bool(k, v).unwrap_or(false),
             "manual" => job.manual = r.bool(k, v).unwrap_or(false),
@@ -317,6 +346,9 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
                         r.error(v.span(), "`pidfile` must be an absolute path", None);
                     }
                 }
+            }
+            "handover-timeout" => {
+                job.handover_timeout = r.duration(k, v).unwrap_or(DEFAULT_HANDOVER_TIMEOUT)
             }
             "ready" => job.ready = super::probe::ready(r, v).map(Box::new),
             "check" => job.checks = super::check::read_all(r, v, false),
@@ -721,6 +753,42 @@ fn respawn_limit(r: &mut Reader<'_>, v: &Value<'_>) -> Option<RespawnLimit> {
         interval: Duration::from_secs(5),
     };
     limit_table(r, "respawn-limit", v, default)
+}
+
+/// `{ initial = "100ms", max = "30s", stable = "1s" }`; a missing key keeps its default.
+fn respawn_delay(r: &mut Reader<'_>, v: &Value<'_>) -> RespawnDelay {
+    let mut d = RespawnDelay::DEFAULT;
+    let Some(t) = r.table("respawn-delay", v) else {
+        return d;
+    };
+    for (k, val) in t.iter() {
+        let key = k.get_ref().as_ref();
+        let slot = match key {
+            "initial" => &mut d.initial,
+            "max" => &mut d.max,
+            "stable" => &mut d.stable,
+            _ => {
+                r.unknown_key(k, &["initial", "max", "stable"]);
+                continue;
+            }
+        };
+        if let Some(dur) = r.duration(key, val) {
+            *slot = dur;
+        }
+    }
+    if d.initial > d.max {
+        r.error(
+            v.span(),
+            format!(
+                "`respawn-delay`: `initial` ({}) is longer than `max` ({})",
+                humantime::format_duration(d.initial),
+                humantime::format_duration(d.max)
+            ),
+            Some("respawn-delay = { initial = \"100ms\", max = \"30s\" }".into()),
+        );
+        d.max = d.initial;
+    }
+    d
 }
 
 fn restart_limit(r: &mut Reader<'_>, v: &Value<'_>) -> Option<RespawnLimit> {

@@ -117,6 +117,10 @@ pub struct JobStatus {
     pub monitored: bool,
     pub health: String,
     pub restarts: u64,
+    /// A job that failed quickly waits before it is respawned: seconds until the next
+    /// try, null when none is due.
+    #[serde(default)]
+    pub respawn_in_secs: Option<f64>,
     pub uptime_secs: Option<f64>,
     pub cpu_secs: Option<f64>,
     pub rss_bytes: Option<u64>,

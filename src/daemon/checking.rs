@@ -2,6 +2,14 @@
 //! its own (a hung probe is cut at its timeout and delays nothing else); the outcomes
 //! come back to the loop, which applies the policy (failures within the last checks)
 //! and takes the action, unless the job is unmonitored.
+//!
+//! A check judges only a process that had its chance: after the job enters `running`
+//! (a first start, a respawn, a restart by a check) its first run comes one `every`
+//! later, or `grace` later if that is longer. A `flock` check runs first when the lock
+//! has been seen held since then (and not before `grace`); a lock nobody takes within
+//! its `deadline` is reported, once, and restarts nothing. Each result is tagged with
+//! the start of the job it belongs to: a result of an earlier start is dropped, and one
+//! start is restarted by its checks once at most.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -31,6 +39,8 @@ pub(crate) struct CheckRt {
     /// Tells a flock watcher thread to end.
     watcher_stop: Option<Arc<AtomicBool>>,
     generation: u64,
+    /// The start of the job (its run count) the running task checks.
+    pub start: u64,
 }
 
 impl Drop for CheckRt {
@@ -49,6 +59,7 @@ impl CheckRt {
             task: None,
             watcher_stop: None,
             generation: 0,
+            start: 0,
         }
     }
 
@@ -63,6 +74,8 @@ impl CheckRt {
 
     /// Starts the check's task (and, for a flock check, the thread that waits on the
     /// lock), with a fresh count; a new generation tells its results from old ones.
+    /// `start` is the job's start the task checks, and `since` when the job entered
+    /// `running` (None for host checks, which run first after `grace` only).
     #[allow(clippy::too_many_arguments)]
     fn launch(
         &mut self,
@@ -72,28 +85,42 @@ impl CheckRt {
         job: &str,
         host: bool,
         idx: usize,
+        start: u64,
+        since: Option<Instant>,
         tx: mpsc::UnboundedSender<Internal>,
     ) {
         self.halt();
         self.generation = GENERATION.fetch_add(1, Ordering::Relaxed) + 1;
+        self.start = start;
         self.rearm();
         let (poke_tx, poke_rx) = mpsc::unbounded_channel();
+        let mut lock_seen = None;
         if let Probe::Flock(f) = &self.spec.probe {
             let stop = Arc::new(AtomicBool::new(false));
-            flock_watcher(f.path.clone(), poke_tx.clone(), stop.clone());
+            let seen = Arc::new(AtomicBool::new(false));
+            flock_watcher(f.path.clone(), poke_tx.clone(), stop.clone(), seen.clone());
             self.watcher_stop = Some(stop);
+            lock_seen = Some(seen);
         }
+        let every = self.spec.every(default_every);
         let task = tokio::spawn(check_loop(CheckLoop {
             ctx,
             probe: self.spec.probe.clone(),
-            every: self.spec.every(default_every),
+            every,
             timeout: self.spec.timeout(default_every),
-            grace: self.spec.grace,
+            gate: Gate {
+                since: since.unwrap_or_else(Instant::now),
+                grace: self.spec.grace,
+                lock_deadline: self.spec.lock_deadline(),
+                wait_every: since.is_some(),
+            },
+            lock_seen,
             pid,
             job: job.to_string(),
             host,
             idx,
             generation: self.generation,
+            start,
             tx,
             poke: poke_rx,
             _poke_keep: poke_tx,
@@ -155,7 +182,12 @@ impl Daemon {
         job.main_pid_shared
             .store(job.m.main_pid.unwrap_or(0), Ordering::Relaxed);
         let running = job.m.state == State::Running;
-        let started = job.checks.iter().any(CheckRt::running);
+        // Checks of an earlier start (a stop called off while pre-stop ran keeps the
+        // start) go on; a new start launches them afresh.
+        let started = job
+            .checks
+            .iter()
+            .any(|c| c.running() && c.start == job.m.runs);
         if running && !started && !job.checks.is_empty() {
             self.start_checks(name);
         } else if !running && let Some(job) = self.jobs.get_mut(name) {
@@ -187,8 +219,10 @@ impl Daemon {
                 return;
             };
             let pid = job.main_pid_shared.clone();
+            let (start, since) = (job.m.runs, job.m.running_since);
             let c = &mut job.checks[idx];
-            c.launch(ctx, default_every, pid, name, false, idx, tx);
+            let since = Some(since.unwrap_or_else(Instant::now));
+            c.launch(ctx, default_every, pid, name, false, idx, start, since, tx);
         }
     }
 
@@ -213,19 +247,25 @@ impl Daemon {
                 "",
                 true,
                 idx,
+                0,
+                None,
                 tx,
             );
             self.host_checks.push(c);
         }
     }
 
-    /// A check's outcome arrives.
+    /// A check's outcome arrives: `start` is the job's start it belongs to; `unheld`
+    /// says a flock check's lock was not held by its deadline.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn checked(
         &mut self,
         name: &str,
         host: bool,
         idx: usize,
         generation: u64,
+        start: u64,
+        unheld: bool,
         outcome: Outcome,
     ) {
         if host {
@@ -260,7 +300,19 @@ impl Daemon {
         else {
             return;
         };
-        if job.m.state != State::Running {
+        if job.m.state != State::Running || start != job.m.runs || c.start != start {
+            return;
+        }
+        if unheld {
+            // Restarting a job that never takes its lock would not make it take it: say
+            // so once, and keep waiting for the lock.
+            let check = c.spec.name.clone();
+            c.last = Some((outcome.clone(), SystemTime::now()));
+            if !c.failing {
+                c.failing = true;
+                tracing::warn!("{name}: check {check}: {}", outcome.reason);
+                self.alert_event(name, &check, "failed", &outcome.reason, "alert");
+            }
             return;
         }
         let verdict = c.record(outcome.passed);
@@ -295,6 +347,13 @@ impl Daemon {
                     Esc(&check),
                     Esc(&outcome.reason),
                     action.as_str()
+                );
+            }
+            Verdict::Act if action == Action::Restart && job.restarted_start == Some(start) => {
+                // Another check of this start asked already: one start, one restart.
+                tracing::debug!(
+                    "{name}: check {check} failed too: {}; a restart is under way",
+                    outcome.reason
                 );
             }
             Verdict::Act => {
@@ -351,6 +410,7 @@ impl Daemon {
                     return;
                 }
                 job.check_restarts.push_back(now);
+                job.restarted_start = Some(job.m.runs);
                 self.alert_event(name, check, "failed", reason, "restart");
                 self.work
                     .push_back(Work::Feed(name.to_string(), Input::Restart));
@@ -440,26 +500,104 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
+/// When a job's check may first judge it.
+struct Gate {
+    /// When the job entered `running`.
+    since: Instant,
+    grace: Duration,
+    /// `flock`: how long the lock may take to be held.
+    lock_deadline: Duration,
+    /// The first run waits one `every` too (a job's checks; not the host's).
+    wait_every: bool,
+}
+
 struct CheckLoop {
     ctx: checks::Context,
     probe: Probe,
     every: Duration,
     timeout: Duration,
-    grace: Duration,
+    gate: Gate,
+    /// `flock`: set once the lock has been seen held.
+    lock_seen: Option<Arc<AtomicBool>>,
     pid: SharedPid,
     job: String,
     host: bool,
     idx: usize,
     generation: u64,
+    start: u64,
     tx: mpsc::UnboundedSender<Internal>,
     poke: mpsc::UnboundedReceiver<()>,
     /// Keeps the poke channel open when no watcher holds a sender.
     _poke_keep: mpsc::UnboundedSender<()>,
 }
 
+impl CheckLoop {
+    fn send(&self, outcome: Outcome, unheld: bool) -> bool {
+        let msg = Internal::Checked {
+            job: self.job.clone(),
+            host: self.host,
+            idx: self.idx,
+            generation: self.generation,
+            start: self.start,
+            unheld,
+            outcome,
+        };
+        self.tx.send(msg).is_ok()
+    }
+
+    /// Waits until the check may run first. False: the loop is to end.
+    async fn gate(&mut self) -> bool {
+        let g = &self.gate;
+        let (since, grace, lock_deadline) = (g.since, g.grace, g.lock_deadline);
+        let Some(seen) = self.lock_seen.clone() else {
+            // One `every` after the start, or `grace` if that is later.
+            let wait = if g.wait_every {
+                self.every.max(grace)
+            } else {
+                grace
+            };
+            tokio::time::sleep_until(later(since, wait).into()).await;
+            return true;
+        };
+        tokio::time::sleep_until(later(since, grace).into()).await;
+        let deadline = later(since, lock_deadline.max(grace));
+        let mut told = false;
+        while !seen.load(Ordering::Relaxed) {
+            tokio::select! {
+                p = self.poke.recv() => {
+                    if p.is_none() {
+                        return false;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()), if !told => {
+                    told = true;
+                    let reason = format!(
+                        "{}: no process has held the lock since the job started ({} ago)",
+                        self.probe.describe(),
+                        humantime::format_duration(Duration::from_secs(
+                            since.elapsed().as_secs()
+                        ))
+                    );
+                    if !self.send(Outcome::fail(reason, Duration::ZERO), true) {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+/// `d` after `t`; durations too long for the clock end in 30 years.
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(30 * 365 * 86_400)))
+        .unwrap_or(t)
+}
+
 async fn check_loop(mut l: CheckLoop) {
-    if !l.grace.is_zero() {
-        tokio::time::sleep(l.grace).await;
+    if !l.gate().await {
+        return;
     }
     let mut ticker = tokio::time::interval(l.every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -472,14 +610,7 @@ async fn check_loop(mut l: CheckLoop) {
         let pid = l.pid.load(Ordering::Relaxed);
         target.pid = (pid != 0).then_some(pid);
         let outcome = l.probe.run_on(&l.ctx, &mut target, l.timeout).await;
-        let msg = Internal::Checked {
-            job: l.job.clone(),
-            host: l.host,
-            idx: l.idx,
-            generation: l.generation,
-            outcome,
-        };
-        if l.tx.send(msg).is_err() {
+        if !l.send(outcome, false) {
             return;
         }
     }
@@ -488,13 +619,22 @@ async fn check_loop(mut l: CheckLoop) {
 /// A thread that blocks until nobody holds a lock on `path`, then pokes the check so
 /// that it runs at once: the moment the last holder is gone is seen without polling.
 /// While nobody holds the lock (the app is starting, or gone) it looks every 200 ms.
-fn flock_watcher(path: String, poke: mpsc::UnboundedSender<()>, stop: Arc<AtomicBool>) {
+/// The first time it sees the lock held it sets `seen` (and pokes): the check is armed.
+fn flock_watcher(
+    path: String,
+    poke: mpsc::UnboundedSender<()>,
+    stop: Arc<AtomicBool>,
+    seen: Arc<AtomicBool>,
+) {
     let spawned = std::thread::Builder::new()
         .name("flock-watch".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 match checks::flock_holders(&path) {
                     Ok(holders) if !holders.is_empty() => {
+                        if !seen.swap(true, Ordering::Relaxed) && poke.send(()).is_err() {
+                            return;
+                        }
                         if checks::flock_wait_released(&path).is_err() {
                             std::thread::sleep(Duration::from_millis(200));
                             continue;
@@ -539,6 +679,7 @@ mod tests {
             failures,
             within,
             grace: Duration::ZERO,
+            deadline: None,
             action: Action::Restart,
         })
     }

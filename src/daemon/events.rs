@@ -88,7 +88,7 @@ impl Daemon {
             }
             let start = job.start_on.as_mut().is_some_and(|w| w.feed(&event));
             let stop = job.stop_on.as_mut().is_some_and(|w| w.feed(&event));
-            if stop && !job.m.state.is_down() {
+            if stop && !job.m.is_down() {
                 if job.m.goal == Goal::Start {
                     tracing::info!("{name}: stopping on `{event}`");
                     self.work.push_back(Work::Feed(name.clone(), Input::Stop));

@@ -10,6 +10,7 @@
 mod alerts;
 mod checking;
 mod events;
+mod handover;
 mod logs;
 mod ready;
 mod requests;
@@ -95,9 +96,13 @@ struct Job {
     start_env: Vec<(String, String)>,
     /// How the job's main process is being found ready, while it is.
     readiness: Option<Readiness>,
+    /// A seamless restart whose successor the pid file does not name yet.
+    handover: Option<handover::Handover>,
     checks: Vec<checking::CheckRt>,
     /// When checks restarted the job, for its `restart-limit`.
     check_restarts: VecDeque<Instant>,
+    /// The start (run count) that checks last restarted the job for: once per start.
+    restarted_start: Option<u64>,
     /// The main pid as the check tasks see it.
     main_pid_shared: checking::SharedPid,
     /// The failure last alerted about, so each is told once.
@@ -139,6 +144,16 @@ enum Timer {
         job: String,
         generation: u64,
     },
+    /// A job that failed quickly may be respawned now.
+    Respawn {
+        job: String,
+        generation: u64,
+    },
+    /// A followed daemon's successor did not show up in its pid file in time.
+    Handover {
+        job: String,
+        generation: u64,
+    },
     /// Time to look for failures that last, for recipients who want reminders.
     Reminders,
 }
@@ -153,13 +168,22 @@ pub(crate) enum Internal {
     },
     /// A probe program must be run as a child of the daemon.
     Run(run::RunRequest),
-    /// A check ran.
+    /// A check ran (or, `unheld`, a flock check's lock was not held by its deadline).
     Checked {
         job: String,
         host: bool,
         idx: usize,
         generation: u64,
+        /// The job's start (its run count) the result belongs to.
+        start: u64,
+        unheld: bool,
         outcome: checks::Outcome,
+    },
+    /// The pid file of a job waiting for a handover names this live process.
+    Handover {
+        job: String,
+        generation: u64,
+        pid: u32,
     },
 }
 
@@ -341,8 +365,10 @@ impl Daemon {
             after: After::Nothing,
             start_env: Vec::new(),
             readiness: None,
+            handover: None,
             checks: Vec::new(),
             check_restarts: VecDeque::new(),
+            restarted_start: None,
             main_pid_shared: Default::default(),
             failure_alerted: None,
         };
@@ -374,7 +400,7 @@ impl Daemon {
         self.shutdown
             .as_ref()
             .is_some_and(|s| s.queue.is_empty() && s.current.is_none())
-            && self.jobs.values().all(|j| j.m.state.is_down())
+            && self.jobs.values().all(|j| j.m.is_down())
     }
 
     /// Feeds one input to a job and carries out everything that follows from it.
@@ -437,6 +463,20 @@ impl Daemon {
                     tracing::error!("{name}: respawning too fast, giving up (state failed)");
                 }
                 Effect::AwaitReady => self.await_ready(name),
+                Effect::ArmRespawnTimer(generation, after) => {
+                    tracing::warn!(
+                        "{name}: failing quickly; respawning in {}",
+                        humantime::format_duration(after)
+                    );
+                    let timer = Timer::Respawn {
+                        job: name.to_string(),
+                        generation,
+                    };
+                    let at = Instant::now()
+                        .checked_add(after)
+                        .unwrap_or_else(Instant::now);
+                    self.timers.push(Reverse((at, timer)));
+                }
             }
         }
         for w in follow.into_iter().rev() {
@@ -524,12 +564,14 @@ impl Daemon {
             // A followed main process may hand over to a process in its own group, so its
             // group is only cleaned up once it is clear that it did not.
             let mut followed_group = None;
+            let mut followed_ids = None;
             let clean_group = match self.pids.get(&pid) {
                 Some(Owner::Job { name, proc }) => {
                     let follows =
                         *proc == Proc::Main && self.jobs.get(name).is_some_and(|j| j.follows());
                     if follows {
                         followed_group = crate::process::group_of(pid);
+                        followed_ids = checks::tree::stat(pid).map(|s| (s.pgrp, s.session));
                     }
                     !follows
                 }
@@ -556,9 +598,18 @@ impl Daemon {
                 }
                 Some(Owner::Job { name, proc }) => {
                     tracing::debug!("{name}: {} process {pid} {end}", proc.as_str());
-                    if proc == Proc::Main && self.main_handed_over(&name, pid, end) {
+                    // While a handover was waited for, the process followed meanwhile
+                    // stood in for the one that exited: the job ends as that one did.
+                    let first = self
+                        .jobs
+                        .get(&name)
+                        .and_then(|j| j.handover.as_ref())
+                        .map(|h| h.end())
+                        .filter(|_| proc == Proc::Main);
+                    if proc == Proc::Main && self.main_handed_over(&name, pid, end, followed_ids) {
                         continue;
                     }
+                    let end = first.unwrap_or(end);
                     if let Some(group) = followed_group {
                         group.signal(Signal::SIGKILL);
                     }
@@ -601,6 +652,10 @@ impl Daemon {
                     }
                 }
                 Timer::ReadyDeadline { job, generation } => self.ready_deadline(&job, generation),
+                Timer::Respawn { job, generation } => {
+                    self.feed(&job, Input::RespawnDue(generation));
+                }
+                Timer::Handover { job, generation } => self.handover_deadline(&job, generation),
                 Timer::Reminders => self.remind(),
             }
         }
@@ -619,8 +674,15 @@ impl Daemon {
                 host,
                 idx,
                 generation,
+                start,
+                unheld,
                 outcome,
-            } => self.checked(&job, host, idx, generation, outcome),
+            } => self.checked(&job, host, idx, generation, start, unheld, outcome),
+            Internal::Handover {
+                job,
+                generation,
+                pid,
+            } => self.handover_found(&job, generation, pid),
         }
     }
 
@@ -633,6 +695,10 @@ impl Daemon {
         if job.readiness.is_some() && job.m.state != State::Spawned {
             job.readiness = None;
         }
+        self.settle_handover(name);
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
         for w in std::mem::take(&mut job.waiters) {
             match requests::outcome(w.until, &job.m, name) {
                 Some(outcome) => {
@@ -647,7 +713,7 @@ impl Daemon {
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };
-        if job.m.state.is_down() {
+        if job.m.is_down() {
             match std::mem::replace(&mut job.after, After::Nothing) {
                 After::Nothing => {}
                 After::Remove => {
@@ -696,7 +762,7 @@ impl Daemon {
         let mut queue: Vec<String> = self
             .jobs
             .iter()
-            .filter(|(n, j)| !j.m.state.is_down() && !self.order.contains(n))
+            .filter(|(n, j)| !j.m.is_down() && !self.order.contains(n))
             .map(|(n, _)| n.clone())
             .collect();
         queue.extend(self.order.iter().cloned());
@@ -719,7 +785,7 @@ impl Daemon {
                 return;
             };
             if let Some(cur) = &sd.current {
-                if self.jobs.get(cur).is_some_and(|j| !j.m.state.is_down()) {
+                if self.jobs.get(cur).is_some_and(|j| !j.m.is_down()) {
                     return;
                 }
                 sd.current = None;
@@ -727,7 +793,7 @@ impl Daemon {
             let Some(next) = sd.queue.pop() else {
                 return;
             };
-            let up = self.jobs.get(&next).is_some_and(|j| !j.m.state.is_down());
+            let up = self.jobs.get(&next).is_some_and(|j| !j.m.is_down());
             if up {
                 sd.current = Some(next.clone());
                 self.work.push_back(Work::Feed(next, Input::Stop));
@@ -812,7 +878,7 @@ impl Daemon {
                 }
                 Some(job) if job.spec != *spec => {
                     changed += 1;
-                    if job.m.state.is_down() {
+                    if job.m.is_down() {
                         job.apply(spec.clone());
                         if let Some(w) = &mut job.start_on {
                             w.assume(|j| up.get(j).copied());

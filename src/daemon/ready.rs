@@ -311,7 +311,7 @@ impl Daemon {
     /// Makes `pid` the job's main process. Only a descendant of guardian can be
     /// followed: it is reaped here once its parent (say, the starter that forked it) is
     /// gone, since guardian is a child subreaper. False otherwise.
-    fn adopt(&mut self, name: &str, pid: u32) -> bool {
+    pub(super) fn adopt(&mut self, name: &str, pid: u32) -> bool {
         if !descends_from_guardian(pid) {
             return false;
         }
@@ -341,10 +341,17 @@ impl Daemon {
         true
     }
 
-    /// The main process `pid` of a job exited with `end`. If the job follows another
-    /// process now (a fork while starting, a pid file rewritten by a seamless restart),
-    /// adopt it and say so: the job has not ended.
-    pub(super) fn main_handed_over(&mut self, name: &str, pid: u32, end: ProcessEnd) -> bool {
+    /// The main process `pid` of a job exited with `end`; it was in the process group
+    /// and session `ids`. If the job follows another process now (a fork while starting,
+    /// a pid file rewritten by a seamless restart), adopt it and say so: the job has not
+    /// ended. So too while a handover is waited for (see `handover.rs`).
+    pub(super) fn main_handed_over(
+        &mut self,
+        name: &str,
+        pid: u32,
+        end: ProcessEnd,
+        ids: Option<(u32, u32)>,
+    ) -> bool {
         let Some(job) = self.jobs.get(name) else {
             return false;
         };
@@ -384,10 +391,15 @@ impl Daemon {
             && self.adopt(name, next)
         {
             tracing::info!("{name}: main process {pid} {end}; the pid file now names {next}");
+            if let Some(job) = self.jobs.get_mut(name) {
+                job.handover = None;
+            }
             self.pump();
             return true;
         }
-        false
+        // Or the pid file will name it soon: wait, as long as some process of the job
+        // is left.
+        !spawned && self.await_handover(name, pid, end, ids)
     }
 
     /// Follows the process a job's forking main process left behind, if there is one
@@ -566,12 +578,13 @@ fn notify_listener(
     Ok((format!("@{name}"), task.abort_handle()))
 }
 
-/// The live process a pid file names, if any.
+/// The live process a pid file names, if any (not one that has exited: a zombie, or
+/// one being torn down).
 pub(crate) fn read_pidfile(path: &Path) -> Option<u32> {
     let text = std::fs::read_to_string(path).ok()?;
     let pid: u32 = text.trim().parse().ok()?;
     let (_, state, _) = stat_of(pid)?;
-    (state != 'Z' && pid > 1).then_some(pid)
+    (state != 'Z' && state != 'X' && pid > 1).then_some(pid)
 }
 
 /// Parent pid, state and start time of a process.
@@ -580,7 +593,7 @@ fn stat_of(pid: u32) -> Option<(u32, char, u64)> {
 }
 
 /// Whether guardian is an ancestor of `pid`.
-fn descends_from_guardian(pid: u32) -> bool {
+pub(super) fn descends_from_guardian(pid: u32) -> bool {
     let me = std::process::id();
     let mut cur = pid;
     for _ in 0..64 {

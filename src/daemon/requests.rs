@@ -74,7 +74,7 @@ pub(super) fn outcome(until: Until, m: &Machine, name: &str) -> Option<Outcome> 
                 None
             }
         }
-        Until::Down => m.state.is_down().then(|| Ok(format!("{name}: stopped"))),
+        Until::Down => m.is_down().then(|| Ok(format!("{name}: stopped"))),
     }
 }
 
@@ -194,7 +194,7 @@ impl Daemon {
                     Command::Start => {
                         !j.spec.manual && j.start_on.as_ref().is_none_or(|w| w.holds())
                     }
-                    Command::Restart => !j.manual_stop && !j.m.state.is_down(),
+                    Command::Restart => !j.manual_stop && !j.m.is_down(),
                     Command::Stop => true,
                 })
             });

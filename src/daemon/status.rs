@@ -21,6 +21,10 @@ pub fn of(job: &Job) -> JobStatus {
         monitored: job.monitored,
         health: job.health().as_str().into(),
         restarts: m.restarts,
+        respawn_in_secs: m.respawn_due().map(|t| {
+            t.saturating_duration_since(std::time::Instant::now())
+                .as_secs_f64()
+        }),
         uptime_secs: m.running_since.map(|t| t.elapsed().as_secs_f64()),
         cpu_secs: usage.map(|u| u.cpu_secs),
         rss_bytes: usage.map(|u| u.rss_bytes),

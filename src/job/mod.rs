@@ -178,6 +178,8 @@ pub enum Input {
     /// The main process handed over to one not known yet (a daemon whose pid file is
     /// still to come).
     Detach,
+    /// The respawn timer armed with this generation fired.
+    RespawnDue(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +195,9 @@ pub enum Effect {
     GaveUp,
     /// Find out when the main process is ready; answer `Ready` or `NotReady`.
     AwaitReady,
+    /// The job waits this long before it is respawned: after it, feed back
+    /// `RespawnDue(generation)`.
+    ArmRespawnTimer(u64, Duration),
 }
 
 /// One job's lifecycle.
@@ -217,8 +222,18 @@ pub struct Machine {
     run_failed: bool,
     restart_pending: bool,
     gave_up: bool,
+    /// When the job was respawned, on a clock that leaves out the respawn delays.
     respawn_times: VecDeque<Instant>,
     timer_gen: u64,
+    /// Runs in a row that ended (or never got to `running`) before `stable`.
+    quick_failures: u32,
+    /// The delay that the respawn now under way must wait, decided when main died.
+    pending_delay: Option<Duration>,
+    /// Waiting for a respawn: since when, and until when.
+    backoff: Option<(Instant, Instant)>,
+    backoff_gen: u64,
+    /// Time spent waiting for respawn delays, left out of the respawn limit's clock.
+    paused: Duration,
 }
 
 impl Machine {
@@ -231,6 +246,56 @@ impl Machine {
     /// Whether the current (or last) run failed.
     pub fn run_failed(&self) -> bool {
         self.run_failed
+    }
+
+    /// At rest: down, and no respawn is due either.
+    pub fn is_down(&self) -> bool {
+        self.state.is_down() && self.backoff.is_none()
+    }
+
+    /// When the respawn the job waits for is due, if it waits for one.
+    pub fn respawn_due(&self) -> Option<Instant> {
+        self.backoff.map(|(_, due)| due)
+    }
+
+    /// The respawn limit's clock: the time since an arbitrary start, less the time spent
+    /// waiting between tries, so that a delay does not make a crash loop look slow.
+    fn limit_clock(&self, now: Instant) -> Instant {
+        now.checked_sub(self.paused).unwrap_or(now)
+    }
+
+    /// How long to wait before respawning a main process that ended at `now`: nothing if
+    /// its run lasted `stable`, else a delay that doubles with each quick failure in a
+    /// row, from `initial` up to `max`.
+    fn respawn_delay(&mut self, now: Instant) -> Duration {
+        let d = self.policy.respawn_delay;
+        let up = self
+            .running_since
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        if up >= d.stable {
+            self.quick_failures = 0;
+            return Duration::ZERO;
+        }
+        self.quick_failures = self.quick_failures.saturating_add(1);
+        let doublings = self.quick_failures.saturating_sub(1).min(31);
+        // A day at most: nothing waits longer, and the timer's instant cannot overflow.
+        d.initial
+            .saturating_mul(1u32 << doublings)
+            .min(d.max)
+            .min(Duration::from_secs(86_400))
+    }
+
+    /// Leaves a respawn delay (it is over, or cut short): its time leaves the limit's
+    /// clock.
+    fn end_backoff(&mut self, now: Instant) -> bool {
+        let Some((since, _)) = self.backoff.take() else {
+            return false;
+        };
+        self.backoff_gen += 1;
+        self.paused = self
+            .paused
+            .saturating_add(now.saturating_duration_since(since));
+        true
     }
 
     pub fn new(policy: Policy) -> Self {
@@ -250,6 +315,11 @@ impl Machine {
             gave_up: false,
             respawn_times: VecDeque::new(),
             timer_gen: 0,
+            quick_failures: 0,
+            pending_delay: None,
+            backoff: None,
+            backoff_gen: 0,
+            paused: Duration::ZERO,
         }
     }
 
@@ -260,14 +330,14 @@ impl Machine {
             Input::Start => self.start(now, &mut fx),
             Input::Stop => {
                 self.restart_pending = false;
-                self.stop(&mut fx);
+                self.stop(now, &mut fx);
             }
             Input::Restart => {
                 if self.state.is_down() {
                     self.start(now, &mut fx);
                 } else {
                     self.restart_pending = true;
-                    self.stop(&mut fx);
+                    self.stop(now, &mut fx);
                 }
             }
             Input::Spawned(Proc::Main, pid) => {
@@ -315,6 +385,17 @@ impl Machine {
             }
             Input::Adopt(pid) => self.main_pid = Some(pid),
             Input::Detach => self.main_pid = None,
+            Input::RespawnDue(generation) => {
+                if generation == self.backoff_gen
+                    && self.backoff.is_some()
+                    && self.state == State::Waiting
+                    && self.goal == Goal::Start
+                {
+                    self.end_backoff(now);
+                    self.restarts += 1;
+                    self.enter(State::Starting, now, &mut fx);
+                }
+            }
             Input::KillTimeout(generation) => {
                 if generation == self.timer_gen {
                     if self.state == State::Killed && self.main_pid.is_some() {
@@ -350,6 +431,12 @@ impl Machine {
 
     fn start(&mut self, now: Instant, fx: &mut Vec<Effect>) {
         if self.state.is_down() {
+            // A start while a respawn is due is that respawn, sooner; a person's or an
+            // event's start also forgets earlier quick failures.
+            if self.end_backoff(now) {
+                self.restarts += 1;
+            }
+            self.quick_failures = 0;
             self.goal = Goal::Start;
             self.gave_up = false;
             self.run_failed = false;
@@ -362,14 +449,21 @@ impl Machine {
         }
     }
 
-    fn stop(&mut self, fx: &mut Vec<Effect>) {
+    fn stop(&mut self, now: Instant, fx: &mut Vec<Effect>) {
         self.goal = Goal::Stop;
         match self.state {
             State::Failed => self.state = State::Waiting,
+            // Stopped while waiting to be respawned: the run that ended is over now.
+            State::Waiting if self.backoff.is_some() => {
+                self.end_backoff(now);
+                fx.push(Effect::Emit(Event::Stopped {
+                    failed: self.run_failed,
+                }));
+            }
             State::PreStart | State::PostStart => self.kill_hook(fx),
-            State::Spawned => self.enter(State::Stopping, Instant::now(), fx),
+            State::Spawned => self.enter(State::Stopping, now, fx),
             State::Running => {
-                self.enter(State::PreStop, Instant::now(), fx);
+                self.enter(State::PreStop, now, fx);
             }
             _ => {}
         }
@@ -439,11 +533,14 @@ impl Machine {
         let normal = end.matches(&self.policy.normal_exit);
         if self.goal == Goal::Start && self.policy.respawn && !normal {
             self.record_end(Proc::Main, end);
+            let delay = self.respawn_delay(now);
+            self.pending_delay = (!delay.is_zero()).then_some(delay);
+            let clock = self.limit_clock(now);
             if let Some(limit) = self.policy.respawn_limit {
                 while self
                     .respawn_times
                     .front()
-                    .is_some_and(|t| now.duration_since(*t) > limit.interval)
+                    .is_some_and(|t| clock.saturating_duration_since(*t) > limit.interval)
                 {
                     self.respawn_times.pop_front();
                 }
@@ -459,9 +556,10 @@ impl Machine {
                         ),
                         Some(end),
                     );
+                    self.pending_delay = None;
                     fx.push(Effect::GaveUp);
                 } else {
-                    self.respawn_times.push_back(now);
+                    self.respawn_times.push_back(clock);
                 }
             }
         } else {
@@ -606,11 +704,20 @@ impl Machine {
     }
 
     fn finish_stop(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        let delay = self.pending_delay.take();
         if self.restart_pending {
             self.restart_pending = false;
             self.goal = Goal::Start;
         }
         if self.goal == Goal::Start {
+            if let Some(delay) = delay {
+                // Failing quickly: wait before the next try, at rest meanwhile.
+                self.state = State::Waiting;
+                self.backoff_gen += 1;
+                self.backoff = Some((now, now.checked_add(delay).unwrap_or(now)));
+                fx.push(Effect::ArmRespawnTimer(self.backoff_gen, delay));
+                return;
+            }
             self.restarts += 1;
             self.enter(State::Starting, now, fx);
             return;

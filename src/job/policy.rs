@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::config::job::RespawnLimit;
+use crate::config::job::{RespawnDelay, RespawnLimit};
 use crate::config::{ExitMatch, JobSpec};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +16,7 @@ pub struct Policy {
     pub post_stop: bool,
     pub respawn: bool,
     pub respawn_limit: Option<RespawnLimit>,
+    pub respawn_delay: RespawnDelay,
     pub normal_exit: Vec<ExitMatch>,
     pub task: bool,
     pub kill_signal: Signal,
@@ -35,6 +36,7 @@ impl Policy {
             post_stop: spec.hooks.post_stop.is_some(),
             respawn: spec.respawn,
             respawn_limit: spec.respawn_limit,
+            respawn_delay: spec.respawn_delay,
             normal_exit: spec.normal_exit.clone(),
             task: spec.task,
             kill_signal: spec.kill_signal,

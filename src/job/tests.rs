@@ -6,7 +6,14 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::*;
-use crate::config::job::RespawnLimit;
+use crate::config::job::{RespawnDelay, RespawnLimit};
+
+/// No delay between respawns: the rules that do not depend on time.
+const NO_DELAY: RespawnDelay = RespawnDelay {
+    initial: Duration::ZERO,
+    max: Duration::ZERO,
+    stable: Duration::ZERO,
+};
 
 fn policy() -> Policy {
     Policy {
@@ -20,6 +27,7 @@ fn policy() -> Policy {
             count: 10,
             interval: Duration::from_secs(5),
         }),
+        respawn_delay: NO_DELAY,
         normal_exit: vec![ExitMatch::Code(0)],
         task: false,
         kill_signal: Signal::SIGTERM,
@@ -47,6 +55,8 @@ struct Harness {
     signals: Vec<(Proc, Signal)>,
     events: Vec<Event>,
     timer: Option<u64>,
+    /// The respawn timer last armed: generation and delay.
+    respawn_timer: Option<(u64, Duration)>,
     fail_spawn: Option<Proc>,
     ready_at_once: bool,
     auto_proceed: bool,
@@ -62,6 +72,7 @@ impl Harness {
             signals: vec![],
             events: vec![],
             timer: None,
+            respawn_timer: None,
             fail_spawn: None,
             ready_at_once: false,
             auto_proceed: true,
@@ -97,6 +108,7 @@ impl Harness {
                         }
                     }
                     Effect::GaveUp => {}
+                    Effect::ArmRespawnTimer(g, d) => self.respawn_timer = Some((g, d)),
                 }
             }
         }
@@ -499,4 +511,150 @@ fn a_stop_while_waiting_for_readiness_kills_main() {
     assert_eq!(h.state(), State::Spawned);
     h.feed(Input::Stop);
     assert_eq!(h.state(), State::Killed);
+}
+
+fn backing_off(initial_ms: u64, max_ms: u64) -> Policy {
+    Policy {
+        respawn: true,
+        respawn_delay: RespawnDelay {
+            initial: Duration::from_millis(initial_ms),
+            max: Duration::from_millis(max_ms),
+            stable: Duration::from_secs(1),
+        },
+        respawn_limit: None,
+        ..policy()
+    }
+}
+
+impl Harness {
+    /// The main process crashes; returns the respawn delay asked for, if any, and lets
+    /// that time pass and the timer fire.
+    fn crash_and_wait(&mut self) -> Option<Duration> {
+        self.respawn_timer = None;
+        self.exit(Proc::Main, 1);
+        let (g, d) = self.respawn_timer?;
+        assert_eq!(self.state(), State::Waiting, "at rest while it waits");
+        assert_eq!(self.m.goal, Goal::Start);
+        assert!(!self.m.is_down(), "a respawn is due: not at rest for good");
+        assert_eq!(self.m.respawn_due(), Some(self.now + d));
+        self.now += d;
+        self.feed(Input::RespawnDue(g));
+        Some(d)
+    }
+}
+
+#[test]
+fn a_job_that_was_up_for_a_while_is_respawned_at_once() {
+    let mut h = Harness::new(backing_off(100, 30_000));
+    h.feed(Input::Start);
+    for i in 1..=5 {
+        h.now += Duration::from_secs(2);
+        assert_eq!(h.crash_and_wait(), None, "no delay after a stable run");
+        assert_eq!(h.state(), State::Running);
+        assert_eq!(h.m.restarts, i);
+    }
+}
+
+#[test]
+fn quick_failures_back_off_doubling_up_to_the_cap() {
+    let mut h = Harness::new(backing_off(100, 500));
+    h.feed(Input::Start);
+    let mut delays = Vec::new();
+    for _ in 0..5 {
+        delays.push(h.crash_and_wait().map(|d| d.as_millis()));
+        assert_eq!(h.state(), State::Running);
+    }
+    assert_eq!(
+        delays,
+        vec![Some(100), Some(200), Some(400), Some(500), Some(500)]
+    );
+    assert_eq!(h.m.restarts, 5);
+    // A run that lasts starts the count over.
+    h.now += Duration::from_secs(5);
+    assert_eq!(h.crash_and_wait(), None);
+    assert_eq!(h.crash_and_wait().map(|d| d.as_millis()), Some(100));
+}
+
+#[test]
+fn a_failure_before_running_counts_as_quick() {
+    let mut h = Harness::new(Policy {
+        wait_ready: true,
+        ..backing_off(100, 1000)
+    });
+    h.feed(Input::Start);
+    assert_eq!(h.state(), State::Spawned);
+    h.exit(Proc::Main, 1);
+    assert_eq!(h.state(), State::Waiting);
+    assert_eq!(h.respawn_timer.map(|(_, d)| d.as_millis()), Some(100));
+}
+
+#[test]
+fn a_stop_while_waiting_to_respawn_ends_it() {
+    let mut h = Harness::new(backing_off(100, 1000));
+    h.feed(Input::Start);
+    h.exit(Proc::Main, 1);
+    let (g, _) = h.respawn_timer.expect("a delay");
+    h.events.clear();
+    h.feed(Input::Stop);
+    assert_eq!(h.state(), State::Waiting);
+    assert_eq!(h.m.goal, Goal::Stop);
+    assert!(h.m.is_down());
+    assert_eq!(h.m.respawn_due(), None);
+    assert_eq!(h.events, vec![Event::Stopped { failed: true }]);
+    // The timer that was armed finds nothing to do.
+    h.spawned.clear();
+    h.feed(Input::RespawnDue(g));
+    assert_eq!(h.state(), State::Waiting);
+    assert!(h.spawned.is_empty());
+    assert_eq!(h.m.restarts, 0);
+}
+
+#[test]
+fn a_start_while_waiting_to_respawn_goes_at_once_and_old_timers_are_ignored() {
+    let mut h = Harness::new(backing_off(100, 1000));
+    h.feed(Input::Start);
+    h.exit(Proc::Main, 1);
+    let (g, _) = h.respawn_timer.expect("a delay");
+    h.feed(Input::Start);
+    assert_eq!(h.state(), State::Running);
+    assert_eq!(h.m.respawn_due(), None);
+    assert_eq!(h.m.restarts, 1);
+    h.spawned.clear();
+    h.feed(Input::RespawnDue(g));
+    assert!(h.spawned.is_empty(), "a stale timer starts nothing");
+    assert_eq!(h.m.restarts, 1);
+}
+
+#[test]
+fn the_respawn_limit_still_gives_up_when_delays_spread_the_tries_out() {
+    // Each try waits 2 s: four tries span 6 s of wall time, more than the limit's 5 s,
+    // but the waiting is not counted: the job crashes at once, every time.
+    let mut h = Harness::new(Policy {
+        respawn_limit: Some(RespawnLimit {
+            count: 3,
+            interval: Duration::from_secs(5),
+        }),
+        ..backing_off(2000, 2000)
+    });
+    h.feed(Input::Start);
+    for _ in 0..3 {
+        assert_eq!(h.crash_and_wait(), Some(Duration::from_secs(2)));
+        assert_eq!(h.state(), State::Running);
+    }
+    h.respawn_timer = None;
+    h.exit(Proc::Main, 1);
+    assert_eq!(h.state(), State::Failed);
+    assert!(h.respawn_timer.is_none(), "no try after giving up");
+    assert!(h.m.is_down());
+    assert_eq!(h.m.restarts, 3);
+}
+
+#[test]
+fn a_normal_exit_or_a_manual_stop_never_backs_off() {
+    let mut h = Harness::new(backing_off(100, 1000));
+    h.feed(Input::Start);
+    h.exit(Proc::Main, 0);
+    assert_eq!(h.state(), State::Waiting);
+    assert!(h.respawn_timer.is_none());
+    assert!(h.m.is_down());
 }

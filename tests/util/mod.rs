@@ -198,6 +198,30 @@ impl Daemon<'_> {
         std::fs::read_to_string(self.conf.path().join("daemon.log")).unwrap_or_default()
     }
 
+    /// How many lines of the daemon's log contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.daemon_log()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits until `more` further lines of the daemon's log contain `needle`: proof that
+    /// the daemon went on working (a check ran again, say) before a test asserts that
+    /// something did not happen.
+    pub fn wait_log_more(&self, needle: &str, more: usize) {
+        let target = self.log_count(needle) + more;
+        let start = Instant::now();
+        while self.log_count(needle) < target {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "timed out waiting for {more} more lines with {needle:?}; the daemon's log:\n{}",
+                self.daemon_log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM and waits for the daemon to exit.
     pub fn terminate(&mut self) -> ExitStatus {
         self.terminate_within(DEADLINE)
@@ -293,12 +317,21 @@ pub fn frame(json: &str) -> Vec<u8> {
 /// The stand-in services script.
 pub const SVC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/svc.py");
 
-/// A TCP port nothing listens on right now.
+/// A TCP port nothing listens on right now, and one no other test of this process got:
+/// tests that run as threads of one process (plain `cargo test`) never share a port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// The lines of a record file.
