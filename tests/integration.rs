@@ -3,5 +3,6 @@
 mod alerts;
 mod checks;
 mod events;
+mod hardening_config;
 mod lifecycle;
 mod util;

@@ -37,11 +37,6 @@ pub const MAX_COUNT: u32 = 10_000;
 /// The largest `failures` and `within` of a check: the outcomes remembered to judge it.
 pub const MAX_WITHIN: u32 = 1_000;
 
-/// How a duration is written in messages: `365d`.
-pub fn shown(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
-}
-
 /// The clock reading `d` from now. A configuration's durations are at most
 /// [`MAX_DURATION`], so this never needs its fallbacks; they are there so that no
 /// duration, wherever it came from, can make clock arithmetic panic.

@@ -204,8 +204,8 @@ impl<'a> Reader<'a> {
             self.error(
                 v.span(),
                 format!(
-                    "`{key}` is longer than the limit of {} for a duration",
-                    limits::shown(limits::MAX_DURATION)
+                    "`{key}` is longer than the limit of {} days for a duration",
+                    limits::MAX_DURATION.as_secs() / 86_400
                 ),
                 None,
             );

@@ -164,7 +164,16 @@ pub fn judge(path: &Path, meta: &Metadata) -> Result<(), Refused> {
     let uid = meta.uid();
     let mode = meta.mode() & 0o7777;
     let owner = user_name(uid);
-    let shown = path.display();
+    // A symbolic link is judged by its target: say which file that is, and fix that.
+    let target = std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.file_type().is_symlink())
+        .and_then(|_| std::fs::canonicalize(path).ok());
+    let (subject, fixed) = match &target {
+        Some(t) => (format!("links to {}, which ", t.display()), t.as_path()),
+        None => (String::new(), path),
+    };
+    let shown = fixed.display();
     if uid != 0 && uid != me {
         let fix = if me == 0 {
             format!("chown root {shown}")
@@ -173,7 +182,7 @@ pub fn judge(path: &Path, meta: &Metadata) -> Result<(), Refused> {
         };
         return Err(Refused::new(
             format!(
-                "is owned by {owner} (mode {mode:04o}), not by root or by the user guardian runs as ({}): whoever owns it could make guardian run anything",
+                "{subject}is owned by {owner} (mode {mode:04o}), not by root or by the user guardian runs as ({}): whoever owns it could make guardian run anything",
                 user_name(me)
             ),
             Some(format!("if its contents are right, `{fix}`")),
@@ -187,7 +196,7 @@ pub fn judge(path: &Path, meta: &Metadata) -> Result<(), Refused> {
         };
         return Err(Refused::new(
             format!(
-                "is writable by {who} (mode {mode:04o}, owner {owner}): whoever can write it could make guardian run anything"
+                "{subject}is writable by {who} (mode {mode:04o}, owner {owner}): whoever can write it could make guardian run anything"
             ),
             Some(format!(
                 "`chmod go-w {shown}`; a checkout made under umask 002 is group-writable throughout: `chmod -R go-w` on the configuration directory fixes it"
