@@ -8,5 +8,6 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod event;
+pub mod invariants;
 pub mod job;
 pub mod process;

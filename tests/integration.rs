@@ -3,6 +3,7 @@
 mod alerts;
 mod checks;
 mod events;
+mod fuzz_regressions;
 mod hardening_config;
 mod lifecycle;
 mod util;

@@ -65,14 +65,16 @@ impl Diagnostic {
         // stays on the screen and a megabyte-long line is not printed whole.
         let skip = (col - 1).saturating_sub(SHOWN_LINE / 3);
         let shown: String = full.chars().skip(skip).take(SHOWN_LINE).collect();
+        // At most just past the shown text (a span at a `\r` that is not shown).
+        let caret = (col - 1 - skip).min(shown.chars().count());
         Diagnostic {
             file: file.to_path_buf(),
             line,
             col,
             message: message.into(),
             hint: None,
-            caret: col - 1 - skip,
-            width: width.min(SHOWN_LINE.saturating_sub(col - 1 - skip)).max(1),
+            caret,
+            width: width.min(SHOWN_LINE.saturating_sub(caret)).max(1),
             source_line: Some(shown),
         }
     }

@@ -148,3 +148,8 @@ pub struct FailureReport {
     pub status: String,
     pub at: String,
 }
+
+/// Decodes a request from a frame's payload: what the server does with each frame.
+pub fn decode_request(body: &[u8]) -> Result<Request, String> {
+    serde_json::from_slice(body).map_err(|e| format!("malformed request: {e}"))
+}
