@@ -120,6 +120,17 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// `text` as a message quotes it: whole when short, else its start and a mark.
+pub fn quoted(text: &str) -> String {
+    const MAX: usize = 64;
+    if text.chars().count() <= MAX {
+        text.to_string()
+    } else {
+        let start: String = text.chars().take(MAX).collect();
+        format!("{start}...")
+    }
+}
+
 /// Every diagnostic of a configuration, printed one after another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostics(pub Vec<Diagnostic>);
@@ -141,6 +152,11 @@ impl std::error::Error for Diagnostics {}
 
 /// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
 pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    // No candidate is this long; and the distance takes time and memory in the
+    // product of the lengths.
+    if word.len() > 64 {
+        return None;
+    }
     let limit = (word.len() / 3).clamp(1, 3);
     candidates
         .iter()

@@ -50,7 +50,8 @@ impl<'a> Reader<'a> {
     /// Reports a key that is not one of `known`, suggesting the nearest.
     pub fn unknown_key(&mut self, key: &Spanned<std::borrow::Cow<'_, str>>, known: &[&str]) {
         let hint = did_you_mean(key.get_ref(), known).map(|k| format!("did you mean `{k}`?"));
-        self.error(key.span(), format!("unknown key `{}`", key.get_ref()), hint);
+        let shown = super::diag::quoted(key.get_ref());
+        self.error(key.span(), format!("unknown key `{shown}`"), hint);
     }
 
     fn wrong_type(&mut self, key: &str, v: &Value<'_>, expected: &str) {
