@@ -250,6 +250,43 @@ fn cases() -> Vec<Case> {
             undo: remove_bad,
         },
         Case {
+            name: "a nofile limit of unlimited, which setrlimit refuses",
+            make: |c| {
+                write_bad(
+                    c,
+                    format!("{SLEEP}limit = {{ nofile = \"unlimited\" }}\n").as_bytes(),
+                )
+            },
+            expect: &["bad.toml:2:20: limit `nofile`: at most"],
+            undo: remove_bad,
+        },
+        Case {
+            name: "an HTTP header that cannot be sent",
+            make: |c| {
+                write_bad(
+                    c,
+                    format!("{SLEEP}[[check]]\ntype = \"http\"\nurl = \"http://127.0.0.1:1/\"\nheaders = {{ X-A = \"a\\nb\" }}\n")
+                        .as_bytes(),
+                )
+            },
+            expect: &["bad.toml:5:13: the value of header `X-A` holds a character a header cannot"],
+            undo: remove_bad,
+        },
+        Case {
+            name: "a program probe's exit status of 256",
+            make: |c| {
+                write_bad(
+                    c,
+                    format!(
+                        "{SLEEP}[[check]]\ntype = \"program\"\nexec = \"true\"\nstatus = 256\n"
+                    )
+                    .as_bytes(),
+                )
+            },
+            expect: &["bad.toml:5:10: an exit status is between 0 and 255"],
+            undo: remove_bad,
+        },
+        Case {
             name: "a guardian.toml that is not UTF-8",
             make: |c| {
                 let mut t = std::fs::read(c.path().join("guardian.toml")).expect("read");
