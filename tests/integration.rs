@@ -4,6 +4,8 @@ mod alerts;
 mod checks;
 mod django_stack;
 mod events;
+mod fuzz_regressions;
+mod hardening_config;
 mod hardening_socket;
 mod lifecycle;
 mod real_programs;

@@ -511,20 +511,21 @@ fail = "echo nope; exit 4"
 #[test]
 fn jobs_get_a_clean_environment_and_their_user() {
     let c = Conf::new();
-    let f = c.file("env");
+    let f = c.file("out/env");
     let root = nix_is_root();
     let user = if root { "setuid = \"nobody\"\n" } else { "" };
     c.job(
         "clean",
         &format!("task = true\n{user}umask = \"027\"\nscript = \"env > {f}.tmp; id -u >> {f}.tmp; umask >> {f}.tmp; mv {f}.tmp {f}\"\n"),
     );
+    std::fs::create_dir(c.path().join("out")).expect("out dir");
     if root {
-        // nobody must be able to write there.
-        std::fs::set_permissions(
-            c.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o777),
-        )
-        .expect("chmod");
+        // nobody must be able to reach out/ and write there; the configuration
+        // directory itself stays writable by its owner only, as guardian demands.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(c.path(), PermissionsExt::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(c.path().join("out"), PermissionsExt::from_mode(0o777))
+            .expect("chmod");
     }
     let d = c.start();
     wait_until("the task's report", || !read(&f).is_empty());

@@ -20,6 +20,35 @@ pub struct HttpProbe {
     pub tls_verify: bool,
 }
 
+/// Whether the HTTP client can request `url`: asked when a configuration is read, so
+/// that a URL that could never be requested is refused then, not at every check.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let u = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(format!("the scheme `{}` is not http or https", u.scheme()));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err("it names no host".into());
+    }
+    Ok(())
+}
+
+/// Whether `method` can be sent as an HTTP method.
+pub fn check_method(method: &str) -> Result<(), String> {
+    reqwest::Method::from_bytes(method.as_bytes())
+        .map(|_| ())
+        .map_err(|_| format!("`{method}` is not an HTTP method"))
+}
+
+/// Whether `name: value` can be sent as an HTTP header.
+pub fn check_header(name: &str, value: &str) -> Result<(), String> {
+    reqwest::header::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("`{name}` is not an HTTP header name"))?;
+    reqwest::header::HeaderValue::from_str(value)
+        .map_err(|_| format!("the value of header `{name}` holds a character a header cannot"))?;
+    Ok(())
+}
+
 impl HttpProbe {
     pub(crate) async fn run(&self, ctx: &Context, start: Instant) -> Outcome {
         let client = if self.tls_verify {

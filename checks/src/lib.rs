@@ -20,7 +20,7 @@ pub use dns::DnsProbe;
 pub use files::{
     FileProbe, FlockProbe, holders as flock_holders, wait_released as flock_wait_released,
 };
-pub use http::HttpProbe;
+pub use http::{HttpProbe, check_header, check_method, check_url};
 pub use program::{ProgramProbe, Ran, Spawner};
 pub use resource::{Amount, Resource};
 pub use tcp::{Expect as TcpExpect, TcpProbe};

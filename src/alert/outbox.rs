@@ -144,7 +144,7 @@ async fn run(
                 let Some(msg) = msg else { return };
                 match msg {
                     Msg::Queue(items) => {
-                        let due = Instant::now() + settings.digest;
+                        let due = crate::config::limits::deadline(settings.digest);
                         for (to, alert) in items {
                             let d = Delivery { id: new_id(), to, alert, attempts: 0, last_error: None };
                             if let Err(e) = write(&dir, &d) {
@@ -224,7 +224,7 @@ async fn work(
                     entry.d.attempts += 1;
                     entry.d.last_error = Some(e.clone());
                     let pause = Duration::from_secs(1 << entry.d.attempts.min(5)).min(MAX_BACKOFF);
-                    entry.due = Instant::now() + pause;
+                    entry.due = crate::config::limits::deadline(pause);
                     let _ = write(dir, &entry.d);
                 }
                 tracing::warn!(

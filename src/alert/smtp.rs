@@ -30,8 +30,15 @@ pub async fn send(
         .map_err(|e| format!("cannot build the message: {e}"))?;
     let credentials = match (&settings.user, &settings.password_file) {
         (Some(user), Some(file)) => {
-            let password = std::fs::read_to_string(file)
-                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            // Read as the configuration is: a regular file, that nobody else can write.
+            let bytes = crate::config::source::read(
+                file,
+                crate::config::source::Trust::Config,
+                crate::config::source::MAX_FILE_BYTES,
+            )
+            .map_err(|e| e.naming(file))?;
+            let password = String::from_utf8(bytes)
+                .map_err(|_| format!("{} is not UTF-8 text", file.display()))?;
             Some(Credentials::new(
                 user.clone(),
                 password.trim_end().to_string(),
@@ -68,7 +75,12 @@ pub async fn send(
             builder = builder.credentials(c.clone());
         }
         let transport = builder.build();
-        match tokio::time::timeout(settings.timeout * 2, transport.send(message.clone())).await {
+        match tokio::time::timeout(
+            settings.timeout.saturating_mul(2),
+            transport.send(message.clone()),
+        )
+        .await
+        {
             Ok(Ok(_)) => return Ok(format!("{host}:{port}")),
             Ok(Err(e)) => errors.push(format!("{host}:{port}: {e}")),
             Err(_) => errors.push(format!("{host}:{port}: timed out")),

@@ -200,7 +200,9 @@ pub fn recipients(r: &mut Reader<'_>, key: &str, v: &Value<'_>) -> Vec<Recipient
                     );
                     continue;
                 }
-                let reminder = t.get("reminder").and_then(|v| r.duration("reminder", v));
+                let reminder = t
+                    .get("reminder")
+                    .and_then(|v| r.positive_duration("reminder", v));
                 out.push(Recipient {
                     address,
                     filter: filter(r, t),
@@ -222,6 +224,14 @@ pub fn recipients(r: &mut Reader<'_>, key: &str, v: &Value<'_>) -> Vec<Recipient
 
 fn template(r: &mut Reader<'_>, key: &str, v: &Value<'_>) -> Option<String> {
     let text = r.string(key, v)?;
+    if key == "subject" && text.chars().any(char::is_control) {
+        r.error(
+            v.span(),
+            "`subject` is one line: it cannot hold a line break or another control character",
+            None,
+        );
+        return None;
+    }
     let mut rest = text.as_str();
     while let Some(open) = rest.find('{') {
         let Some(close) = rest[open..].find('}') else {
@@ -278,11 +288,11 @@ pub fn read(r: &mut Reader<'_>, dir: &std::path::Path, v: &Value<'_>) -> Option<
                     let Some(s) = r.string(k, item) else { continue };
                     let (host, port) = match s.rsplit_once(':') {
                         Some((h, p)) => match p.parse::<u16>() {
-                            Ok(p) => (h.to_string(), p),
-                            Err(_) => {
+                            Ok(p) if p > 0 => (h.to_string(), p),
+                            _ => {
                                 r.error(
                                     item.span(),
-                                    format!("`{s}`: the port must be a number"),
+                                    format!("`{s}`: the port must be a number from 1 to 65535"),
                                     None,
                                 );
                                 continue;
@@ -290,6 +300,15 @@ pub fn read(r: &mut Reader<'_>, dir: &std::path::Path, v: &Value<'_>) -> Option<
                         },
                         None => (s.clone(), 25),
                     };
+                    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control())
+                    {
+                        r.error(
+                            item.span(),
+                            format!("`{s}`: give a server as \"host\" or \"host:port\""),
+                            None,
+                        );
+                        continue;
+                    }
                     a.smtp.push((host, port));
                 }
             }
@@ -319,22 +338,33 @@ pub fn read(r: &mut Reader<'_>, dir: &std::path::Path, v: &Value<'_>) -> Option<
             }
             "password-file" => {
                 password_key = true;
-                if let Some(p) = r.string(k, val) {
+                if let Some(p) = r.path(k, val) {
                     let p = dir.join(p);
-                    match std::fs::read_to_string(&p) {
-                        Ok(_) => a.password_file = Some(p),
+                    match super::source::read(
+                        &p,
+                        super::source::Trust::Config,
+                        super::source::MAX_FILE_BYTES,
+                    )
+                    .map(String::from_utf8)
+                    {
+                        Ok(Ok(_)) => a.password_file = Some(p),
+                        Ok(Err(_)) => r.error(
+                            val.span(),
+                            format!("`password-file`: {} is not UTF-8 text", p.display()),
+                            None,
+                        ),
                         Err(e) => r.error(
                             val.span(),
-                            format!("`password-file`: cannot read {}: {e}", p.display()),
-                            Some(
+                            format!("`password-file`: {}", e.naming(&p)),
+                            e.hint.or(Some(
                                 "the password lives in a file of its own, never in guardian.toml"
                                     .into(),
-                            ),
+                            )),
                         ),
                     }
                 }
             }
-            "timeout" => a.timeout = r.duration(k, val).unwrap_or(a.timeout),
+            "timeout" => a.timeout = r.positive_duration(k, val).unwrap_or(a.timeout),
             "digest" => a.digest = r.duration(k, val).unwrap_or(a.digest),
             "subject" => a.subject = template(r, k, val).unwrap_or(a.subject),
             "body" => a.body = template(r, k, val).unwrap_or(a.body),
@@ -363,16 +393,15 @@ pub fn read(r: &mut Reader<'_>, dir: &std::path::Path, v: &Value<'_>) -> Option<
                         );
                         continue;
                     }
-                    let mut headers = Vec::new();
-                    if let Some(hv) = wt.get("headers")
-                        && let Some(ht) = r.table("headers", hv)
-                    {
-                        for (hk, hv) in ht.iter() {
-                            if let Some(val) = r.string(hk.get_ref(), hv) {
-                                headers.push((hk.get_ref().to_string(), val));
-                            }
-                        }
+                    if let Err(e) = checks::check_url(&url) {
+                        r.error(
+                            item.span(),
+                            format!("a webhook `url` that cannot be requested: {e}"),
+                            None,
+                        );
+                        continue;
                     }
+                    let headers = super::probe::headers(r, wt);
                     a.webhooks.push(Webhook {
                         url,
                         filter: filter(r, wt),

@@ -109,6 +109,17 @@ pub fn read_all(r: &mut Reader<'_>, v: &Value<'_>, host: bool) -> Vec<CheckSpec>
                     r.error(n.span(), format!("two checks are called `{s}`"), None);
                     continue;
                 }
+                Some(s) if !super::job::name_ok(&s) => {
+                    r.error(
+                        n.span(),
+                        format!(
+                            "a check's `name` is 1 to {} characters, without spaces or control characters",
+                            super::limits::MAX_NAME
+                        ),
+                        None,
+                    );
+                    continue;
+                }
                 Some(s) => s,
                 None => continue,
             },
@@ -123,17 +134,15 @@ pub fn read_all(r: &mut Reader<'_>, v: &Value<'_>, host: bool) -> Vec<CheckSpec>
                 name
             }
         };
-        let dur = |r: &mut Reader<'_>, key: &str| t.get(key).and_then(|v| r.duration(key, v));
-        let every = dur(r, "every");
-        if every.is_some_and(|e| e.is_zero()) {
-            if let Some(v) = t.get("every") {
-                r.error(v.span(), "`every` must be more than 0", None);
-            }
-            continue;
-        }
-        let timeout = dur(r, "timeout");
-        let grace = dur(r, "grace").unwrap_or_default();
-        let deadline = dur(r, "deadline");
+        let every = t.get("every").and_then(|v| r.positive_duration("every", v));
+        let timeout = t
+            .get("timeout")
+            .and_then(|v| r.positive_duration("timeout", v));
+        let grace = t
+            .get("grace")
+            .and_then(|v| r.duration("grace", v))
+            .unwrap_or_default();
+        let deadline = t.get("deadline").and_then(|v| r.duration("deadline", v));
         if deadline.is_some() && probe.kind() != "flock" {
             if let Some(v) = t.get("deadline") {
                 r.error(
@@ -144,19 +153,23 @@ pub fn read_all(r: &mut Reader<'_>, v: &Value<'_>, host: bool) -> Vec<CheckSpec>
             }
             continue;
         }
-        let count = |r: &mut Reader<'_>, key: &str| -> Option<u32> {
+        let count = |r: &mut Reader<'_>, key: &str, max: u32| -> Option<u32> {
             let v = t.get(key)?;
             match r.integer(key, v).map(u32::try_from) {
-                Some(Ok(n)) if n >= 1 => Some(n),
+                Some(Ok(n)) if (1..=max).contains(&n) => Some(n),
                 Some(_) => {
-                    r.error(v.span(), format!("`{key}` must be at least 1"), None);
+                    r.error(
+                        v.span(),
+                        format!("`{key}` must be between 1 and {max}"),
+                        None,
+                    );
                     None
                 }
                 None => None,
             }
         };
-        let failures = count(r, "failures").unwrap_or(1);
-        let within = count(r, "within").unwrap_or(failures);
+        let failures = count(r, "failures", super::limits::MAX_WITHIN).unwrap_or(1);
+        let within = count(r, "within", super::limits::MAX_WITHIN).unwrap_or(failures);
         if within < failures {
             if let Some(v) = t.get("within") {
                 r.error(

@@ -4,15 +4,10 @@
 //! of the file names (a password file); checking the whole configuration is the work of
 //! `guardian check` and of the daemon.
 
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::reader::Reader;
-use super::{Diagnostic, Diagnostics, Settings};
-
-/// A guardian.toml larger than this is not a configuration.
-const MAX_FILE: u64 = 1 << 20;
+use super::{Diagnostics, Settings, source};
 
 /// The paths a client needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,19 +25,21 @@ pub fn paths(dir: &Path) -> Result<ClientPaths, Diagnostics> {
         log_dir: defaults.log_dir,
     };
     let file = dir.join("guardian.toml");
-    let text = match read(&file) {
-        Ok(Some(text)) => text,
-        Ok(None) => return Ok(paths),
-        Err(message) => {
-            return Err(Diagnostics(vec![
-                Diagnostic::file(&file, message).with_hint(Some(
-                    "a client needs only the socket: give it with --socket PATH or GUARDIAN_SOCKET"
-                        .into(),
-                )),
-            ]));
+    // The same judgement as the daemon's: a guardian.toml that others may write could
+    // point a client (root, often) at a socket of theirs.
+    let bytes = match source::read(&file, source::Trust::Config, source::MAX_FILE_BYTES) {
+        Ok(bytes) => bytes,
+        Err(refused) if refused.not_found => return Ok(paths),
+        Err(refused) => {
+            let hint = refused.hint.clone().or(Some(
+                "a client needs only the socket: give it with --socket PATH or GUARDIAN_SOCKET"
+                    .into(),
+            ));
+            return Err(Diagnostics(vec![refused.about(&file).with_hint(hint)]));
         }
     };
-    let mut r = Reader::new(&file, &text);
+    let text = source::text(&file, &bytes).map_err(|d| Diagnostics(vec![*d]))?;
+    let mut r = Reader::new(&file, text);
     let Some(table) = r.parse() else {
         return Err(Diagnostics(r.errors));
     };
@@ -66,35 +63,6 @@ pub fn paths(dir: &Path) -> Result<ClientPaths, Diagnostics> {
     } else {
         Err(Diagnostics(r.errors))
     }
-}
-
-/// The file's text; None when there is no such file. Never blocks on a FIFO, and reads
-/// no more than [`MAX_FILE`] bytes.
-fn read(file: &Path) -> Result<Option<String>, String> {
-    let f = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(file)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read: {e}")),
-    };
-    match f.metadata() {
-        Ok(m) if m.is_file() => {}
-        Ok(_) => return Err("is not a regular file".into()),
-        Err(e) => return Err(format!("cannot read: {e}")),
-    }
-    let mut bytes = Vec::new();
-    if let Err(e) = f.take(MAX_FILE + 1).read_to_end(&mut bytes) {
-        return Err(format!("cannot read: {e}"));
-    }
-    if bytes.len() as u64 > MAX_FILE {
-        return Err(format!("is larger than {MAX_FILE} bytes"));
-    }
-    String::from_utf8(bytes)
-        .map(Some)
-        .map_err(|e| format!("is not valid UTF-8 (byte {})", e.utf8_error().valid_up_to()))
 }
 
 #[cfg(test)]

@@ -54,21 +54,21 @@ pub fn check(
     for (name, spec) in jobs {
         let text = texts.get(name).map_or("", String::as_str);
         for (key, on) in [("start-on", &spec.start_on), ("stop-on", &spec.stop_on)] {
-            let Some(On { expr, offset }) = on else {
+            let Some(on) = on else {
                 continue;
             };
+            let On { expr, .. } = on;
             for atom in expr.atoms() {
                 let Some(job) = atom.job() else { continue };
                 if job.contains(['*', '?']) || jobs.contains_key(job) {
                     continue;
                 }
-                let at = offset + atom.at;
                 let hint = did_you_mean(job, &names).map(|n| format!("did you mean `{n}`?"));
                 errors.push(
                     Diagnostic::at(
                         &spec.file,
                         text,
-                        at..at + atom.to_string().len(),
+                        on.span_of(atom.at, atom.to_string().len()),
                         format!("`{key}`: there is no job `{job}`"),
                     )
                     .with_hint(hint),

@@ -14,7 +14,7 @@ use toml::de::{DeTable, DeValue};
 use super::check::CheckSpec;
 use super::probe::ReadySpec;
 use super::reader::{Reader, Value};
-use super::{signal, words};
+use super::{limits, signal, words};
 use crate::event::expr::{self, Expr};
 
 /// The PATH every job starts with, whatever the daemon's own environment holds.
@@ -76,8 +76,22 @@ pub enum Expect {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct On {
     pub expr: Expr,
-    /// Byte offset of the expression's text in the job file.
-    pub offset: usize,
+    /// Byte offset of the expression's text in the job file, when the file holds the
+    /// text byte for byte (no escapes), so that an offset in the text is one in the file.
+    pub offset: Option<usize>,
+    /// The whole value in the file, quotes included.
+    pub span: std::ops::Range<usize>,
+}
+
+impl On {
+    /// The span in the file of `len` bytes at `at` in the expression's text: exact when
+    /// it can be, else the whole value.
+    pub fn span_of(&self, at: usize, len: usize) -> std::ops::Range<usize> {
+        match self.offset {
+            Some(o) => o.saturating_add(at)..o.saturating_add(at).saturating_add(len),
+            None => self.span.clone(),
+        }
+    }
 }
 
 /// What a process of a job runs.
@@ -279,7 +293,7 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
             "setuid" => job.user = user(r, v).map(Box::new),
             "setgid" => job.group = group(r, v),
             "chdir" => {
-                if let Some(dir) = r.string(k, v) {
+                if let Some(dir) = r.path(k, v) {
                     let dir = PathBuf::from(dir);
                     if !dir.is_absolute() {
                         r.error(v.span(), "`chdir` must be an absolute path", None);
@@ -296,8 +310,16 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
             "umask" => job.umask = umask(r, v),
             "nice" => {
                 if let Some(n) = r.integer(k, v) {
-                    if (-20..=19).contains(&n) {
-                        job.nice = Some(n as i32);
+                    if n < 0 && !nix::unistd::geteuid().is_root() {
+                        r.error(
+                            v.span(),
+                            "`nice` below 0 needs guardian to run as root",
+                            None,
+                        );
+                    } else if let Ok(n) = i32::try_from(n)
+                        && (-20..=19).contains(&n)
+                    {
+                        job.nice = Some(n);
                     } else {
                         r.error(v.span(), "`nice` must be between -20 and 19", None);
                     }
@@ -338,7 +360,7 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
                 }
             }
             "pidfile" => {
-                if let Some(p) = r.string(k, v) {
+                if let Some(p) = r.path(k, v) {
                     let p = PathBuf::from(p);
                     if p.is_absolute() {
                         job.pidfile = Some(p);
@@ -472,7 +494,7 @@ pub fn hook_program(r: &mut Reader<'_>, key: &str, v: &Value<'_>) -> Option<Prog
 
 fn hook(r: &mut Reader<'_>, key: &str, v: &Value<'_>) -> Option<Program> {
     match v.get_ref() {
-        DeValue::String(s) => Some(Program::Script(s.to_string())),
+        DeValue::String(_) => r.string(key, v).map(Program::Script),
         DeValue::Table(t) => {
             let mut found = None;
             for (k, val) in t.iter() {
@@ -523,13 +545,27 @@ fn env(r: &mut Reader<'_>, v: &Value<'_>) -> BTreeMap<String, String> {
         if name.is_empty() || name.contains('=') || name.contains('\0') {
             r.error(
                 k.span(),
-                format!("`{name}` is not a valid variable name"),
+                format!(
+                    "`{}` is not a valid variable name: it is empty or holds `=` or a NUL byte",
+                    name.escape_debug()
+                ),
+                None,
+            );
+            continue;
+        }
+        if name.len() > limits::MAX_KEY {
+            r.error(
+                k.span(),
+                format!("a variable name is at most {} bytes long", limits::MAX_KEY),
                 None,
             );
             continue;
         }
         let text = match val.get_ref() {
-            DeValue::String(s) => s.to_string(),
+            DeValue::String(_) => match r.string(&format!("env {name}"), val) {
+                Some(s) => s,
+                None => continue,
+            },
             DeValue::Integer(i) => i.to_string(),
             DeValue::Boolean(b) => b.to_string(),
             other => {
@@ -556,6 +592,14 @@ fn user(r: &mut Reader<'_>, v: &Value<'_>) -> Option<RunAs> {
         Err(_) => User::from_name(&name),
     };
     match found {
+        Ok(Some(_)) if !nix::unistd::geteuid().is_root() => {
+            r.error(
+                v.span(),
+                "`setuid` needs guardian to run as root (a job of guardian's own user needs no `setuid`)",
+                None,
+            );
+            None
+        }
         Ok(Some(u)) => {
             let groups = CString::new(u.name.clone())
                 .ok()
@@ -599,7 +643,19 @@ fn group(r: &mut Reader<'_>, v: &Value<'_>) -> Option<(String, u32)> {
         Ok(gid) => Group::from_gid(Gid::from_raw(gid)),
         Err(_) => Group::from_name(&name),
     };
+    let own = |g: Gid| g == nix::unistd::getgid() || g == nix::unistd::getegid();
     match found {
+        Ok(Some(g)) if !nix::unistd::geteuid().is_root() && !own(g.gid) => {
+            r.error(
+                v.span(),
+                format!(
+                    "`setgid`: only root can run a job as group `{}`, and guardian does not run as root",
+                    g.name
+                ),
+                None,
+            );
+            None
+        }
         Ok(Some(g)) => Some((g.name, g.gid.as_raw())),
         Ok(None) => {
             r.error(
@@ -718,6 +774,10 @@ fn limits(r: &mut Reader<'_>, v: &Value<'_>) -> Vec<Limit> {
             _ => one(r, val).map(|n| (n, n)),
         };
         if let Ok((soft, hard)) = pair {
+            if let Some(why) = rlimit_refusal(resource, name, soft, hard) {
+                r.error(val.span(), why, None);
+                continue;
+            }
             if let (Some(s), Some(h)) = (soft, hard)
                 && s > h
             {
@@ -745,6 +805,43 @@ fn limits(r: &mut Reader<'_>, v: &Value<'_>) -> Vec<Limit> {
         }
     }
     out
+}
+
+/// Why `setrlimit` would refuse a limit when the job starts, if it would: above the
+/// hard limit guardian has (only root may raise it), or, for `nofile`, above the
+/// kernel's `fs.nr_open`, which even root cannot pass ("unlimited" is above it).
+fn rlimit_refusal(
+    resource: Resource,
+    name: &str,
+    soft: Option<u64>,
+    hard: Option<u64>,
+) -> Option<String> {
+    let inf = nix::sys::resource::RLIM_INFINITY;
+    let want = hard.unwrap_or(inf).max(soft.unwrap_or(inf));
+    if resource == Resource::RLIMIT_NOFILE
+        && let Some(max) = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+        && want > max
+    {
+        return Some(format!(
+            "limit `{name}`: at most {max} (the kernel's fs.nr_open; \"unlimited\" is above it)"
+        ));
+    }
+    if !nix::unistd::geteuid().is_root()
+        && let Ok((_, current)) = nix::sys::resource::getrlimit(resource)
+        && want > current
+    {
+        let shown = if current == inf {
+            "unlimited".to_string()
+        } else {
+            current.to_string()
+        };
+        return Some(format!(
+            "limit `{name}`: above guardian's own hard limit ({shown}), which only root can raise"
+        ));
+    }
+    None
 }
 
 fn respawn_limit(r: &mut Reader<'_>, v: &Value<'_>) -> Option<RespawnLimit> {
@@ -813,8 +910,12 @@ fn limit_table(
             for (k, val) in t.iter() {
                 match k.get_ref().as_ref() {
                     "count" => match r.integer("count", val).map(u32::try_from) {
-                        Some(Ok(n)) if n > 0 => limit.count = n,
-                        Some(_) => r.error(val.span(), "`count` must be at least 1", None),
+                        Some(Ok(n)) if (1..=limits::MAX_COUNT).contains(&n) => limit.count = n,
+                        Some(_) => r.error(
+                            val.span(),
+                            format!("`count` must be between 1 and {}", limits::MAX_COUNT),
+                            None,
+                        ),
                         None => {}
                     },
                     "interval" => {
@@ -882,27 +983,44 @@ fn sig(r: &mut Reader<'_>, key: &str, v: &Value<'_>) -> Option<Signal> {
     found
 }
 
+/// Where a string value's text starts in the file, if the file holds it byte for byte
+/// there (a value written with escapes does not: its offsets are not the file's).
+pub fn text_start(file_text: &str, span: std::ops::Range<usize>, value: &str) -> Option<usize> {
+    let raw = file_text.get(span.clone())?;
+    let triple = raw.starts_with("\"\"\"") || raw.starts_with("'''");
+    let mut start = span.start.checked_add(if triple { 3 } else { 1 })?;
+    if triple {
+        // A newline right after the opening quotes is not part of the value.
+        let rest = file_text.get(start..)?;
+        if rest.starts_with("\r\n") {
+            start += 2;
+        } else if rest.starts_with('\n') {
+            start += 1;
+        }
+    }
+    let end = start.checked_add(value.len())?;
+    (file_text.get(start..end) == Some(value)).then_some(start)
+}
+
 /// Reads an event expression; a syntax error points at its column in the file.
 fn on(r: &mut Reader<'_>, key: &str, v: &Value<'_>) -> Option<On> {
     let text = r.string(key, v)?;
     let span = v.span();
-    let raw = &r.text[span.start.min(r.text.len())..];
-    let quote = if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
-        3
-    } else {
-        1
-    };
-    let offset = span.start + quote;
+    let offset = text_start(r.text, span.clone(), &text);
     match expr::parse(&text) {
-        Ok(expr) => Some(On { expr, offset }),
+        Ok(expr) => Some(On { expr, offset, span }),
         Err(e) => {
-            let at = offset + e.at;
+            let on = On {
+                expr: Expr::And(Vec::new()),
+                offset,
+                span,
+            };
             let hint = Some(
                 "write events like `started redis`, joined with `and` / `or`, e.g. \
                  \"started redis and (started db or deploy-done)\""
                     .to_string(),
             );
-            r.error(at..at + 1, format!("`{key}`: {}", e.message), hint);
+            r.error(on.span_of(e.at, 1), format!("`{key}`: {}", e.message), hint);
             None
         }
     }
@@ -914,9 +1032,28 @@ fn commands(r: &mut Reader<'_>, v: &Value<'_>) -> BTreeMap<String, String> {
         return out;
     };
     for (k, val) in t.iter() {
+        if !name_ok(k.get_ref()) {
+            r.error(
+                k.span(),
+                format!(
+                    "a command's name is 1 to {} characters, without spaces or control characters",
+                    limits::MAX_NAME
+                ),
+                None,
+            );
+            continue;
+        }
         if let Some(text) = r.string(k.get_ref(), val) {
             out.insert(k.get_ref().to_string(), text);
         }
     }
     out
+}
+
+/// A name a person types and reads (a custom command's, a check's): 1 to
+/// [`limits::MAX_NAME`] characters, none of them a space or a control character.
+pub fn name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= limits::MAX_NAME
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control())
 }

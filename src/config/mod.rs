@@ -7,10 +7,12 @@ pub mod client;
 pub mod deps;
 pub mod diag;
 pub mod job;
+pub mod limits;
 pub mod probe;
 mod reader;
 pub mod settings;
 pub mod signal;
+pub mod source;
 pub mod words;
 
 use std::collections::BTreeMap;
@@ -21,6 +23,7 @@ pub use job::{ExitMatch, JobSpec, Program};
 pub use settings::Settings;
 
 use reader::Reader;
+use source::Trust;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -37,7 +40,7 @@ pub const RESERVED_NAMES: &[&str] = &["all"];
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
-        && name.len() <= 64
+        && name.len() <= limits::MAX_NAME
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
@@ -45,27 +48,122 @@ fn valid_name(name: &str) -> bool {
         && !RESERVED_NAMES.contains(&name)
 }
 
+/// The error for a job file whose stem is not a job name, if it is not.
+fn name_error(name: &str, file: &Path) -> Option<Diagnostic> {
+    if valid_name(name) {
+        return None;
+    }
+    Some(Diagnostic::file(
+        file,
+        format!(
+            "`{name}` is not a valid job name: use at most {} letters, digits, `-`, `_`, `.` and `@`{}",
+            limits::MAX_NAME,
+            if RESERVED_NAMES.contains(&name) {
+                " (and not `all`, which means every job)"
+            } else {
+                ""
+            }
+        ),
+    ))
+}
+
+/// One job file, read: its spec (when it parsed), its text (when it was UTF-8) and
+/// every problem found in it.
+#[derive(Debug)]
+pub struct JobText {
+    pub spec: Option<JobSpec>,
+    pub text: Option<String>,
+    pub errors: Vec<Diagnostic>,
+}
+
+/// Reads and validates the contents of one job file, `path`, for the job `name`: what
+/// `check` and the daemon do with each file of `jobs/` once it is read. Anything may be
+/// in `bytes`; the answer is a spec or diagnostics, never a panic.
+pub fn read_job_text(name: &str, path: &Path, bytes: &[u8]) -> JobText {
+    let mut out = JobText {
+        spec: None,
+        text: None,
+        errors: Vec::new(),
+    };
+    if let Some(d) = name_error(name, path) {
+        out.errors.push(d);
+        return out;
+    }
+    if bytes.len() as u64 > source::MAX_FILE_BYTES {
+        out.errors.push(Diagnostic::file(
+            path,
+            format!(
+                "is larger than the limit of {} bytes",
+                source::MAX_FILE_BYTES
+            ),
+        ));
+        return out;
+    }
+    let text = match source::text(path, bytes) {
+        Ok(t) => t,
+        Err(d) => {
+            out.errors.push(*d);
+            return out;
+        }
+    };
+    let mut r = Reader::new(path, text);
+    if let Some(table) = r.parse() {
+        out.spec = Some(job::read(&mut r, name, table.get_ref()));
+    }
+    out.errors = r.errors;
+    out.text = Some(text.to_string());
+    out
+}
+
+/// Every problem in one job file's contents (see [`read_job_text`]).
+pub fn check_job_text(name: &str, path: &Path, bytes: &[u8]) -> Diagnostics {
+    Diagnostics(read_job_text(name, path, bytes).errors)
+}
+
+/// Reads and validates the contents of `guardian.toml` (`path`, in the configuration
+/// directory `dir`). Anything may be in `bytes`.
+pub fn read_settings_text(dir: &Path, path: &Path, bytes: &[u8]) -> (Settings, Vec<Diagnostic>) {
+    if bytes.len() as u64 > source::MAX_FILE_BYTES {
+        let d = Diagnostic::file(
+            path,
+            format!(
+                "is larger than the limit of {} bytes",
+                source::MAX_FILE_BYTES
+            ),
+        );
+        return (Settings::defaults(), vec![d]);
+    }
+    let text = match source::text(path, bytes) {
+        Ok(t) => t,
+        Err(d) => return (Settings::defaults(), vec![*d]),
+    };
+    let mut r = Reader::new(path, text);
+    let settings = match r.parse() {
+        Some(t) => settings::read(&mut r, dir, t.get_ref()),
+        None => Settings::defaults(),
+    };
+    (settings, r.errors)
+}
+
+/// Every problem in the contents of `guardian.toml` (see [`read_settings_text`]).
+pub fn check_settings_text(dir: &Path, path: &Path, bytes: &[u8]) -> Diagnostics {
+    Diagnostics(read_settings_text(dir, path, bytes).1)
+}
+
 /// Reads only `guardian.toml`, for client commands that need to find the socket.
 pub fn load_settings(dir: &Path) -> Result<Settings, Diagnostics> {
     let file = dir.join("guardian.toml");
-    match std::fs::read_to_string(&file) {
-        Ok(text) => {
-            let mut r = Reader::new(&file, &text);
-            let settings = match r.parse() {
-                Some(t) => settings::read(&mut r, dir, t.get_ref()),
-                None => Settings::defaults(),
-            };
-            if r.errors.is_empty() {
+    match source::read(&file, Trust::Config, source::MAX_FILE_BYTES) {
+        Ok(bytes) => {
+            let (settings, errors) = read_settings_text(dir, &file, &bytes);
+            if errors.is_empty() {
                 Ok(settings)
             } else {
-                Err(Diagnostics(r.errors))
+                Err(Diagnostics(errors))
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::defaults()),
-        Err(e) => Err(Diagnostics(vec![Diagnostic::file(
-            &file,
-            format!("cannot read: {e}"),
-        )])),
+        Err(e) if e.not_found => Ok(Settings::defaults()),
+        Err(e) => Err(Diagnostics(vec![e.about(&file)])),
     }
 }
 
@@ -74,11 +172,15 @@ pub fn load(dir: &Path) -> Result<Config, Diagnostics> {
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
-    if !dir.is_dir() {
-        return Err(Diagnostics(vec![Diagnostic::file(
-            &dir,
-            "is not a directory (give the configuration directory with -c DIR)",
-        )]));
+    match source::check_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.not_found => {
+            return Err(Diagnostics(vec![Diagnostic::file(
+                &dir,
+                "no such directory (give the configuration directory with -c DIR)",
+            )]));
+        }
+        Err(e) => return Err(Diagnostics(vec![e.about(&dir)])),
     }
     let settings = match load_settings(&dir) {
         Ok(s) => s,
@@ -90,22 +192,27 @@ pub fn load(dir: &Path) -> Result<Config, Diagnostics> {
 
     let jobs_dir = dir.join("jobs");
     let mut files = Vec::new();
-    match std::fs::read_dir(&jobs_dir) {
-        Ok(entries) => {
-            for entry in entries {
-                match entry {
-                    Ok(e) => files.push(e.path()),
-                    Err(e) => errors.push(Diagnostic::file(&jobs_dir, format!("cannot list: {e}"))),
-                }
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    match source::check_dir(&jobs_dir) {
+        Err(e) if e.not_found => {
             warnings.push(format!(
                 "{}: no such directory, so no jobs",
                 jobs_dir.display()
             ));
         }
-        Err(e) => errors.push(Diagnostic::file(&jobs_dir, format!("cannot list: {e}"))),
+        Err(e) => errors.push(e.about(&jobs_dir)),
+        Ok(()) => match std::fs::read_dir(&jobs_dir) {
+            Ok(entries) => {
+                for entry in entries {
+                    match entry {
+                        Ok(e) => files.push(e.path()),
+                        Err(e) => {
+                            errors.push(Diagnostic::file(&jobs_dir, format!("cannot list: {e}")))
+                        }
+                    }
+                }
+            }
+            Err(e) => errors.push(Diagnostic::file(&jobs_dir, format!("cannot list: {e}"))),
+        },
     }
     files.sort();
 
@@ -130,30 +237,25 @@ pub fn load(dir: &Path) -> Result<Config, Diagnostics> {
             ));
             continue;
         };
-        if !valid_name(name) {
-            errors.push(Diagnostic::file(
-                &file,
-                format!(
-                    "`{name}` is not a valid job name: use letters, digits, `-`, `_`, `.` and `@`{}",
-                    if RESERVED_NAMES.contains(&name) { " (and not `all`, which means every job)" } else { "" }
-                ),
-            ));
+        if let Some(d) = name_error(name, &file) {
+            errors.push(d);
             continue;
         }
-        let text = match std::fs::read_to_string(&file) {
-            Ok(t) => t,
+        let bytes = match source::read(&file, Trust::Config, source::MAX_FILE_BYTES) {
+            Ok(b) => b,
             Err(e) => {
-                errors.push(Diagnostic::file(&file, format!("cannot read: {e}")));
+                errors.push(e.about(&file));
                 continue;
             }
         };
-        let mut r = Reader::new(&file, &text);
-        if let Some(table) = r.parse() {
-            let spec = job::read(&mut r, name, table.get_ref());
+        let mut read = read_job_text(name, &file, &bytes);
+        if let Some(spec) = read.spec {
             jobs.insert(name.to_string(), spec);
         }
-        errors.append(&mut r.errors);
-        texts.insert(name.to_string(), text);
+        errors.append(&mut read.errors);
+        if let Some(text) = read.text {
+            texts.insert(name.to_string(), text);
+        }
     }
     deps::check(&jobs, &texts, &mut errors, &mut warnings);
     if settings.alert.from.is_empty()

@@ -48,16 +48,13 @@ pub fn ready(r: &mut Reader<'_>, v: &Value<'_>) -> Option<ReadySpec> {
     let mut deadline = Duration::from_secs(60);
     for (k, val) in t.iter() {
         match k.get_ref().as_ref() {
-            "every" => every = r.duration("every", val).unwrap_or(every),
-            "timeout" => timeout = r.duration("timeout", val).unwrap_or(timeout),
-            "deadline" => deadline = r.duration("deadline", val).unwrap_or(deadline),
+            "every" => every = r.positive_duration("every", val).unwrap_or(every),
+            "timeout" => timeout = r.positive_duration("timeout", val).unwrap_or(timeout),
+            "deadline" => deadline = r.positive_duration("deadline", val).unwrap_or(deadline),
             _ => {}
         }
     }
     let probe = probe(r, v, t, &["every", "timeout", "deadline"])?;
-    if every.is_zero() {
-        r.error(v.span(), "`every` must be more than 0", None);
-    }
     Some(ReadySpec {
         probe,
         every,
@@ -123,6 +120,7 @@ pub fn probe(
     }
     let required = |r: &mut Reader<'_>, key: &str| -> Option<String> {
         match t.get(key) {
+            Some(v) if matches!(key, "path") => r.path(key, v),
             Some(v) => r.string(key, v),
             None => {
                 r.error(whole.span(), format!("a {kind} probe needs `{key}`"), None);
@@ -154,7 +152,10 @@ pub fn probe(
     };
     match kind.as_str() {
         "tcp" => {
-            let host = str_key(r, t, "host").unwrap_or_else(|| "127.0.0.1".into());
+            let host = match t.get("host") {
+                Some(hv) => host_name(r, "host", hv)?,
+                None => "127.0.0.1".into(),
+            };
             let Some(pv) = t.get("port") else {
                 r.error(whole.span(), "a tcp probe needs a `port`", None);
                 return None;
@@ -175,7 +176,9 @@ pub fn probe(
                 );
                 return None;
             }
-            let expect = match (str_key(r, t, "expect"), pattern(r, "expect-regex")) {
+            let raw =
+                |r: &mut Reader<'_>, key: &str| t.get(key).and_then(|v| r.string_with_nul(key, v));
+            let expect = match (raw(r, "expect"), pattern(r, "expect-regex")) {
                 (Some(text), _) => Some(TcpExpect::Text(text)),
                 (None, Some(re)) => Some(TcpExpect::Regex(re)),
                 (None, None) => None,
@@ -183,7 +186,7 @@ pub fn probe(
             Some(Probe::Tcp(TcpProbe {
                 host,
                 port,
-                send: str_key(r, t, "send"),
+                send: raw(r, "send"),
                 expect,
             }))
         }
@@ -195,9 +198,21 @@ pub fn probe(
                 }
                 return None;
             }
+            if let Err(e) = checks::check_url(&url) {
+                if let Some(uv) = t.get("url") {
+                    r.error(uv.span(), format!("`url` cannot be requested: {e}"), None);
+                }
+                return None;
+            }
             let method = str_key(r, t, "method")
                 .unwrap_or_else(|| "GET".into())
                 .to_ascii_uppercase();
+            if let Err(e) = checks::check_method(&method) {
+                if let Some(mv) = t.get("method") {
+                    r.error(mv.span(), format!("`method`: {e}"), None);
+                }
+                return None;
+            }
             let mut status = Vec::new();
             if let Some(sv) = t.get("status") {
                 let items: Vec<&Value<'_>> = match sv.get_ref() {
@@ -214,16 +229,7 @@ pub fn probe(
                     }
                 }
             }
-            let mut headers = Vec::new();
-            if let Some(hv) = t.get("headers")
-                && let Some(ht) = r.table("headers", hv)
-            {
-                for (k, v) in ht.iter() {
-                    if let Some(val) = r.string(k.get_ref(), v) {
-                        headers.push((k.get_ref().to_string(), val));
-                    }
-                }
-            }
+            let headers = headers(r, t);
             let cert_min_days = t.get("cert-min-days").and_then(|v| {
                 match r.integer("cert-min-days", v).map(u32::try_from) {
                     Some(Ok(d)) => Some(d),
@@ -254,8 +260,12 @@ pub fn probe(
         }
         "program" => {
             let command = required(r, "exec")?;
-            let status = match t.get("status").map(|s| r.integer("status", s)) {
-                Some(Some(n)) => n as i32,
+            let status = match t.get("status").map(|s| (s, r.integer("status", s))) {
+                Some((_, Some(n @ 0..=255))) => n as i32,
+                Some((sv, Some(_))) => {
+                    r.error(sv.span(), "an exit status is between 0 and 255", None);
+                    return None;
+                }
                 _ => 0,
             };
             Some(Probe::Program(ProgramProbe {
@@ -265,7 +275,11 @@ pub fn probe(
             }))
         }
         "dns" => {
-            let name = required(r, "host")?;
+            let Some(hv) = t.get("host") else {
+                r.error(whole.span(), "a dns probe needs `host`", None);
+                return None;
+            };
+            let name = host_name(r, "host", hv)?;
             let server = match t.get("server") {
                 Some(v) => {
                     let text = r.string("server", v)?;
@@ -327,7 +341,7 @@ pub fn probe(
         }
         "cpu" => {
             let v = max_value(r)?;
-            match amount(r, v, false)? {
+            match amount(r, v, false, None)? {
                 Amount::Percent(p) => Some(Probe::Resource(Resource::Cpu { max: p })),
                 Amount::Absolute(_) => {
                     r.error(
@@ -341,7 +355,7 @@ pub fn probe(
         }
         "memory" | "system-memory" => {
             let v = max_value(r)?;
-            let max = amount(r, v, true)?;
+            let max = amount(r, v, true, Some("of the host's memory"))?;
             Some(Probe::Resource(if kind == "memory" {
                 Resource::Memory { max }
             } else {
@@ -366,8 +380,12 @@ pub fn probe(
                 DeValue::Integer(_) => r.integer("max", v).map(|n| n as f64),
                 _ => None,
             };
-            let Some(max) = max else {
-                r.error(v.span(), "a load limit is a number, like 4.0", None);
+            let Some(max) = max.filter(|m| m.is_finite() && *m >= 0.0) else {
+                r.error(
+                    v.span(),
+                    "a load limit is a number of 0 or more, like 4.0",
+                    None,
+                );
                 return None;
             };
             let minutes = match t.get("minutes").map(|m| (m, r.integer("minutes", m))) {
@@ -383,19 +401,30 @@ pub fn probe(
         _ => {
             let path = required(r, "path")?;
             let v = max_value(r)?;
-            let max = amount(r, v, true)?;
+            let max = amount(r, v, true, Some("of the disk"))?;
             Some(Probe::Resource(Resource::Disk { path, max }))
         }
     }
 }
 
-/// `"80%"`, or (when `sizes`) `"500MB"` or a number of bytes.
-fn amount(r: &mut Reader<'_>, v: &Value<'_>, sizes: bool) -> Option<Amount> {
+/// `"80%"`, or (when `sizes`) `"500MB"` or a number of bytes. A percentage of a whole
+/// (`whole` names it: the host's memory, a disk) cannot be above 100%.
+fn amount(r: &mut Reader<'_>, v: &Value<'_>, sizes: bool, whole: Option<&str>) -> Option<Amount> {
     if let DeValue::String(s) = v.get_ref()
         && let Some(p) = s.trim().strip_suffix('%')
     {
         return match p.trim().parse::<f64>() {
-            Ok(p) if p >= 0.0 => Some(Amount::Percent(p)),
+            Ok(p) if p.is_finite() && p >= 0.0 => match whole {
+                Some(of) if p > 100.0 => {
+                    r.error(
+                        v.span(),
+                        format!("`{s}`: a share {of} is at most 100%"),
+                        None,
+                    );
+                    None
+                }
+                _ => Some(Amount::Percent(p)),
+            },
             _ => {
                 r.error(v.span(), format!("`{s}` is not a percentage"), None);
                 None
@@ -408,4 +437,52 @@ fn amount(r: &mut Reader<'_>, v: &Value<'_>, sizes: bool) -> Option<Amount> {
         r.error(v.span(), "`max` must be a percentage like \"80%\"", None);
         None
     }
+}
+
+/// A host name to connect to or to resolve: 1 to 253 bytes, without spaces or
+/// control characters.
+fn host_name(r: &mut Reader<'_>, key: &str, v: &Value<'_>) -> Option<String> {
+    let h = r.string(key, v)?;
+    if h.is_empty() || h.len() > 253 || h.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        r.error(
+            v.span(),
+            format!("`{key}` must be a host name or address (1 to 253 characters, no spaces)"),
+            None,
+        );
+        return None;
+    }
+    Some(h)
+}
+
+/// `headers = { Name = "value" }`, each one that HTTP can carry.
+pub fn headers(r: &mut Reader<'_>, t: &DeTable<'_>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let Some(hv) = t.get("headers") else {
+        return out;
+    };
+    let Some(ht) = r.table("headers", hv) else {
+        return out;
+    };
+    for (k, v) in ht.iter() {
+        let Some(val) = r.string(k.get_ref(), v) else {
+            continue;
+        };
+        if k.get_ref().len() > super::limits::MAX_KEY {
+            r.error(
+                k.span(),
+                format!(
+                    "a header name is at most {} bytes long",
+                    super::limits::MAX_KEY
+                ),
+                None,
+            );
+            continue;
+        }
+        if let Err(e) = checks::check_header(k.get_ref(), &val) {
+            r.error(k.span(), e, None);
+            continue;
+        }
+        out.push((k.get_ref().to_string(), val));
+    }
+    out
 }

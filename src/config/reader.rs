@@ -9,6 +9,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::diag::{Diagnostic, did_you_mean};
+use super::limits;
 
 pub type Value<'i> = Spanned<DeValue<'i>>;
 
@@ -49,7 +50,8 @@ impl<'a> Reader<'a> {
     /// Reports a key that is not one of `known`, suggesting the nearest.
     pub fn unknown_key(&mut self, key: &Spanned<std::borrow::Cow<'_, str>>, known: &[&str]) {
         let hint = did_you_mean(key.get_ref(), known).map(|k| format!("did you mean `{k}`?"));
-        self.error(key.span(), format!("unknown key `{}`", key.get_ref()), hint);
+        let shown = super::diag::quoted(key.get_ref());
+        self.error(key.span(), format!("unknown key `{shown}`"), hint);
     }
 
     fn wrong_type(&mut self, key: &str, v: &Value<'_>, expected: &str) {
@@ -61,13 +63,65 @@ impl<'a> Reader<'a> {
         );
     }
 
+    /// A string, without NUL bytes (no program, argument, path or variable can hold
+    /// one) and at most [`limits::MAX_VALUE`] bytes long.
     pub fn string(&mut self, key: &str, v: &Value<'_>) -> Option<String> {
+        let s = self.string_with_nul(key, v)?;
+        if s.contains('\0') {
+            self.error(
+                v.span(),
+                format!("`{key}` holds a NUL byte, which no program, argument, path or variable can hold"),
+                None,
+            );
+            return None;
+        }
+        Some(s)
+    }
+
+    /// A string that may hold NUL bytes (bytes sent on a socket), at most
+    /// [`limits::MAX_VALUE`] bytes long.
+    pub fn string_with_nul(&mut self, key: &str, v: &Value<'_>) -> Option<String> {
         match v.get_ref() {
+            DeValue::String(s) if s.len() > limits::MAX_VALUE => {
+                self.error(
+                    v.span(),
+                    format!(
+                        "`{key}` is {} bytes long, more than the limit of {}",
+                        s.len(),
+                        limits::MAX_VALUE
+                    ),
+                    None,
+                );
+                None
+            }
             DeValue::String(s) => Some(s.to_string()),
             _ => {
                 self.wrong_type(key, v, "a string");
                 None
             }
+        }
+    }
+
+    /// A string naming a file: not empty, without NUL bytes, at most
+    /// [`limits::MAX_PATH`] bytes.
+    pub fn path(&mut self, key: &str, v: &Value<'_>) -> Option<String> {
+        let p = self.string(key, v)?;
+        if p.is_empty() {
+            self.error(v.span(), format!("`{key}` is empty"), None);
+            None
+        } else if p.len() > limits::MAX_PATH {
+            self.error(
+                v.span(),
+                format!(
+                    "`{key}` is {} bytes long, more than the limit of {} for a path",
+                    p.len(),
+                    limits::MAX_PATH
+                ),
+                None,
+            );
+            None
+        } else {
+            Some(p)
         }
     }
 
@@ -117,63 +171,99 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A duration: a string such as `"5s"` or `"1m 30s"`, or an integer number of seconds.
+    /// A duration: a string such as `"5s"` or `"1m 30s"`, or an integer number of
+    /// seconds; at most [`limits::MAX_DURATION`].
     pub fn duration(&mut self, key: &str, v: &Value<'_>) -> Option<Duration> {
-        match v.get_ref() {
+        let d = match v.get_ref() {
             DeValue::Integer(_) => {
                 let n = self.integer(key, v)?;
                 match u64::try_from(n) {
-                    Ok(secs) => Some(Duration::from_secs(secs)),
+                    Ok(secs) => Duration::from_secs(secs),
                     Err(_) => {
                         self.error(v.span(), format!("`{key}` cannot be negative"), None);
-                        None
+                        return None;
                     }
                 }
             }
             DeValue::String(s) => match humantime::parse_duration(s) {
-                Ok(d) => Some(d),
+                Ok(d) => d,
                 Err(e) => {
                     self.error(
                         v.span(),
                         format!("`{key}`: `{s}` is not a duration ({e})"),
                         Some("write it like \"500ms\", \"5s\", \"1m 30s\" or \"2h\"".into()),
                     );
-                    None
+                    return None;
                 }
             },
             _ => {
                 self.wrong_type(key, v, "a duration such as \"5s\"");
-                None
+                return None;
             }
+        };
+        if d > limits::MAX_DURATION {
+            self.error(
+                v.span(),
+                format!(
+                    "`{key}` is longer than the limit of {} days for a duration",
+                    limits::MAX_DURATION.as_secs() / 86_400
+                ),
+                None,
+            );
+            return None;
         }
+        Some(d)
     }
 
-    /// A size: `"10MB"`, `"512KiB"`, or an integer number of bytes.
+    /// A duration that must be more than zero.
+    pub fn positive_duration(&mut self, key: &str, v: &Value<'_>) -> Option<Duration> {
+        let d = self.duration(key, v)?;
+        if d.is_zero() {
+            self.error(v.span(), format!("`{key}` must be more than 0"), None);
+            return None;
+        }
+        Some(d)
+    }
+
+    /// A size: `"10MB"`, `"512KiB"`, or an integer number of bytes; at most
+    /// [`limits::MAX_SIZE`].
     pub fn size(&mut self, key: &str, v: &Value<'_>) -> Option<u64> {
-        match v.get_ref() {
+        let n = match v.get_ref() {
             DeValue::Integer(_) => {
                 let n = self.integer(key, v)?;
-                u64::try_from(n).ok().or_else(|| {
-                    self.error(v.span(), format!("`{key}` cannot be negative"), None);
-                    None
-                })
+                match u64::try_from(n) {
+                    Ok(n) => n,
+                    Err(_) => {
+                        self.error(v.span(), format!("`{key}` cannot be negative"), None);
+                        return None;
+                    }
+                }
             }
             DeValue::String(s) => match parse_size(s) {
-                Some(n) => Some(n),
+                Some(n) => n,
                 None => {
                     self.error(
                         v.span(),
                         format!("`{key}`: `{s}` is not a size"),
                         Some("write it like \"500KB\", \"10MB\" or \"1GiB\"".into()),
                     );
-                    None
+                    return None;
                 }
             },
             _ => {
                 self.wrong_type(key, v, "a size such as \"10MB\"");
-                None
+                return None;
             }
+        };
+        if n > limits::MAX_SIZE {
+            self.error(
+                v.span(),
+                format!("`{key}` is larger than the limit of 1PiB for a size"),
+                None,
+            );
+            return None;
         }
+        Some(n)
     }
 }
 

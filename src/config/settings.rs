@@ -74,12 +74,21 @@ pub fn read(r: &mut Reader<'_>, dir: &Path, table: &DeTable<'_>) -> Settings {
         let k = key.get_ref().as_ref();
         match k {
             "socket" | "log-dir" | "state-dir" => {
-                let Some(p) = r.string(k, v) else { continue };
-                if p.is_empty() {
-                    r.error(v.span(), format!("`{k}` is empty"), None);
+                let Some(p) = r.path(k, v) else { continue };
+                let p = dir.join(p);
+                let len = p.as_os_str().len();
+                if k == "socket" && len > super::limits::MAX_SOCKET_PATH {
+                    r.error(
+                        v.span(),
+                        format!(
+                            "the socket's path, {}, is {len} bytes long: a Unix socket's path is at most {}",
+                            p.display(),
+                            super::limits::MAX_SOCKET_PATH
+                        ),
+                        Some("use a shorter path, such as /run/guardian.sock".into()),
+                    );
                     continue;
                 }
-                let p = dir.join(p);
                 match k {
                     "socket" => s.socket = p,
                     "log-dir" => s.log_dir = p,
@@ -100,11 +109,11 @@ pub fn read(r: &mut Reader<'_>, dir: &Path, table: &DeTable<'_>) -> Settings {
                 Some(_) => r.error(v.span(), "`log-keep` must be between 0 and 100", None),
                 None => {}
             },
-            "every" => match r.duration(k, v) {
-                Some(d) if !d.is_zero() => s.every = d,
-                Some(_) => r.error(v.span(), "`every` must be more than 0", None),
-                None => {}
-            },
+            "every" => {
+                if let Some(d) = r.positive_duration(k, v) {
+                    s.every = d;
+                }
+            }
             "check" => s.checks = super::check::read_all(r, v, true),
             "alert" => {
                 if let Some(a) = super::alert::read(r, dir, v) {

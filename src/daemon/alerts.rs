@@ -49,8 +49,10 @@ impl Daemon {
         }
         if settings.to.iter().any(|r| r.reminder.is_some()) {
             let tick = reminder_tick(&settings);
-            self.timers
-                .push(std::cmp::Reverse((Instant::now() + tick, Timer::Reminders)));
+            self.timers.push(std::cmp::Reverse((
+                crate::config::limits::deadline(tick),
+                Timer::Reminders,
+            )));
         }
     }
 
@@ -137,8 +139,10 @@ impl Daemon {
     /// that gave up.
     pub(super) fn remind(&mut self) {
         let tick = reminder_tick(&self.config.settings.alert);
-        self.timers
-            .push(std::cmp::Reverse((Instant::now() + tick, Timer::Reminders)));
+        self.timers.push(std::cmp::Reverse((
+            crate::config::limits::deadline(tick),
+            Timer::Reminders,
+        )));
         let now = Instant::now();
         let mut lasting: Vec<(String, Option<String>, String)> = Vec::new();
         for (name, job) in &self.jobs {

@@ -599,7 +599,12 @@ async fn check_loop(mut l: CheckLoop) {
     if !l.gate().await {
         return;
     }
-    let mut ticker = tokio::time::interval(l.every);
+    // tokio adds the period to the clock at every tick: keep it within what may be added.
+    let every = l.every.clamp(
+        Duration::from_millis(1),
+        crate::config::limits::MAX_DURATION,
+    );
+    let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut target = Target::default();
     loop {

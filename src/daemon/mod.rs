@@ -456,7 +456,8 @@ impl Daemon {
                         job: name.to_string(),
                         generation,
                     };
-                    self.timers.push(Reverse((Instant::now() + after, timer)));
+                    self.timers
+                        .push(Reverse((crate::config::limits::deadline(after), timer)));
                 }
                 Effect::Emit(event) => self.emitted(name, event),
                 Effect::GaveUp => {

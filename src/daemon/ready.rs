@@ -118,7 +118,7 @@ impl Daemon {
             stages,
             current: None,
             forks_seen: 0,
-            deadline: Instant::now() + deadline,
+            deadline: crate::config::limits::deadline(deadline),
             notify_socket: None,
             tasks: Vec::new(),
         };
@@ -581,7 +581,10 @@ fn notify_listener(
 /// The live process a pid file names, if any (not one that has exited: a zombie, or
 /// one being torn down).
 pub(crate) fn read_pidfile(path: &Path) -> Option<u32> {
-    let text = std::fs::read_to_string(path).ok()?;
+    // The job's user may write what it likes there: a FIFO or a device must not block
+    // the daemon, nor a huge file fill its memory.
+    let bytes = crate::config::source::read(path, crate::config::source::Trust::Any, 4096).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
     let pid: u32 = text.trim().parse().ok()?;
     let (_, state, _) = stat_of(pid)?;
     (state != 'Z' && state != 'X' && pid > 1).then_some(pid)

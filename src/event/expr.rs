@@ -174,10 +174,16 @@ fn lex(text: &str) -> Vec<(usize, Tok)> {
     out
 }
 
+/// Parentheses nest at most this deep, so that parsing (and everything that walks an
+/// expression) stays well inside the stack whatever the text.
+pub const MAX_DEPTH: usize = 32;
+
 struct Parser {
     toks: Vec<(usize, Tok)>,
     pos: usize,
     end: usize,
+    /// Parentheses open around the current position.
+    depth: usize,
 }
 
 impl Parser {
@@ -223,8 +229,18 @@ impl Parser {
         let at = self.here();
         match self.peek().cloned() {
             Some((_, Tok::Open)) => {
+                if self.depth >= MAX_DEPTH {
+                    return Err(ParseError {
+                        at,
+                        message: format!(
+                            "parentheses nested more than {MAX_DEPTH} deep (the limit)"
+                        ),
+                    });
+                }
                 self.pos += 1;
+                self.depth += 1;
                 let e = self.expr()?;
+                self.depth -= 1;
                 match self.peek() {
                     Some((_, Tok::Close)) => {
                         self.pos += 1;
@@ -319,6 +335,7 @@ pub fn parse(text: &str) -> Result<Expr, ParseError> {
         toks: lex(text),
         pos: 0,
         end: text.len(),
+        depth: 0,
     };
     let e = p.expr()?;
     match p.peek() {
@@ -504,6 +521,16 @@ mod tests {
         assert_eq!(err.at, 16);
         let err = parse("started a)").expect_err("unmatched");
         assert_eq!(err.at, 9);
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let ok = format!("{}a{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+        assert!(parse(&ok).is_ok());
+        let deep = format!("{}a{}", "(".repeat(8000), ")".repeat(8000));
+        let err = parse(&deep).expect_err("too deep");
+        assert_eq!(err.at, MAX_DEPTH);
+        assert!(err.message.contains("32"), "{err:?}");
     }
 
     #[test]

@@ -25,7 +25,9 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A configuration directory.
+/// A configuration directory. The temporary directory is mode 0700 and the files are
+/// written under the tests' umask 022 (0644, directories 0755), which guardian's rules
+/// on who may write a configuration accept.
 pub struct Conf {
     pub dir: tempfile::TempDir,
     socket: PathBuf,
