@@ -10,11 +10,11 @@ use tokio::sync::oneshot;
 
 use crate::config::diag::did_you_mean;
 use crate::control::protocol::{Request, Response};
-use crate::job::{Input, Machine, State};
+use crate::job::{AutoStart, Input, Machine, Reached, State, Until};
 use crate::process::env;
 
 use super::run::RunRequest;
-use super::{Daemon, Outcome, Until, Waiter, status};
+use super::{Daemon, Outcome, Waiter, status};
 
 /// A custom command that runs longer than this is killed.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -26,56 +26,29 @@ enum Command {
     Restart,
 }
 
-/// Whether a waiter's wait is over, and how it went.
+/// Whether a waiter's wait is over, and what to tell it.
 pub(super) fn outcome(until: Until, m: &Machine, name: &str) -> Option<Outcome> {
-    let failed = || {
-        let why = m.last_failure.as_ref().map_or_else(
-            || "it stopped".to_string(),
-            |f| format!("{} {}", f.process.as_str(), f.status),
-        );
-        let what = if m.state == State::Failed {
-            "failed"
-        } else {
-            "did not start"
-        };
-        Err(format!("{name}: {what}: {why}"))
+    let line = match m.reached(until)? {
+        Reached::Up => match m.main_pid() {
+            Some(pid) => Ok(format!("{name}: running, pid {pid}")),
+            None => Ok(format!("{name}: running")),
+        },
+        Reached::Completed => Ok(format!("{name}: ran to completion")),
+        Reached::Down => Ok(format!("{name}: stopped")),
+        Reached::NotUp => {
+            let why = m.last_failure().map_or_else(
+                || "it stopped".to_string(),
+                |f| format!("{} {}", f.process.as_str(), f.status),
+            );
+            let what = if m.state() == State::Failed {
+                "failed"
+            } else {
+                "did not start"
+            };
+            Err(format!("{name}: {what}: {why}"))
+        }
     };
-    let up = || match m.main_pid {
-        Some(pid) => Ok(format!("{name}: running, pid {pid}")),
-        None => Ok(format!("{name}: running")),
-    };
-    let down_for_good = m.state.is_down() && m.goal == crate::job::Goal::Stop;
-    match until {
-        Until::Up if m.policy.task => {
-            // A task is done when it has run to completion.
-            if !down_for_good {
-                None
-            } else if m.run_failed() {
-                Some(failed())
-            } else {
-                Some(Ok(format!("{name}: ran to completion")))
-            }
-        }
-        Until::Up => {
-            if m.state == State::Running {
-                Some(up())
-            } else if down_for_good {
-                Some(failed())
-            } else {
-                None
-            }
-        }
-        Until::UpAgain(runs) => {
-            if m.state == State::Running && m.runs > runs {
-                Some(up())
-            } else if down_for_good {
-                Some(failed())
-            } else {
-                None
-            }
-        }
-        Until::Down => m.is_down().then(|| Ok(format!("{name}: stopped"))),
-    }
+    Some(line)
 }
 
 impl Daemon {
@@ -184,17 +157,18 @@ impl Daemon {
             // when their events come, as their manual stops are lifted too.
             if command == Command::Start {
                 for job in self.jobs.values_mut() {
-                    if !job.spec.manual && job.manual_stop {
-                        job.manual_stop = false;
+                    if !job.m.policy().manual {
+                        job.m.set_manual_stop(false);
                     }
                 }
             }
             names.retain(|n| {
                 self.jobs.get(n).is_some_and(|j| match command {
                     Command::Start => {
-                        !j.spec.manual && j.start_on.as_ref().is_none_or(|w| w.holds())
+                        let holds = j.start_on.as_ref().is_none_or(|w| w.holds());
+                        j.m.may_autostart(holds, AutoStart::StartAll)
                     }
-                    Command::Restart => !j.manual_stop && !j.m.is_down(),
+                    Command::Restart => !j.m.manual_stop() && !j.m.is_down(),
                     Command::Stop => true,
                 })
             });
@@ -213,9 +187,9 @@ impl Daemon {
             let (input, until) = match command {
                 Command::Start => (Input::Start, Until::Up),
                 Command::Stop => (Input::Stop, Until::Down),
-                Command::Restart => (Input::Restart, Until::UpAgain(job.m.runs)),
+                Command::Restart => (Input::Restart, Until::UpAgain(job.m.runs())),
             };
-            job.manual_stop = command == Command::Stop;
+            job.m.set_manual_stop(command == Command::Stop);
             if wait {
                 let (tx, rx) = oneshot::channel();
                 job.waiters.push(Waiter { until, tx });
@@ -284,7 +258,7 @@ impl Daemon {
             let Some(job) = self.jobs.get_mut(job_name) else {
                 continue;
             };
-            let until = if job.m.goal == crate::job::Goal::Start {
+            let until = if job.m.goal() == crate::job::Goal::Start {
                 Until::Up
             } else {
                 Until::Down
@@ -381,8 +355,9 @@ impl Daemon {
                 Some(_) => "its reload-signal",
                 None => "the default reload-signal: the job sets no `reload-signal`",
             };
-            match job.m.main_pid.and_then(|p| i32::try_from(p).ok()) {
-                Some(pid) if job.m.state == State::Running => match kill(Pid::from_raw(pid), sig) {
+            match job.m.main_pid().and_then(|p| i32::try_from(p).ok()) {
+                Some(pid) if job.m.state() == State::Running => match kill(Pid::from_raw(pid), sig)
+                {
                     Ok(()) => lines.push(format!(
                         "{name}: sent SIG{} ({which}) to pid {pid}",
                         crate::config::signal::name(sig)
@@ -416,14 +391,12 @@ impl Daemon {
         let mut changed = false;
         for name in &names {
             if let Some(job) = self.jobs.get_mut(name)
-                && job.monitored != monitored
+                && job.m.set_monitored(monitored)
             {
-                job.monitored = monitored;
                 changed = true;
                 if monitored {
                     // Re-armed: a check that failed while unmonitored acts on its next
-                    // failures, and earlier restarts no longer count against the limit.
-                    job.check_restarts.clear();
+                    // failures (and the machine forgot earlier restarts by checks).
                     for c in &mut job.checks {
                         c.rearm();
                     }

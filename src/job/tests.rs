@@ -1,7 +1,7 @@
 //! The lifecycle rules, driven without processes: a tiny harness plays the daemon,
 //! handing out pids for spawns and recording what the machine asked for.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
@@ -33,6 +33,11 @@ fn policy() -> Policy {
         kill_signal: Signal::SIGTERM,
         kill_timeout: Duration::from_secs(5),
         wait_ready: false,
+        manual: false,
+        restart_limit: Some(RespawnLimit {
+            count: 3,
+            interval: Duration::from_secs(60),
+        }),
     }
 }
 
@@ -49,7 +54,7 @@ fn hooks() -> Policy {
 /// Plays the daemon: spawns succeed at once with fresh pids; records every spawn.
 struct Harness {
     m: Machine,
-    now: Instant,
+    now: Now,
     next_pid: u32,
     spawned: Vec<Proc>,
     signals: Vec<(Proc, Signal)>,
@@ -66,7 +71,7 @@ impl Harness {
     fn new(p: Policy) -> Self {
         Harness {
             m: Machine::new(p),
-            now: Instant::now(),
+            now: Now::read(),
             next_pid: 100,
             spawned: vec![],
             signals: vec![],
@@ -327,7 +332,7 @@ fn respawns_spread_out_in_time_are_not_limited() {
     });
     h.feed(Input::Start);
     for _ in 0..10 {
-        h.now += Duration::from_secs(3);
+        h.now = h.now.later(Duration::from_secs(3));
         h.exit(Proc::Main, 1);
         assert_eq!(h.state(), State::Running);
     }
@@ -490,7 +495,7 @@ fn not_ready_fails_the_start_and_stops_main() {
     });
     h.feed(Input::Start);
     h.feed(Input::NotReady);
-    h.m.record_failure(Proc::Main, "not ready within 1s".into());
+    h.m.record_failure(Proc::Main, "not ready within 1s".into(), h.now);
     assert_eq!(h.state(), State::Killed);
     assert_eq!(h.signals[0], (Proc::Main, Signal::SIGTERM));
     h.feed(Input::Exited(
@@ -536,8 +541,8 @@ impl Harness {
         assert_eq!(self.state(), State::Waiting, "at rest while it waits");
         assert_eq!(self.m.goal, Goal::Start);
         assert!(!self.m.is_down(), "a respawn is due: not at rest for good");
-        assert_eq!(self.m.respawn_due(), Some(self.now + d));
-        self.now += d;
+        assert_eq!(self.m.respawn_due(), Some(self.now.mono + d));
+        self.now = self.now.later(d);
         self.feed(Input::RespawnDue(g));
         Some(d)
     }
@@ -548,7 +553,7 @@ fn a_job_that_was_up_for_a_while_is_respawned_at_once() {
     let mut h = Harness::new(backing_off(100, 30_000));
     h.feed(Input::Start);
     for i in 1..=5 {
-        h.now += Duration::from_secs(2);
+        h.now = h.now.later(Duration::from_secs(2));
         assert_eq!(h.crash_and_wait(), None, "no delay after a stable run");
         assert_eq!(h.state(), State::Running);
         assert_eq!(h.m.restarts, i);
@@ -570,7 +575,7 @@ fn quick_failures_back_off_doubling_up_to_the_cap() {
     );
     assert_eq!(h.m.restarts, 5);
     // A run that lasts starts the count over.
-    h.now += Duration::from_secs(5);
+    h.now = h.now.later(Duration::from_secs(5));
     assert_eq!(h.crash_and_wait(), None);
     assert_eq!(h.crash_and_wait().map(|d| d.as_millis()), Some(100));
 }
