@@ -105,19 +105,19 @@ impl Daemon {
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };
-        let Some(f) = job.m.last_failure.clone() else {
+        let Some(f) = job.m.last_failure().cloned() else {
             return;
         };
-        if job.failure_alerted == Some(f.at) {
+        if job.failure_alerted == Some(f.id) {
             return;
         }
         // A run that is going down is told about once it is down, so that the alert
         // says where it ended (failed for good, or waiting).
-        if job.m.goal == crate::job::Goal::Stop && !job.m.state.is_down() {
+        if job.m.goal() == crate::job::Goal::Stop && !job.m.state().is_down() {
             return;
         }
-        job.failure_alerted = Some(f.at);
-        let (kind, action) = if job.m.state == State::Failed {
+        job.failure_alerted = Some(f.id);
+        let (kind, action) = if job.m.state() == State::Failed {
             (
                 "respawn-limit",
                 Some("none: the job stays failed until `guardian start`"),
@@ -126,7 +126,7 @@ impl Daemon {
             ("hook-failed", None)
         } else if f.status.starts_with("not ready") || f.status.starts_with("spawn failed") {
             ("start-failed", None)
-        } else if job.m.goal == crate::job::Goal::Start {
+        } else if job.m.goal() == crate::job::Goal::Start {
             ("died", Some("respawn"))
         } else {
             ("died", None)
@@ -149,11 +149,10 @@ impl Daemon {
             if job.spec.alert.off {
                 continue;
             }
-            if job.m.state == State::Failed {
+            if job.m.state() == State::Failed {
                 let why = job
                     .m
-                    .last_failure
-                    .as_ref()
+                    .last_failure()
                     .map(|f| format!("{} {}", f.process.as_str(), f.status))
                     .unwrap_or_default();
                 lasting.push((name.clone(), None, why));

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::config::check::{Action, CheckSpec};
-use crate::job::{Input, State};
+use crate::job::{CheckRestart, Input, Now, State};
 use crate::logtext::Esc;
 
 use super::run::RunRequest;
@@ -180,14 +180,14 @@ impl Daemon {
             return;
         };
         job.main_pid_shared
-            .store(job.m.main_pid.unwrap_or(0), Ordering::Relaxed);
-        let running = job.m.state == State::Running;
+            .store(job.m.main_pid().unwrap_or(0), Ordering::Relaxed);
+        let running = job.m.state() == State::Running;
         // Checks of an earlier start (a stop called off while pre-stop ran keeps the
         // start) go on; a new start launches them afresh.
         let started = job
             .checks
             .iter()
-            .any(|c| c.running() && c.start == job.m.runs);
+            .any(|c| c.running() && c.start == job.m.runs());
         if running && !started && !job.checks.is_empty() {
             self.start_checks(name);
         } else if !running && let Some(job) = self.jobs.get_mut(name) {
@@ -219,7 +219,7 @@ impl Daemon {
                 return;
             };
             let pid = job.main_pid_shared.clone();
-            let (start, since) = (job.m.runs, job.m.running_since);
+            let (start, since) = (job.m.runs(), job.m.running_since());
             let c = &mut job.checks[idx];
             let since = Some(since.unwrap_or_else(Instant::now));
             c.launch(ctx, default_every, pid, name, false, idx, start, since, tx);
@@ -300,7 +300,7 @@ impl Daemon {
         else {
             return;
         };
-        if job.m.state != State::Running || start != job.m.runs || c.start != start {
+        if job.m.state() != State::Running || start != job.m.runs() || c.start != start {
             return;
         }
         if unheld {
@@ -320,7 +320,7 @@ impl Daemon {
         let action = c.spec.action.clone();
         let (failures, within) = (c.spec.failures, c.spec.within);
         c.last = Some((outcome.clone(), SystemTime::now()));
-        let monitored = job.monitored;
+        let monitored = job.m.monitored();
         match verdict {
             Verdict::Nothing => {
                 if !outcome.passed {
@@ -349,7 +349,7 @@ impl Daemon {
                     action.as_str()
                 );
             }
-            Verdict::Act if action == Action::Restart && job.restarted_start == Some(start) => {
+            Verdict::Act if action == Action::Restart && job.m.check_restart_under_way(start) => {
                 // Another check of this start asked already: one start, one restart.
                 tracing::debug!(
                     "{name}: check {check} failed too: {}; a restart is under way",
@@ -374,25 +374,11 @@ impl Daemon {
         }
         match action {
             Action::Restart => {
-                let now = Instant::now();
                 let Some(job) = self.jobs.get_mut(name) else {
                     return;
                 };
-                if let Some(limit) = job.spec.restart_limit {
-                    while job
-                        .check_restarts
-                        .front()
-                        .is_some_and(|t| now.duration_since(*t) > limit.interval)
-                    {
-                        job.check_restarts.pop_front();
-                    }
-                }
-                if let Some(limit) = job.spec.restart_limit
-                    && job.check_restarts.len() >= limit.count as usize
-                {
+                if let CheckRestart::Unmonitor(limit) = job.m.check_restart(Now::read()) {
                     // Restarting does not help: stop acting, say so, keep it running.
-                    job.monitored = false;
-                    job.check_restarts.clear();
                     let why = format!(
                         "restarted {} times within {} by its checks; unmonitored",
                         limit.count,
@@ -409,8 +395,6 @@ impl Daemon {
                     self.save_state();
                     return;
                 }
-                job.check_restarts.push_back(now);
-                job.restarted_start = Some(job.m.runs);
                 self.alert_event(name, check, "failed", reason, "restart");
                 self.work
                     .push_back(Work::Feed(name.to_string(), Input::Restart));
@@ -420,7 +404,7 @@ impl Daemon {
                 // Taken down on purpose: it stays down, across daemon restarts too, until
                 // a person starts it, as after `guardian stop`.
                 if let Some(job) = self.jobs.get_mut(name) {
-                    job.manual_stop = true;
+                    job.m.set_manual_stop(true);
                 }
                 self.save_state();
                 self.work
@@ -430,7 +414,7 @@ impl Daemon {
             Action::Alert => {}
             Action::Unmonitor => {
                 if let Some(job) = self.jobs.get_mut(name) {
-                    job.monitored = false;
+                    job.m.set_monitored(false);
                 }
                 self.save_state();
             }
@@ -660,7 +644,7 @@ fn flock_watcher(
 impl Job {
     /// healthy, unhealthy or unknown: from the checks' last outcomes while running.
     pub(super) fn health(&self) -> checks::Health {
-        if self.m.state != State::Running {
+        if self.m.state() != State::Running {
             return checks::Health::Unknown;
         }
         checks::Health::of(

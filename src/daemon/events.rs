@@ -2,9 +2,9 @@
 //! sets off, and holding a job in `starting` / `stopping` until those have moved.
 
 use crate::event::Event;
-use crate::job::{self, Goal, Input, State};
+use crate::job::{self, AutoStart, Goal, Input, State};
 
-use super::{Daemon, Work, settled_up};
+use super::{Daemon, Work};
 
 impl Daemon {
     /// The job `name` emitted `event`: log it and queue its dispatch.
@@ -27,7 +27,7 @@ impl Daemon {
         };
         if matches!(event, job::Event::Stopping | job::Event::Stopped { .. }) {
             e = e.with("RESULT", if failed { "failed" } else { "ok" });
-            if failed && let Some(f) = &m.last_failure {
+            if failed && let Some(f) = m.last_failure() {
                 e = e.with("PROCESS", f.process.as_str());
                 match f.end {
                     Some(job::ProcessEnd::Exited(c)) => e = e.with("EXIT_STATUS", c.to_string()),
@@ -42,17 +42,17 @@ impl Daemon {
             job::Event::Started => {
                 self.order.retain(|n| n != name);
                 self.order.push(name.to_string());
-                match m.main_pid {
+                match m.main_pid() {
                     Some(pid) => tracing::info!("{name}: running, pid {pid}"),
                     None => tracing::info!("{name}: running"),
                 }
             }
             job::Event::Stopped { failed } => {
-                let how = match (&m.last_failure, failed) {
+                let how = match (m.last_failure(), failed) {
                     (Some(f), true) => format!(" ({} {})", f.process.as_str(), f.status),
                     _ => String::new(),
                 };
-                let to = if m.state == State::Failed {
+                let to = if m.state() == State::Failed {
                     "failed"
                 } else {
                     "stopped"
@@ -61,8 +61,8 @@ impl Daemon {
             }
             job::Event::Starting => tracing::debug!("{name}: starting"),
             job::Event::Stopping => {
-                if m.goal == Goal::Start
-                    && let Some(f) = &m.last_failure
+                if m.goal() == Goal::Start
+                    && let Some(f) = m.last_failure()
                 {
                     tracing::warn!("{name}: {} {}, respawning", f.process.as_str(), f.status);
                 } else {
@@ -89,26 +89,21 @@ impl Daemon {
             let start = job.start_on.as_mut().is_some_and(|w| w.feed(&event));
             let stop = job.stop_on.as_mut().is_some_and(|w| w.feed(&event));
             if stop && !job.m.is_down() {
-                if job.m.goal == Goal::Start {
+                if job.m.goal() == Goal::Start {
                     tracing::info!("{name}: stopping on `{event}`");
                     self.work.push_back(Work::Feed(name.clone(), Input::Stop));
                 }
                 // Already on its way down (a `stop all`, say): still waited for.
                 moved.insert(name.clone());
-            } else if start
-                && !shutting_down
-                && !job.spec.manual
-                && !job.manual_stop
-                && job.m.state != State::Failed
-            {
-                if job.m.goal == Goal::Stop || job.m.state.is_down() {
+            } else if !shutting_down && job.m.may_autostart(start, AutoStart::Daemon) {
+                if job.m.goal() == Goal::Stop || job.m.state().is_down() {
                     tracing::info!("{name}: starting on `{event}`");
                     job.start_env = event.env.clone();
                     job.start_env
                         .push(("GUARDIAN_EVENT".to_string(), event.name.clone()));
                     self.work.push_back(Work::Feed(name.clone(), Input::Start));
                     moved.insert(name.clone());
-                } else if !super::settled_up(&job.m) {
+                } else if !job.m.settled_up() {
                     moved.insert(name.clone());
                 }
             }
@@ -152,12 +147,7 @@ impl Daemon {
         let Some(job) = self.jobs.get(name) else {
             return;
         };
-        let done = match job.m.goal {
-            Goal::Stop => job.m.state.is_down(),
-            Goal::Start if job.m.policy.task => job.m.state.is_down(),
-            Goal::Start => settled_up(&job.m) || job.m.state.is_down(),
-        };
-        if !done {
+        if !job.m.settled() {
             return;
         }
         let mut freed = Vec::new();
@@ -177,7 +167,7 @@ impl Daemon {
         let before: Vec<(String, Goal)> = self
             .jobs
             .iter()
-            .map(|(n, j)| (n.clone(), j.m.goal))
+            .map(|(n, j)| (n.clone(), j.m.goal()))
             .collect();
         self.work.push_back(Work::Dispatch {
             event,
@@ -186,7 +176,7 @@ impl Daemon {
         self.pump();
         before
             .into_iter()
-            .filter(|(n, g)| self.jobs.get(n).is_some_and(|j| j.m.goal != *g))
+            .filter(|(n, g)| self.jobs.get(n).is_some_and(|j| j.m.goal() != *g))
             .map(|(n, _)| n)
             .collect()
     }

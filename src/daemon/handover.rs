@@ -67,7 +67,7 @@ impl Daemon {
         let Some(path) = job.spec.pidfile.clone() else {
             return false;
         };
-        if job.m.state != State::Running || job.m.goal != Goal::Start {
+        if job.m.state() != State::Running || job.m.goal() != Goal::Start {
             return false;
         }
         let timeout = job.spec.handover_timeout;
@@ -153,7 +153,7 @@ impl Daemon {
         if job.handover.as_ref().map(|h| h.generation) != Some(generation) {
             return;
         }
-        if job.m.main_pid != Some(pid) && !self.adopt(name, pid) {
+        if job.m.main_pid() != Some(pid) && !self.adopt(name, pid) {
             tracing::debug!(
                 "{name}: the pid file names {pid}, which guardian did not start; still waiting"
             );
@@ -188,7 +188,7 @@ impl Daemon {
             humantime::format_duration(job.spec.handover_timeout)
         );
         let mut ids = h.ids.clone();
-        if let Some(pid) = job.m.main_pid
+        if let Some(pid) = job.m.main_pid()
             && let Some(s) = checks::tree::stat(pid)
         {
             ids.push((s.pgrp, s.session));
@@ -259,7 +259,7 @@ impl Daemon {
     pub(super) fn settle_handover(&mut self, name: &str) {
         if let Some(job) = self.jobs.get_mut(name)
             && job.handover.is_some()
-            && job.m.state != State::Running
+            && job.m.state() != State::Running
         {
             job.handover = None;
         }

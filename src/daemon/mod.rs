@@ -33,7 +33,9 @@ use crate::control::server::{self, Bound};
 use crate::event::Event;
 use crate::event::expr::Watch;
 use crate::files;
-use crate::job::{Effect, Goal, Input, Machine, Policy, Proc, ProcessEnd, State};
+use crate::job::{
+    AutoStart, Effect, FailureId, Input, Machine, Now, Policy, Proc, ProcessEnd, State, Until,
+};
 use crate::process::spawn::{Output, spawn};
 use crate::process::{Pgid, reaper};
 
@@ -56,15 +58,6 @@ enum Owner {
     },
 }
 
-/// What a client waits for after a command.
-#[derive(Debug, Clone, Copy)]
-enum Until {
-    Up,
-    Down,
-    /// Running again, after the run counted when the restart was asked for.
-    UpAgain(u64),
-}
-
 type Outcome = Result<String, String>;
 
 struct Waiter {
@@ -85,9 +78,6 @@ struct Job {
     spec: JobSpec,
     m: Machine,
     log: LogPipe,
-    monitored: bool,
-    /// Stopped by a person: nothing starts it but `guardian start`.
-    manual_stop: bool,
     waiters: Vec<Waiter>,
     after: After,
     start_on: Option<Watch>,
@@ -99,21 +89,17 @@ struct Job {
     /// A seamless restart whose successor the pid file does not name yet.
     handover: Option<handover::Handover>,
     checks: Vec<checking::CheckRt>,
-    /// When checks restarted the job, for its `restart-limit`.
-    check_restarts: VecDeque<Instant>,
-    /// The start (run count) that checks last restarted the job for: once per start.
-    restarted_start: Option<u64>,
     /// The main pid as the check tasks see it.
     main_pid_shared: checking::SharedPid,
     /// The failure last alerted about, so each is told once.
-    failure_alerted: Option<std::time::SystemTime>,
+    failure_alerted: Option<FailureId>,
 }
 
 impl Job {
     /// Takes `spec` as the job's configuration: its lifecycle policy, its event
     /// expressions and its checks follow it. Only for a job that is down.
     fn apply(&mut self, spec: JobSpec) {
-        self.m.policy = Policy::of(&spec);
+        self.m.set_policy(Policy::of(&spec));
         self.start_on = spec.start_on.as_ref().map(|o| Watch::new(o.expr.clone()));
         self.stop_on = spec.stop_on.as_ref().map(|o| Watch::new(o.expr.clone()));
         self.checks = spec
@@ -353,10 +339,11 @@ impl Daemon {
         let access = files::Access::private_or_group(s.log_group.as_ref().map(|g| g.gid));
         let log = LogPipe::open(path, s.log_max_size, s.log_keep, access)
             .with_context(|| format!("{}: cannot set up its log", spec.name))?;
+        let mut m = Machine::new(Policy::of(&spec));
+        m.set_monitored(!self.persisted.unmonitored.contains(&spec.name));
+        m.set_manual_stop(self.persisted.stopped.contains(&spec.name));
         let mut job = Job {
-            m: Machine::new(Policy::of(&spec)),
-            monitored: !self.persisted.unmonitored.contains(&spec.name),
-            manual_stop: self.persisted.stopped.contains(&spec.name),
+            m,
             start_on: None,
             stop_on: None,
             spec: JobSpec::new(&spec.name, &spec.file),
@@ -367,8 +354,6 @@ impl Daemon {
             readiness: None,
             handover: None,
             checks: Vec::new(),
-            check_restarts: VecDeque::new(),
-            restarted_start: None,
             main_pid_shared: Default::default(),
             failure_alerted: None,
         };
@@ -383,7 +368,7 @@ impl Daemon {
         let names: Vec<String> = self
             .jobs
             .values()
-            .filter(|j| !j.spec.manual && !j.manual_stop && j.start_on.is_none())
+            .filter(|j| j.m.may_autostart(j.start_on.is_none(), AutoStart::Daemon))
             .map(|j| j.spec.name.clone())
             .collect();
         for name in names {
@@ -420,7 +405,7 @@ impl Daemon {
                 Work::Feed(name, input) => self.step(&name, input),
                 Work::Record(name, p, text) => {
                     if let Some(job) = self.jobs.get_mut(&name) {
-                        job.m.record_failure(p, text);
+                        job.m.record_failure(p, text, Now::read());
                     }
                 }
                 Work::Dispatch { event, blocks } => self.dispatch(event, blocks),
@@ -433,7 +418,7 @@ impl Daemon {
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };
-        let effects = job.m.handle(input, Instant::now());
+        let effects = job.m.handle(input, Now::read());
         // Spawn results go first, ahead of work other jobs queued meanwhile.
         let mut follow: Vec<Work> = Vec::new();
         for effect in effects {
@@ -532,18 +517,8 @@ impl Daemon {
         Ok(spawned.pid)
     }
 
-    fn proc_pid(job: &Job, p: Proc) -> Option<u32> {
-        match p {
-            Proc::Main => job.m.main_pid,
-            _ => match job.m.hook {
-                Some((hp, pid)) if hp == p => pid,
-                _ => None,
-            },
-        }
-    }
-
     fn signal_proc(&self, name: &str, p: Proc, sig: Signal) {
-        let Some(pid) = self.jobs.get(name).and_then(|j| Self::proc_pid(j, p)) else {
+        let Some(pid) = self.jobs.get(name).and_then(|j| j.m.pid_of(p)) else {
             return;
         };
         tracing::debug!(
@@ -593,7 +568,7 @@ impl Daemon {
                         && self
                             .jobs
                             .get(&name)
-                            .is_some_and(|j| j.m.main_pid != Some(pid)) =>
+                            .is_some_and(|j| j.m.main_pid() != Some(pid)) =>
                 {
                     tracing::debug!("{name}: former main process {pid} {end}");
                 }
@@ -693,7 +668,7 @@ impl Daemon {
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };
-        if job.readiness.is_some() && job.m.state != State::Spawned {
+        if job.readiness.is_some() && job.m.state() != State::Spawned {
             job.readiness = None;
         }
         self.settle_handover(name);
@@ -746,7 +721,7 @@ impl Daemon {
                 Pgid::of_leader(*owner_pid).signal(Signal::SIGKILL);
             }
             for job in self.jobs.values() {
-                if let Some(pid) = job.m.main_pid {
+                if let Some(pid) = job.m.main_pid() {
                     crate::process::signal_pid(pid, Signal::SIGKILL);
                 }
             }
@@ -804,22 +779,7 @@ impl Daemon {
     }
 
     fn save_state(&mut self) {
-        let unmonitored = self
-            .jobs
-            .values()
-            .filter(|j| !j.monitored)
-            .map(|j| j.spec.name.clone())
-            .collect();
-        let stopped = self
-            .jobs
-            .values()
-            .filter(|j| j.manual_stop)
-            .map(|j| j.spec.name.clone())
-            .collect();
-        self.persisted = Persisted {
-            unmonitored,
-            stopped,
-        };
+        self.persisted = Persisted::of(self.jobs.iter().map(|(n, j)| (n.as_str(), &j.m)));
         if let Err(e) = state::save(&self.config.settings.state_dir, &self.persisted) {
             tracing::error!(
                 "cannot save state in {}: {e}",
@@ -854,7 +814,7 @@ impl Daemon {
         let up: BTreeMap<String, bool> = self
             .jobs
             .iter()
-            .map(|(n, j)| (n.clone(), j.m.state == State::Running))
+            .map(|(n, j)| (n.clone(), j.m.state() == State::Running))
             .collect();
         for (name, spec) in &new.jobs {
             match self.jobs.get_mut(name) {
@@ -868,10 +828,8 @@ impl Daemon {
                         if let Some(w) = &mut job.start_on {
                             w.assume(|j| up.get(j).copied());
                         }
-                        if !spec.manual
-                            && !job.manual_stop
-                            && job.start_on.as_ref().is_none_or(Watch::holds)
-                            && self.shutdown.is_none()
+                        let holds = job.start_on.as_ref().is_none_or(Watch::holds);
+                        if job.m.may_autostart(holds, AutoStart::Daemon) && self.shutdown.is_none()
                         {
                             self.work.push_back(Work::Feed(name.clone(), Input::Start));
                         }
@@ -961,9 +919,4 @@ fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// Whether a job is up and about to stay so (for `Until` and blockers).
-fn settled_up(m: &Machine) -> bool {
-    m.state == State::Running && m.goal == Goal::Start
 }

@@ -261,7 +261,7 @@ impl Daemon {
                 if current != Some(Stage::PidFile) {
                     return;
                 }
-                if job.m.main_pid != Some(pid) && !self.adopt(name, pid) {
+                if job.m.main_pid() != Some(pid) && !self.adopt(name, pid) {
                     self.not_ready(
                         name,
                         format!(
@@ -317,7 +317,7 @@ impl Daemon {
         }
         // The process followed until now may live on (a starter that exits once its
         // daemon is up): from here on its end is not the job's.
-        if let Some(old) = self.jobs.get(name).and_then(|j| j.m.main_pid)
+        if let Some(old) = self.jobs.get(name).and_then(|j| j.m.main_pid())
             && old != pid
             && self.pids.contains_key(&old)
         {
@@ -355,10 +355,10 @@ impl Daemon {
         let Some(job) = self.jobs.get(name) else {
             return false;
         };
-        if !job.follows() || job.m.main_pid != Some(pid) {
+        if !job.follows() || job.m.main_pid() != Some(pid) {
             return false;
         }
-        let spawned = job.m.state == State::Spawned;
+        let spawned = job.m.state() == State::Spawned;
         let current = job.readiness.as_ref().and_then(|r| r.current);
         let pidfile = job.spec.pidfile.clone();
         if spawned && end.success() {
@@ -432,7 +432,7 @@ impl Daemon {
         let waiting: Vec<(String, u8)> = self
             .jobs
             .iter()
-            .filter(|(_, j)| j.m.state == State::Spawned && j.m.main_pid.is_none())
+            .filter(|(_, j)| j.m.state() == State::Spawned && j.m.main_pid().is_none())
             .filter_map(
                 |(n, j)| match j.readiness.as_ref().and_then(|r| r.current) {
                     Some(Stage::Forks(needed)) => Some((n.clone(), needed)),
@@ -482,7 +482,7 @@ impl Daemon {
             .jobs
             .iter()
             .filter(|(_, j)| j.readiness.as_ref().and_then(|r| r.current) == Some(Stage::SigStop))
-            .filter_map(|(n, j)| j.m.main_pid.map(|p| (n.clone(), p)))
+            .filter_map(|(n, j)| j.m.main_pid().map(|p| (n.clone(), p)))
             .collect();
         for (name, pid) in waiting {
             let Ok(raw) = i32::try_from(pid) else {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::files;
+use crate::job::Machine;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Persisted {
@@ -17,6 +18,22 @@ pub struct Persisted {
     /// Jobs stopped by hand: they stay down until `guardian start`.
     #[serde(default)]
     pub stopped: BTreeSet<String>,
+}
+
+impl Persisted {
+    /// What the jobs' machines hold of it: who is unmonitored, who was stopped by hand.
+    pub fn of<'a>(jobs: impl Iterator<Item = (&'a str, &'a Machine)>) -> Persisted {
+        let mut p = Persisted::default();
+        for (name, m) in jobs {
+            if !m.monitored() {
+                p.unmonitored.insert(name.to_string());
+            }
+            if m.manual_stop() {
+                p.stopped.insert(name.to_string());
+            }
+        }
+        p
+    }
 }
 
 pub fn path(state_dir: &Path) -> PathBuf {

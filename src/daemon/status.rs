@@ -8,28 +8,28 @@ use super::Job;
 
 pub fn of(job: &Job) -> JobStatus {
     let m = &job.m;
-    let usage = m.main_pid.and_then(stat::usage);
+    let usage = m.main_pid().and_then(stat::usage);
     JobStatus {
         name: job.spec.name.clone(),
         description: job.spec.description.clone(),
-        goal: match m.goal {
+        goal: match m.goal() {
             Goal::Start => "start".into(),
             Goal::Stop => "stop".into(),
         },
-        state: m.state.as_str().into(),
-        pid: m.main_pid,
-        monitored: job.monitored,
+        state: m.state().as_str().into(),
+        pid: m.main_pid(),
+        monitored: m.monitored(),
         health: job.health().as_str().into(),
-        restarts: m.restarts,
+        restarts: m.restarts(),
         respawn_in_secs: m.respawn_due().map(|t| {
             t.saturating_duration_since(std::time::Instant::now())
                 .as_secs_f64()
         }),
-        uptime_secs: m.running_since.map(|t| t.elapsed().as_secs_f64()),
+        uptime_secs: m.running_since().map(|t| t.elapsed().as_secs_f64()),
         cpu_secs: usage.map(|u| u.cpu_secs),
         rss_bytes: usage.map(|u| u.rss_bytes),
-        manual_stop: job.manual_stop,
-        last_failure: m.last_failure.as_ref().map(|f| FailureReport {
+        manual_stop: m.manual_stop(),
+        last_failure: m.last_failure().map(|f| FailureReport {
             process: f.process.as_str().into(),
             status: f.status.clone(),
             at: humantime::format_rfc3339_seconds(f.at).to_string(),

@@ -10,10 +10,10 @@
 //! requested stop, before the kill.
 
 mod policy;
+mod rate;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,6 +21,7 @@ use nix::sys::signal::Signal;
 use serde::Serialize;
 
 pub use policy::Policy;
+pub use rate::{Rate, RateWindow};
 
 use crate::config::ExitMatch;
 use crate::config::signal::name as signal_name;
@@ -131,9 +132,42 @@ impl fmt::Display for ProcessEnd {
     }
 }
 
+/// A moment, as the caller read it: the machine never reads a clock itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// For durations and timers.
+    pub mono: Instant,
+    /// For what people are shown (when a failure happened).
+    pub wall: SystemTime,
+}
+
+impl Now {
+    /// Reads both clocks: for the machine's callers, once per input.
+    pub fn read() -> Now {
+        Now {
+            mono: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    /// `d` later on both clocks (unchanged where a clock cannot go that far).
+    pub fn later(self, d: Duration) -> Now {
+        Now {
+            mono: self.mono.checked_add(d).unwrap_or(self.mono),
+            wall: self.wall.checked_add(d).unwrap_or(self.wall),
+        }
+    }
+}
+
+/// Which failure of a job this is: each failure recorded gets the next id, so that two
+/// failures are never taken for one (as two at the same wall-clock time could be).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FailureId(u64);
+
 /// Why a run of the job went wrong: which process, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
+    pub id: FailureId,
     pub process: Proc,
     pub status: String,
     /// How the process ended, when it ended (not for spawn failures or readiness).
@@ -200,22 +234,75 @@ pub enum Effect {
     ArmRespawnTimer(u64, Duration),
 }
 
+/// Who starts a job that nobody named: see [`Machine::may_autostart`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoStart {
+    /// The daemon: at its start, on a reload that adds the job, on a `start-on` event.
+    Daemon,
+    /// `guardian start all`: a person's start, so a job that gave up may start again.
+    StartAll,
+}
+
+/// What a client waits for after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    Up,
+    Down,
+    /// Running again, after the run counted when the restart was asked for.
+    UpAgain(u64),
+}
+
+/// How the wait for an [`Until`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    /// Running.
+    Up,
+    /// A task ran to completion.
+    Completed,
+    /// At rest, as asked.
+    Down,
+    /// Down for good without getting up: the last failure says why, and the state
+    /// whether the job gave up (`failed`) or did not start.
+    NotUp,
+}
+
+/// What the checks' `restart` action may do now: see [`Machine::check_restart`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckRestart {
+    /// Restart the job (feed [`Input::Restart`]).
+    Restart,
+    /// The checks restarted it `rate.count` times within `rate.interval` already:
+    /// restarting does not help. The job is now unmonitored, and keeps running.
+    Unmonitor(Rate),
+}
+
 /// One job's lifecycle.
 #[derive(Debug, Clone)]
 pub struct Machine {
-    pub policy: Policy,
-    pub goal: Goal,
-    pub state: State,
-    pub main_pid: Option<u32>,
+    policy: Policy,
+    goal: Goal,
+    state: State,
+    main_pid: Option<u32>,
     /// The hook running now, with its pid once spawned.
-    pub hook: Option<(Proc, Option<u32>)>,
+    hook: Option<(Proc, Option<u32>)>,
     /// Why the latest run failed, kept until a later failure replaces it.
-    pub last_failure: Option<Failure>,
+    last_failure: Option<Failure>,
+    /// Failures recorded so far: the id of the latest.
+    failures: u64,
     /// Times the job went from stopping straight back to starting since the daemon started.
-    pub restarts: u64,
+    restarts: u64,
     /// Times the job reached `running`.
-    pub runs: u64,
-    pub running_since: Option<Instant>,
+    runs: u64,
+    running_since: Option<Instant>,
+    /// Stopped by a person (or a check's `stop`): nothing starts it but `guardian start`.
+    manual_stop: bool,
+    /// Checks act on their failures; false after `guardian unmonitor`, or when the
+    /// checks' restart limit gave up.
+    monitored: bool,
+    /// When checks restarted the job, for its `restart-limit`.
+    check_restarts: RateWindow,
+    /// The start (run count) that checks last restarted the job for: once per start.
+    restarted_start: Option<u64>,
     /// How the main process ended while a hook was still running.
     main_end: Option<ProcessEnd>,
     /// This run failed (its `stopped` event says `failed`).
@@ -223,7 +310,7 @@ pub struct Machine {
     restart_pending: bool,
     gave_up: bool,
     /// When the job was respawned, on a clock that leaves out the respawn delays.
-    respawn_times: VecDeque<Instant>,
+    respawn_times: RateWindow,
     timer_gen: u64,
     /// Runs in a row that ended (or never got to `running`) before `stable`.
     quick_failures: u32,
@@ -237,6 +324,159 @@ pub struct Machine {
 }
 
 impl Machine {
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Takes a new policy (the job's file changed). Only for a job that is down.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
+    pub fn goal(&self) -> Goal {
+        self.goal
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The main process followed now.
+    pub fn main_pid(&self) -> Option<u32> {
+        self.main_pid
+    }
+
+    /// The hook running now, with its pid once spawned.
+    pub fn hook(&self) -> Option<(Proc, Option<u32>)> {
+        self.hook
+    }
+
+    /// The pid of one of the job's processes, while it runs.
+    pub fn pid_of(&self, p: Proc) -> Option<u32> {
+        match (p, self.hook) {
+            (Proc::Main, _) => self.main_pid,
+            (_, Some((hp, pid))) if hp == p => pid,
+            _ => None,
+        }
+    }
+
+    /// Why the latest run failed, kept until a later failure replaces it.
+    pub fn last_failure(&self) -> Option<&Failure> {
+        self.last_failure.as_ref()
+    }
+
+    /// Times the job went from stopping straight back to starting.
+    pub fn restarts(&self) -> u64 {
+        self.restarts
+    }
+
+    /// Times the job reached `running`: the current start's number while it runs.
+    pub fn runs(&self) -> u64 {
+        self.runs
+    }
+
+    /// When the job last entered `running`, while it is there.
+    pub fn running_since(&self) -> Option<Instant> {
+        self.running_since
+    }
+
+    /// Stopped by a person: nothing starts it but `guardian start`.
+    pub fn manual_stop(&self) -> bool {
+        self.manual_stop
+    }
+
+    /// A person's `start` or `restart` lifts a manual stop; a `stop` (or a check's
+    /// `stop` action) sets one.
+    pub fn set_manual_stop(&mut self, stopped: bool) {
+        self.manual_stop = stopped;
+    }
+
+    /// Whether the job's checks act on their failures.
+    pub fn monitored(&self) -> bool {
+        self.monitored
+    }
+
+    /// Monitors or unmonitors the job; returns whether that changed anything. Monitored
+    /// again, earlier restarts by checks no longer count against their limit.
+    pub fn set_monitored(&mut self, monitored: bool) -> bool {
+        if self.monitored == monitored {
+            return false;
+        }
+        self.monitored = monitored;
+        if monitored {
+            self.check_restarts.clear();
+        }
+        true
+    }
+
+    /// May the job start without anyone naming it? Never a `manual` job, nor one a
+    /// person stopped, nor one whose `start-on` does not hold (`start_on`: it holds, or
+    /// the job has none); and the daemon does not bring back a job that gave up
+    /// (`failed`), which only a person's start does.
+    pub fn may_autostart(&self, start_on: bool, by: AutoStart) -> bool {
+        !self.policy.manual
+            && !self.manual_stop
+            && start_on
+            && (by == AutoStart::StartAll || self.state != State::Failed)
+    }
+
+    /// Up and about to stay so: running, with the goal start.
+    pub fn settled_up(&self) -> bool {
+        self.state == State::Running && self.goal == Goal::Start
+    }
+
+    /// Finished moving toward its goal: down for a stop (or a task, which is done when
+    /// it has run), up or down for good for a start.
+    pub fn settled(&self) -> bool {
+        match self.goal {
+            Goal::Start if !self.policy.task => self.settled_up() || self.state.is_down(),
+            _ => self.state.is_down(),
+        }
+    }
+
+    /// Whether a client's wait for `until` is over, and how it ended.
+    pub fn reached(&self, until: Until) -> Option<Reached> {
+        let down_for_good = self.state.is_down() && self.goal == Goal::Stop;
+        let up = self.state == State::Running;
+        match until {
+            Until::Up if self.policy.task => {
+                // A task is done when it has run to completion.
+                if !down_for_good {
+                    None
+                } else if self.run_failed {
+                    Some(Reached::NotUp)
+                } else {
+                    Some(Reached::Completed)
+                }
+            }
+            Until::Up if up => Some(Reached::Up),
+            Until::UpAgain(runs) if up && self.runs > runs => Some(Reached::Up),
+            Until::Up | Until::UpAgain(_) => down_for_good.then_some(Reached::NotUp),
+            Until::Down => self.is_down().then_some(Reached::Down),
+        }
+    }
+
+    /// Whether checks have restarted the start `start` already: one start, one restart.
+    pub fn check_restart_under_way(&self, start: u64) -> bool {
+        self.restarted_start == Some(start)
+    }
+
+    /// A check's `restart` action: may it restart the job now? Within the job's
+    /// `restart-limit` it may, once for this start; past it, the job is unmonitored
+    /// (and the count starts afresh), since restarting does not help.
+    pub fn check_restart(&mut self, now: Now) -> CheckRestart {
+        if let Some(limit) = self.policy.restart_limit {
+            let rate = Rate::from(limit);
+            if !self.check_restarts.admit(rate, now.mono) {
+                self.monitored = false;
+                self.check_restarts.clear();
+                return CheckRestart::Unmonitor(rate);
+            }
+        }
+        self.restarted_start = Some(self.runs);
+        CheckRestart::Restart
+    }
+
     /// Whether the kill timer armed with `generation` still stands (the process it was
     /// armed for has not gone in the meantime).
     pub fn kill_timer_armed(&self, generation: u64) -> bool {
@@ -306,14 +546,19 @@ impl Machine {
             main_pid: None,
             hook: None,
             last_failure: None,
+            failures: 0,
             restarts: 0,
             runs: 0,
             running_since: None,
+            manual_stop: false,
+            monitored: true,
+            check_restarts: RateWindow::default(),
+            restarted_start: None,
             main_end: None,
             run_failed: false,
             restart_pending: false,
             gave_up: false,
-            respawn_times: VecDeque::new(),
+            respawn_times: RateWindow::default(),
             timer_gen: 0,
             quick_failures: 0,
             pending_delay: None,
@@ -324,7 +569,7 @@ impl Machine {
     }
 
     /// Feeds one input; returns what must be done, in order.
-    pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Effect> {
+    pub fn handle(&mut self, input: Input, now: Now) -> Vec<Effect> {
         let mut fx = Vec::new();
         match input {
             Input::Start => self.start(now, &mut fx),
@@ -391,7 +636,7 @@ impl Machine {
                     && self.state == State::Waiting
                     && self.goal == Goal::Start
                 {
-                    self.end_backoff(now);
+                    self.end_backoff(now.mono);
                     self.restarts += 1;
                     self.enter(State::Starting, now, &mut fx);
                 }
@@ -411,29 +656,31 @@ impl Machine {
 
     /// Records a failure of this run, as reported by the caller (spawn errors carry text
     /// the machine cannot know).
-    pub fn record_failure(&mut self, process: Proc, status: String) {
-        self.record(process, status, None);
+    pub fn record_failure(&mut self, process: Proc, status: String, now: Now) {
+        self.record(process, status, None, now);
     }
 
-    fn record(&mut self, process: Proc, status: String, end: Option<ProcessEnd>) {
+    fn record(&mut self, process: Proc, status: String, end: Option<ProcessEnd>, now: Now) {
         self.run_failed = true;
+        self.failures = self.failures.saturating_add(1);
         self.last_failure = Some(Failure {
+            id: FailureId(self.failures),
             process,
             status,
             end,
-            at: SystemTime::now(),
+            at: now.wall,
         });
     }
 
-    fn record_end(&mut self, process: Proc, end: ProcessEnd) {
-        self.record(process, end.to_string(), Some(end));
+    fn record_end(&mut self, process: Proc, end: ProcessEnd, now: Now) {
+        self.record(process, end.to_string(), Some(end), now);
     }
 
-    fn start(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+    fn start(&mut self, now: Now, fx: &mut Vec<Effect>) {
         if self.state.is_down() {
             // A start while a respawn is due is that respawn, sooner; a person's or an
             // event's start also forgets earlier quick failures.
-            if self.end_backoff(now) {
+            if self.end_backoff(now.mono) {
                 self.restarts += 1;
             }
             self.quick_failures = 0;
@@ -449,13 +696,13 @@ impl Machine {
         }
     }
 
-    fn stop(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+    fn stop(&mut self, now: Now, fx: &mut Vec<Effect>) {
         self.goal = Goal::Stop;
         match self.state {
             State::Failed => self.state = State::Waiting,
             // Stopped while waiting to be respawned: the run that ended is over now.
             State::Waiting if self.backoff.is_some() => {
-                self.end_backoff(now);
+                self.end_backoff(now.mono);
                 fx.push(Effect::Emit(Event::Stopped {
                     failed: self.run_failed,
                 }));
@@ -489,12 +736,12 @@ impl Machine {
         self.timer_gen += 1;
     }
 
-    fn fail(&mut self, process: Proc, end: ProcessEnd) {
-        self.record_end(process, end);
+    fn fail(&mut self, process: Proc, end: ProcessEnd, now: Now) {
+        self.record_end(process, end, now);
         self.goal = Goal::Stop;
     }
 
-    fn process_failed_to_spawn(&mut self, p: Proc, now: Instant, fx: &mut Vec<Effect>) {
+    fn process_failed_to_spawn(&mut self, p: Proc, now: Now, fx: &mut Vec<Effect>) {
         if p == Proc::Main {
             if self.state == State::Spawned {
                 self.goal = Goal::Stop;
@@ -508,7 +755,7 @@ impl Machine {
         self.hook_exited(p, ProcessEnd::Exited(127), now, fx);
     }
 
-    fn main_exited(&mut self, end: ProcessEnd, now: Instant, fx: &mut Vec<Effect>) {
+    fn main_exited(&mut self, end: ProcessEnd, now: Now, fx: &mut Vec<Effect>) {
         self.main_pid = None;
         match self.state {
             State::Killed => {
@@ -529,49 +776,41 @@ impl Machine {
     }
 
     /// The main process ended on its own: respawn, finish, or fail.
-    fn main_died(&mut self, end: ProcessEnd, now: Instant, fx: &mut Vec<Effect>) {
+    fn main_died(&mut self, end: ProcessEnd, now: Now, fx: &mut Vec<Effect>) {
         let normal = end.matches(&self.policy.normal_exit);
         if self.goal == Goal::Start && self.policy.respawn && !normal {
-            self.record_end(Proc::Main, end);
-            let delay = self.respawn_delay(now);
+            self.record_end(Proc::Main, end, now);
+            let delay = self.respawn_delay(now.mono);
             self.pending_delay = (!delay.is_zero()).then_some(delay);
-            let clock = self.limit_clock(now);
-            if let Some(limit) = self.policy.respawn_limit {
-                while self
-                    .respawn_times
-                    .front()
-                    .is_some_and(|t| clock.saturating_duration_since(*t) > limit.interval)
-                {
-                    self.respawn_times.pop_front();
-                }
-                if self.respawn_times.len() >= limit.count as usize {
-                    self.goal = Goal::Stop;
-                    self.gave_up = true;
-                    self.record(
-                        Proc::Main,
-                        format!(
-                            "{end}; respawned {} times within {}, giving up",
-                            limit.count,
-                            humantime::format_duration(limit.interval)
-                        ),
-                        Some(end),
-                    );
-                    self.pending_delay = None;
-                    fx.push(Effect::GaveUp);
-                } else {
-                    self.respawn_times.push_back(clock);
-                }
+            let clock = self.limit_clock(now.mono);
+            if let Some(limit) = self.policy.respawn_limit
+                && !self.respawn_times.admit(limit.into(), clock)
+            {
+                self.goal = Goal::Stop;
+                self.gave_up = true;
+                self.record(
+                    Proc::Main,
+                    format!(
+                        "{end}; respawned {} times within {}, giving up",
+                        limit.count,
+                        humantime::format_duration(limit.interval)
+                    ),
+                    Some(end),
+                    now,
+                );
+                self.pending_delay = None;
+                fx.push(Effect::GaveUp);
             }
         } else {
             self.goal = Goal::Stop;
             if !normal {
-                self.record_end(Proc::Main, end);
+                self.record_end(Proc::Main, end, now);
             }
         }
         self.enter(State::Stopping, now, fx);
     }
 
-    fn hook_exited(&mut self, p: Proc, end: ProcessEnd, now: Instant, fx: &mut Vec<Effect>) {
+    fn hook_exited(&mut self, p: Proc, end: ProcessEnd, now: Now, fx: &mut Vec<Effect>) {
         match self.hook {
             Some((hp, _)) if hp == p => {}
             _ => return,
@@ -584,7 +823,7 @@ impl Machine {
                 if self.goal == Goal::Stop || self.restart_pending {
                     self.enter(State::Stopping, now, fx);
                 } else if !ok {
-                    self.fail(p, end);
+                    self.fail(p, end, now);
                     self.enter(State::Stopping, now, fx);
                 } else {
                     self.enter(State::Spawned, now, fx);
@@ -596,7 +835,7 @@ impl Machine {
                 } else if self.goal == Goal::Stop || self.restart_pending {
                     self.enter(State::Stopping, now, fx);
                 } else if !ok {
-                    self.fail(p, end);
+                    self.fail(p, end, now);
                     self.enter(State::Stopping, now, fx);
                 } else {
                     self.enter(State::Running, now, fx);
@@ -604,7 +843,7 @@ impl Machine {
             }
             Proc::PreStop => {
                 if !ok {
-                    self.record_end(p, end);
+                    self.record_end(p, end, now);
                 }
                 if self.goal == Goal::Start && !self.restart_pending && self.main_pid.is_some() {
                     // The stop was called off while pre-stop ran.
@@ -615,7 +854,7 @@ impl Machine {
             }
             Proc::PostStop => {
                 if !ok {
-                    self.fail(p, end);
+                    self.fail(p, end, now);
                     self.restart_pending = false;
                 }
                 self.finish_stop(now, fx);
@@ -624,7 +863,7 @@ impl Machine {
         }
     }
 
-    fn enter(&mut self, state: State, now: Instant, fx: &mut Vec<Effect>) {
+    fn enter(&mut self, state: State, now: Now, fx: &mut Vec<Effect>) {
         self.state = state;
         match state {
             State::Starting => {
@@ -655,7 +894,7 @@ impl Machine {
             }
             State::Running => {
                 self.runs += 1;
-                self.running_since = Some(now);
+                self.running_since = Some(now.mono);
                 fx.push(Effect::Emit(Event::Started));
                 if !self.policy.main {
                     // A job without a main process is "running" until stopped;
@@ -703,7 +942,7 @@ impl Machine {
         fx.push(Effect::Spawn(p));
     }
 
-    fn finish_stop(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+    fn finish_stop(&mut self, now: Now, fx: &mut Vec<Effect>) {
         let delay = self.pending_delay.take();
         if self.restart_pending {
             self.restart_pending = false;
@@ -714,7 +953,7 @@ impl Machine {
                 // Failing quickly: wait before the next try, at rest meanwhile.
                 self.state = State::Waiting;
                 self.backoff_gen += 1;
-                self.backoff = Some((now, now.checked_add(delay).unwrap_or(now)));
+                self.backoff = Some((now.mono, now.mono.checked_add(delay).unwrap_or(now.mono)));
                 fx.push(Effect::ArmRespawnTimer(self.backoff_gen, delay));
                 return;
             }

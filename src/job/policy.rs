@@ -24,6 +24,10 @@ pub struct Policy {
     /// The main process must be found ready before post-start (`expect`, `pidfile`,
     /// `[ready]`).
     pub wait_ready: bool,
+    /// `manual`: only a person's `start` starts the job.
+    pub manual: bool,
+    /// `restart-limit`: how often checks may restart the job before it is unmonitored.
+    pub restart_limit: Option<RespawnLimit>,
 }
 
 impl Policy {
@@ -42,6 +46,8 @@ impl Policy {
             kill_signal: spec.kill_signal,
             kill_timeout: spec.kill_timeout,
             wait_ready: spec.waits_for_ready(),
+            manual: spec.manual,
+            restart_limit: spec.restart_limit,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The lifecycle rules, driven without processes: a tiny harness plays the daemon,
 //! handing out pids for spawns and recording what the machine asked for.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 
@@ -33,6 +33,11 @@ fn policy() -> Policy {
         kill_signal: Signal::SIGTERM,
         kill_timeout: Duration::from_secs(5),
         wait_ready: false,
+        manual: false,
+        restart_limit: Some(RespawnLimit {
+            count: 3,
+            interval: Duration::from_secs(60),
+        }),
     }
 }
 
@@ -49,7 +54,7 @@ fn hooks() -> Policy {
 /// Plays the daemon: spawns succeed at once with fresh pids; records every spawn.
 struct Harness {
     m: Machine,
-    now: Instant,
+    now: Now,
     next_pid: u32,
     spawned: Vec<Proc>,
     signals: Vec<(Proc, Signal)>,
@@ -66,7 +71,7 @@ impl Harness {
     fn new(p: Policy) -> Self {
         Harness {
             m: Machine::new(p),
-            now: Instant::now(),
+            now: Now::read(),
             next_pid: 100,
             spawned: vec![],
             signals: vec![],
@@ -120,6 +125,17 @@ impl Harness {
 
     fn state(&self) -> State {
         self.m.state
+    }
+
+    /// A restart of a job without hooks whose main process goes on SIGTERM.
+    fn restart(&mut self) {
+        self.feed(Input::Restart);
+        assert_eq!(self.state(), State::Killed);
+        self.feed(Input::Exited(
+            Proc::Main,
+            ProcessEnd::Signaled(Signal::SIGTERM),
+        ));
+        assert_eq!(self.state(), State::Running);
     }
 }
 
@@ -327,7 +343,7 @@ fn respawns_spread_out_in_time_are_not_limited() {
     });
     h.feed(Input::Start);
     for _ in 0..10 {
-        h.now += Duration::from_secs(3);
+        h.now = h.now.later(Duration::from_secs(3));
         h.exit(Proc::Main, 1);
         assert_eq!(h.state(), State::Running);
     }
@@ -490,7 +506,7 @@ fn not_ready_fails_the_start_and_stops_main() {
     });
     h.feed(Input::Start);
     h.feed(Input::NotReady);
-    h.m.record_failure(Proc::Main, "not ready within 1s".into());
+    h.m.record_failure(Proc::Main, "not ready within 1s".into(), h.now);
     assert_eq!(h.state(), State::Killed);
     assert_eq!(h.signals[0], (Proc::Main, Signal::SIGTERM));
     h.feed(Input::Exited(
@@ -536,8 +552,8 @@ impl Harness {
         assert_eq!(self.state(), State::Waiting, "at rest while it waits");
         assert_eq!(self.m.goal, Goal::Start);
         assert!(!self.m.is_down(), "a respawn is due: not at rest for good");
-        assert_eq!(self.m.respawn_due(), Some(self.now + d));
-        self.now += d;
+        assert_eq!(self.m.respawn_due(), Some(self.now.mono + d));
+        self.now = self.now.later(d);
         self.feed(Input::RespawnDue(g));
         Some(d)
     }
@@ -548,7 +564,7 @@ fn a_job_that_was_up_for_a_while_is_respawned_at_once() {
     let mut h = Harness::new(backing_off(100, 30_000));
     h.feed(Input::Start);
     for i in 1..=5 {
-        h.now += Duration::from_secs(2);
+        h.now = h.now.later(Duration::from_secs(2));
         assert_eq!(h.crash_and_wait(), None, "no delay after a stable run");
         assert_eq!(h.state(), State::Running);
         assert_eq!(h.m.restarts, i);
@@ -570,7 +586,7 @@ fn quick_failures_back_off_doubling_up_to_the_cap() {
     );
     assert_eq!(h.m.restarts, 5);
     // A run that lasts starts the count over.
-    h.now += Duration::from_secs(5);
+    h.now = h.now.later(Duration::from_secs(5));
     assert_eq!(h.crash_and_wait(), None);
     assert_eq!(h.crash_and_wait().map(|d| d.as_millis()), Some(100));
 }
@@ -657,4 +673,286 @@ fn a_normal_exit_or_a_manual_stop_never_backs_off() {
     assert_eq!(h.state(), State::Waiting);
     assert!(h.respawn_timer.is_none());
     assert!(h.m.is_down());
+}
+
+// --- The rules the daemon asks about: rate windows, autostart, settling, checks' restarts,
+// failure ids.
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn rate(count: u32, secs: u64) -> Rate {
+    Rate {
+        count,
+        interval: Duration::from_secs(secs),
+    }
+}
+
+#[test]
+fn a_rate_window_admits_count_times_within_the_interval() {
+    let t0 = Instant::now();
+    let mut w = RateWindow::default();
+    let r = rate(3, 10);
+    assert!(w.admit(r, t0));
+    assert!(w.admit(r, t0 + SECOND));
+    assert!(w.admit(r, t0 + 2 * SECOND));
+    assert!(!w.admit(r, t0 + 3 * SECOND), "a fourth within 10 s");
+    assert_eq!(w.len(), 3, "a refused time is not counted");
+    // Exactly one interval after the first, the first still counts...
+    assert!(!w.admit(r, t0 + 10 * SECOND));
+    // ...and just past it, it has left: one more is admitted.
+    assert!(w.admit(r, t0 + 10 * SECOND + Duration::from_millis(1)));
+    assert!(!w.admit(r, t0 + 10 * SECOND + Duration::from_millis(2)));
+    w.clear();
+    assert!(w.is_empty());
+    assert!(w.admit(r, t0 + 11 * SECOND));
+}
+
+#[test]
+fn a_rate_window_edges_zero_count_and_a_clock_that_goes_back() {
+    let t0 = Instant::now();
+    let mut w = RateWindow::default();
+    assert!(!w.admit(rate(0, 10), t0), "a count of 0 admits nothing");
+    assert!(w.is_empty());
+    // A time before those counted (a clock the caller moved back) counts as now.
+    let r = rate(2, 10);
+    assert!(w.admit(r, t0 + 5 * SECOND));
+    assert!(w.admit(r, t0));
+    assert!(!w.admit(r, t0 + SECOND));
+    // An interval of zero: only times at the very same instant count together.
+    let mut w = RateWindow::default();
+    assert!(w.admit(rate(1, 0), t0));
+    assert!(!w.admit(rate(1, 0), t0));
+    assert!(w.admit(rate(1, 0), t0 + Duration::from_nanos(1)));
+}
+
+/// Crashes a respawning job until its respawn limit gives up.
+fn failed_job() -> Harness {
+    let mut h = Harness::new(Policy {
+        respawn: true,
+        respawn_limit: Some(RespawnLimit {
+            count: 1,
+            interval: Duration::from_secs(5),
+        }),
+        ..policy()
+    });
+    h.feed(Input::Start);
+    h.exit(Proc::Main, 1);
+    h.exit(Proc::Main, 1);
+    assert_eq!(h.state(), State::Failed);
+    h
+}
+
+#[test]
+fn may_autostart_needs_start_on_and_no_manual_and_no_manual_stop() {
+    let mut m = Machine::new(policy());
+    assert!(m.may_autostart(true, AutoStart::Daemon));
+    assert!(m.may_autostart(true, AutoStart::StartAll));
+    assert!(
+        !m.may_autostart(false, AutoStart::Daemon),
+        "start-on does not hold"
+    );
+    assert!(!m.may_autostart(false, AutoStart::StartAll));
+    m.set_manual_stop(true);
+    assert!(m.manual_stop());
+    assert!(
+        !m.may_autostart(true, AutoStart::Daemon),
+        "a person stopped it"
+    );
+    assert!(!m.may_autostart(true, AutoStart::StartAll));
+    m.set_manual_stop(false);
+    assert!(m.may_autostart(true, AutoStart::Daemon));
+    let manual = Machine::new(Policy {
+        manual: true,
+        ..policy()
+    });
+    assert!(
+        !manual.may_autostart(true, AutoStart::Daemon),
+        "manual = true"
+    );
+    assert!(!manual.may_autostart(true, AutoStart::StartAll));
+}
+
+#[test]
+fn a_job_that_gave_up_is_started_again_by_start_all_but_not_by_the_daemon() {
+    let h = failed_job();
+    assert!(!h.m.may_autostart(true, AutoStart::Daemon));
+    assert!(h.m.may_autostart(true, AutoStart::StartAll));
+}
+
+#[test]
+fn settled_when_the_move_toward_the_goal_is_over() {
+    let mut h = Harness::new(policy());
+    assert!(h.m.settled(), "down, goal stop");
+    assert!(!h.m.settled_up());
+    h.auto_proceed = false;
+    h.feed(Input::Start);
+    assert_eq!(h.state(), State::Starting);
+    assert!(!h.m.settled(), "starting");
+    h.feed(Input::Proceed);
+    assert_eq!(h.state(), State::Running);
+    assert!(h.m.settled() && h.m.settled_up());
+    h.feed(Input::Stop);
+    assert_eq!(h.state(), State::Stopping);
+    assert!(!h.m.settled() && !h.m.settled_up(), "on its way down");
+    h.feed(Input::Proceed);
+    assert_eq!(h.state(), State::Killed);
+    assert!(!h.m.settled());
+    h.exit(Proc::Main, 0);
+    assert!(h.m.settled() && !h.m.settled_up());
+    // A job that gave up has settled too: nothing more will happen by itself.
+    assert!(failed_job().m.settled());
+}
+
+#[test]
+fn a_task_settles_only_once_it_has_run() {
+    let mut h = Harness::new(Policy {
+        task: true,
+        ..policy()
+    });
+    h.feed(Input::Start);
+    assert_eq!(h.state(), State::Running);
+    assert!(!h.m.settled(), "a task running is still on its way");
+    assert_eq!(h.m.reached(Until::Up), None);
+    h.exit(Proc::Main, 0);
+    assert!(h.m.settled());
+    assert_eq!(h.m.reached(Until::Up), Some(Reached::Completed));
+    h.feed(Input::Start);
+    h.exit(Proc::Main, 3);
+    assert_eq!(h.m.reached(Until::Up), Some(Reached::NotUp));
+}
+
+#[test]
+fn reached_answers_waiting_clients() {
+    let mut h = Harness::new(policy());
+    assert_eq!(h.m.reached(Until::Down), Some(Reached::Down));
+    // Down with the goal stop: a wait for it to come up is over.
+    assert_eq!(h.m.reached(Until::Up), Some(Reached::NotUp));
+    h.feed(Input::Start);
+    assert_eq!(h.m.reached(Until::Up), Some(Reached::Up));
+    assert_eq!(h.m.reached(Until::Down), None);
+    let runs = h.m.runs();
+    assert_eq!(h.m.reached(Until::UpAgain(runs)), None, "the same run");
+    h.auto_proceed = false;
+    h.feed(Input::Restart);
+    assert_eq!(h.m.reached(Until::UpAgain(runs)), None, "on its way down");
+    h.feed(Input::Proceed);
+    h.exit(Proc::Main, 0);
+    h.feed(Input::Proceed);
+    assert_eq!(h.state(), State::Running);
+    assert_eq!(h.m.reached(Until::UpAgain(runs)), Some(Reached::Up));
+    // A start that fails for good: the wait is over, not up.
+    let mut h = Harness::new(hooks());
+    h.feed(Input::Start);
+    h.exit(Proc::PreStart, 1);
+    h.exit(Proc::PostStop, 0);
+    assert_eq!(h.m.reached(Until::Up), Some(Reached::NotUp));
+    assert_eq!(failed_job().m.reached(Until::Up), Some(Reached::NotUp));
+}
+
+#[test]
+fn a_job_waiting_to_respawn_has_not_reached_down() {
+    let mut h = Harness::new(backing_off(100, 1000));
+    h.feed(Input::Start);
+    h.exit(Proc::Main, 1);
+    assert_eq!(h.state(), State::Waiting);
+    assert!(h.respawn_timer.is_some());
+    assert_eq!(h.m.reached(Until::Down), None);
+    assert_eq!(h.m.reached(Until::Up), None);
+    // At rest until the respawn is due: jobs held on it may go on meanwhile.
+    assert!(h.m.settled() && !h.m.settled_up());
+}
+
+#[test]
+fn checks_restart_once_per_start_then_unmonitor_past_the_limit() {
+    let mut h = Harness::new(policy());
+    h.feed(Input::Start);
+    for _ in 0..3 {
+        let start = h.m.runs();
+        assert!(!h.m.check_restart_under_way(start));
+        assert_eq!(h.m.check_restart(h.now), CheckRestart::Restart);
+        assert!(h.m.check_restart_under_way(start), "one start, one restart");
+        h.restart();
+        assert!(!h.m.check_restart_under_way(h.m.runs()), "a new start");
+        h.now = h.now.later(SECOND);
+    }
+    assert_eq!(
+        h.m.check_restart(h.now),
+        CheckRestart::Unmonitor(rate(3, 60))
+    );
+    assert!(!h.m.monitored());
+    assert_eq!(h.state(), State::Running, "it keeps running");
+    // Monitored again, the count starts afresh.
+    assert!(h.m.set_monitored(true));
+    assert!(!h.m.set_monitored(true), "no change");
+    assert_eq!(h.m.check_restart(h.now), CheckRestart::Restart);
+}
+
+#[test]
+fn check_restarts_spread_out_or_unlimited_never_unmonitor() {
+    let mut h = Harness::new(policy());
+    h.feed(Input::Start);
+    for _ in 0..10 {
+        assert_eq!(h.m.check_restart(h.now), CheckRestart::Restart);
+        h.restart();
+        h.now = h.now.later(Duration::from_secs(21));
+    }
+    assert!(h.m.monitored());
+    let mut h = Harness::new(Policy {
+        restart_limit: None,
+        ..policy()
+    });
+    h.feed(Input::Start);
+    for _ in 0..10 {
+        assert_eq!(h.m.check_restart(h.now), CheckRestart::Restart);
+    }
+    assert!(h.m.monitored());
+}
+
+#[test]
+fn unmonitor_keeps_the_checks_restart_count_until_monitored_again() {
+    let mut h = Harness::new(policy());
+    h.feed(Input::Start);
+    for _ in 0..3 {
+        assert_eq!(h.m.check_restart(h.now), CheckRestart::Restart);
+    }
+    // A person's unmonitor and monitor forgets the restarts...
+    assert!(h.m.set_monitored(false));
+    assert!(h.m.set_monitored(true));
+    assert_eq!(h.m.check_restart(h.now), CheckRestart::Restart);
+    // ...but a `stop` then `start` does not.
+    h.feed(Input::Stop);
+    h.exit(Proc::Main, 0);
+    assert!(h.m.is_down());
+    h.feed(Input::Start);
+    assert_eq!(h.state(), State::Running);
+    h.m.check_restart(h.now);
+    h.m.check_restart(h.now);
+    assert_eq!(
+        h.m.check_restart(h.now),
+        CheckRestart::Unmonitor(rate(3, 60))
+    );
+}
+
+#[test]
+fn every_failure_has_its_own_id_and_the_time_of_its_input() {
+    let mut h = Harness::new(Policy {
+        respawn: true,
+        ..policy()
+    });
+    // A wall clock far from the real one: the failure's time can only come from the input.
+    h.now.wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    h.feed(Input::Start);
+    assert_eq!(h.m.running_since(), Some(h.now.mono));
+    h.exit(Proc::Main, 1);
+    let first = h.m.last_failure().cloned().expect("a failure");
+    assert_eq!(first.at, h.now.wall);
+    // The same instant again: a second failure all the same.
+    h.exit(Proc::Main, 2);
+    let second = h.m.last_failure().cloned().expect("a failure");
+    assert_eq!(second.at, first.at);
+    assert!(second.id > first.id, "{second:?} after {first:?}");
+    h.m.record_failure(Proc::Main, "spawn failed: no such file".into(), h.now);
+    let third = h.m.last_failure().cloned().expect("a failure");
+    assert!(third.id > second.id);
+    assert_eq!(third.status, "spawn failed: no such file");
 }

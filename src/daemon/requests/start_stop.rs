@@ -1,0 +1,95 @@
+//! `start`, `stop` and `restart`: of one job or `all`, waited for unless `--no-wait`.
+
+use tokio::sync::oneshot;
+
+use crate::control::protocol::Response;
+use crate::daemon::{Daemon, Waiter};
+use crate::job::{AutoStart, Input, Until};
+
+use super::collect;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Command {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Daemon {
+    pub(super) fn command(
+        &mut self,
+        command: Command,
+        target: &str,
+        wait: bool,
+        reply: oneshot::Sender<Response>,
+    ) {
+        let mut names = match self.targets(target) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = reply.send(e);
+                return;
+            }
+        };
+        if target == "all" {
+            // `all` means the jobs that run with the daemon: `start all` leaves `manual`
+            // jobs alone, and `restart all` does not bring up what a person stopped.
+            // `start all` starts what the daemon would start, in the same order: jobs
+            // without `start-on`, and those whose `start-on` holds now; the others follow
+            // when their events come, as their manual stops are lifted too.
+            if command == Command::Start {
+                for job in self.jobs.values_mut() {
+                    if !job.m.policy().manual {
+                        job.m.set_manual_stop(false);
+                    }
+                }
+            }
+            names.retain(|n| {
+                self.jobs.get(n).is_some_and(|j| match command {
+                    Command::Start => {
+                        let holds = j.start_on.as_ref().is_none_or(|w| w.holds());
+                        j.m.may_autostart(holds, AutoStart::StartAll)
+                    }
+                    Command::Restart => !j.m.manual_stop() && !j.m.is_down(),
+                    Command::Stop => true,
+                })
+            });
+        }
+        if self.shutdown.is_some() && command != Command::Stop {
+            let _ = reply.send(Response::Error {
+                message: "guardian is shutting down".into(),
+            });
+            return;
+        }
+        let mut answers = Vec::new();
+        for name in &names {
+            let Some(job) = self.jobs.get_mut(name) else {
+                continue;
+            };
+            let (input, until) = match command {
+                Command::Start => (Input::Start, Until::Up),
+                Command::Stop => (Input::Stop, Until::Down),
+                Command::Restart => (Input::Restart, Until::UpAgain(job.m.runs())),
+            };
+            job.m.set_manual_stop(command == Command::Stop);
+            if wait {
+                let (tx, rx) = oneshot::channel();
+                job.waiters.push(Waiter { until, tx });
+                answers.push(rx);
+            }
+            self.feed(name, input);
+        }
+        self.save_state();
+        if !wait {
+            let verb = match command {
+                Command::Start => "start",
+                Command::Stop => "stop",
+                Command::Restart => "restart",
+            };
+            let _ = reply.send(Response::Done {
+                message: format!("{verb} requested for {}", names.join(", ")),
+            });
+            return;
+        }
+        tokio::spawn(collect(answers, reply));
+    }
+}

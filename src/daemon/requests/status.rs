@@ -1,0 +1,42 @@
+//! The read-only requests about jobs: `status`, `summary`, `logs`, `env`.
+
+use crate::control::protocol::Response;
+use crate::daemon::{Daemon, status};
+use crate::process::env;
+
+impl Daemon {
+    /// `status` / `summary`: every job, or one.
+    pub(super) fn status(&self, job: Option<&str>) -> Response {
+        match job {
+            None => Response::Jobs {
+                jobs: self.jobs.values().map(|j| status::of(j)).collect(),
+            },
+            Some(name) => match self.job_named(name) {
+                Ok(job) => Response::Jobs {
+                    jobs: vec![status::of(job)],
+                },
+                Err(e) => e,
+            },
+        }
+    }
+
+    /// `logs`: where the job's log file is; the client reads it.
+    pub(super) fn log_file(&self, job: &str) -> Response {
+        match self.job_named(job) {
+            Ok(_) => Response::LogFile {
+                path: self.log_path(job).display().to_string(),
+            },
+            Err(e) => e,
+        }
+    }
+
+    /// `env`: what the job's processes run with.
+    pub(super) fn env(&self, job: &str) -> Response {
+        match self.job_named(job) {
+            Ok(j) => Response::Env {
+                report: Box::new(env::report(&j.spec)),
+            },
+            Err(e) => e,
+        }
+    }
+}
