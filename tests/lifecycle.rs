@@ -799,3 +799,30 @@ fn respawn_delay_handover_timeout_and_deadline_are_validated_with_positions() {
     let out = ok.cli(&["check"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+/// `logs` names a job, not a path: neither the daemon nor, without one, the CLI reads a file
+/// outside the log directory, and a job that does not exist is an error, not "nothing yet".
+#[test]
+fn logs_of_a_job_that_does_not_exist_or_a_path_is_an_error() {
+    let c = Conf::new();
+    c.job("quiet", "exec = \"sleep 1000\"\n");
+    std::fs::create_dir_all(c.path().join("state")).expect("state dir");
+    std::fs::write(c.path().join("state/secret.log"), "private\n").expect("a file outside");
+    // No daemon: the CLI judges the name itself.
+    for name in ["../state/secret", "nosuch"] {
+        let out = c.cli(&["logs", name]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", text(&out));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("private"));
+    }
+    let out = c.cli(&["logs", "quiet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("logged nothing yet"));
+    // With the daemon: the same answers.
+    let d = c.start();
+    d.wait_state("quiet", "running");
+    for name in ["../state/secret", "nosuch"] {
+        let out = d.cli(&["logs", name]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", text(&out));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("private"));
+    }
+}

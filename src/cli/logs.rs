@@ -26,9 +26,28 @@ fn log_path(socket: &Socket, dir: &Path, job: &str) -> anyhow::Result<Result<Pat
         }
         Ok(other) => anyhow::bail!("unexpected answer: {other:?}"),
         Err(e) if e.no_daemon() => {
+            // Without a daemon to ask, the name itself must not lead out of the log
+            // directory (`../state/state`), and a job must exist by that name, or have
+            // left a log behind.
+            if !config::valid_name(job) {
+                eprintln!(
+                    "guardian: `{}` is not a job name (letters, digits, `-`, `_`, `.`, `@`; not starting with `.`)",
+                    crate::logtext::Esc(job)
+                );
+                return Ok(Err(Exit::Error));
+            }
             let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
             let paths = config::client::paths(&dir).map_err(|d| anyhow::anyhow!("{d}"))?;
-            Ok(Ok(paths.log_dir.join(format!("{job}.log"))))
+            let log = paths.log_dir.join(format!("{job}.log"));
+            let defined = dir.join("jobs").join(format!("{job}.toml"));
+            if !log.exists() && !defined.exists() {
+                eprintln!(
+                    "guardian: no job named {job} in {} (and the daemon is not running)",
+                    dir.join("jobs").display()
+                );
+                return Ok(Err(Exit::Error));
+            }
+            Ok(Ok(log))
         }
         Err(e) => Err(e.into()),
     }

@@ -38,7 +38,9 @@ pub struct Config {
 /// `all` is a command's word for every job, so no job may be called that.
 pub const RESERVED_NAMES: &[&str] = &["all"];
 
-fn valid_name(name: &str) -> bool {
+/// Whether `name` may be a job's name (and so a file stem under `jobs/` and `log-dir`):
+/// no `/`, no leading `.`, not a reserved word.
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= limits::MAX_NAME
         && name
