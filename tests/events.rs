@@ -368,6 +368,11 @@ fn graph_prints_the_dependencies_as_dot() {
         dot.contains("\"event:deploy-done\" [label=\"deploy-done\", shape=diamond];"),
         "{dot}"
     );
+    // A line break in a label is DOT's `\n`, not a quoted backslash.
+    assert!(
+        dot.contains("\"job:migrate\" [label=\"migrate\\n(task)\"];"),
+        "{dot}"
+    );
 }
 
 /// The Django backend of the seed article, with stand-ins: redis-server must answer

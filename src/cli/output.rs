@@ -172,19 +172,18 @@ pub fn graph(
     writeln!(out, "  rankdir=LR;")?;
     writeln!(out, "  node [shape=box, style=rounded];")?;
     for (name, spec) in jobs {
-        let mut label = name.clone();
+        // DOT's `\n` is a line break in a label: it goes after the quoting, which would
+        // double its backslash and print a literal `\n`.
+        let mut label = quote(name);
+        label.pop();
         if spec.manual {
             label.push_str("\\n(manual)");
         }
         if spec.task {
             label.push_str("\\n(task)");
         }
-        writeln!(
-            out,
-            "  {} [label={}];",
-            quote(&format!("job:{name}")),
-            quote(&label)
-        )?;
+        label.push('"');
+        writeln!(out, "  {} [label={label}];", quote(&format!("job:{name}")),)?;
     }
     let edges = crate::config::deps::edges(jobs);
     let mut events: Vec<&str> = edges
