@@ -723,3 +723,19 @@ fn nix_is_root() -> bool {
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
+
+/// A connection error says its cause once: the cause is in the message, not repeated as the
+/// error's source when the CLI prints the whole chain.
+#[test]
+fn a_connection_error_names_its_cause_once() {
+    let long = format!("/tmp/{}", "x".repeat(120));
+    let out = Command::new(BIN)
+        .args(["--socket", &long, "summary"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the CLI");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot connect to guardian"), "{err}");
+    assert_eq!(err.matches("shorter than").count(), 1, "{err}");
+}

@@ -21,8 +21,10 @@ pub enum ClientError {
     NoDaemon { path: PathBuf, why: String },
     #[error("permission denied: {0}")]
     Permission(String),
-    #[error("cannot connect to guardian at {}: {source}", path.display())]
-    Connect { path: PathBuf, source: io::Error },
+    // The causes are in the messages, and not also given as sources: `{:#}` would print
+    // each of them twice.
+    #[error("cannot connect to guardian at {}: {error}", path.display())]
+    Connect { path: PathBuf, error: io::Error },
     /// The daemon did not answer in time; `what` says what was waited for.
     #[error("no answer within {}: waited for {what}{hint}", humantime::format_duration(*after))]
     Timeout {
@@ -31,11 +33,23 @@ pub enum ClientError {
         hint: String,
     },
     #[error("talking to guardian: {0}")]
-    Frame(#[from] FrameError),
+    Frame(FrameError),
     #[error("guardian sent something this client does not understand: {0}")]
-    Decode(#[from] serde_json::Error),
+    Decode(serde_json::Error),
     #[error("{0}")]
     Refused(String),
+}
+
+impl From<FrameError> for ClientError {
+    fn from(e: FrameError) -> Self {
+        ClientError::Frame(e)
+    }
+}
+
+impl From<serde_json::Error> for ClientError {
+    fn from(e: serde_json::Error) -> Self {
+        ClientError::Decode(e)
+    }
 }
 
 impl ClientError {
@@ -247,7 +261,7 @@ fn connect_error(path: &Path, e: io::Error) -> ClientError {
         }
         _ => ClientError::Connect {
             path: path.to_path_buf(),
-            source: e,
+            error: e,
         },
     }
 }
