@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::alert::{self, Alert, To};
-use crate::job::{Proc, State};
+use crate::alert::{self, Action, Alert, Kind, To};
+use crate::job::{FailureKind, Proc, State};
 
 use super::{Daemon, Timer};
 
@@ -19,6 +19,26 @@ fn reminder_tick(settings: &crate::config::alert::AlertSettings) -> Duration {
         .map_or(Duration::from_secs(10), |d| {
             (d / 2).clamp(Duration::from_millis(200), Duration::from_secs(10))
         })
+}
+
+/// Whom an alert is about, as its `job` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum About<'a> {
+    /// The daemon itself: `guardian`.
+    Daemon,
+    /// A host check (guardian.toml): `host`.
+    Host,
+    Job(&'a str),
+}
+
+impl About<'_> {
+    pub fn name(&self) -> &str {
+        match self {
+            About::Daemon => "guardian",
+            About::Host => "host",
+            About::Job(name) => name,
+        }
+    }
 }
 
 impl Daemon {
@@ -59,27 +79,25 @@ impl Daemon {
     /// Something worth telling: logged always, queued for those who want this kind.
     pub(super) fn alert(
         &mut self,
-        job: &str,
-        kind: &str,
+        about: About<'_>,
+        kind: Kind,
         check: Option<&str>,
         description: String,
-        action: Option<&str>,
+        action: Option<Action>,
     ) {
-        let mut a = Alert::new(job, kind, description);
+        let mut a = Alert::new(about.name(), kind, description);
         a.check = check.map(str::to_string);
-        a.action = action.map(str::to_string);
+        a.action = action;
         let line = format!(
-            "alert: {job}: {}: {}{}",
+            "alert: {}: {}: {}{}",
+            about.name(),
             crate::logtext::Esc(&a.event()),
             crate::logtext::Esc(&a.description),
             action
                 .map(|x| format!(" (action: {x})"))
                 .unwrap_or_default()
         );
-        if matches!(
-            kind,
-            "check-recovered" | "daemon-started" | "daemon-stopping"
-        ) {
+        if kind.is_good_news() {
             tracing::info!("{line}");
         } else {
             tracing::warn!("{line}");
@@ -87,11 +105,15 @@ impl Daemon {
         let Some(tx) = &self.alerts else {
             return;
         };
-        let (extra, off) = self
-            .jobs
-            .get(job)
-            .map(|j| (j.spec.alert.extra.clone(), j.spec.alert.off))
-            .unwrap_or_default();
+        // A job's own recipients and opt-out; the daemon and the host have none.
+        let (extra, off) = match about {
+            About::Job(job) => self
+                .jobs
+                .get(job)
+                .map(|j| (j.spec.alert.extra.clone(), j.spec.alert.off))
+                .unwrap_or_default(),
+            About::Daemon | About::Host => Default::default(),
+        };
         let targets = alert::route(&self.config.settings.alert, &extra, off, &a);
         if !targets.is_empty() {
             let _ = tx.send(alert::Msg::Queue(
@@ -118,21 +140,18 @@ impl Daemon {
         }
         job.failure_alerted = Some(f.at);
         let (kind, action) = if job.m.state == State::Failed {
-            (
-                "respawn-limit",
-                Some("none: the job stays failed until `guardian start`"),
-            )
+            (Kind::RespawnLimit, Some(Action::StaysFailed))
         } else if f.process != Proc::Main {
-            ("hook-failed", None)
-        } else if f.status.starts_with("not ready") || f.status.starts_with("spawn failed") {
-            ("start-failed", None)
+            (Kind::HookFailed, None)
+        } else if matches!(f.kind, FailureKind::NotReady | FailureKind::SpawnFailed) {
+            (Kind::StartFailed, None)
         } else if job.m.goal == crate::job::Goal::Start {
-            ("died", Some("respawn"))
+            (Kind::Died, Some(Action::Respawn))
         } else {
-            ("died", None)
+            (Kind::Died, None)
         };
         let description = format!("{} {}", f.process.as_str(), f.status);
-        self.alert(name, kind, None, description, action);
+        self.alert(About::Job(name), kind, None, description, action);
     }
 
     /// Reminds recipients who asked for it of failures that last: a failing check, a job
@@ -196,7 +215,7 @@ impl Daemon {
                     }
                     Some(last) if now.duration_since(*last) >= every => {
                         self.reminded.insert(slot, now);
-                        let mut a = Alert::new(&job, "reminder", why.clone());
+                        let mut a = Alert::new(&job, Kind::Reminder, why.clone());
                         a.check = check.clone();
                         out.push((To::Email(r.address.clone()), a));
                     }

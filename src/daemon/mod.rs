@@ -33,7 +33,7 @@ use crate::control::server::{self, Bound};
 use crate::event::Event;
 use crate::event::expr::Watch;
 use crate::files;
-use crate::job::{Effect, Goal, Input, Machine, Policy, Proc, ProcessEnd, State};
+use crate::job::{Effect, FailureKind, Goal, Input, Machine, Policy, Proc, ProcessEnd, State};
 use crate::process::spawn::{Output, spawn};
 use crate::process::{Pgid, reaper};
 
@@ -170,8 +170,7 @@ pub(crate) enum Internal {
     Run(run::RunRequest),
     /// A check ran (or, `unheld`, a flock check's lock was not held by its deadline).
     Checked {
-        job: String,
-        host: bool,
+        owner: checking::CheckOwner,
         idx: usize,
         generation: u64,
         /// The job's start (its run count) the result belongs to.
@@ -195,7 +194,7 @@ struct Shutdown {
 
 enum Work {
     Feed(String, Input),
-    Record(String, Proc, String),
+    Record(String, Proc, FailureKind, String),
     Dispatch {
         event: Event,
         /// The job whose `starting` / `stopping` waits for what the event sets off.
@@ -273,8 +272,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     daemon.start_host_checks();
     release_free_memory();
     daemon.alert(
-        "guardian",
-        "daemon-started",
+        alerts::About::Daemon,
+        crate::alert::Kind::DaemonStarted,
         None,
         format!(
             "guardian {} started with {} jobs",
@@ -418,9 +417,9 @@ impl Daemon {
         while let Some(w) = self.work.pop_front() {
             match w {
                 Work::Feed(name, input) => self.step(&name, input),
-                Work::Record(name, p, text) => {
+                Work::Record(name, p, kind, text) => {
                     if let Some(job) = self.jobs.get_mut(&name) {
-                        job.m.record_failure(p, text);
+                        job.m.record_failure(p, kind, text);
                     }
                 }
                 Work::Dispatch { event, blocks } => self.dispatch(event, blocks),
@@ -447,7 +446,12 @@ impl Daemon {
                             crate::logtext::Esc(&e.to_string())
                         );
                         follow.push(Work::Feed(name.into(), Input::SpawnFailed(p)));
-                        follow.push(Work::Record(name.into(), p, format!("spawn failed: {e}")));
+                        follow.push(Work::Record(
+                            name.into(),
+                            p,
+                            FailureKind::SpawnFailed,
+                            format!("spawn failed: {e}"),
+                        ));
                     }
                 },
                 Effect::Signal(p, sig) => self.signal_proc(name, p, sig),
@@ -671,14 +675,13 @@ impl Daemon {
             } => self.ready_step(&job, generation, result),
             Internal::Run(request) => self.run_request(request),
             Internal::Checked {
-                job,
-                host,
+                owner,
                 idx,
                 generation,
                 start,
                 unheld,
                 outcome,
-            } => self.checked(&job, host, idx, generation, start, unheld, outcome),
+            } => self.checked(owner, idx, generation, start, unheld, outcome),
             Internal::Handover {
                 job,
                 generation,
@@ -754,8 +757,8 @@ impl Daemon {
         }
         tracing::info!("stopping every job, most recently started first");
         self.alert(
-            "guardian",
-            "daemon-stopping",
+            alerts::About::Daemon,
+            crate::alert::Kind::DaemonStopping,
             None,
             "guardian is stopping every job and exiting".into(),
             None,
@@ -908,9 +911,17 @@ impl Daemon {
         self.config.settings.log_dir.join(format!("{name}.log"))
     }
 
-    /// What a job's probes run with: the shared HTTP clients (built on first use) and
-    /// a spawner that runs probe programs as the job's children of the daemon.
+    /// What a job's probes run with (its checks, its readiness probe).
     fn probe_context(&mut self, job: &str) -> Result<checks::Context, String> {
+        self.probe_context_of(&checking::CheckOwner::Job(job.to_string()))
+    }
+
+    /// What a check's probes run with: the shared HTTP clients (built on first use) and
+    /// a spawner that runs probe programs as the job's children of the daemon.
+    fn probe_context_of(
+        &mut self,
+        owner: &checking::CheckOwner,
+    ) -> Result<checks::Context, String> {
         let (http, insecure) = match &self.http {
             Some(pair) => pair.clone(),
             None => {
@@ -923,7 +934,7 @@ impl Daemon {
             http,
             http_insecure: Some(insecure),
             spawner: Box::new(run::JobSpawner {
-                job: job.to_string(),
+                owner: owner.clone(),
                 tx: self.internal.clone(),
             }),
         })

@@ -337,7 +337,7 @@ impl Daemon {
         targets.extend(settings.webhooks.iter().map(|w| To::Webhook(w.url.clone())));
         let alert = Alert::new(
             "guardian",
-            "test",
+            crate::alert::Kind::Test,
             "a test alert sent by `guardian test-alert`: if you read this, alerts reach you".into(),
         );
         let (result_tx, result_rx) = oneshot::channel();
@@ -467,7 +467,7 @@ impl Daemon {
         let (tx, rx) = oneshot::channel();
         self.run_request(RunRequest {
             job: name.to_string(),
-            command: text.clone(),
+            program: crate::config::Program::Script(text.clone()),
             extra_env: vec![("GUARDIAN_COMMAND".into(), command.to_string())],
             timeout: RUN_TIMEOUT,
             reply: tx,

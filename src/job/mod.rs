@@ -131,10 +131,22 @@ impl fmt::Display for ProcessEnd {
     }
 }
 
+/// What kind of thing went wrong with a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// It ended as it should not have (`status` says how).
+    Ended,
+    /// It could not be spawned.
+    SpawnFailed,
+    /// It did not become ready.
+    NotReady,
+}
+
 /// Why a run of the job went wrong: which process, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     pub process: Proc,
+    pub kind: FailureKind,
     pub status: String,
     /// How the process ended, when it ended (not for spawn failures or readiness).
     pub end: Option<ProcessEnd>,
@@ -411,14 +423,21 @@ impl Machine {
 
     /// Records a failure of this run, as reported by the caller (spawn errors carry text
     /// the machine cannot know).
-    pub fn record_failure(&mut self, process: Proc, status: String) {
-        self.record(process, status, None);
+    pub fn record_failure(&mut self, process: Proc, kind: FailureKind, status: String) {
+        self.record(process, kind, status, None);
     }
 
-    fn record(&mut self, process: Proc, status: String, end: Option<ProcessEnd>) {
+    fn record(
+        &mut self,
+        process: Proc,
+        kind: FailureKind,
+        status: String,
+        end: Option<ProcessEnd>,
+    ) {
         self.run_failed = true;
         self.last_failure = Some(Failure {
             process,
+            kind,
             status,
             end,
             at: SystemTime::now(),
@@ -426,7 +445,7 @@ impl Machine {
     }
 
     fn record_end(&mut self, process: Proc, end: ProcessEnd) {
-        self.record(process, end.to_string(), Some(end));
+        self.record(process, FailureKind::Ended, end.to_string(), Some(end));
     }
 
     fn start(&mut self, now: Instant, fx: &mut Vec<Effect>) {
@@ -549,6 +568,7 @@ impl Machine {
                     self.gave_up = true;
                     self.record(
                         Proc::Main,
+                        FailureKind::Ended,
                         format!(
                             "{end}; respawned {} times within {}, giving up",
                             limit.count,

@@ -490,7 +490,11 @@ fn not_ready_fails_the_start_and_stops_main() {
     });
     h.feed(Input::Start);
     h.feed(Input::NotReady);
-    h.m.record_failure(Proc::Main, "not ready within 1s".into());
+    h.m.record_failure(
+        Proc::Main,
+        FailureKind::NotReady,
+        "not ready within 1s".into(),
+    );
     assert_eq!(h.state(), State::Killed);
     assert_eq!(h.signals[0], (Proc::Main, Signal::SIGTERM));
     h.feed(Input::Exited(
