@@ -182,7 +182,10 @@ fn run_daemon(dir: &std::path::Path) -> anyhow::Result<Exit> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(crate::daemon::run(config))?;
+    runtime.block_on(async {
+        let listener = crate::daemon::bind(&config)?;
+        crate::daemon::run_until_signalled(config, listener).await
+    })?;
     Ok(Exit::Ok)
 }
 

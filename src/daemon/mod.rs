@@ -225,8 +225,85 @@ pub struct Daemon {
     reminded: HashMap<(String, String), Instant>,
 }
 
+/// Binds the control socket `config` names (open to its `read-group`), for [`run`].
+/// The socket file is removed when the [`Bound`] is dropped.
+pub fn bind(config: &Config) -> anyhow::Result<Bound> {
+    let s = &config.settings;
+    let read_gid = s.read_group.as_ref().map(|g| g.gid);
+    Ok(server::bind(&s.socket, read_gid)?)
+}
+
+/// Runs the daemon on the control socket `listener` until `shutdown` resolves and every
+/// job is down. `shutdown` does what SIGTERM does to the binary: the `shutdown` event,
+/// then every job stopped, most recently started first. SIGTERM and SIGINT are left to
+/// the caller (SIGCHLD and SIGHUP are the daemon's). Connections still open are given
+/// [`server::CLOSE_TIMEOUT`] to take their last answers; `listener` is dropped last, so
+/// the socket is there until the daemon is gone.
+///
+/// The daemon makes the calling process a child subreaper and reaps every child of it:
+/// run it in a process that has no children of its own to wait for.
+pub async fn run(
+    config: Config,
+    listener: Bound,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    serve(config, listener, Once(Some(Box::pin(shutdown)))).await
+}
+
+/// The daemon as the binary runs it: SIGTERM or SIGINT stops it as [`run`]'s
+/// `shutdown` does, and a second one kills every job at once.
+pub async fn run_until_signalled(config: Config, listener: Bound) -> anyhow::Result<()> {
+    let stops = Signals {
+        term: signal(SignalKind::terminate())?,
+        int: signal(SignalKind::interrupt())?,
+    };
+    serve(config, listener, stops).await
+}
+
+/// Where requests to stop come from. The first stops every job in order; another,
+/// while they stop, kills them.
+trait StopRequests {
+    /// Resolves at the next request. Cancel-safe: a request is not lost when the
+    /// future is dropped before it resolves.
+    async fn next(&mut self);
+}
+
+/// One request, when the future resolves; none after it.
+struct Once<F>(Option<std::pin::Pin<Box<F>>>);
+
+impl<F: Future<Output = ()>> StopRequests for Once<F> {
+    async fn next(&mut self) {
+        match self.0.as_mut() {
+            Some(f) => {
+                f.as_mut().await;
+                self.0 = None;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// SIGTERM and SIGINT, each signal a request.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopRequests for Signals {
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
 /// Runs the daemon until it has been told to stop and every job is down.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    mut bound: Bound,
+    mut stops: impl StopRequests,
+) -> anyhow::Result<()> {
     let s = &config.settings;
     let log_access = files::Access::private_or_group(s.log_group.as_ref().map(|g| g.gid));
     for (dir, access) in [(&s.log_dir, log_access), (&s.state_dir, files::PRIVATE)] {
@@ -240,8 +317,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         owner: nix::unistd::geteuid().as_raw(),
         read_group: s.read_group.clone(),
     };
-    let read_gid = s.read_group.as_ref().map(|g| g.gid);
-    let mut bound: Bound = server::bind(&s.socket, read_gid)?;
     if let Err(e) = reaper::become_subreaper() {
         tracing::warn!("cannot become a child subreaper ({e}): orphans of jobs go to init");
     }
@@ -249,8 +324,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     crate::process::spawn::raise_nofile(config.jobs.len() as u64 * 3 + 256);
 
     let mut sigchld = signal(SignalKind::child())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
     let (tx, mut rx) = mpsc::channel::<server::Envelope>(256);
     let (internal_tx, mut internal_rx) = mpsc::unbounded_channel();
@@ -266,7 +339,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .listener
         .take()
         .context("control socket already in use")?;
-    let accept = tokio::spawn(server::serve(listener, tx, access));
+    let server = server::start(listener, tx, access);
     daemon.start_alerts();
     daemon.startup();
     daemon.start_host_checks();
@@ -283,7 +356,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         None,
     );
 
-    let mut signals_seen = 0;
+    let mut stops_seen = 0;
     while !daemon.finished() {
         let next = daemon.timers.peek().map(|Reverse((at, _))| *at);
         let sleep = async {
@@ -294,8 +367,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         };
         tokio::select! {
             _ = sigchld.recv() => daemon.reap(),
-            _ = sigterm.recv() => { signals_seen += 1; daemon.begin_shutdown(signals_seen); }
-            _ = sigint.recv() => { signals_seen += 1; daemon.begin_shutdown(signals_seen); }
+            _ = stops.next() => { stops_seen += 1; daemon.begin_shutdown(stops_seen); }
             _ = sighup.recv() => {
                 match daemon.reload() {
                     Ok(m) => tracing::info!("reloaded on SIGHUP: {m}"),
@@ -307,8 +379,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = sleep => daemon.fire_timers(),
         }
     }
-    accept.abort();
     daemon.flush_alerts().await;
+    // What still waits for the daemon (a client's answer, a request not taken yet) is
+    // told it is shutting down; then the connections end.
+    drop(daemon);
+    drop(rx);
+    server.close(server::CLOSE_TIMEOUT).await;
     // Remove the socket and release its lock only now: a new daemon may take over.
     drop(bound);
     tracing::info!("every job is down; guardian exits");
