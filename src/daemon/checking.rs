@@ -43,6 +43,8 @@ pub(crate) struct CheckRt {
     window: VecDeque<bool>,
     /// The policy has said "failing" and no check has passed since.
     pub failing: bool,
+    /// Which turn into failing the current one is (for reminders).
+    pub episode: u64,
     pub last: Option<(Outcome, SystemTime)>,
     task: Option<AbortHandle>,
     /// Tells a flock watcher thread to end.
@@ -64,6 +66,7 @@ impl CheckRt {
             spec,
             window: VecDeque::new(),
             failing: false,
+            episode: 0,
             last: None,
             task: None,
             watcher_stop: None,
@@ -158,6 +161,7 @@ impl CheckRt {
             Verdict::Recovered
         } else if !passed && !self.failing && failed >= self.spec.failures {
             self.failing = true;
+            self.episode = super::alerts::next_episode();
             // Acting starts a new count: after a restart, say, it takes as many
             // failures again to act again.
             self.window.clear();
@@ -299,6 +303,9 @@ impl Daemon {
             c.last = Some((outcome.clone(), SystemTime::now()));
             if !c.failing {
                 c.failing = true;
+                c.episode = super::alerts::next_episode();
+                let episode = c.episode;
+                self.failure_lasts(name, Some(&check), episode);
                 tracing::warn!("{name}: check {check}: {}", outcome.reason);
                 self.check_alert(
                     name,
@@ -313,6 +320,17 @@ impl Daemon {
         let verdict = c.record(outcome.passed);
         let check = c.spec.name.clone();
         let action = c.spec.action.clone();
+        if verdict == Verdict::Act {
+            // Failing now, whether or not it acts: reminders of it, for who wants them.
+            let episode = c.episode;
+            self.failure_lasts(name, Some(&check), episode);
+        }
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
+        let Some(c) = job.checks.get_mut(idx) else {
+            return;
+        };
         let (failures, within) = (c.spec.failures, c.spec.within);
         c.last = Some((outcome.clone(), SystemTime::now()));
         let monitored = job.monitored;

@@ -154,8 +154,14 @@ enum Timer {
         job: String,
         generation: u64,
     },
-    /// Time to look for failures that last, for recipients who want reminders.
-    Reminders,
+    /// A reminder to `to` is due, if the failure (`check` of `job`, or with none the
+    /// job in `failed`) still lasts: the same one, told by its `episode`.
+    Remind {
+        job: String,
+        check: Option<String>,
+        to: String,
+        episode: u64,
+    },
 }
 
 /// Messages from the daemon's helper tasks to its loop.
@@ -221,8 +227,8 @@ pub struct Daemon {
     host_checks: Vec<checking::CheckRt>,
     /// The outbox's sender, when alerts go anywhere.
     alerts: Option<mpsc::UnboundedSender<crate::alert::Msg>>,
-    /// When each lasting failure was last told to each recipient with reminders.
-    reminded: HashMap<(String, String), Instant>,
+    /// Jobs in `failed`, with the episode their reminders belong to.
+    failed_episode: HashMap<String, u64>,
 }
 
 /// Binds the control socket `config` names (open to its `read-group`), for [`run`].
@@ -412,7 +418,7 @@ impl Daemon {
             http: None,
             host_checks: Vec::new(),
             alerts: None,
-            reminded: HashMap::new(),
+            failed_episode: HashMap::new(),
         };
         // The specs move into the jobs: the loaded configuration keeps only its settings.
         let specs = std::mem::take(&mut daemon.config.jobs);
@@ -737,7 +743,12 @@ impl Daemon {
                     self.feed(&job, Input::RespawnDue(generation));
                 }
                 Timer::Handover { job, generation } => self.handover_deadline(&job, generation),
-                Timer::Reminders => self.remind(),
+                Timer::Remind {
+                    job,
+                    check,
+                    to,
+                    episode,
+                } => self.remind(job, check, to, episode),
             }
         }
     }
