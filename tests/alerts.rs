@@ -483,3 +483,40 @@ fn starttls_and_a_password_from_a_file() {
         text(&refused)
     );
 }
+
+#[test]
+fn a_job_that_gave_up_reminds_its_own_recipient() {
+    let port = free_port();
+    let inbox = smtp_server(port);
+    let c = Conf::new();
+    // No reminders in guardian.toml: only the job's own recipient asks for them.
+    settings(
+        &c,
+        &format!(
+            "from = \"guardian@web1.test\"\nsmtp = [\"127.0.0.1:{port}\"]\ndigest = \"50ms\"\nto = [\"ops@example.test\"]\n"
+        ),
+    );
+    c.job(
+        "flaky",
+        "exec = \"false\"\nrespawn = true\nrespawn-limit = { count = 1, interval = \"60s\" }\n\
+         alert = [{ address = \"oncall@example.test\", on = [\"respawn-limit\", \"reminder\"], reminder = \"300ms\" }]\n",
+    );
+    let d = c.start();
+    let reminders = |inbox: &Arc<Mutex<Vec<Mail>>>| {
+        mails(inbox)
+            .iter()
+            .filter(|m| {
+                m.to.contains(&"oncall@example.test".to_string()) && m.data.contains("still failed")
+            })
+            .count()
+    };
+    wait_until("two reminders of the failed job", || reminders(&inbox) >= 2);
+    assert_eq!(d.state("flaky"), "failed");
+    assert!(
+        mails(&inbox)
+            .iter()
+            .filter(|m| m.to.contains(&"ops@example.test".to_string()))
+            .all(|m| !m.data.contains("still failed")),
+        "ops asked for no reminders"
+    );
+}

@@ -469,3 +469,24 @@ fn a_lock_nobody_takes_is_reported_once_and_restarts_nothing() {
     assert!(d.daemon_log().contains("alert: app: check flock recovered"));
     drop(held);
 }
+
+#[test]
+fn an_exec_action_runs_its_words_without_a_shell() {
+    let c = Conf::new();
+    let f = c.file("acted");
+    let closed = free_port();
+    // Each word arrives as one argument, quotes, spaces and `$` as written; the check's
+    // name and reason come in the environment.
+    let job = format!(
+        "exec = \"sleep 1000\"\n[[check]]\nname = \"port\"\ntype = \"tcp\"\nport = {closed}\nevery = \"100ms\"\n\
+         action = {{ exec = '''sh -c 'printf \"%s|\" \"$@\" \"$GUARDIAN_CHECK\" >> {f}' sh \"a b\" \"it's\" '$HOME' ''' }}\n"
+    );
+    c.job("web", &job);
+    let d = c.start();
+    wait_until("the action to run", || read(&f) == "a b|it's|$HOME|port|");
+    assert_eq!(
+        d.state("web"),
+        "running",
+        "an exec action leaves the job running"
+    );
+}

@@ -11,27 +11,140 @@ use crate::config::alert::{AlertSettings, Recipient};
 
 pub use outbox::{Msg, start};
 
+/// What an alert is about. Written (in mail, webhooks, the outbox, `on` / `not-on`) as
+/// the kebab-case words of `config::alert::KINDS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    CheckFailed,
+    CheckRecovered,
+    Unmonitored,
+    Died,
+    StartFailed,
+    HookFailed,
+    RespawnLimit,
+    Reminder,
+    DaemonStarted,
+    DaemonStopping,
+    Test,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 11] = [
+        Kind::CheckFailed,
+        Kind::CheckRecovered,
+        Kind::Unmonitored,
+        Kind::Died,
+        Kind::StartFailed,
+        Kind::HookFailed,
+        Kind::RespawnLimit,
+        Kind::Reminder,
+        Kind::DaemonStarted,
+        Kind::DaemonStopping,
+        Kind::Test,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::CheckFailed => "check-failed",
+            Kind::CheckRecovered => "check-recovered",
+            Kind::Unmonitored => "unmonitored",
+            Kind::Died => "died",
+            Kind::StartFailed => "start-failed",
+            Kind::HookFailed => "hook-failed",
+            Kind::RespawnLimit => "respawn-limit",
+            Kind::Reminder => "reminder",
+            Kind::DaemonStarted => "daemon-started",
+            Kind::DaemonStopping => "daemon-stopping",
+            Kind::Test => "test",
+        }
+    }
+
+    /// News that is not bad: logged as information rather than as a warning.
+    pub fn is_good_news(self) -> bool {
+        matches!(
+            self,
+            Kind::CheckRecovered | Kind::DaemonStarted | Kind::DaemonStopping
+        )
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What guardian did about what an alert tells (`{action}` in a template).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// The main process died and is being respawned.
+    Respawn,
+    Restart,
+    Stop,
+    Alert,
+    Unmonitor,
+    Exec,
+    /// The respawn limit gave up.
+    #[serde(rename = "none: the job stays failed until `guardian start`")]
+    StaysFailed,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Respawn => "respawn",
+            Action::Restart => "restart",
+            Action::Stop => "stop",
+            Action::Alert => "alert",
+            Action::Unmonitor => "unmonitor",
+            Action::Exec => "exec",
+            Action::StaysFailed => "none: the job stays failed until `guardian start`",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&crate::config::check::Action> for Action {
+    fn from(a: &crate::config::check::Action) -> Action {
+        use crate::config::check::Action as Check;
+        match a {
+            Check::Restart => Action::Restart,
+            Check::Stop => Action::Stop,
+            Check::Alert => Action::Alert,
+            Check::Unmonitor => Action::Unmonitor,
+            Check::Exec(_) => Action::Exec,
+        }
+    }
+}
+
 /// One thing worth telling a person.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
+    /// The job it is about; `host` for host checks, `guardian` for the daemon itself.
     pub job: String,
-    /// `check-failed`, `died`, ... (see `config::alert::KINDS`)
-    pub kind: String,
+    pub kind: Kind,
     pub check: Option<String>,
     /// What happened, in words: the probe's reason, how the process ended...
     pub description: String,
     /// What guardian did about it.
-    pub action: Option<String>,
+    pub action: Option<Action>,
     pub host: String,
     /// RFC 3339.
     pub time: String,
 }
 
 impl Alert {
-    pub fn new(job: &str, kind: &str, description: String) -> Alert {
+    pub fn new(job: &str, kind: Kind, description: String) -> Alert {
         Alert {
             job: job.to_string(),
-            kind: kind.to_string(),
+            kind,
             check: None,
             description,
             action: None,
@@ -42,12 +155,12 @@ impl Alert {
 
     /// The event in words, for a subject line.
     pub fn event(&self) -> String {
-        match (&self.kind[..], &self.check) {
-            ("check-failed", Some(c)) => format!("check {c} failed"),
-            ("check-recovered", Some(c)) => format!("check {c} recovered"),
-            ("reminder", Some(c)) => format!("check {c} still failing"),
-            ("reminder", None) => "still failed".into(),
-            (kind, _) => kind.replace('-', " "),
+        match (self.kind, &self.check) {
+            (Kind::CheckFailed, Some(c)) => format!("check {c} failed"),
+            (Kind::CheckRecovered, Some(c)) => format!("check {c} recovered"),
+            (Kind::Reminder, Some(c)) => format!("check {c} still failing"),
+            (Kind::Reminder, None) => "still failed".into(),
+            (kind, _) => kind.as_str().replace('-', " "),
         }
     }
 
@@ -57,7 +170,7 @@ impl Alert {
             .replace("{job}", &self.job)
             .replace("{event}", &self.event())
             .replace("{description}", &self.description)
-            .replace("{action}", self.action.as_deref().unwrap_or("none"))
+            .replace("{action}", self.action.map_or("none", Action::as_str))
             .replace("{host}", &self.host)
             .replace("{time}", &self.time)
             .replace("{check}", self.check.as_deref().unwrap_or("-"))
@@ -113,12 +226,12 @@ pub fn route(
     let mut out: Vec<To> = Vec::new();
     for r in settings.to.iter().chain(job_extra) {
         let to = To::Email(r.address.clone());
-        if r.filter.wants(&alert.kind) && !out.contains(&to) {
+        if r.filter.wants(alert.kind.as_str()) && !out.contains(&to) {
             out.push(to);
         }
     }
     for w in &settings.webhooks {
-        if w.filter.wants(&alert.kind) {
+        if w.filter.wants(alert.kind.as_str()) {
             out.push(To::Webhook(w.url.clone()));
         }
     }
@@ -163,21 +276,21 @@ mod tests {
             ],
             ..AlertSettings::default()
         };
-        let a = Alert::new("web", "check-recovered", "HTTP 200".into());
+        let a = Alert::new("web", Kind::CheckRecovered, "HTTP 200".into());
         assert_eq!(
             route(&s, &[], false, &a),
             vec![To::Email("ops@example.com".into())]
         );
-        let b = Alert::new("web", "respawn-limit", "gave up".into());
+        let b = Alert::new("web", Kind::RespawnLimit, "gave up".into());
         assert_eq!(route(&s, &[], false, &b).len(), 3);
         assert!(route(&s, &[], true, &b).is_empty());
     }
 
     #[test]
     fn templates() {
-        let mut a = Alert::new("web", "check-failed", "HTTP 503 after 3 ms".into());
+        let mut a = Alert::new("web", Kind::CheckFailed, "HTTP 503 after 3 ms".into());
         a.check = Some("health".into());
-        a.action = Some("restart".into());
+        a.action = Some(Action::Restart);
         assert_eq!(
             a.render("[{host}] {job}: {event} / {action} / {description}"),
             format!(
@@ -185,5 +298,45 @@ mod tests {
                 a.host
             )
         );
+    }
+
+    #[test]
+    fn kinds_are_the_words_of_the_configuration() {
+        let words: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(words, crate::config::alert::KINDS);
+        for k in Kind::ALL {
+            assert_eq!(
+                serde_json::to_value(k).ok(),
+                Some(serde_json::Value::String(k.as_str().into()))
+            );
+        }
+    }
+
+    #[test]
+    fn an_alert_is_written_as_before() {
+        let mut a = Alert::new("worker", Kind::RespawnLimit, "main exited 1".into());
+        a.action = Some(Action::StaysFailed);
+        let json = serde_json::to_value(&a).unwrap_or_default();
+        assert_eq!(json["kind"], "respawn-limit");
+        assert_eq!(
+            json["action"],
+            "none: the job stays failed until `guardian start`"
+        );
+        let back: Result<Alert, _> = serde_json::from_value(json);
+        assert_eq!(back.ok(), Some(a));
+        for action in [
+            Action::Respawn,
+            Action::Restart,
+            Action::Stop,
+            Action::Alert,
+            Action::Unmonitor,
+            Action::Exec,
+            Action::StaysFailed,
+        ] {
+            assert_eq!(
+                serde_json::to_value(action).ok(),
+                Some(serde_json::Value::String(action.as_str().into()))
+            );
+        }
     }
 }

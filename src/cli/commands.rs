@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use crate::config;
 use crate::control::client::{CONNECT_TIMEOUT, Client, ClientError};
-use crate::control::protocol::{Request, Response};
+use crate::control::protocol::{JobState, Request, Response};
 
 use super::Exit;
 use super::args::{Args, Command};
@@ -182,7 +182,10 @@ fn run_daemon(dir: &std::path::Path) -> anyhow::Result<Exit> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(crate::daemon::run(config))?;
+    runtime.block_on(async {
+        let listener = crate::daemon::bind(&config)?;
+        crate::daemon::run_until_signalled(config, listener).await
+    })?;
     Ok(Exit::Ok)
 }
 
@@ -310,7 +313,7 @@ fn status(socket: &Socket, job: Option<String>, json: bool) -> anyhow::Result<Ex
         } else {
             output::job_details(&mut out, j)?;
         }
-        return Ok(if j.state == "running" && j.health != "unhealthy" {
+        return Ok(if j.state == JobState::Running && j.health != "unhealthy" {
             Exit::Ok
         } else {
             Exit::No

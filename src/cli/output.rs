@@ -36,8 +36,8 @@ pub fn summary(out: &mut impl Write, jobs: &[JobStatus]) -> io::Result<()> {
         .map(|j| {
             [
                 j.name.clone(),
-                j.goal.clone(),
-                j.state.clone(),
+                j.goal.to_string(),
+                j.state.to_string(),
                 j.health.clone(),
                 or_dash(j.pid, |p| p.to_string()),
                 or_dash(j.uptime_secs, duration),

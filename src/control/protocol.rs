@@ -106,13 +106,92 @@ pub enum Response {
     },
 }
 
+/// Where a job is headed, as `status` shows it: `start` or `stop`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Goal {
+    Start,
+    Stop,
+}
+
+impl Goal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Goal::Start => "start",
+            Goal::Stop => "stop",
+        }
+    }
+}
+
+/// Where a job is in its lifecycle, as `status` shows it: Upstart's words, and
+/// `failed` when a respawn limit gave up.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobState {
+    Waiting,
+    Starting,
+    PreStart,
+    Spawned,
+    PostStart,
+    Running,
+    PreStop,
+    Stopping,
+    Killed,
+    PostStop,
+    Failed,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 11] = [
+        JobState::Waiting,
+        JobState::Starting,
+        JobState::PreStart,
+        JobState::Spawned,
+        JobState::PostStart,
+        JobState::Running,
+        JobState::PreStop,
+        JobState::Stopping,
+        JobState::Killed,
+        JobState::PostStop,
+        JobState::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Waiting => "waiting",
+            JobState::Starting => "starting",
+            JobState::PreStart => "pre-start",
+            JobState::Spawned => "spawned",
+            JobState::PostStart => "post-start",
+            JobState::Running => "running",
+            JobState::PreStop => "pre-stop",
+            JobState::Stopping => "stopping",
+            JobState::Killed => "killed",
+            JobState::PostStop => "post-stop",
+            JobState::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for Goal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One job as `status --json` shows it. Scripts rely on these names.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JobStatus {
     pub name: String,
     pub description: Option<String>,
-    pub goal: String,
-    pub state: String,
+    pub goal: Goal,
+    pub state: JobState,
     pub pid: Option<u32>,
     pub monitored: bool,
     pub health: String,
@@ -396,5 +475,21 @@ mod tests {
         })
         .unwrap_or_default();
         assert!(refused(&stop).contains("control characters"));
+    }
+
+    #[test]
+    fn states_and_goals_are_written_as_words() {
+        for s in JobState::ALL {
+            let json = serde_json::to_value(s).unwrap_or_default();
+            assert_eq!(json, serde_json::Value::String(s.as_str().into()));
+            assert_eq!(serde_json::from_value::<JobState>(json).ok(), Some(s));
+        }
+        for (g, word) in [(Goal::Start, "start"), (Goal::Stop, "stop")] {
+            assert_eq!(g.as_str(), word);
+            assert_eq!(
+                serde_json::to_value(g).unwrap_or_default(),
+                serde_json::Value::String(word.into())
+            );
+        }
     }
 }

@@ -18,6 +18,12 @@
 //! Who may do what is decided by the peer's credentials (SO_PEERCRED): root and the
 //! daemon's own user may do everything, members of the `read-group` may only read, and
 //! everyone else is refused after the hello.
+//!
+//! A failed `accept` (out of file descriptors, say) is tried again after a pause that
+//! doubles from [`ACCEPT_BACKOFF_FIRST`] to [`ACCEPT_BACKOFF_MAX`] and is said once per
+//! run of failures. Every connection's task is kept: when the daemon exits,
+//! [`Server::close`] stops accepting, ends the connections that wait for their client,
+//! and waits (a bounded time) for those still writing an answer.
 
 use std::collections::HashMap;
 use std::io;
@@ -28,8 +34,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::AbortHandle;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 
 use super::frame::{self, FrameError};
 use super::protocol::{self, PROTOCOL_VERSION, Request, Response};
@@ -50,6 +56,12 @@ pub const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Between an answer and the next request.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// When the daemon exits: how long connections get to take their last answers.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The first pause after a failed `accept`; it doubles with each failure in a row...
+pub const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
+/// ...up to this, and starts again from the first after a connection is accepted.
+pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Who may use the socket.
 #[derive(Debug, Clone)]
@@ -244,17 +256,129 @@ impl Drop for Ticket {
     }
 }
 
-/// Accepts connections until the listener is dropped.
-pub async fn serve(listener: UnixListener, to_daemon: mpsc::Sender<Envelope>, access: Access) {
+/// The pause after failed accepts: doubling while they fail, reset by a success.
+#[derive(Debug, Default)]
+struct Backoff {
+    /// The pause after the last failure; None when the last accept succeeded.
+    delay: Option<Duration>,
+    /// Failures in a row.
+    failures: u32,
+    /// The error last said (its OS code), so that a run of failures is said once.
+    said: Option<Option<i32>>,
+}
+
+impl Backoff {
+    /// A failed accept: how long to wait before the next, and whether to say so (the
+    /// first failure of a run, or one that differs from the last said).
+    fn failed(&mut self, e: &io::Error) -> (Duration, bool) {
+        let delay = self.delay.map_or(ACCEPT_BACKOFF_FIRST, |d| {
+            d.saturating_mul(2).min(ACCEPT_BACKOFF_MAX)
+        });
+        self.delay = Some(delay);
+        self.failures = self.failures.saturating_add(1);
+        let code = e.raw_os_error();
+        let say = self.said != Some(code);
+        self.said = Some(code);
+        (delay, say)
+    }
+
+    /// An accepted connection: the number of failures before it, if there were any.
+    fn succeeded(&mut self) -> Option<u32> {
+        self.delay = None;
+        self.said = None;
+        let failures = std::mem::take(&mut self.failures);
+        (failures > 0).then_some(failures)
+    }
+}
+
+/// Whether an accept failed for want of file descriptors, the daemon's or the system's.
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// The control socket's accept loop, running in a task of its own.
+pub struct Server {
+    /// None while running; the time connections get to finish once it closes.
+    closing: watch::Sender<Option<Duration>>,
+    task: JoinHandle<()>,
+}
+
+/// Starts accepting connections on `listener`; their requests go to `to_daemon`.
+pub fn start(listener: UnixListener, to_daemon: mpsc::Sender<Envelope>, access: Access) -> Server {
+    let (closing, closing_rx) = watch::channel(None);
+    let task = tokio::spawn(serve(listener, to_daemon, access, closing_rx));
+    Server { closing, task }
+}
+
+impl Server {
+    /// Stops accepting; connections waiting for their client end at once, and those
+    /// working on an answer get up to `within` to write it before they are cut. Returns
+    /// when every connection is gone. The listener is dropped, but the socket file stays
+    /// until its [`Bound`] is dropped.
+    pub async fn close(self, within: Duration) {
+        let _ = self.closing.send(Some(within));
+        // The task bounds its own wait; this one only guards against a task that
+        // cannot be reached.
+        let task = self.task;
+        let abort = task.abort_handle();
+        if tokio::time::timeout(within.saturating_add(Duration::from_secs(1)), task)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+}
+
+/// Resolves once the server is closing (or gone), with the time connections have left.
+async fn closed(closing: &mut watch::Receiver<Option<Duration>>) -> Duration {
+    match closing.wait_for(Option::is_some).await {
+        Ok(within) => within.unwrap_or_default(),
+        Err(_) => Duration::ZERO,
+    }
+}
+
+/// Accepts connections until told to close, then waits for them to end.
+async fn serve(
+    listener: UnixListener,
+    to_daemon: mpsc::Sender<Envelope>,
+    access: Access,
+    mut closing: watch::Receiver<Option<Duration>>,
+) {
     let registry: Shared = Arc::default();
     let access = Arc::new(access);
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
+    let mut connections: JoinSet<()> = JoinSet::new();
+    let mut backoff = Backoff::default();
+    let within = loop {
+        let accepted = tokio::select! {
+            within = closed(&mut closing) => break within,
+            // Finished connections leave the set as they end.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => {
+                if let Some(n) = backoff.succeeded() {
+                    tracing::info!("control socket: accepting again after {n} failed accepts");
+                }
+                stream
+            }
             Err(e) => {
-                tracing::warn!("control socket: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+                let (pause, say) = backoff.failed(&e);
+                if say && out_of_descriptors(&e) {
+                    tracing::warn!(
+                        "control socket: accept failed: {e}; new clients wait until descriptors are free (retrying, at most every {}s)",
+                        ACCEPT_BACKOFF_MAX.as_secs()
+                    );
+                } else if say {
+                    tracing::warn!("control socket: accept failed: {e} (retrying)");
+                } else {
+                    tracing::debug!("control socket: accept failed again: {e}");
+                }
+                tokio::select! {
+                    within = closed(&mut closing) => break within,
+                    _ = tokio::time::sleep(pause) => continue,
+                }
             }
         };
         let full = lock(&registry).open.len() >= MAX_CONNECTIONS;
@@ -292,16 +416,29 @@ pub async fn serve(listener: UnixListener, to_daemon: mpsc::Sender<Envelope>, ac
         };
         let tx = to_daemon.clone();
         let access = access.clone();
-        let task = tokio::spawn(async move {
-            if let Err(e) = connection(stream, tx, &access, &ticket).await {
+        let conn_closing = closing.clone();
+        let task = connections.spawn(async move {
+            if let Err(e) = connection(stream, tx, &access, &ticket, conn_closing).await {
                 tracing::debug!("control connection ended: {}", Esc(&e.to_string()));
             }
             drop(ticket);
         });
         if let Some(slot) = lock(&registry).open.get_mut(&id) {
-            slot.abort = Some(task.abort_handle());
+            slot.abort = Some(task);
         }
+    };
+    drop(listener);
+    drop(to_daemon);
+    let left = connections.len();
+    let all_ended = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(within, all_ended).await.is_err() {
+        tracing::warn!(
+            "control socket: {} of {left} connections did not finish within {}s; closing them",
+            connections.len(),
+            within.as_secs()
+        );
     }
+    connections.shutdown().await;
 }
 
 /// Every connection is working on a request: say so at once, without waiting for the
@@ -459,14 +596,18 @@ async fn connection(
     tx: mpsc::Sender<Envelope>,
     access: &Access,
     ticket: &Ticket,
+    mut closing: watch::Receiver<Option<Duration>>,
 ) -> io::Result<()> {
     let peer = peer_of(&stream)?;
     // The handshake: a Hello with our version, complete within a deadline.
-    let first =
-        match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut stream, HELLO_TIMEOUT)).await {
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut stream, HELLO_TIMEOUT));
+    let first = tokio::select! {
+        r = hello => match r {
             Ok(r) => r,
             Err(_) => Err(ReadError::Idle),
-        };
+        },
+        _ = closed(&mut closing) => return Ok(()),
+    };
     let first = match first {
         Ok(body) => body,
         Err(e) => {
@@ -514,7 +655,13 @@ async fn connection(
     }
     loop {
         ticket.idle(true);
-        let body = match read_frame(&mut stream, IDLE_TIMEOUT).await {
+        // While the daemon exits, a connection waiting for its client's next request
+        // ends rather than wait for it.
+        let next = tokio::select! {
+            r = read_frame(&mut stream, IDLE_TIMEOUT) => r,
+            _ = closed(&mut closing) => return Ok(()),
+        };
+        let body = match next {
             Ok(body) => body,
             Err(e) => {
                 return match read_failure(e, false) {
@@ -596,6 +743,116 @@ mod tests {
         assert!(r.evict().is_some());
         assert!(r.evict().is_none(), "a connection at work is never evicted");
         assert!(r.open.contains_key(&1));
+    }
+
+    #[test]
+    fn accept_failures_back_off_and_are_said_once() {
+        let emfile = io::Error::from_raw_os_error(libc::EMFILE);
+        let mut b = Backoff::default();
+        assert!(out_of_descriptors(&emfile));
+        assert_eq!(b.failed(&emfile), (Duration::from_millis(10), true));
+        assert_eq!(b.failed(&emfile), (Duration::from_millis(20), false));
+        assert_eq!(b.failed(&emfile), (Duration::from_millis(40), false));
+        for _ in 0..20 {
+            b.failed(&emfile);
+        }
+        assert_eq!(b.failed(&emfile), (ACCEPT_BACKOFF_MAX, false), "capped");
+        // Another error in the same run is said too.
+        let enfile = io::Error::from_raw_os_error(libc::ENFILE);
+        assert_eq!(b.failed(&enfile), (ACCEPT_BACKOFF_MAX, true));
+        assert_eq!(b.succeeded(), Some(25));
+        assert_eq!(b.succeeded(), None);
+        // A new run starts from the first pause, and is said again.
+        assert_eq!(b.failed(&emfile), (ACCEPT_BACKOFF_FIRST, true));
+    }
+
+    /// A client that has said hello and then waits: returns once the server closes
+    /// its connection (true) or after 20 s (false).
+    fn hello_then_wait(path: &Path, said_hello: std::sync::mpsc::Sender<()>) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::os::unix::net::UnixStream::connect(path) else {
+            return false;
+        };
+        let hello = serde_json::to_vec(&Request::Hello {
+            version: PROTOCOL_VERSION,
+        })
+        .unwrap_or_default();
+        let mut bytes = Vec::new();
+        if frame::write_sync(&mut bytes, &hello).is_err() || s.write_all(&bytes).is_err() {
+            return false;
+        }
+        let mut header = [0u8; 4];
+        if s.read_exact(&mut header).is_err() {
+            return false;
+        }
+        let Ok(len) = frame::header_len(header) else {
+            return false;
+        };
+        let mut body = vec![0u8; len];
+        if s.read_exact(&mut body).is_err() {
+            return false;
+        }
+        let _ = said_hello.send(());
+        let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+        matches!(s.read(&mut [0u8; 1]), Ok(0))
+    }
+
+    #[tokio::test]
+    async fn closing_ends_idle_connections_and_waits_for_answers() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temporary directory: {e}"));
+        let path = dir.path().join("s.sock");
+        let listener =
+            UnixListener::bind(&path).unwrap_or_else(|e| panic!("bind {}: {e}", path.display()));
+        let (tx, mut rx) = mpsc::channel::<Envelope>(4);
+        let access = Access {
+            owner: nix::unistd::geteuid().as_raw(),
+            read_group: None,
+        };
+        let server = start(listener, tx, access);
+        // One client idle after its hello...
+        let (said_tx, said_rx) = std::sync::mpsc::channel();
+        let idle = tokio::task::spawn_blocking({
+            let p = path.clone();
+            move || hello_then_wait(&p, said_tx)
+        });
+        // ...and one waiting for the answer to its request.
+        let busy = tokio::task::spawn_blocking({
+            let p = path.clone();
+            move || {
+                let mut c = super::super::client::Client::connect(&p, Duration::from_secs(5))?;
+                c.call(&Request::Alerts, Duration::from_secs(20))
+            }
+        });
+        let (request, answer) = rx.recv().await.unwrap_or_else(|| panic!("a request"));
+        assert_eq!(request, Request::Alerts);
+        let hello_seen = tokio::task::spawn_blocking(move || said_rx.recv().is_ok());
+        assert!(
+            hello_seen.await.unwrap_or(false),
+            "the idle client said hello"
+        );
+        let closing = tokio::spawn(server.close(Duration::from_secs(20)));
+        // The idle connection is closed at once, while the other one is still at work.
+        assert!(
+            idle.await.unwrap_or(false),
+            "the idle connection was closed by the server"
+        );
+        assert!(!closing.is_finished(), "close waits for the answer");
+        let _ = answer.send(Response::Done {
+            message: "done".into(),
+        });
+        let answered = busy.await.unwrap_or_else(|e| panic!("join: {e}"));
+        assert!(
+            matches!(&answered, Ok(Response::Done { message }) if message == "done"),
+            "{answered:?}"
+        );
+        tokio::time::timeout(Duration::from_secs(20), closing)
+            .await
+            .unwrap_or_else(|_| panic!("close did not return"))
+            .unwrap_or_else(|e| panic!("join: {e}"));
+        assert!(
+            std::os::unix::net::UnixStream::connect(&path).is_err(),
+            "no longer accepting"
+        );
     }
 
     #[test]

@@ -1,24 +1,41 @@
 //! The daemon's side of alerts: turning what happens to jobs into alerts, routing them
 //! to the outbox, and reminding those who asked while a failure lasts.
 
-use std::time::{Duration, Instant};
+use std::cmp::Reverse;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use crate::alert::{self, Alert, To};
-use crate::job::{Proc, State};
+use crate::alert::{self, Action, Alert, Kind, To};
+use crate::job::{FailureKind, Proc, State};
 
 use super::{Daemon, Timer};
 
-/// How often lasting failures are looked at for reminders: often enough for the
-/// shortest reminder interval, at most every 10 s.
-fn reminder_tick(settings: &crate::config::alert::AlertSettings) -> Duration {
-    settings
-        .to
-        .iter()
-        .filter_map(|r| r.reminder)
-        .min()
-        .map_or(Duration::from_secs(10), |d| {
-            (d / 2).clamp(Duration::from_millis(200), Duration::from_secs(10))
-        })
+/// Tells one lasting failure (a check that fails, a job in `failed`) from the next,
+/// so that a reminder armed for one is never sent for another.
+static EPISODE: AtomicU64 = AtomicU64::new(0);
+
+pub(super) fn next_episode() -> u64 {
+    EPISODE.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
+}
+
+/// Whom an alert is about, as its `job` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum About<'a> {
+    /// The daemon itself: `guardian`.
+    Daemon,
+    /// A host check (guardian.toml): `host`.
+    Host,
+    Job(&'a str),
+}
+
+impl About<'_> {
+    pub fn name(&self) -> &str {
+        match self {
+            About::Daemon => "guardian",
+            About::Host => "host",
+            About::Job(name) => name,
+        }
+    }
 }
 
 impl Daemon {
@@ -40,46 +57,37 @@ impl Daemon {
             }
         };
         let dir = self.config.settings.state_dir.join("outbox");
-        match alert::start(settings.clone(), dir.clone(), http) {
+        match alert::start(settings, dir.clone(), http) {
             Ok(tx) => self.alerts = Some(tx),
             Err(e) => tracing::error!(
                 "alerts cannot be sent: cannot use {}: {e}",
                 crate::logtext::EscPath(&dir)
             ),
         }
-        if settings.to.iter().any(|r| r.reminder.is_some()) {
-            let tick = reminder_tick(&settings);
-            self.timers.push(std::cmp::Reverse((
-                crate::config::limits::deadline(tick),
-                Timer::Reminders,
-            )));
-        }
     }
 
     /// Something worth telling: logged always, queued for those who want this kind.
     pub(super) fn alert(
         &mut self,
-        job: &str,
-        kind: &str,
+        about: About<'_>,
+        kind: Kind,
         check: Option<&str>,
         description: String,
-        action: Option<&str>,
+        action: Option<Action>,
     ) {
-        let mut a = Alert::new(job, kind, description);
+        let mut a = Alert::new(about.name(), kind, description);
         a.check = check.map(str::to_string);
-        a.action = action.map(str::to_string);
+        a.action = action;
         let line = format!(
-            "alert: {job}: {}: {}{}",
+            "alert: {}: {}: {}{}",
+            about.name(),
             crate::logtext::Esc(&a.event()),
             crate::logtext::Esc(&a.description),
             action
                 .map(|x| format!(" (action: {x})"))
                 .unwrap_or_default()
         );
-        if matches!(
-            kind,
-            "check-recovered" | "daemon-started" | "daemon-stopping"
-        ) {
+        if kind.is_good_news() {
             tracing::info!("{line}");
         } else {
             tracing::warn!("{line}");
@@ -87,11 +95,15 @@ impl Daemon {
         let Some(tx) = &self.alerts else {
             return;
         };
-        let (extra, off) = self
-            .jobs
-            .get(job)
-            .map(|j| (j.spec.alert.extra.clone(), j.spec.alert.off))
-            .unwrap_or_default();
+        // A job's own recipients and opt-out; the daemon and the host have none.
+        let (extra, off) = match about {
+            About::Job(job) => self
+                .jobs
+                .get(job)
+                .map(|j| (j.spec.alert.extra.clone(), j.spec.alert.off))
+                .unwrap_or_default(),
+            About::Daemon | About::Host => Default::default(),
+        };
         let targets = alert::route(&self.config.settings.alert, &extra, off, &a);
         if !targets.is_empty() {
             let _ = tx.send(alert::Msg::Queue(
@@ -102,6 +114,7 @@ impl Daemon {
 
     /// A job's run failed (a hook, the main process, the respawn limit): tell it once.
     pub(super) fn alert_failure(&mut self, name: &str) {
+        self.track_failed(name);
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };
@@ -118,94 +131,135 @@ impl Daemon {
         }
         job.failure_alerted = Some(f.id);
         let (kind, action) = if job.m.state() == State::Failed {
-            (
-                "respawn-limit",
-                Some("none: the job stays failed until `guardian start`"),
-            )
+            (Kind::RespawnLimit, Some(Action::StaysFailed))
         } else if f.process != Proc::Main {
-            ("hook-failed", None)
-        } else if f.status.starts_with("not ready") || f.status.starts_with("spawn failed") {
-            ("start-failed", None)
+            (Kind::HookFailed, None)
+        } else if matches!(f.kind, FailureKind::NotReady | FailureKind::SpawnFailed) {
+            (Kind::StartFailed, None)
         } else if job.m.goal() == crate::job::Goal::Start {
-            ("died", Some("respawn"))
+            (Kind::Died, Some(Action::Respawn))
         } else {
-            ("died", None)
+            (Kind::Died, None)
         };
         let description = format!("{} {}", f.process.as_str(), f.status);
-        self.alert(name, kind, None, description, action);
+        self.alert(About::Job(name), kind, None, description, action);
     }
 
-    /// Reminds recipients who asked for it of failures that last: a failing check, a job
-    /// that gave up.
-    pub(super) fn remind(&mut self) {
-        let tick = reminder_tick(&self.config.settings.alert);
-        self.timers.push(std::cmp::Reverse((
-            crate::config::limits::deadline(tick),
-            Timer::Reminders,
-        )));
-        let now = Instant::now();
-        let mut lasting: Vec<(String, Option<String>, String)> = Vec::new();
-        for (name, job) in &self.jobs {
-            if job.spec.alert.off {
-                continue;
-            }
-            if job.m.state() == State::Failed {
-                let why = job
-                    .m
-                    .last_failure()
-                    .map(|f| format!("{} {}", f.process.as_str(), f.status))
-                    .unwrap_or_default();
-                lasting.push((name.clone(), None, why));
-            }
-            for c in &job.checks {
-                if c.failing {
-                    let why = c
-                        .last
-                        .as_ref()
-                        .map(|(o, _)| o.reason.clone())
-                        .unwrap_or_default();
-                    lasting.push((name.clone(), Some(c.spec.name.clone()), why));
-                }
-            }
+    /// Notes when a job enters `failed` (a lasting failure, for reminders) and leaves it.
+    fn track_failed(&mut self, name: &str) {
+        let failed = self
+            .jobs
+            .get(name)
+            .is_some_and(|j| j.m.state() == State::Failed);
+        if !failed {
+            self.failed_episode.remove(name);
+        } else if !self.failed_episode.contains_key(name) {
+            let episode = next_episode();
+            self.failed_episode.insert(name.to_string(), episode);
+            self.failure_lasts(name, None, episode);
         }
-        let keys: std::collections::HashSet<String> = lasting
+    }
+
+    /// A failure began to last: a check of `job` turned failing, or (`check` None) the
+    /// job gave up. Each recipient who wants reminders gets a timer of its own, one
+    /// interval from now; nothing wakes for a failure nobody is reminded of.
+    pub(super) fn failure_lasts(&mut self, job: &str, check: Option<&str>, episode: u64) {
+        if self.alerts.is_none() {
+            return;
+        }
+        let Some(j) = self.jobs.get(job) else {
+            return;
+        };
+        if j.spec.alert.off {
+            return;
+        }
+        let mut armed: Vec<(Duration, String)> = Vec::new();
+        for r in self
+            .config
+            .settings
+            .alert
+            .to
             .iter()
-            .map(|(j, c, _)| format!("{j}/{}", c.as_deref().unwrap_or("")))
-            .collect();
-        self.reminded.retain(|(k, _), _| keys.contains(k));
-        let recipients = self.config.settings.alert.to.clone();
-        let mut out: Vec<(To, Alert)> = Vec::new();
-        for (job, check, why) in lasting {
-            let key = format!("{job}/{}", check.as_deref().unwrap_or(""));
-            let extra = self
-                .jobs
-                .get(&job)
-                .map(|j| j.spec.alert.extra.clone())
-                .unwrap_or_default();
-            for r in recipients.iter().chain(&extra) {
-                let Some(every) = r.reminder else { continue };
-                if !r.filter.wants("reminder") {
-                    continue;
-                }
-                let slot = (key.clone(), r.address.clone());
-                match self.reminded.get(&slot) {
-                    // The first alert just went out: remind from now on.
-                    None => {
-                        self.reminded.insert(slot, now);
-                    }
-                    Some(last) if now.duration_since(*last) >= every => {
-                        self.reminded.insert(slot, now);
-                        let mut a = Alert::new(&job, "reminder", why.clone());
-                        a.check = check.clone();
-                        out.push((To::Email(r.address.clone()), a));
-                    }
-                    Some(_) => {}
-                }
+            .chain(&j.spec.alert.extra)
+        {
+            let Some(every) = r.reminder else { continue };
+            if r.filter.wants(Kind::Reminder.as_str())
+                && !armed.iter().any(|(_, a)| *a == r.address)
+            {
+                armed.push((every, r.address.clone()));
             }
         }
-        if let (Some(tx), false) = (&self.alerts, out.is_empty()) {
-            let _ = tx.send(alert::Msg::Queue(out));
+        for (every, to) in armed {
+            self.timers.push(Reverse((
+                crate::config::limits::deadline(every),
+                Timer::Remind {
+                    job: job.to_string(),
+                    check: check.map(str::to_string),
+                    to,
+                    episode,
+                },
+            )));
         }
+    }
+
+    /// A reminder's timer: if its failure still lasts, remind the recipient of it and
+    /// arm the next one.
+    pub(super) fn remind(&mut self, job: String, check: Option<String>, to: String, episode: u64) {
+        let Some(j) = self.jobs.get(&job) else {
+            self.failed_episode.remove(&job);
+            return;
+        };
+        if j.spec.alert.off {
+            return;
+        }
+        let why = match &check {
+            None => {
+                if j.m.state() != State::Failed || self.failed_episode.get(&job) != Some(&episode) {
+                    return;
+                }
+                j.m.last_failure()
+                    .map(|f| format!("{} {}", f.process.as_str(), f.status))
+                    .unwrap_or_default()
+            }
+            Some(name) => {
+                let Some(c) = j
+                    .checks
+                    .iter()
+                    .find(|c| c.spec.name == *name && c.failing && c.episode == episode)
+                else {
+                    return;
+                };
+                c.last
+                    .as_ref()
+                    .map(|(o, _)| o.reason.clone())
+                    .unwrap_or_default()
+            }
+        };
+        // The recipient as configured now: a reload may have changed a job's own.
+        let every = self
+            .config
+            .settings
+            .alert
+            .to
+            .iter()
+            .chain(&j.spec.alert.extra)
+            .filter(|r| r.address == to && r.filter.wants(Kind::Reminder.as_str()))
+            .find_map(|r| r.reminder);
+        let (Some(every), Some(tx)) = (every, &self.alerts) else {
+            return;
+        };
+        let mut a = Alert::new(&job, Kind::Reminder, why);
+        a.check = check.clone();
+        let _ = tx.send(alert::Msg::Queue(vec![(To::Email(to.clone()), a)]));
+        self.timers.push(Reverse((
+            crate::config::limits::deadline(every),
+            Timer::Remind {
+                job,
+                check,
+                to,
+                episode,
+            },
+        )));
     }
 
     /// At exit: a last try to deliver what waits (the `daemon-stopping` alert, say). What

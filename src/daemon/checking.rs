@@ -20,12 +20,21 @@ use checks::{Outcome, Probe, Target};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
+use crate::alert::{self, Kind};
 use crate::config::check::{Action, CheckSpec};
 use crate::job::{CheckRestart, Input, Now, State};
 use crate::logtext::Esc;
 
+use super::alerts::About;
 use super::run::RunRequest;
 use super::{Daemon, Internal, Job, Work};
+
+/// Whose check it is: the host's (guardian.toml) or a job's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CheckOwner {
+    Host,
+    Job(String),
+}
 
 /// One check of a job, at run time.
 pub(crate) struct CheckRt {
@@ -34,6 +43,8 @@ pub(crate) struct CheckRt {
     window: VecDeque<bool>,
     /// The policy has said "failing" and no check has passed since.
     pub failing: bool,
+    /// Which turn into failing the current one is (for reminders).
+    pub episode: u64,
     pub last: Option<(Outcome, SystemTime)>,
     task: Option<AbortHandle>,
     /// Tells a flock watcher thread to end.
@@ -55,6 +66,7 @@ impl CheckRt {
             spec,
             window: VecDeque::new(),
             failing: false,
+            episode: 0,
             last: None,
             task: None,
             watcher_stop: None,
@@ -82,8 +94,7 @@ impl CheckRt {
         ctx: checks::Context,
         default_every: Duration,
         pid: SharedPid,
-        job: &str,
-        host: bool,
+        owner: CheckOwner,
         idx: usize,
         start: u64,
         since: Option<Instant>,
@@ -116,8 +127,7 @@ impl CheckRt {
             },
             lock_seen,
             pid,
-            job: job.to_string(),
-            host,
+            owner,
             idx,
             generation: self.generation,
             start,
@@ -151,6 +161,7 @@ impl CheckRt {
             Verdict::Recovered
         } else if !passed && !self.failing && failed >= self.spec.failures {
             self.failing = true;
+            self.episode = super::alerts::next_episode();
             // Acting starts a new count: after a restart, say, it takes as many
             // failures again to act again.
             self.window.clear();
@@ -207,7 +218,8 @@ impl Daemon {
         }
         let count = self.jobs.get(name).map_or(0, |j| j.checks.len());
         for idx in 0..count {
-            let ctx = match self.probe_context(name) {
+            let owner = CheckOwner::Job(name.to_string());
+            let ctx = match self.probe_context_of(&owner) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!("{name}: checks cannot run: {e}");
@@ -222,7 +234,7 @@ impl Daemon {
             let (start, since) = (job.m.runs(), job.m.running_since());
             let c = &mut job.checks[idx];
             let since = Some(since.unwrap_or_else(Instant::now));
-            c.launch(ctx, default_every, pid, name, false, idx, start, since, tx);
+            c.launch(ctx, default_every, pid, owner, idx, start, since, tx);
         }
     }
 
@@ -231,7 +243,7 @@ impl Daemon {
         let default_every = self.config.settings.every;
         let specs = self.config.settings.checks.clone();
         for (idx, spec) in specs.into_iter().enumerate() {
-            let ctx = match self.probe_context("") {
+            let ctx = match self.probe_context_of(&CheckOwner::Host) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!("host checks cannot run: {e}");
@@ -244,8 +256,7 @@ impl Daemon {
                 ctx,
                 default_every,
                 Arc::new(AtomicU32::new(0)),
-                "",
-                true,
+                CheckOwner::Host,
                 idx,
                 0,
                 None,
@@ -260,36 +271,18 @@ impl Daemon {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn checked(
         &mut self,
-        name: &str,
-        host: bool,
+        owner: CheckOwner,
         idx: usize,
         generation: u64,
         start: u64,
         unheld: bool,
         outcome: Outcome,
     ) {
-        if host {
-            let Some(c) = self
-                .host_checks
-                .get_mut(idx)
-                .filter(|c| c.generation == generation)
-            else {
-                return;
-            };
-            let verdict = c.record(outcome.passed);
-            let check = c.spec.name.clone();
-            c.last = Some((outcome.clone(), SystemTime::now()));
-            match verdict {
-                Verdict::Act => {
-                    self.alert_event("host", &check, "failed", &outcome.reason, "alert");
-                }
-                Verdict::Recovered => {
-                    self.alert_event("host", &check, "recovered", &outcome.reason, "");
-                }
-                Verdict::Nothing => {}
-            }
-            return;
-        }
+        let name = match owner {
+            CheckOwner::Host => return self.host_checked(idx, generation, outcome),
+            CheckOwner::Job(name) => name,
+        };
+        let name = name.as_str();
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };
@@ -310,14 +303,34 @@ impl Daemon {
             c.last = Some((outcome.clone(), SystemTime::now()));
             if !c.failing {
                 c.failing = true;
+                c.episode = super::alerts::next_episode();
+                let episode = c.episode;
+                self.failure_lasts(name, Some(&check), episode);
                 tracing::warn!("{name}: check {check}: {}", outcome.reason);
-                self.alert_event(name, &check, "failed", &outcome.reason, "alert");
+                self.check_alert(
+                    name,
+                    &check,
+                    Kind::CheckFailed,
+                    &outcome.reason,
+                    Some(alert::Action::Alert),
+                );
             }
             return;
         }
         let verdict = c.record(outcome.passed);
         let check = c.spec.name.clone();
         let action = c.spec.action.clone();
+        if verdict == Verdict::Act {
+            // Failing now, whether or not it acts: reminders of it, for who wants them.
+            let episode = c.episode;
+            self.failure_lasts(name, Some(&check), episode);
+        }
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
+        let Some(c) = job.checks.get_mut(idx) else {
+            return;
+        };
         let (failures, within) = (c.spec.failures, c.spec.within);
         c.last = Some((outcome.clone(), SystemTime::now()));
         let monitored = job.m.monitored();
@@ -339,7 +352,7 @@ impl Daemon {
                 );
             }
             Verdict::Recovered => {
-                self.alert_event(name, &check, "recovered", &outcome.reason, "");
+                self.check_alert(name, &check, Kind::CheckRecovered, &outcome.reason, None);
             }
             Verdict::Act if !monitored => {
                 tracing::warn!(
@@ -368,9 +381,29 @@ impl Daemon {
         }
     }
 
+    /// A host check's outcome: host checks only alert.
+    fn host_checked(&mut self, idx: usize, generation: u64, outcome: Outcome) {
+        let Some(c) = self
+            .host_checks
+            .get_mut(idx)
+            .filter(|c| c.generation == generation)
+        else {
+            return;
+        };
+        let verdict = c.record(outcome.passed);
+        let check = c.spec.name.clone();
+        c.last = Some((outcome.clone(), SystemTime::now()));
+        let (kind, action) = match verdict {
+            Verdict::Act => (Kind::CheckFailed, Some(alert::Action::Alert)),
+            Verdict::Recovered => (Kind::CheckRecovered, None),
+            Verdict::Nothing => return,
+        };
+        self.alert(About::Host, kind, Some(&check), outcome.reason, action);
+    }
+
     fn act(&mut self, name: &str, check: &str, action: &Action, reason: &str) {
         if *action != Action::Restart {
-            self.alert_event(name, check, "failed", reason, action.as_str());
+            self.check_alert(name, check, Kind::CheckFailed, reason, Some(action.into()));
         }
         match action {
             Action::Restart => {
@@ -385,17 +418,23 @@ impl Daemon {
                         humantime::format_duration(limit.interval)
                     );
                     tracing::error!("{name}: {why}");
-                    self.alert_event(
+                    self.check_alert(
                         name,
                         check,
-                        "unmonitored",
+                        Kind::Unmonitored,
                         &format!("{reason}; {why}"),
-                        "unmonitor",
+                        Some(alert::Action::Unmonitor),
                     );
                     self.save_state();
                     return;
                 }
-                self.alert_event(name, check, "failed", reason, "restart");
+                self.check_alert(
+                    name,
+                    check,
+                    Kind::CheckFailed,
+                    reason,
+                    Some(alert::Action::Restart),
+                );
                 self.work
                     .push_back(Work::Feed(name.to_string(), Input::Restart));
                 self.pump();
@@ -419,20 +458,10 @@ impl Daemon {
                 self.save_state();
             }
             Action::Exec(program) => {
-                let (command, _) = match program {
-                    crate::config::Program::Script(text) => (text.clone(), ()),
-                    crate::config::Program::Exec { argv, .. } => (
-                        argv.iter()
-                            .map(|a| shell_quote(a))
-                            .collect::<Vec<_>>()
-                            .join(" "),
-                        (),
-                    ),
-                };
                 let (reply, rx) = tokio::sync::oneshot::channel();
                 self.run_request(RunRequest {
                     job: name.to_string(),
-                    command,
+                    program: program.clone(),
                     extra_env: vec![
                         ("GUARDIAN_CHECK".into(), check.to_string()),
                         ("GUARDIAN_REASON".into(), reason.to_string()),
@@ -460,27 +489,23 @@ impl Daemon {
         }
     }
 
-    /// A check failed (and acted), recovered, or unmonitored its job: logged, and sent
-    /// to whoever wants to know.
-    fn alert_event(&mut self, job: &str, check: &str, what: &str, reason: &str, action: &str) {
-        let kind = match what {
-            "failed" => "check-failed",
-            "recovered" => "check-recovered",
-            _ => "unmonitored",
-        };
-        let action = (!action.is_empty()).then_some(action);
-        self.alert(job, kind, Some(check), reason.to_string(), action);
-    }
-}
-
-fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
+    /// A job's check failed (and acted), recovered, or unmonitored its job: logged, and
+    /// sent to whoever wants to know.
+    fn check_alert(
+        &mut self,
+        job: &str,
+        check: &str,
+        kind: Kind,
+        reason: &str,
+        action: Option<alert::Action>,
+    ) {
+        self.alert(
+            About::Job(job),
+            kind,
+            Some(check),
+            reason.to_string(),
+            action,
+        );
     }
 }
 
@@ -504,8 +529,7 @@ struct CheckLoop {
     /// `flock`: set once the lock has been seen held.
     lock_seen: Option<Arc<AtomicBool>>,
     pid: SharedPid,
-    job: String,
-    host: bool,
+    owner: CheckOwner,
     idx: usize,
     generation: u64,
     start: u64,
@@ -518,8 +542,7 @@ struct CheckLoop {
 impl CheckLoop {
     fn send(&self, outcome: Outcome, unheld: bool) -> bool {
         let msg = Internal::Checked {
-            job: self.job.clone(),
-            host: self.host,
+            owner: self.owner.clone(),
             idx: self.idx,
             generation: self.generation,
             start: self.start,

@@ -34,7 +34,8 @@ use crate::event::Event;
 use crate::event::expr::Watch;
 use crate::files;
 use crate::job::{
-    AutoStart, Effect, FailureId, Input, Machine, Now, Policy, Proc, ProcessEnd, State, Until,
+    AutoStart, Effect, FailureId, FailureKind, Input, Machine, Now, Policy, Proc, ProcessEnd,
+    State, Until,
 };
 use crate::process::spawn::{Output, spawn};
 use crate::process::{Pgid, reaper};
@@ -140,8 +141,14 @@ enum Timer {
         job: String,
         generation: u64,
     },
-    /// Time to look for failures that last, for recipients who want reminders.
-    Reminders,
+    /// A reminder to `to` is due, if the failure (`check` of `job`, or with none the
+    /// job in `failed`) still lasts: the same one, told by its `episode`.
+    Remind {
+        job: String,
+        check: Option<String>,
+        to: String,
+        episode: u64,
+    },
 }
 
 /// Messages from the daemon's helper tasks to its loop.
@@ -156,8 +163,7 @@ pub(crate) enum Internal {
     Run(run::RunRequest),
     /// A check ran (or, `unheld`, a flock check's lock was not held by its deadline).
     Checked {
-        job: String,
-        host: bool,
+        owner: checking::CheckOwner,
         idx: usize,
         generation: u64,
         /// The job's start (its run count) the result belongs to.
@@ -181,7 +187,7 @@ struct Shutdown {
 
 enum Work {
     Feed(String, Input),
-    Record(String, Proc, String),
+    Record(String, Proc, FailureKind, String),
     Dispatch {
         event: Event,
         /// The job whose `starting` / `stopping` waits for what the event sets off.
@@ -208,12 +214,89 @@ pub struct Daemon {
     host_checks: Vec<checking::CheckRt>,
     /// The outbox's sender, when alerts go anywhere.
     alerts: Option<mpsc::UnboundedSender<crate::alert::Msg>>,
-    /// When each lasting failure was last told to each recipient with reminders.
-    reminded: HashMap<(String, String), Instant>,
+    /// Jobs in `failed`, with the episode their reminders belong to.
+    failed_episode: HashMap<String, u64>,
+}
+
+/// Binds the control socket `config` names (open to its `read-group`), for [`run`].
+/// The socket file is removed when the [`Bound`] is dropped.
+pub fn bind(config: &Config) -> anyhow::Result<Bound> {
+    let s = &config.settings;
+    let read_gid = s.read_group.as_ref().map(|g| g.gid);
+    Ok(server::bind(&s.socket, read_gid)?)
+}
+
+/// Runs the daemon on the control socket `listener` until `shutdown` resolves and every
+/// job is down. `shutdown` does what SIGTERM does to the binary: the `shutdown` event,
+/// then every job stopped, most recently started first. SIGTERM and SIGINT are left to
+/// the caller (SIGCHLD and SIGHUP are the daemon's). Connections still open are given
+/// [`server::CLOSE_TIMEOUT`] to take their last answers; `listener` is dropped last, so
+/// the socket is there until the daemon is gone.
+///
+/// The daemon makes the calling process a child subreaper and reaps every child of it:
+/// run it in a process that has no children of its own to wait for.
+pub async fn run(
+    config: Config,
+    listener: Bound,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    serve(config, listener, Once(Some(Box::pin(shutdown)))).await
+}
+
+/// The daemon as the binary runs it: SIGTERM or SIGINT stops it as [`run`]'s
+/// `shutdown` does, and a second one kills every job at once.
+pub async fn run_until_signalled(config: Config, listener: Bound) -> anyhow::Result<()> {
+    let stops = Signals {
+        term: signal(SignalKind::terminate())?,
+        int: signal(SignalKind::interrupt())?,
+    };
+    serve(config, listener, stops).await
+}
+
+/// Where requests to stop come from. The first stops every job in order; another,
+/// while they stop, kills them.
+trait StopRequests {
+    /// Resolves at the next request. Cancel-safe: a request is not lost when the
+    /// future is dropped before it resolves.
+    async fn next(&mut self);
+}
+
+/// One request, when the future resolves; none after it.
+struct Once<F>(Option<std::pin::Pin<Box<F>>>);
+
+impl<F: Future<Output = ()>> StopRequests for Once<F> {
+    async fn next(&mut self) {
+        match self.0.as_mut() {
+            Some(f) => {
+                f.as_mut().await;
+                self.0 = None;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// SIGTERM and SIGINT, each signal a request.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopRequests for Signals {
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
 
 /// Runs the daemon until it has been told to stop and every job is down.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    mut bound: Bound,
+    mut stops: impl StopRequests,
+) -> anyhow::Result<()> {
     let s = &config.settings;
     let log_access = files::Access::private_or_group(s.log_group.as_ref().map(|g| g.gid));
     for (dir, access) in [(&s.log_dir, log_access), (&s.state_dir, files::PRIVATE)] {
@@ -227,8 +310,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         owner: nix::unistd::geteuid().as_raw(),
         read_group: s.read_group.clone(),
     };
-    let read_gid = s.read_group.as_ref().map(|g| g.gid);
-    let mut bound: Bound = server::bind(&s.socket, read_gid)?;
     if let Err(e) = reaper::become_subreaper() {
         tracing::warn!("cannot become a child subreaper ({e}): orphans of jobs go to init");
     }
@@ -236,8 +317,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     crate::process::spawn::raise_nofile(config.jobs.len() as u64 * 3 + 256);
 
     let mut sigchld = signal(SignalKind::child())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
     let (tx, mut rx) = mpsc::channel::<server::Envelope>(256);
     let (internal_tx, mut internal_rx) = mpsc::unbounded_channel();
@@ -253,14 +332,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .listener
         .take()
         .context("control socket already in use")?;
-    let accept = tokio::spawn(server::serve(listener, tx, access));
+    let server = server::start(listener, tx, access);
     daemon.start_alerts();
     daemon.startup();
     daemon.start_host_checks();
     release_free_memory();
     daemon.alert(
-        "guardian",
-        "daemon-started",
+        alerts::About::Daemon,
+        crate::alert::Kind::DaemonStarted,
         None,
         format!(
             "guardian {} started with {} jobs",
@@ -270,7 +349,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         None,
     );
 
-    let mut signals_seen = 0;
+    let mut stops_seen = 0;
     while !daemon.finished() {
         let next = daemon.timers.peek().map(|Reverse((at, _))| *at);
         let sleep = async {
@@ -281,8 +360,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         };
         tokio::select! {
             _ = sigchld.recv() => daemon.reap(),
-            _ = sigterm.recv() => { signals_seen += 1; daemon.begin_shutdown(signals_seen); }
-            _ = sigint.recv() => { signals_seen += 1; daemon.begin_shutdown(signals_seen); }
+            _ = stops.next() => { stops_seen += 1; daemon.begin_shutdown(stops_seen); }
             _ = sighup.recv() => {
                 match daemon.reload() {
                     Ok(m) => tracing::info!("reloaded on SIGHUP: {m}"),
@@ -294,8 +372,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = sleep => daemon.fire_timers(),
         }
     }
-    accept.abort();
     daemon.flush_alerts().await;
+    // What still waits for the daemon (a client's answer, a request not taken yet) is
+    // told it is shutting down; then the connections end.
+    drop(daemon);
+    drop(rx);
+    server.close(server::CLOSE_TIMEOUT).await;
     // Remove the socket and release its lock only now: a new daemon may take over.
     drop(bound);
     tracing::info!("every job is down; guardian exits");
@@ -323,7 +405,7 @@ impl Daemon {
             http: None,
             host_checks: Vec::new(),
             alerts: None,
-            reminded: HashMap::new(),
+            failed_episode: HashMap::new(),
         };
         // The specs move into the jobs: the loaded configuration keeps only its settings.
         let specs = std::mem::take(&mut daemon.config.jobs);
@@ -403,9 +485,9 @@ impl Daemon {
         while let Some(w) = self.work.pop_front() {
             match w {
                 Work::Feed(name, input) => self.step(&name, input),
-                Work::Record(name, p, text) => {
+                Work::Record(name, p, kind, text) => {
                     if let Some(job) = self.jobs.get_mut(&name) {
-                        job.m.record_failure(p, text, Now::read());
+                        job.m.record_failure(p, kind, text, Now::read());
                     }
                 }
                 Work::Dispatch { event, blocks } => self.dispatch(event, blocks),
@@ -432,7 +514,12 @@ impl Daemon {
                             crate::logtext::Esc(&e.to_string())
                         );
                         follow.push(Work::Feed(name.into(), Input::SpawnFailed(p)));
-                        follow.push(Work::Record(name.into(), p, format!("spawn failed: {e}")));
+                        follow.push(Work::Record(
+                            name.into(),
+                            p,
+                            FailureKind::SpawnFailed,
+                            format!("spawn failed: {e}"),
+                        ));
                     }
                 },
                 Effect::Signal(p, sig) => self.signal_proc(name, p, sig),
@@ -632,7 +719,12 @@ impl Daemon {
                     self.feed(&job, Input::RespawnDue(generation));
                 }
                 Timer::Handover { job, generation } => self.handover_deadline(&job, generation),
-                Timer::Reminders => self.remind(),
+                Timer::Remind {
+                    job,
+                    check,
+                    to,
+                    episode,
+                } => self.remind(job, check, to, episode),
             }
         }
     }
@@ -646,14 +738,13 @@ impl Daemon {
             } => self.ready_step(&job, generation, result),
             Internal::Run(request) => self.run_request(request),
             Internal::Checked {
-                job,
-                host,
+                owner,
                 idx,
                 generation,
                 start,
                 unheld,
                 outcome,
-            } => self.checked(&job, host, idx, generation, start, unheld, outcome),
+            } => self.checked(owner, idx, generation, start, unheld, outcome),
             Internal::Handover {
                 job,
                 generation,
@@ -729,8 +820,8 @@ impl Daemon {
         }
         tracing::info!("stopping every job, most recently started first");
         self.alert(
-            "guardian",
-            "daemon-stopping",
+            alerts::About::Daemon,
+            crate::alert::Kind::DaemonStopping,
             None,
             "guardian is stopping every job and exiting".into(),
             None,
@@ -866,9 +957,17 @@ impl Daemon {
         self.config.settings.log_dir.join(format!("{name}.log"))
     }
 
-    /// What a job's probes run with: the shared HTTP clients (built on first use) and
-    /// a spawner that runs probe programs as the job's children of the daemon.
+    /// What a job's probes run with (its checks, its readiness probe).
     fn probe_context(&mut self, job: &str) -> Result<checks::Context, String> {
+        self.probe_context_of(&checking::CheckOwner::Job(job.to_string()))
+    }
+
+    /// What a check's probes run with: the shared HTTP clients (built on first use) and
+    /// a spawner that runs probe programs as the job's children of the daemon.
+    fn probe_context_of(
+        &mut self,
+        owner: &checking::CheckOwner,
+    ) -> Result<checks::Context, String> {
         let (http, insecure) = match &self.http {
             Some(pair) => pair.clone(),
             None => {
@@ -881,7 +980,7 @@ impl Daemon {
             http,
             http_insecure: Some(insecure),
             spawner: Box::new(run::JobSpawner {
-                job: job.to_string(),
+                owner: owner.clone(),
                 tx: self.internal.clone(),
             }),
         })

@@ -225,6 +225,7 @@ impl Daemon {
         self.work.push_back(Work::Record(
             name.into(),
             Proc::Main,
+            crate::job::FailureKind::NotReady,
             format!("not ready: {reason}"),
         ));
         if let Some(job) = self.jobs.get_mut(name) {

@@ -24,7 +24,8 @@ const OUTPUT_CAP: usize = 1 << 19;
 /// A program to run for a job; the answer goes to `reply`.
 pub(crate) struct RunRequest {
     pub job: String,
-    pub command: String,
+    /// As configured: an argv run directly, or shell text run with `sh -e`.
+    pub program: Program,
     pub extra_env: Vec<(String, String)>,
     pub timeout: Duration,
     pub reply: oneshot::Sender<Result<Ran, String>>,
@@ -41,8 +42,7 @@ impl Daemon {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let program = Program::Script(req.command.clone());
-        let spawned = match spawn(&job.spec, &program, &env, Output::Capture) {
+        let spawned = match spawn(&job.spec, &req.program, &env, Output::Capture) {
             Ok(s) => s,
             Err(e) => {
                 let _ = req.reply.send(Err(e.to_string()));
@@ -112,7 +112,7 @@ async fn read_all(fd: Option<OwnedFd>) -> String {
 
 /// Runs probe programs for one job through the daemon's loop.
 pub(crate) struct JobSpawner {
-    pub job: String,
+    pub owner: super::checking::CheckOwner,
     pub tx: tokio::sync::mpsc::UnboundedSender<super::Internal>,
 }
 
@@ -123,10 +123,14 @@ impl checks::Spawner for JobSpawner {
         timeout: Duration,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Ran, String>> + Send + 'a>> {
         Box::pin(async move {
+            // Probe programs run as a job's; the host's checks have none to run.
+            let super::checking::CheckOwner::Job(job) = &self.owner else {
+                return Err("a host check cannot run a program".to_string());
+            };
             let (reply, rx) = oneshot::channel();
             let req = RunRequest {
-                job: self.job.clone(),
-                command: command.to_string(),
+                job: job.clone(),
+                program: Program::Script(command.to_string()),
                 extra_env: vec![("GUARDIAN_PROBE".into(), "1".into())],
                 timeout,
                 reply,

@@ -1,7 +1,7 @@
 //! What `summary` and `status` report of a job.
 
-use crate::control::protocol::{CheckReport, FailureReport, JobStatus};
-use crate::job::Goal;
+use crate::control::protocol::{self, CheckReport, FailureReport, JobState, JobStatus};
+use crate::job::{Goal, State};
 use crate::process::stat;
 
 use super::Job;
@@ -13,10 +13,10 @@ pub fn of(job: &Job) -> JobStatus {
         name: job.spec.name.clone(),
         description: job.spec.description.clone(),
         goal: match m.goal() {
-            Goal::Start => "start".into(),
-            Goal::Stop => "stop".into(),
+            Goal::Start => protocol::Goal::Start,
+            Goal::Stop => protocol::Goal::Stop,
         },
-        state: m.state().as_str().into(),
+        state: state(m.state()),
         pid: m.main_pid(),
         monitored: m.monitored(),
         health: job.health().as_str().into(),
@@ -38,6 +38,23 @@ pub fn of(job: &Job) -> JobStatus {
     }
 }
 
+/// The machine's state in the protocol's words.
+pub fn state(s: State) -> JobState {
+    match s {
+        State::Waiting => JobState::Waiting,
+        State::Starting => JobState::Starting,
+        State::PreStart => JobState::PreStart,
+        State::Spawned => JobState::Spawned,
+        State::PostStart => JobState::PostStart,
+        State::Running => JobState::Running,
+        State::PreStop => JobState::PreStop,
+        State::Stopping => JobState::Stopping,
+        State::Killed => JobState::Killed,
+        State::PostStop => JobState::PostStop,
+        State::Failed => JobState::Failed,
+    }
+}
+
 pub fn check(c: &super::checking::CheckRt) -> CheckReport {
     let last = c.last.as_ref();
     CheckReport {
@@ -51,5 +68,29 @@ pub fn check(c: &super::checking::CheckRt) -> CheckReport {
         latency_ms: last.map(|(o, _)| o.latency.as_secs_f64() * 1000.0),
         at: last.map(|(_, at)| humantime::format_rfc3339_seconds(*at).to_string()),
         failing: c.failing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_keeps_its_word() {
+        for s in [
+            State::Waiting,
+            State::Starting,
+            State::PreStart,
+            State::Spawned,
+            State::PostStart,
+            State::Running,
+            State::PreStop,
+            State::Stopping,
+            State::Killed,
+            State::PostStop,
+            State::Failed,
+        ] {
+            assert_eq!(state(s).as_str(), s.as_str());
+        }
     }
 }

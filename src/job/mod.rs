@@ -164,11 +164,23 @@ impl Now {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FailureId(u64);
 
+/// What kind of thing went wrong with a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// It ended as it should not have (`status` says how).
+    Ended,
+    /// It could not be spawned.
+    SpawnFailed,
+    /// It did not become ready.
+    NotReady,
+}
+
 /// Why a run of the job went wrong: which process, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     pub id: FailureId,
     pub process: Proc,
+    pub kind: FailureKind,
     pub status: String,
     /// How the process ended, when it ended (not for spawn failures or readiness).
     pub end: Option<ProcessEnd>,
@@ -656,16 +668,24 @@ impl Machine {
 
     /// Records a failure of this run, as reported by the caller (spawn errors carry text
     /// the machine cannot know).
-    pub fn record_failure(&mut self, process: Proc, status: String, now: Now) {
-        self.record(process, status, None, now);
+    pub fn record_failure(&mut self, process: Proc, kind: FailureKind, status: String, now: Now) {
+        self.record(process, kind, status, None, now);
     }
 
-    fn record(&mut self, process: Proc, status: String, end: Option<ProcessEnd>, now: Now) {
+    fn record(
+        &mut self,
+        process: Proc,
+        kind: FailureKind,
+        status: String,
+        end: Option<ProcessEnd>,
+        now: Now,
+    ) {
         self.run_failed = true;
         self.failures = self.failures.saturating_add(1);
         self.last_failure = Some(Failure {
             id: FailureId(self.failures),
             process,
+            kind,
             status,
             end,
             at: now.wall,
@@ -673,7 +693,7 @@ impl Machine {
     }
 
     fn record_end(&mut self, process: Proc, end: ProcessEnd, now: Now) {
-        self.record(process, end.to_string(), Some(end), now);
+        self.record(process, FailureKind::Ended, end.to_string(), Some(end), now);
     }
 
     fn start(&mut self, now: Now, fx: &mut Vec<Effect>) {
@@ -790,6 +810,7 @@ impl Machine {
                 self.gave_up = true;
                 self.record(
                     Proc::Main,
+                    FailureKind::Ended,
                     format!(
                         "{end}; respawned {} times within {}, giving up",
                         limit.count,

@@ -506,7 +506,12 @@ fn not_ready_fails_the_start_and_stops_main() {
     });
     h.feed(Input::Start);
     h.feed(Input::NotReady);
-    h.m.record_failure(Proc::Main, "not ready within 1s".into(), h.now);
+    h.m.record_failure(
+        Proc::Main,
+        FailureKind::NotReady,
+        "not ready within 1s".into(),
+        h.now,
+    );
     assert_eq!(h.state(), State::Killed);
     assert_eq!(h.signals[0], (Proc::Main, Signal::SIGTERM));
     h.feed(Input::Exited(
@@ -951,7 +956,12 @@ fn every_failure_has_its_own_id_and_the_time_of_its_input() {
     let second = h.m.last_failure().cloned().expect("a failure");
     assert_eq!(second.at, first.at);
     assert!(second.id > first.id, "{second:?} after {first:?}");
-    h.m.record_failure(Proc::Main, "spawn failed: no such file".into(), h.now);
+    h.m.record_failure(
+        Proc::Main,
+        FailureKind::SpawnFailed,
+        "spawn failed: no such file".into(),
+        h.now,
+    );
     let third = h.m.last_failure().cloned().expect("a failure");
     assert!(third.id > second.id);
     assert_eq!(third.status, "spawn failed: no such file");

@@ -46,7 +46,7 @@ impl Daemon {
         targets.extend(settings.webhooks.iter().map(|w| To::Webhook(w.url.clone())));
         let alert = Alert::new(
             "guardian",
-            "test",
+            crate::alert::Kind::Test,
             "a test alert sent by `guardian test-alert`: if you read this, alerts reach you".into(),
         );
         let (result_tx, result_rx) = oneshot::channel();

@@ -41,7 +41,7 @@ impl Daemon {
         let (tx, rx) = oneshot::channel();
         self.run_request(RunRequest {
             job: name.to_string(),
-            command: text.clone(),
+            program: crate::config::Program::Script(text.clone()),
             extra_env: vec![("GUARDIAN_COMMAND".into(), command.to_string())],
             timeout: RUN_TIMEOUT,
             reply: tx,
