@@ -10,6 +10,7 @@
 //! requested stop, before the kill.
 
 mod policy;
+pub mod readiness;
 #[cfg(test)]
 mod tests;
 
@@ -21,6 +22,7 @@ use nix::sys::signal::Signal;
 use serde::Serialize;
 
 pub use policy::Policy;
+pub use readiness::{Readiness, ReadyEffect, ReadyInput};
 
 use crate::config::ExitMatch;
 use crate::config::signal::name as signal_name;
