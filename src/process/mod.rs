@@ -3,6 +3,7 @@
 //! `wait`; watching files with inotify.
 
 pub mod env;
+pub mod lock_watch;
 pub mod reaper;
 pub mod spawn;
 pub mod stat;
