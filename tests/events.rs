@@ -480,6 +480,39 @@ fn a_start_script_that_daemonizes_is_followed_by_its_pidfile() {
     assert!(!alive(pid));
 }
 
+/// A daemon that writes its pid file in a directory it makes itself, after the job
+/// started: the directory did not exist while guardian waited, and the pid file in it
+/// is found all the same.
+#[test]
+fn a_pidfile_in_a_directory_made_after_the_start_is_found() {
+    let c = Conf::new();
+    let r = c.file("record");
+    let go = c.file("go");
+    let dir = c.file("made-later/app");
+    let pidfile = format!("{dir}/app.pid");
+    c.job(
+        "app",
+        &format!(
+            "pidfile = \"{pidfile}\"\nrespawn = true\nscript = \"\"\"\n\
+             while [ ! -e {go} ]; do sleep 0.02; done\n\
+             mkdir -p {dir}\n\
+             exec python3 {SVC} daemon --forks 2 --pidfile {pidfile} --record {r} --name app\n\"\"\"\n"
+        ),
+    );
+    let d = c.start();
+    // guardian waits for the pid file (its watch is set up with the spawn) ...
+    d.wait_state("app", "spawned");
+    assert!(!std::path::Path::new(&dir).exists());
+    assert!(!std::path::Path::new(&c.file("made-later")).exists());
+    // ... and only then is the directory made and the file written in it.
+    std::fs::write(&go, "").expect("write go");
+    d.wait_state("app", "running");
+    let pid = d.main_pid("app").expect("pid");
+    assert_eq!(read(&pidfile).trim(), pid.to_string());
+    d.ok(&["stop", "app"], 0);
+    assert!(!alive(pid));
+}
+
 /// A starter that outlives its daemon's pid file (the daemons gem behind
 /// `script/delayed_job start`, `unicorn -D`): its late exit is not the job's end.
 #[test]

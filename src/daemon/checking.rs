@@ -47,8 +47,8 @@ pub(crate) struct CheckRt {
     pub episode: u64,
     pub last: Option<(Outcome, SystemTime)>,
     task: Option<AbortHandle>,
-    /// Tells a flock watcher thread to end.
-    watcher_stop: Option<Arc<AtomicBool>>,
+    /// A flock check's lock watcher thread.
+    watcher: Option<crate::process::lock_watch::LockWatcher>,
     generation: u64,
     /// The start of the job (its run count) the running task checks.
     pub start: u64,
@@ -69,7 +69,7 @@ impl CheckRt {
             episode: 0,
             last: None,
             task: None,
-            watcher_stop: None,
+            watcher: None,
             generation: 0,
             start: 0,
         }
@@ -79,8 +79,8 @@ impl CheckRt {
         if let Some(t) = self.task.take() {
             t.abort();
         }
-        if let Some(stop) = self.watcher_stop.take() {
-            stop.store(true, Ordering::Relaxed);
+        if let Some(mut w) = self.watcher.take() {
+            w.stop();
         }
     }
 
@@ -107,10 +107,8 @@ impl CheckRt {
         let (poke_tx, poke_rx) = mpsc::unbounded_channel();
         let mut lock_seen = None;
         if let Probe::Flock(f) = &self.spec.probe {
-            let stop = Arc::new(AtomicBool::new(false));
             let seen = Arc::new(AtomicBool::new(false));
-            flock_watcher(f.path.clone(), poke_tx.clone(), stop.clone(), seen.clone());
-            self.watcher_stop = Some(stop);
+            self.watcher = flock_watcher(f.path.clone(), poke_tx.clone(), seen.clone());
             lock_seen = Some(seen);
         }
         let every = self.spec.every(default_every);
@@ -628,39 +626,27 @@ async fn check_loop(mut l: CheckLoop) {
     }
 }
 
-/// A thread that blocks until nobody holds a lock on `path`, then pokes the check so
-/// that it runs at once: the moment the last holder is gone is seen without polling.
-/// While nobody holds the lock (the app is starting, or gone) it looks every 200 ms.
-/// The first time it sees the lock held it sets `seen` (and pokes): the check is armed.
+/// A thread that tells when a lock on `path` becomes held and when every holder let
+/// go (`process::lock_watch`, which polls nothing), and pokes the check so that it runs
+/// at once: the moment the last holder is gone is seen as it happens. The first time it
+/// sees the lock held it sets `seen` (and pokes): the check is armed. It ends when the
+/// check stops.
 fn flock_watcher(
     path: String,
     poke: mpsc::UnboundedSender<()>,
-    stop: Arc<AtomicBool>,
     seen: Arc<AtomicBool>,
-) {
-    let spawned = std::thread::Builder::new()
-        .name("flock-watch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match checks::flock_holders(&path) {
-                    Ok(holders) if !holders.is_empty() => {
-                        if !seen.swap(true, Ordering::Relaxed) && poke.send(()).is_err() {
-                            return;
-                        }
-                        if checks::flock_wait_released(&path).is_err() {
-                            std::thread::sleep(Duration::from_millis(200));
-                            continue;
-                        }
-                        if stop.load(Ordering::Relaxed) || poke.send(()).is_err() {
-                            return;
-                        }
-                    }
-                    _ => std::thread::sleep(Duration::from_millis(200)),
-                }
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::warn!("cannot watch the lock on a file: {e}");
+) -> Option<crate::process::lock_watch::LockWatcher> {
+    use crate::process::lock_watch::{Change, LockWatcher};
+    let report = move |change| match change {
+        Change::Held => seen.swap(true, Ordering::Relaxed) || poke.send(()).is_ok(),
+        Change::Released => poke.send(()).is_ok(),
+    };
+    match LockWatcher::spawn(path, report) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("cannot watch the lock on a file: {e}");
+            None
+        }
     }
 }
 

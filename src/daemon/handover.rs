@@ -12,17 +12,15 @@
 //! 0 starts the wait: a master killed by a signal, or failing, did not hand over.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::sys::signal::Signal;
 use tokio::task::AbortHandle;
 
 use crate::job::{Goal, Input, ProcessEnd, State};
 
-use super::ready::read_pidfile;
+use super::ready::pidfile_changes;
 use super::{Daemon, Internal, Owner, Timer, Work};
-
-const POLL: Duration = Duration::from_millis(20);
 
 /// A handover being waited for.
 pub(crate) struct Handover {
@@ -270,7 +268,7 @@ fn is_main_of(owner: &Owner, job: &str) -> bool {
     matches!(owner, Owner::Job { name, proc: crate::job::Proc::Main } if name == job)
 }
 
-/// Reads the pid file until the task is aborted; tells the loop each time it names a
+/// Watches the pid file until the task is aborted; tells the loop each time it names a
 /// live process other than the one it named before.
 async fn watch_pidfile(
     path: PathBuf,
@@ -278,22 +276,15 @@ async fn watch_pidfile(
     generation: u64,
     tx: tokio::sync::mpsc::UnboundedSender<Internal>,
 ) {
-    let mut last = None;
-    loop {
-        let found = read_pidfile(&path);
-        if let Some(pid) = found
-            && found != last
-        {
-            let msg = Internal::Handover {
-                job: job.clone(),
-                generation,
-                pid,
-            };
-            if tx.send(msg).is_err() {
-                return;
-            }
+    let mut changes = pidfile_changes(path);
+    while let Some(pid) = changes.next().await {
+        let msg = Internal::Handover {
+            job: job.clone(),
+            generation,
+            pid,
+        };
+        if tx.send(msg).is_err() {
+            return;
         }
-        last = found;
-        tokio::time::sleep(POLL).await;
     }
 }

@@ -38,13 +38,14 @@ use crate::job::{
     State, Until,
 };
 use crate::process::spawn::{Output, spawn};
+use crate::process::table::ProcessTable;
 use crate::process::{Pgid, reaper};
 
 use logs::LogPipe;
-use ready::Readiness;
+use ready::ReadyRt;
 use state::Persisted;
 
-/// Who a child process belongs to.
+/// Who a child process belongs to, in the process table.
 enum Owner {
     Job {
         name: String,
@@ -86,7 +87,7 @@ struct Job {
     /// The variables of the event that started the job, for its processes.
     start_env: Vec<(String, String)>,
     /// How the job's main process is being found ready, while it is.
-    readiness: Option<Readiness>,
+    readiness: Option<ReadyRt>,
     /// A seamless restart whose successor the pid file does not name yet.
     handover: Option<handover::Handover>,
     checks: Vec<checking::CheckRt>,
@@ -116,8 +117,7 @@ impl Job {
     /// that forks, a pid file): then the spawned leader's exit is not the job's end,
     /// and its process group is not cleaned up when it exits.
     fn follows(&self) -> bool {
-        use crate::config::job::Expect;
-        matches!(self.spec.expect, Expect::Fork | Expect::Daemon) || self.spec.pidfile.is_some()
+        crate::job::readiness::follows(self.spec.expect, self.spec.pidfile.is_some())
     }
 }
 
@@ -199,7 +199,8 @@ pub struct Daemon {
     config: Config,
     /// Boxed: a job is large, and a map node holds eleven of them inline.
     jobs: BTreeMap<String, Box<Job>>,
-    pids: HashMap<u32, Owner>,
+    /// Every child and who it belongs to; the one owner of `wait`.
+    pids: ProcessTable<Owner>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     persisted: Persisted,
     /// Jobs in the order they last reached `running`, for stopping in reverse.
@@ -392,7 +393,7 @@ impl Daemon {
         }
         let mut daemon = Daemon {
             jobs: BTreeMap::new(),
-            pids: HashMap::new(),
+            pids: ProcessTable::new(),
             timers: BinaryHeap::new(),
             persisted,
             order: Vec::new(),
@@ -620,15 +621,16 @@ impl Daemon {
         }
     }
 
-    /// Reaps every child that has exited and routes each end to its owner.
+    /// Asks the process table what ended and routes each end to its owner; first, the
+    /// table says whether a main process waited for stopped itself.
     fn reap(&mut self) {
         self.check_stopped_children();
-        while let Some(pid) = reaper::peek() {
+        while let Some((pid, owner)) = self.pids.peek() {
             // A followed main process may hand over to a process in its own group, so its
             // group is only cleaned up once it is clear that it did not.
             let mut followed_group = None;
             let mut followed_ids = None;
-            let clean_group = match self.pids.get(&pid) {
+            let clean_group = match owner {
                 Some(Owner::Job { name, proc }) => {
                     let follows =
                         *proc == Proc::Main && self.jobs.get(name).is_some_and(|j| j.follows());
@@ -646,48 +648,60 @@ impl Daemon {
                 // it left behind in its group goes with it.
                 Pgid::of_leader(pid).signal(Signal::SIGKILL);
             }
-            let Some(end) = reaper::reap(pid) else {
+            let Some((end, owner)) = self.pids.reap(pid) else {
                 break;
             };
-            match self.pids.remove(&pid) {
-                Some(Owner::Job { name, proc })
-                    if proc == Proc::Main
-                        && self
-                            .jobs
-                            .get(&name)
-                            .is_some_and(|j| j.m.main_pid() != Some(pid)) =>
-                {
-                    tracing::debug!("{name}: former main process {pid} {end}");
-                }
-                Some(Owner::Job { name, proc }) => {
-                    tracing::debug!("{name}: {} process {pid} {end}", proc.as_str());
-                    // While a handover was waited for, the process followed meanwhile
-                    // stood in for the one that exited: the job ends as that one did.
-                    let first = self
+            self.route_end(pid, end, owner, followed_group, followed_ids);
+        }
+    }
+
+    /// Where the end of child `pid`, which `owner` had, goes.
+    fn route_end(
+        &mut self,
+        pid: u32,
+        end: ProcessEnd,
+        owner: Option<Owner>,
+        followed_group: Option<Pgid>,
+        followed_ids: Option<(u32, u32)>,
+    ) {
+        match owner {
+            Some(Owner::Job { name, proc })
+                if proc == Proc::Main
+                    && self
                         .jobs
                         .get(&name)
-                        .and_then(|j| j.handover.as_ref())
-                        .map(|h| h.end())
-                        .filter(|_| proc == Proc::Main);
-                    if proc == Proc::Main && self.main_handed_over(&name, pid, end, followed_ids) {
-                        continue;
-                    }
-                    let end = first.unwrap_or(end);
-                    if let Some(group) = followed_group {
-                        group.signal(Signal::SIGKILL);
-                    }
-                    self.feed(&name, Input::Exited(proc, end));
+                        .is_some_and(|j| j.m.main_pid() != Some(pid)) =>
+            {
+                tracing::debug!("{name}: former main process {pid} {end}");
+            }
+            Some(Owner::Job { name, proc }) => {
+                tracing::debug!("{name}: {} process {pid} {end}", proc.as_str());
+                // While a handover was waited for, the process followed meanwhile
+                // stood in for the one that exited: the job ends as that one did.
+                let first = self
+                    .jobs
+                    .get(&name)
+                    .and_then(|j| j.handover.as_ref())
+                    .map(|h| h.end())
+                    .filter(|_| proc == Proc::Main);
+                if proc == Proc::Main && self.main_handed_over(&name, pid, end, followed_ids) {
+                    return;
                 }
-                Some(Owner::Command(tx)) => {
-                    let _ = tx.send(end);
+                let end = first.unwrap_or(end);
+                if let Some(group) = followed_group {
+                    group.signal(Signal::SIGKILL);
                 }
-                Some(Owner::Former { name }) => {
-                    tracing::debug!("{name}: former main process {pid} {end}");
-                }
-                None => {
-                    tracing::debug!("reaped orphan {pid} ({end})");
-                    self.orphan_reaped();
-                }
+                self.feed(&name, Input::Exited(proc, end));
+            }
+            Some(Owner::Command(tx)) => {
+                let _ = tx.send(end);
+            }
+            Some(Owner::Former { name }) => {
+                tracing::debug!("{name}: former main process {pid} {end}");
+            }
+            None => {
+                tracing::debug!("reaped orphan {pid} ({end})");
+                self.orphan_reaped();
             }
         }
     }

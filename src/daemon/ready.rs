@@ -1,77 +1,43 @@
-//! Finding a job's main process ready, without guessing with timers. Depending on the
-//! job, in this order:
-//!
-//! 1. `expect`: the process forks (once, or twice for a daemon) and the one that remains
-//!    becomes the main process; or it raises SIGSTOP and is continued; or it says
-//!    READY=1 on `NOTIFY_SOCKET`.
-//! 2. `pidfile`: the file names a live process, which becomes the main process.
-//! 3. `[ready]`: the probe passes.
-//!
-//! All of it must happen within the deadline (`[ready] deadline`, 60 s by default), or the
-//! start fails and the main process is stopped.
+//! Carrying out readiness: the rules are the pure sub-machine in
+//! [`crate::job::readiness`]; this module does what it asks (watch the pid file, listen
+//! on the notify socket, look for the process a fork left behind, run the probe) and
+//! feeds back what it saw.
 
-use std::collections::VecDeque;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use nix::sys::signal::Signal;
-use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
 use tokio::task::AbortHandle;
 
-use crate::config::job::Expect;
 use crate::config::probe::ReadySpec;
-use crate::job::{Input, Proc, ProcessEnd, State};
+use crate::job::readiness::{DEFAULT_DEADLINE, Forked};
+use crate::job::{Input, Proc, ProcessEnd, Readiness, ReadyEffect, ReadyInput, State};
 
 use super::{Daemon, Internal, Owner, Timer, Work};
 
-const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
-const PIDFILE_POLL: Duration = Duration::from_millis(20);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    /// Follow this many forks.
-    Forks(u8),
-    SigStop,
-    Notify,
-    PidFile,
-    Probe,
-}
-
-impl Stage {
-    fn describe(self) -> &'static str {
-        match self {
-            Stage::Forks(_) => "waiting for the process to fork",
-            Stage::SigStop => "waiting for the process to stop itself (SIGSTOP)",
-            Stage::Notify => "waiting for READY=1 on NOTIFY_SOCKET",
-            Stage::PidFile => "waiting for the pid file",
-            Stage::Probe => "waiting for the readiness probe to pass",
-        }
-    }
-}
-
 /// What a helper task found.
 pub(crate) enum Found {
-    /// The stage is done: READY=1, or the probe passed.
-    Ready,
+    /// READY=1 on the notify socket.
+    Notified,
+    /// The readiness probe passed.
+    ProbePassed,
     /// The pid file names this live process.
     PidFile(u32),
     /// The process said MAINPID=.
     MainPid(u32),
 }
 
-pub(crate) struct Readiness {
+/// A job's readiness at run time: the sub-machine and the helpers working for it.
+pub(crate) struct ReadyRt {
     pub generation: u64,
-    stages: VecDeque<Stage>,
-    current: Option<Stage>,
-    forks_seen: u8,
-    deadline: Instant,
+    m: Readiness,
     /// `@name` of the abstract socket given as NOTIFY_SOCKET.
     pub notify_socket: Option<String>,
     tasks: Vec<AbortHandle>,
 }
 
-impl Drop for Readiness {
+impl Drop for ReadyRt {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
@@ -90,39 +56,28 @@ impl Daemon {
             return Ok(());
         };
         job.readiness = None;
-        if !job.spec.waits_for_ready() {
-            return Ok(());
-        }
-        let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let mut stages = VecDeque::new();
-        match job.spec.expect {
-            Expect::None => {}
-            Expect::Fork => stages.push_back(Stage::Forks(1)),
-            Expect::Daemon => stages.push_back(Stage::Forks(2)),
-            Expect::Stop => stages.push_back(Stage::SigStop),
-            Expect::Notify => stages.push_back(Stage::Notify),
-        }
-        if job.spec.pidfile.is_some() {
-            stages.push_back(Stage::PidFile);
-        }
-        if job.spec.ready.is_some() {
-            stages.push_back(Stage::Probe);
-        }
         let deadline = job
             .spec
             .ready
             .as_ref()
             .map_or(DEFAULT_DEADLINE, |r| r.deadline);
-        let mut r = Readiness {
+        let Some(m) = Readiness::new(
+            job.spec.expect,
+            job.spec.pidfile.is_some(),
+            job.spec.ready.is_some(),
+            deadline,
+            Instant::now(),
+        ) else {
+            return Ok(());
+        };
+        let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let mut r = ReadyRt {
             generation,
-            stages,
-            current: None,
-            forks_seen: 0,
-            deadline: crate::config::limits::deadline(deadline),
+            m,
             notify_socket: None,
             tasks: Vec::new(),
         };
-        if job.spec.expect == Expect::Notify {
+        if r.m.listens_notify() {
             let (path, task) = notify_listener(name, generation, tx)?;
             r.notify_socket = Some(path);
             r.tasks.push(task);
@@ -133,89 +88,127 @@ impl Daemon {
 
     /// The main process is spawned: start waiting for it to be ready.
     pub(super) fn await_ready(&mut self, name: &str) {
-        let Some(r) = self.jobs.get(name).and_then(|j| j.readiness.as_ref()) else {
-            // Nothing was prepared (it cannot be): do not hold the job.
-            self.work.push_back(Work::Feed(name.into(), Input::Ready));
+        let Some(job) = self.jobs.get(name) else {
             return;
         };
-        let timer = Timer::ReadyDeadline {
-            job: name.to_string(),
-            generation: r.generation,
-        };
-        self.timers.push(std::cmp::Reverse((r.deadline, timer)));
-        self.next_stage(name);
+        match (&job.readiness, job.m.main_pid()) {
+            (Some(_), Some(pid)) => {
+                self.ready_feed(name, ReadyInput::MainSpawned(pid));
+            }
+            // Nothing was prepared (it cannot be): do not hold the job.
+            _ => self.work.push_back(Work::Feed(name.into(), Input::Ready)),
+        }
     }
 
-    fn next_stage(&mut self, name: &str) {
+    /// Feeds one input to a job's readiness and carries out what follows, until nothing
+    /// does. Says whether a main process's exit ended the job.
+    fn ready_feed(&mut self, name: &str, input: ReadyInput) -> bool {
+        let mut ended = false;
+        let mut inputs = std::collections::VecDeque::from([input]);
+        while let Some(input) = inputs.pop_front() {
+            let Some(r) = self.jobs.get_mut(name).and_then(|j| j.readiness.as_mut()) else {
+                // Readiness is over: an exit is the job's end.
+                return ended || matches!(input, ReadyInput::MainExited { .. });
+            };
+            let generation = r.generation;
+            for effect in r.m.handle(input) {
+                match effect {
+                    ReadyEffect::ArmDeadline(at) => {
+                        let timer = Timer::ReadyDeadline {
+                            job: name.to_string(),
+                            generation,
+                        };
+                        self.timers.push(std::cmp::Reverse((at, timer)));
+                    }
+                    ReadyEffect::WatchPidFile => self.watch_ready_pidfile(name, generation),
+                    ReadyEffect::LookForForkedChild => {
+                        let found = self.newest_orphan(name).map(|pid| Forked {
+                            pid,
+                            in_foreign_session: in_a_session_it_does_not_lead(pid),
+                        });
+                        inputs.push_back(ReadyInput::ForkedChild(found));
+                    }
+                    ReadyEffect::LookForStop => {
+                        if let Some(pid) = self.jobs.get(name).and_then(|j| j.m.main_pid())
+                            && self.pids.stopped(pid)
+                        {
+                            inputs.push_back(ReadyInput::MainStopped);
+                        }
+                    }
+                    ReadyEffect::Continue(pid) => {
+                        tracing::debug!("{name}: stopped itself, continuing it");
+                        crate::process::signal_pid(pid, Signal::SIGCONT);
+                    }
+                    ReadyEffect::RunProbe => {
+                        if let Err(reason) = self.run_ready_probe(name, generation) {
+                            inputs.push_back(ReadyInput::Failed(reason));
+                        }
+                    }
+                    ReadyEffect::Follow(pid) => self.follow_main(name, pid),
+                    ReadyEffect::Detach => {
+                        self.work.push_back(Work::Feed(name.into(), Input::Detach));
+                    }
+                    ReadyEffect::Ready => {
+                        tracing::debug!("{name}: ready");
+                        self.work.push_back(Work::Feed(name.into(), Input::Ready));
+                    }
+                    ReadyEffect::NotReady(reason) => self.not_ready(name, reason),
+                    ReadyEffect::JobEnded => ended = true,
+                }
+            }
+        }
+        ended
+    }
+
+    fn watch_ready_pidfile(&mut self, name: &str, generation: u64) {
         let tx = self.internal.clone();
-        let probing = self
-            .jobs
-            .get(name)
-            .and_then(|j| j.readiness.as_ref())
-            .is_some_and(|r| r.stages.front() == Some(&Stage::Probe));
-        // The HTTP clients are built only for jobs that probe.
-        let ctx = if probing {
-            self.probe_context(name)
-        } else {
-            Err(String::new())
-        };
         let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
+        let Some(path) = job.spec.pidfile.clone() else {
             return;
         };
         let Some(r) = job.readiness.as_mut() else {
             return;
         };
-        r.current = r.stages.pop_front();
-        let generation = r.generation;
-        match r.current {
-            None => {
-                tracing::debug!("{name}: ready");
-                self.work.push_back(Work::Feed(name.into(), Input::Ready));
-            }
-            Some(Stage::Forks(_) | Stage::Notify) => {}
-            Some(Stage::SigStop) => self.check_stopped_children(),
-            Some(Stage::PidFile) => {
-                let path = job.spec.pidfile.clone().unwrap_or_default();
-                let job_name = name.to_string();
-                let task = tokio::spawn(async move {
-                    loop {
-                        if let Some(pid) = read_pidfile(&path) {
-                            let _ = tx.send(Internal::Ready {
-                                job: job_name,
-                                generation,
-                                result: Ok(Found::PidFile(pid)),
-                            });
-                            return;
-                        }
-                        tokio::time::sleep(PIDFILE_POLL).await;
-                    }
-                });
-                r.tasks.push(task.abort_handle());
-            }
-            Some(Stage::Probe) => {
-                let Some(spec) = job.spec.ready.as_deref().cloned() else {
-                    self.work.push_back(Work::Feed(name.into(), Input::Ready));
-                    return;
-                };
-                let ctx = match ctx {
-                    Ok(c) => c,
-                    Err(e) => {
-                        self.not_ready(name, e);
-                        return;
-                    }
-                };
-                let deadline = r.deadline;
-                let task = tokio::spawn(probe_until_ready(
-                    ctx,
-                    spec,
-                    deadline,
-                    name.to_string(),
+        let job_name = name.to_string();
+        let task = tokio::spawn(async move {
+            let mut pids = pidfile_changes(path);
+            if let Some(pid) = pids.next().await {
+                let _ = tx.send(Internal::Ready {
+                    job: job_name,
                     generation,
-                    tx,
-                ));
-                r.tasks.push(task.abort_handle());
+                    result: Ok(Found::PidFile(pid)),
+                });
             }
-        }
+        });
+        r.tasks.push(task.abort_handle());
+    }
+
+    /// Starts the readiness probe's task; the reason when it cannot be.
+    fn run_ready_probe(&mut self, name: &str, generation: u64) -> Result<(), String> {
+        let tx = self.internal.clone();
+        // The HTTP clients are built only for jobs that probe.
+        let ctx = self.probe_context(name)?;
+        let Some(job) = self.jobs.get_mut(name) else {
+            return Ok(());
+        };
+        let Some(spec) = job.spec.ready.as_deref().cloned() else {
+            return Ok(());
+        };
+        let Some(r) = job.readiness.as_mut() else {
+            return Ok(());
+        };
+        let task = tokio::spawn(probe_until_ready(
+            ctx,
+            spec,
+            r.m.deadline(),
+            name.to_string(),
+            generation,
+            tx,
+        ));
+        r.tasks.push(task.abort_handle());
+        Ok(())
     }
 
     fn not_ready(&mut self, name: &str, reason: String) {
@@ -231,7 +224,6 @@ impl Daemon {
         if let Some(job) = self.jobs.get_mut(name) {
             job.readiness = None;
         }
-        self.pump();
     }
 
     /// A helper task reports.
@@ -244,69 +236,37 @@ impl Daemon {
         let Some(job) = self.jobs.get(name) else {
             return;
         };
-        let Some(r) = job
-            .readiness
-            .as_ref()
-            .filter(|r| r.generation == generation)
-        else {
+        if job.readiness.as_ref().map(|r| r.generation) != Some(generation) {
             return;
-        };
-        let current = r.current;
-        match result {
-            Err(reason) => self.not_ready(name, reason),
-            Ok(Found::MainPid(pid)) => {
-                self.adopt(name, pid);
-                self.pump();
-            }
-            Ok(Found::PidFile(pid)) => {
-                if current != Some(Stage::PidFile) {
-                    return;
-                }
-                if job.m.main_pid() != Some(pid) && !self.adopt(name, pid) {
-                    self.not_ready(
-                        name,
-                        format!(
-                            "the pid file names process {pid}, which guardian did not start (a stale pid file?)"
-                        ),
-                    );
-                    return;
-                }
-                self.next_stage(name);
-                self.pump();
-            }
-            Ok(Found::Ready) => {
-                if matches!(current, Some(Stage::Notify | Stage::Probe)) {
-                    self.next_stage(name);
-                    self.pump();
-                }
-            }
         }
+        let main = job.m.main_pid();
+        let input = match result {
+            Err(reason) => ReadyInput::Failed(reason),
+            Ok(Found::Notified) => ReadyInput::Notified,
+            Ok(Found::ProbePassed) => ReadyInput::ProbePassed,
+            Ok(Found::PidFile(pid)) => ReadyInput::PidFile {
+                pid,
+                ours: main == Some(pid) || descends_from_guardian(pid),
+            },
+            Ok(Found::MainPid(pid)) => ReadyInput::MainPid {
+                pid,
+                ours: descends_from_guardian(pid),
+            },
+        };
+        self.ready_feed(name, input);
+        self.pump();
     }
 
     pub(super) fn ready_deadline(&mut self, name: &str, generation: u64) {
-        let Some(r) = self
+        let current = self
             .jobs
             .get(name)
             .and_then(|j| j.readiness.as_ref())
-            .filter(|r| r.generation == generation)
-        else {
-            return;
-        };
-        if r.current == Some(Stage::Probe) {
-            // The probe task reports its own deadline, with the probe's last reason.
-            return;
+            .is_some_and(|r| r.generation == generation);
+        if current {
+            self.ready_feed(name, ReadyInput::Deadline);
+            self.pump();
         }
-        let why = match r.current {
-            Some(Stage::Forks(_)) => {
-                "its process exited without leaving a process to follow (is `expect` right?)"
-                    .to_string()
-            }
-            other => format!(
-                "still {} at the deadline",
-                other.map_or("waiting", Stage::describe)
-            ),
-        };
-        self.not_ready(name, why);
     }
 
     /// Makes `pid` the job's main process. Only a descendant of guardian can be
@@ -316,6 +276,12 @@ impl Daemon {
         if !descends_from_guardian(pid) {
             return false;
         }
+        self.follow_main(name, pid);
+        true
+    }
+
+    /// Makes `pid`, a descendant of guardian's, the job's main process.
+    fn follow_main(&mut self, name: &str, pid: u32) {
         // The process followed until now may live on (a starter that exits once its
         // daemon is up): from here on its end is not the job's.
         if let Some(old) = self.jobs.get(name).and_then(|j| j.m.main_pid())
@@ -339,7 +305,6 @@ impl Daemon {
         tracing::info!("{name}: following process {pid} as the main process");
         self.work
             .push_back(Work::Feed(name.into(), Input::Adopt(pid)));
-        true
     }
 
     /// The main process `pid` of a job exited with `end`; it was in the process group
@@ -359,34 +324,21 @@ impl Daemon {
         if !job.follows() || job.m.main_pid() != Some(pid) {
             return false;
         }
-        let spawned = job.m.state() == State::Spawned;
-        let current = job.readiness.as_ref().and_then(|r| r.current);
-        let pidfile = job.spec.pidfile.clone();
-        if spawned && end.success() {
-            if let Some(Stage::Forks(needed)) = current {
-                if !self.follow_fork(name, needed) {
-                    // The process that forked may still be on its way out (a daemon's
-                    // first child exits right after its own fork): the orphan shows up
-                    // when it is gone, and `orphan_reaped` looks again. A pid file, if
-                    // any, names the daemon in the end anyway.
-                    self.work.push_back(Work::Feed(name.into(), Input::Detach));
-                    if pidfile.is_some() {
-                        self.next_stage(name);
-                    }
-                }
-                self.pump();
-                return true;
+        if job.m.state() == State::Spawned {
+            // While it starts, readiness says.
+            if job.readiness.is_none() {
+                return false;
             }
-            if current == Some(Stage::PidFile) {
-                // The starter exited; the pid file will name the daemon.
-                self.work.push_back(Work::Feed(name.into(), Input::Detach));
-                self.pump();
-                return true;
-            }
+            let input = ReadyInput::MainExited {
+                pid,
+                success: end.success(),
+            };
+            let ended = self.ready_feed(name, input);
+            self.pump();
+            return !ended;
         }
         // Running: a seamless restart hands over to the process the pid file names now.
-        if !spawned
-            && let Some(path) = pidfile
+        if let Some(path) = job.spec.pidfile.clone()
             && let Some(next) = read_pidfile(&path)
             && next != pid
             && self.adopt(name, next)
@@ -400,52 +352,22 @@ impl Daemon {
         }
         // Or the pid file will name it soon: wait, as long as some process of the job
         // is left.
-        !spawned && self.await_handover(name, pid, end, ids)
-    }
-
-    /// Follows the process a job's forking main process left behind, if there is one
-    /// yet; says whether it did. When enough forks were followed, readiness moves on.
-    fn follow_fork(&mut self, name: &str, needed: u8) -> bool {
-        let Some(child) = self.newest_orphan(name) else {
-            return false;
-        };
-        self.adopt(name, child);
-        let done = {
-            let Some(r) = self.jobs.get_mut(name).and_then(|j| j.readiness.as_mut()) else {
-                return true;
-            };
-            r.forks_seen += 1;
-            // A daemon forks, its child calls setsid and forks again. The child is in
-            // guardian's session (before setsid) or leads its own (after); only the
-            // grandchild is in a session it does not lead. Holding that one, the
-            // forks are done even if the child's exit went by unseen.
-            r.forks_seen >= needed || in_a_session_it_does_not_lead(child)
-        };
-        if done {
-            self.next_stage(name);
-        }
-        true
+        self.await_handover(name, pid, end, ids)
     }
 
     /// An orphan of guardian's was reaped: a job waiting to follow a fork may find the
     /// process it forked now.
     pub(super) fn orphan_reaped(&mut self) {
-        let waiting: Vec<(String, u8)> = self
+        let waiting: Vec<String> = self
             .jobs
             .iter()
-            .filter(|(_, j)| j.m.state() == State::Spawned && j.m.main_pid().is_none())
-            .filter_map(
-                |(n, j)| match j.readiness.as_ref().and_then(|r| r.current) {
-                    Some(Stage::Forks(needed)) => Some((n.clone(), needed)),
-                    _ => None,
-                },
-            )
+            .filter(|(_, j)| j.m.state() == State::Spawned && j.readiness.is_some())
+            .map(|(n, _)| n.clone())
             .collect();
-        for (name, needed) in waiting {
-            if self.follow_fork(&name, needed) {
-                self.pump();
-            }
+        for name in waiting {
+            self.ready_feed(&name, ReadyInput::OrphanReaped);
         }
+        self.pump();
     }
 
     /// The most recently started live child of guardian that belongs to job `name` (its
@@ -477,26 +399,20 @@ impl Daemon {
     }
 
     /// For jobs that `expect = "stop"`: a main process that stopped itself is ready; it
-    /// is continued.
+    /// is continued. The process table says whether it stopped.
     pub(super) fn check_stopped_children(&mut self) {
-        let waiting: Vec<(String, u32)> = self
+        let stopped: Vec<String> = self
             .jobs
             .iter()
-            .filter(|(_, j)| j.readiness.as_ref().and_then(|r| r.current) == Some(Stage::SigStop))
-            .filter_map(|(n, j)| j.m.main_pid().map(|p| (n.clone(), p)))
+            .filter_map(|(n, j)| {
+                let pid = j.readiness.as_ref()?.m.awaits_stop()?;
+                self.pids.stopped(pid).then(|| n.clone())
+            })
             .collect();
-        for (name, pid) in waiting {
-            let Ok(raw) = i32::try_from(pid) else {
-                continue;
-            };
-            let flags = WaitPidFlag::WSTOPPED | WaitPidFlag::WNOHANG;
-            if let Ok(WaitStatus::Stopped(_, _)) = waitid(Id::Pid(Pid::from_raw(raw)), flags) {
-                tracing::debug!("{name}: stopped itself, continuing it");
-                crate::process::signal_pid(pid, Signal::SIGCONT);
-                self.next_stage(&name);
-                self.pump();
-            }
+        for name in stopped {
+            self.ready_feed(&name, ReadyInput::MainStopped);
         }
+        self.pump();
     }
 }
 
@@ -528,7 +444,7 @@ async fn probe_until_ready(
             let _ = tx.send(Internal::Ready {
                 job,
                 generation,
-                result: Ok(Found::Ready),
+                result: Ok(Found::ProbePassed),
             });
             return;
         }
@@ -560,7 +476,7 @@ fn notify_listener(
             let text = String::from_utf8_lossy(&buf[..n]).into_owned();
             for line in text.lines() {
                 let found = if line == "READY=1" {
-                    Some(Found::Ready)
+                    Some(Found::Notified)
                 } else if let Some(pid) = line.strip_prefix("MAINPID=") {
                     pid.trim().parse().ok().map(Found::MainPid)
                 } else {
@@ -577,6 +493,70 @@ fn notify_listener(
         }
     });
     Ok((format!("@{name}"), task.abort_handle()))
+}
+
+/// What a pid file names, as it changes: each live process it names that it did not
+/// name when last read. The file is read again when inotify says something happened to
+/// it or to its directory (`process::watch`); only if inotify cannot be used (the
+/// user's limit of inotify instances is reached, say) is it read every 20 ms instead.
+pub(crate) struct PidFileChanges {
+    path: PathBuf,
+    watch: Option<crate::process::watch::AsyncFileWatch>,
+    started: bool,
+    last: Option<u32>,
+}
+
+pub(crate) fn pidfile_changes(path: PathBuf) -> PidFileChanges {
+    PidFileChanges {
+        path,
+        watch: None,
+        started: false,
+        last: None,
+    }
+}
+
+const PIDFILE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+impl PidFileChanges {
+    /// The next live process the file names.
+    pub async fn next(&mut self) -> Option<u32> {
+        use nix::sys::inotify::AddWatchFlags;
+        loop {
+            if !self.started {
+                self.started = true;
+                // Armed before the first read, so that no write can come in between.
+                let events = AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MODIFY;
+                match crate::process::watch::AsyncFileWatch::new(&self.path, events) {
+                    Ok(w) => self.watch = Some(w),
+                    Err(e) => tracing::warn!(
+                        "cannot watch {} with inotify ({e}); reading it every {} ms",
+                        crate::logtext::EscPath(&self.path),
+                        PIDFILE_POLL.as_millis()
+                    ),
+                }
+            } else {
+                match self.watch.as_mut() {
+                    Some(w) => {
+                        if let Err(e) = w.changed().await {
+                            tracing::warn!(
+                                "watching {} failed ({e}); reading it every {} ms",
+                                crate::logtext::EscPath(&self.path),
+                                PIDFILE_POLL.as_millis()
+                            );
+                            self.watch = None;
+                        }
+                    }
+                    None => tokio::time::sleep(PIDFILE_POLL).await,
+                }
+            }
+            let found = read_pidfile(&self.path);
+            let new = found.filter(|_| found != self.last);
+            self.last = found;
+            if new.is_some() {
+                return new;
+            }
+        }
+    }
 }
 
 /// The live process a pid file names, if any (not one that has exited: a zombie, or

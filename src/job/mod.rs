@@ -11,6 +11,7 @@
 
 mod policy;
 mod rate;
+pub mod readiness;
 #[cfg(test)]
 mod tests;
 
@@ -22,6 +23,7 @@ use serde::Serialize;
 
 pub use policy::Policy;
 pub use rate::{Rate, RateWindow};
+pub use readiness::{Readiness, ReadyEffect, ReadyInput};
 
 use crate::config::ExitMatch;
 use crate::config::signal::name as signal_name;

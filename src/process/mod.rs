@@ -1,10 +1,14 @@
 //! Processes: spawning a job's programs in their own process group with the job's user,
-//! environment and limits; signalling groups; and the one reaper.
+//! environment and limits; signalling groups; the process table, which owns every
+//! `wait`; watching files with inotify.
 
 pub mod env;
+pub mod lock_watch;
 pub mod reaper;
 pub mod spawn;
 pub mod stat;
+pub mod table;
+pub mod watch;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
