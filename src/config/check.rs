@@ -84,15 +84,10 @@ pub fn read_all(r: &mut Reader<'_>, v: &Value<'_>, host: bool) -> Vec<CheckSpec>
         let Some(t) = r.table("check", item) else {
             continue;
         };
-        let Some(probe) = super::probe::probe(r, item, t, POLICY_KEYS) else {
+        let Some((kind, probe)) = super::probe::read(r, item, t, POLICY_KEYS) else {
             continue;
         };
-        if host
-            && matches!(
-                probe.kind(),
-                "cpu" | "memory" | "children" | "program" | "flock"
-            )
-        {
+        if host && !kind.host {
             r.error(
                 item.span(),
                 format!(
