@@ -331,7 +331,7 @@ pub fn read(r: &mut Reader<'_>, dir: &std::path::Path, v: &Value<'_>) -> Option<
                     None => a.tls,
                 }
             }
-            "tls-verify" => a.tls_verify = r.bool(k, val).unwrap_or(true),
+            "tls-verify" => a.tls_verify = r.bool(k, val).unwrap_or(a.tls_verify),
             "user" => {
                 user_key = true;
                 a.user = r.string(k, val);

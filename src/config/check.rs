@@ -6,12 +6,15 @@ use std::time::Duration;
 use checks::Probe;
 use toml::de::DeValue;
 
-use super::job::{Program, hook_program};
+use super::program::{Program, hook_program};
 use super::reader::{Reader, Value};
 
 const POLICY_KEYS: &[&str] = &[
     "name", "every", "timeout", "failures", "within", "grace", "deadline", "action",
 ];
+
+/// How long one run may take when `timeout` is not set (and `every` is not shorter).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a `flock` check waits, after the job is running, for the lock to be held.
 pub const DEFAULT_LOCK_DEADLINE: Duration = Duration::from_secs(60);
@@ -44,7 +47,7 @@ pub struct CheckSpec {
     pub probe: Probe,
     /// None: guardian.toml's `every`.
     pub every: Option<Duration>,
-    /// None: 5 s, and never more than `every`.
+    /// None: [`DEFAULT_TIMEOUT`], and never more than `every`.
     pub timeout: Option<Duration>,
     /// Act after this many failures...
     pub failures: u32,
@@ -65,7 +68,7 @@ impl CheckSpec {
 
     pub fn timeout(&self, default_every: Duration) -> Duration {
         self.timeout
-            .unwrap_or_else(|| Duration::from_secs(5).min(self.every(default_every)))
+            .unwrap_or_else(|| DEFAULT_TIMEOUT.min(self.every(default_every)))
     }
 
     pub fn lock_deadline(&self) -> Duration {
@@ -84,15 +87,10 @@ pub fn read_all(r: &mut Reader<'_>, v: &Value<'_>, host: bool) -> Vec<CheckSpec>
         let Some(t) = r.table("check", item) else {
             continue;
         };
-        let Some(probe) = super::probe::probe(r, item, t, POLICY_KEYS) else {
+        let Some((kind, probe)) = super::probe::read(r, item, t, POLICY_KEYS) else {
             continue;
         };
-        if host
-            && matches!(
-                probe.kind(),
-                "cpu" | "memory" | "children" | "program" | "flock"
-            )
-        {
+        if host && !kind.host {
             r.error(
                 item.span(),
                 format!(
@@ -109,7 +107,7 @@ pub fn read_all(r: &mut Reader<'_>, v: &Value<'_>, host: bool) -> Vec<CheckSpec>
                     r.error(n.span(), format!("two checks are called `{s}`"), None);
                     continue;
                 }
-                Some(s) if !super::job::name_ok(&s) => {
+                Some(s) if !super::limits::name_ok(&s) => {
                     r.error(
                         n.span(),
                         format!(

@@ -46,3 +46,11 @@ pub fn deadline(d: Duration) -> std::time::Instant {
         .or_else(|| now.checked_add(MAX_DURATION))
         .unwrap_or(now)
 }
+
+/// A name a person types and reads (a custom command's, a check's): 1 to
+/// [`MAX_NAME`] characters, none of them a space or a control character.
+pub fn name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= MAX_NAME
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+}

@@ -9,6 +9,7 @@ pub mod diag;
 pub mod job;
 pub mod limits;
 pub mod probe;
+pub mod program;
 mod reader;
 pub mod settings;
 pub mod signal;
@@ -19,7 +20,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Diagnostics};
-pub use job::{ExitMatch, JobSpec, Program};
+pub use job::{ExitMatch, JobSpec};
+pub use program::Program;
 pub use settings::Settings;
 
 use reader::Reader;

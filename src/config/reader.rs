@@ -54,6 +54,21 @@ impl<'a> Reader<'a> {
         self.error(key.span(), format!("unknown key `{shown}`"), hint);
     }
 
+    /// Reports a key that is not one of `known`, suggesting the nearest, or else
+    /// giving `listing` (which keys are taken here).
+    pub fn unknown_key_or(
+        &mut self,
+        key: &Spanned<std::borrow::Cow<'_, str>>,
+        known: &[&str],
+        listing: String,
+    ) {
+        let hint = did_you_mean(key.get_ref(), known)
+            .map(|k| format!("did you mean `{k}`?"))
+            .unwrap_or(listing);
+        let shown = super::diag::quoted(key.get_ref());
+        self.error(key.span(), format!("unknown key `{shown}`"), Some(hint));
+    }
+
     fn wrong_type(&mut self, key: &str, v: &Value<'_>, expected: &str) {
         let found = v.get_ref().type_str();
         self.error(
