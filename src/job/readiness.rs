@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::config::job::Expect;
 
 /// How long readiness may take when `[ready]` does not say.
-pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
+pub const DEFAULT_DEADLINE: Duration = crate::config::probe::ReadySpec::DEFAULT_DEADLINE;
 
 /// One thing readiness waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
