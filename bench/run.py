@@ -11,6 +11,8 @@ Scenarios (see bench/README.md):
   7. hang: an HTTP server stopped with SIGSTOP, until its health check has
      had it replaced and the new process answers
   8. checks: guardian's CPU and memory while 100 jobs run 1,000 HTTP checks/s
+  9. scale: 2,000 jobs (--scale-jobs N): launch until all run, `guardian
+     summary`, the daemon's PSS and its CPU over a quiet window
 
 Standard library only. Prints a table and writes bench/results-guardian.md
 (bench/results.md is the comparison with the peers, written by bench/compare.py).
@@ -80,6 +82,23 @@ CHECKS_WARMUP = 3.0     # after every job is running
 CHECKS_WINDOW = 10.0    # CPU sampled over this
 CHECKS_TARGET_PCT = 10.0
 LOAD_SCRIPT = "load_server.py"
+
+# Scenario 9 (scale): SCALE_JOBS sleeping jobs (--scale-jobs N changes the count).
+SCALE_JOBS = 2000
+SCALE_LAUNCHES = 3          # daemons launched and timed; the last is measured further
+SCALE_POLL = 0.005          # the launch observer's pause between polls
+SCALE_TARGET_MS = 1000.0    # launch -> all running
+SCALE_SUMMARY_RUNS = 10
+SCALE_SUMMARY_TARGET_MS = 30.0
+SCALE_PSS_TARGET_MB = 12.0
+SCALE_QUIET_SECS = 10.0     # the idle CPU window
+SCALE_IDLE_TARGET_PCT = 0.01  # "0": at most 1 ms of CPU in 10 s
+
+
+def scale_timeout(n):
+    """Bound (seconds) on a launch of n jobs: generous, growing with n."""
+    return 30.0 + 0.02 * n
+
 
 LEFTOVERS = []  # per daemon: job processes still running after it exited
 
@@ -198,6 +217,24 @@ def wait_idle(limit):
     while idle < IDLE_WARN and time.monotonic() < deadline:
         idle = cpu_idle()
     return idle
+
+
+def sched_ns(pid):
+    """(CPU time in ns, times scheduled) summed over every thread of a process,
+    from /proc/PID/task/TID/schedstat (sum_exec_runtime is exact to the ns;
+    utime + stime count in 10 ms ticks)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        raise RuntimeError(f"process {pid} is gone")
+    ns = runs = 0
+    for t in tasks:
+        s = read_proc(f"/proc/{pid}/task/{t}/schedstat")
+        if s:
+            f = s.split()
+            ns += int(f[0])
+            runs += int(f[2])
+    return ns, runs
 
 
 def smaps_rollup(pid):
@@ -481,31 +518,18 @@ def memory_and_summary(binary, keep):
         rollup = smaps_rollup(d.pid)
         ntasks = len(os.listdir(f"/proc/{d.pid}/task"))
         # Scenario 4. One untimed run first, to check the output.
-        r = d.cli("summary")
-        if r.returncode != 0:
-            raise RuntimeError(f"summary exited {r.returncode}: {r.stderr.strip()}")
-        lines = r.stdout.splitlines()
-        running = sum(1 for ln in lines[1:] if ln.split()[2:3] == ["running"])
-        if len(lines) != MEMORY_JOBS + 1 or running != MEMORY_JOBS:
-            raise RuntimeError(f"summary printed {len(lines)} lines, "
-                               f"{running} jobs running")
-        times = []
-        for _ in range(SUMMARY_RUNS):
-            t = time.perf_counter()
-            r = d.cli("summary")
-            times.append(time.perf_counter() - t)
-            if r.returncode != 0:
-                raise RuntimeError(f"summary exited {r.returncode}")
+        summary_check(d, MEMORY_JOBS)
+        times = timed_summaries(d, SUMMARY_RUNS)
     return rollup, ntasks, t_all, times
 
 
-def timed_start(d, n, nap, run):
+def timed_start(d, n, nap, run, timeout=STARTUP_TIMEOUT):
     """Starts daemon d and observes it until n children have exec'd sleep.
     nap = 0: busy-poll; otherwise pause nap seconds between polls.
     Returns (seconds from just before Popen to the first sleep child,
     seconds to the n-th)."""
     t0 = d.start()
-    deadline = t0 + STARTUP_TIMEOUT
+    deadline = t0 + timeout
     counter = SleepCounter(d.pid)
     t_first = None
     while True:
@@ -518,7 +542,7 @@ def timed_start(d, n, nap, run):
         if t1 > deadline:
             d.check_alive()
             raise RuntimeError(f"run {run}: only {c} of {n} "
-                               f"jobs running after {STARTUP_TIMEOUT:.0f} s")
+                               f"jobs running after {timeout:.0f} s")
         if d.proc.poll() is not None:
             d.check_alive()
         if nap:
@@ -633,6 +657,80 @@ def chain(binary, keep):
 
 def fanout(binary, keep):
     return event_start(binary, keep, fanout_files(FANOUT_LEAVES))
+
+
+def summary_check(d, n):
+    """Untimed: `guardian summary` prints a header and n `running` lines."""
+    r = d.cli("summary")
+    if r.returncode != 0:
+        raise RuntimeError(f"summary exited {r.returncode}: {r.stderr.strip()}")
+    lines = r.stdout.splitlines()
+    running = sum(1 for ln in lines[1:] if ln.split()[2:3] == ["running"])
+    if len(lines) != n + 1 or running != n:
+        raise RuntimeError(f"summary printed {len(lines)} lines, {running} jobs running; "
+                           f"{n + 1} lines, {n} running expected")
+
+
+def timed_summaries(d, runs):
+    """Wall time of `runs` x `guardian summary`, as the user sees it."""
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        r = d.cli("summary")
+        times.append(time.perf_counter() - t)
+        if r.returncode != 0:
+            raise RuntimeError(f"summary exited {r.returncode}")
+    return times
+
+
+def open_fds(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
+def scale(binary, keep, njobs):
+    """Scenario 9: SCALE_LAUNCHES daemons with njobs jobs each, timed from just
+    before Popen to njobs children that have exec'd sleep. The last one is then
+    left alone for SCALE_QUIET_SECS (its CPU time over that window), its PSS is
+    read, and `guardian summary` is timed against it."""
+    out = {"njobs": njobs, "launch": [], "first": [], "log": [], "status_retries": 0}
+    for run in range(SCALE_LAUNCHES):
+        with Daemon(binary, njobs, keep=keep) as d:
+            t_first, t_all = timed_start(d, njobs, SCALE_POLL, run,
+                                         timeout=scale_timeout(njobs))
+            check_one_thread_children(d)
+            out["launch"].append(t_all)
+            out["first"].append(t_first)
+            out["status_retries"] += check_all_running(d)
+            out["log"].append(log_times(d))
+            if run < SCALE_LAUNCHES - 1:
+                continue
+            time.sleep(SETTLE_SECS)
+            d.check_alive()
+            # The quiet window: nothing talks to the daemon, no job changes.
+            m0 = cpu_totals()
+            c0, k0 = sched_ns(d.pid), cpu_ticks(d.pid)
+            w0 = time.monotonic()
+            time.sleep(SCALE_QUIET_SECS)
+            c1, k1 = sched_ns(d.pid), cpu_ticks(d.pid)
+            w1 = time.monotonic()
+            m1 = cpu_totals()
+            d.check_alive()
+            n = SleepCounter(d.pid).count()
+            if n != njobs:
+                raise RuntimeError(f"{n} of {njobs} jobs running after the quiet window")
+            out["quiet"] = {"ns": c1[0] - c0[0], "runs": c1[1] - c0[1],
+                            "ticks": k1 - k0, "secs": w1 - w0,
+                            "idle": (m1[1] - m0[1]) / max(1, m1[0] - m0[0])}
+            out["rollup"] = smaps_rollup(d.pid)
+            out["threads"] = len(os.listdir(f"/proc/{d.pid}/task"))
+            out["fds"] = open_fds(d.pid)
+            summary_check(d, njobs)
+            out["summary"] = timed_summaries(d, SCALE_SUMMARY_RUNS)
+            out["rollup_after"] = smaps_rollup(d.pid)
+    return out
 
 
 # ---------------------------------------------------------------- HTTP checks
@@ -1145,7 +1243,71 @@ def build_rows(res):
         rows.append((f"{label}: daemon PSS", f"{c['rollup']['Pss'] * 1024 / 1e6:.2f} MB", "", ""))
     elif "checks_error" in res:
         rows.append(("HTTP checks", "error", f"< {CHECKS_TARGET_PCT:g}%", res["checks_error"]))
+    if "scale" in res:
+        rows += scale_rows(res["scale"])
+    elif "scale_error" in res:
+        rows.append(("scale", "error", f"<= {SCALE_TARGET_MS:g} ms", res["scale_error"]))
     return rows
+
+
+def scale_rows(sc):
+    n = f"{sc['njobs']:,}"
+    rows = []
+    v = [ms(x) for x in sc["launch"]]
+    med = statistics.median(v)
+    rows.append((f"scale, {n} jobs: launch -> all running, median of {len(v)}",
+                 f"{med:.0f} ms", f"<= {SCALE_TARGET_MS:g} ms", verdict(med, SCALE_TARGET_MS)))
+    rows.append((f"scale, {n} jobs: launch -> all running, min / max",
+                 f"{min(v):.0f} / {max(v):.0f} ms", "", ""))
+    s = [ms(x) for x in sc["summary"]]
+    med, mx = statistics.median(s), max(s)
+    t = f"<= {SCALE_SUMMARY_TARGET_MS:g} ms"
+    rows.append((f"scale, {n} jobs: summary, median of {len(s)}", f"{med:.1f} ms", t,
+                 verdict(med, SCALE_SUMMARY_TARGET_MS)))
+    rows.append((f"scale, {n} jobs: summary, max of {len(s)}", f"{mx:.1f} ms", t,
+                 verdict(mx, SCALE_SUMMARY_TARGET_MS)))
+    r = sc["rollup"]
+    pss = r["Pss"] * 1024 / 1e6
+    rows.append((f"scale, {n} jobs: daemon PSS", f"{pss:.2f} MB",
+                 f"<= {SCALE_PSS_TARGET_MB:g} MB", verdict(pss, SCALE_PSS_TARGET_MB)))
+    rows.append((f"scale, {n} jobs: daemon RSS", f"{r['Rss'] * 1024 / 1e6:.2f} MB", "", ""))
+    if "Pss_Anon" in r:
+        rows.append((f"scale, {n} jobs: daemon PSS anonymous",
+                     f"{r['Pss_Anon'] * 1024 / 1e6:.2f} MB", "", ""))
+    q = sc["quiet"]
+    pct = q["ns"] / 1e9 / q["secs"] * 100
+    rows.append((f"scale, {n} jobs: daemon CPU over {q['secs']:.0f} s quiet, % of one core",
+                 f"{pct:.4f}%", f"0 (<= {SCALE_IDLE_TARGET_PCT:g}%)",
+                 "met" if pct <= SCALE_IDLE_TARGET_PCT else "MISSED"))
+    return rows
+
+
+def scale_notes(sc):
+    n = sc["njobs"]
+    logs = sc["log"]
+    first = [ms(x) for x in sc["first"]]
+    q = sc["quiet"]
+    r, ra = sc["rollup"], sc["rollup_after"]
+    hz = os.sysconf("SC_CLK_TCK")
+    return [
+        f"scale: {n} jobs `{JOB_EXEC}` ({SCALE_LAUNCHES} daemons launched one after "
+        f"another, observer polling /proc every {SCALE_POLL * 1000:g} ms): the first job "
+        f"had exec'd {statistics.median(first):.1f} ms after Popen (median). guardian's log "
+        f"(its wall clock, ms after Popen, medians): daemon started "
+        f"{median_ms(x[0] for x in logs)}, first job running {median_ms(x[1] for x in logs)}, "
+        f"last {median_ms(x[2] for x in logs)}. After each launch `guardian status --json` "
+        f"listed all {n} jobs as running (untimed; {sc['status_retries']} extra attempt(s) "
+        f"in all).",
+        f"scale: the last daemon, {SETTLE_SECS:g} s after all ran, left alone for "
+        f"{q['secs']:.1f} s: {q['ns'] / 1e6:.3f} ms of CPU (sum_exec_runtime of "
+        f"/proc/PID/task/*/schedstat, {sc['threads']} thread(s)), scheduled "
+        f"{q['runs']} time(s); utime + stime {q['ticks'] / hz * 1000:.0f} ms; the machine "
+        f"was {q['idle'] * 100:.0f}% idle. Then smaps_rollup: Pss {r['Pss']} kB, Rss "
+        f"{r['Rss']} kB, Pss_Anon {r.get('Pss_Anon', '?')} kB, Pss_File "
+        f"{r.get('Pss_File', '?')} kB; {sc['fds']} open descriptors. After the "
+        f"{len(sc['summary']) + 1} summaries: Pss {ra['Pss']} kB, Pss_Anon "
+        f"{ra.get('Pss_Anon', '?')} kB.",
+    ]
 
 
 EVENT_SCENARIOS = (
@@ -1236,6 +1398,8 @@ def notes(res):
         out += hang_notes(res["hang"])
     if "checks" in res:
         out += checks_notes(res["checks"])
+    if "scale" in res:
+        out += scale_notes(res["scale"])
     return out
 
 
@@ -1339,7 +1503,7 @@ def on_sigterm(signum, frame):
 
 
 SCENARIO_ERRORS = (RuntimeError, OSError, subprocess.SubprocessError)
-SCENARIOS = ("crash", "memory", "startup", "chain", "fanout", "hang", "checks")
+SCENARIOS = ("crash", "memory", "startup", "chain", "fanout", "hang", "checks", "scale")
 
 
 def main():
@@ -1358,7 +1522,11 @@ def main():
                     help="comma-separated subset of the scenarios to run: "
                          f"{','.join(SCENARIOS)} (summary is an alias of memory: "
                          "the two share one daemon). Default: all")
+    ap.add_argument("--scale-jobs", type=int, default=SCALE_JOBS, metavar="N",
+                    help=f"number of jobs of the scale scenario (default {SCALE_JOBS})")
     args = ap.parse_args()
+    if not 1 <= args.scale_jobs <= 100000:
+        ap.error("--scale-jobs: between 1 and 100000")
     if args.only:
         only = {x.strip() for x in args.only.split(",") if x.strip()}
         unknown = only - set(SCENARIOS) - {"summary"}
@@ -1403,6 +1571,9 @@ def main():
          lambda: hang(binary, args.keep)),
         ("checks", "checks", f"{CHECK_JOBS} jobs x 1 HTTP check every {CHECK_EVERY_MS} ms, "
          f"{CHECKS_WINDOW:g} s", lambda: checks_load(binary, args.keep)),
+        ("scale", "scale", f"scale: {args.scale_jobs} jobs, {SCALE_LAUNCHES} launches, "
+         f"{SCALE_QUIET_SECS:g} s quiet, {SCALE_SUMMARY_RUNS} x summary",
+         lambda: scale(binary, args.keep, args.scale_jobs)),
     ]
     plan = [x for x in plan if x[0] in only]
     for i, (key, idle_key, title, run) in enumerate(plan, 1):
@@ -1434,7 +1605,8 @@ def main():
         f"- Load average at start: {m['load']}",
         f"- guardian: {version}",
         "",
-        f"Produced by `python3 bench/run.py{' --only ' + args.only if args.only else ''}`; "
+        f"Produced by `python3 bench/run.py{' --only ' + args.only if args.only else ''}"
+        f"{f' --scale-jobs {args.scale_jobs}' if args.scale_jobs != SCALE_JOBS else ''}`; "
         "see bench/README.md for what each figure "
         "means and how it is measured.",
         "",
