@@ -1,9 +1,8 @@
 //! The daemon's side of alerts: turning what happens to jobs into alerts, routing them
 //! to the outbox, and reminding those who asked while a failure lasts.
 
-use std::cmp::Reverse;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::alert::{self, Action, Alert, Kind, To};
 use crate::job::{FailureKind, Proc, State};
@@ -190,15 +189,13 @@ impl Daemon {
             }
         }
         for (every, to) in armed {
-            self.timers.push(Reverse((
-                crate::config::limits::deadline(every),
-                Timer::Remind {
-                    job: job.to_string(),
-                    check: check.map(str::to_string),
-                    to,
-                    episode,
-                },
-            )));
+            let timer = Timer::Remind {
+                job: job.to_string(),
+                check: check.map(str::to_string),
+                to,
+                episode,
+            };
+            self.timers.arm_in(Instant::now(), every, timer);
         }
     }
 
@@ -251,15 +248,13 @@ impl Daemon {
         let mut a = Alert::new(&job, Kind::Reminder, why);
         a.check = check.clone();
         let _ = tx.send(alert::Msg::Queue(vec![(To::Email(to.clone()), a)]));
-        self.timers.push(Reverse((
-            crate::config::limits::deadline(every),
-            Timer::Remind {
-                job,
-                check,
-                to,
-                episode,
-            },
-        )));
+        let timer = Timer::Remind {
+            job,
+            check,
+            to,
+            episode,
+        };
+        self.timers.arm_in(Instant::now(), every, timer);
     }
 
     /// At exit: a last try to deliver what waits (the `daemon-stopping` alert, say). What

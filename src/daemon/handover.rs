@@ -114,16 +114,11 @@ impl Daemon {
                 generation,
                 self.internal.clone(),
             ));
-            let at = Instant::now()
-                .checked_add(timeout)
-                .unwrap_or_else(Instant::now);
-            self.timers.push(std::cmp::Reverse((
-                at,
-                Timer::Handover {
-                    job: name.to_string(),
-                    generation,
-                },
-            )));
+            let timer = Timer::Handover {
+                job: name.to_string(),
+                generation,
+            };
+            self.timers.arm_in(Instant::now(), timeout, timer);
             if let Some(job) = self.jobs.get_mut(name) {
                 job.handover = Some(Handover {
                     generation,

@@ -118,7 +118,7 @@ impl Daemon {
                             job: name.to_string(),
                             generation,
                         };
-                        self.timers.push(std::cmp::Reverse((at, timer)));
+                        self.timers.arm(at, timer);
                     }
                     ReadyEffect::WatchPidFile => self.watch_ready_pidfile(name, generation),
                     ReadyEffect::LookForForkedChild => {
