@@ -2,7 +2,7 @@
 //! to the outbox, and reminding those who asked while a failure lasts.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::alert::{self, Action, Alert, Kind, To};
 use crate::job::{FailureKind, Proc, State};
@@ -195,7 +195,7 @@ impl Daemon {
                 to,
                 episode,
             };
-            self.timers.arm_in(Instant::now(), every, timer);
+            self.timers.arm_in(self.now().mono, every, timer);
         }
     }
 
@@ -254,7 +254,7 @@ impl Daemon {
             to,
             episode,
         };
-        self.timers.arm_in(Instant::now(), every, timer);
+        self.timers.arm_in(self.now().mono, every, timer);
     }
 
     /// At exit: a last try to deliver what waits (the `daemon-stopping` alert, say). What

@@ -12,7 +12,6 @@
 //! 0 starts the wait: a master killed by a signal, or failing, did not hand over.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use nix::sys::signal::Signal;
 use tokio::task::AbortHandle;
@@ -118,7 +117,7 @@ impl Daemon {
                 job: name.to_string(),
                 generation,
             };
-            self.timers.arm_in(Instant::now(), timeout, timer);
+            self.timers.arm_in(self.now().mono, timeout, timer);
             if let Some(job) = self.jobs.get_mut(name) {
                 job.handover = Some(Handover {
                     generation,
@@ -187,7 +186,7 @@ impl Daemon {
             ids.push((s.pgrp, s.session));
         }
         for pid in self.remnants(name, &ids) {
-            crate::process::signal_pid(pid, Signal::SIGKILL);
+            self.os.signal_pid(pid, Signal::SIGKILL);
         }
         self.work.push_back(Work::Feed(
             name.to_string(),

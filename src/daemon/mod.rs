@@ -20,11 +20,12 @@ mod runtime;
 mod shutdown;
 pub mod state;
 mod status;
+#[cfg(test)]
+mod tests;
 mod timers;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::Context;
 use nix::sys::signal::Signal;
@@ -37,7 +38,8 @@ use crate::event::Event;
 use crate::event::expr::Watch;
 use crate::files;
 use crate::job::{AutoStart, Effect, FailureKind, Input, Now, Proc, ProcessEnd, State};
-use crate::process::spawn::{Output, spawn};
+use crate::process::os::{Os, RealOs};
+use crate::process::spawn::Output;
 use crate::process::table::ProcessTable;
 use crate::process::{Pgid, reaper};
 
@@ -107,6 +109,8 @@ pub struct Daemon {
     jobs: BTreeMap<String, Box<Job>>,
     /// Every child and who it belongs to; the one owner of `wait`.
     pids: ProcessTable<Owner>,
+    /// What the daemon does to the system goes through here.
+    os: Box<dyn Os>,
     timers: Timers,
     persisted: Persisted,
     /// The order jobs started in, and which wait for others to move.
@@ -226,7 +230,7 @@ async fn serve(
     let (tx, mut rx) = mpsc::channel::<server::Envelope>(256);
     let (internal_tx, mut internal_rx) = mpsc::unbounded_channel();
 
-    let mut daemon = Daemon::new(config, internal_tx)?;
+    let mut daemon = Daemon::new(config, internal_tx, Box::new(RealOs))?;
     tracing::info!(
         "guardian {} started: {} jobs, control socket {}",
         env!("CARGO_PKG_VERSION"),
@@ -290,7 +294,11 @@ async fn serve(
 }
 
 impl Daemon {
-    fn new(config: Config, internal: mpsc::UnboundedSender<Internal>) -> anyhow::Result<Daemon> {
+    fn new(
+        config: Config,
+        internal: mpsc::UnboundedSender<Internal>,
+        os: Box<dyn Os>,
+    ) -> anyhow::Result<Daemon> {
         let (persisted, warning) = state::load(&config.settings.state_dir);
         if let Some(w) = warning {
             tracing::error!("{w}");
@@ -298,6 +306,7 @@ impl Daemon {
         let mut daemon = Daemon {
             jobs: BTreeMap::new(),
             pids: ProcessTable::new(),
+            os,
             timers: Timers::default(),
             persisted,
             graph: Graph::default(),
@@ -368,7 +377,7 @@ impl Daemon {
                 Work::Feed(name, input) => self.step(&name, input),
                 Work::Record(name, p, kind, text) => {
                     if let Some(job) = self.jobs.get_mut(&name) {
-                        job.m.record_failure(p, kind, text, Now::read());
+                        job.m.record_failure(p, kind, text, self.os.now());
                     }
                 }
                 Work::Dispatch { event, blocks } => self.dispatch(event, blocks),
@@ -381,7 +390,8 @@ impl Daemon {
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };
-        let effects = job.m.handle(input, Now::read());
+        let now = self.os.now();
+        let effects = job.m.handle(input, now);
         // Spawn results go first, ahead of work other jobs queued meanwhile.
         let mut follow: Vec<Work> = Vec::new();
         for effect in effects {
@@ -409,7 +419,7 @@ impl Daemon {
                         job: name.to_string(),
                         generation,
                     };
-                    self.timers.arm_in(Instant::now(), after, timer);
+                    self.timers.arm_in(now.mono, after, timer);
                 }
                 Effect::Emit(event) => self.emitted(name, event),
                 Effect::GaveUp => {
@@ -425,7 +435,7 @@ impl Daemon {
                         job: name.to_string(),
                         generation,
                     };
-                    self.timers.arm_in(Instant::now(), after, timer);
+                    self.timers.arm_in(now.mono, after, timer);
                 }
             }
         }
@@ -447,7 +457,9 @@ impl Daemon {
             .program(p)
             .ok_or_else(|| std::io::Error::other("nothing to run"))?;
         let extra = job.extra_env(p);
-        let spawned = spawn(&job.spec, program, &extra, Output::Log(&job.log.write))?;
+        let spawned = self
+            .os
+            .spawn(&job.spec, program, &extra, Output::Log(&job.log.write))?;
         self.pids.insert(
             spawned.pid,
             Owner::Job {
@@ -468,9 +480,9 @@ impl Daemon {
             p.as_str()
         );
         // A followed daemon may have left the group guardian made for its leader.
-        match crate::process::group_of(pid) {
-            Some(group) => group.signal(sig),
-            None => crate::process::signal_pid(pid, sig),
+        match self.os.group_of(pid) {
+            Some(group) => self.os.signal_group(group, sig),
+            None => self.os.signal_pid(pid, sig),
         }
     }
 
@@ -478,7 +490,7 @@ impl Daemon {
     /// table says whether a main process waited for stopped itself.
     fn reap(&mut self) {
         self.check_stopped_children();
-        while let Some((pid, owner)) = self.pids.peek() {
+        while let Some((pid, owner)) = self.pids.peek(&*self.os) {
             // A followed main process may hand over to a process in its own group, so its
             // group is only cleaned up once it is clear that it did not.
             let mut followed_group = None;
@@ -488,8 +500,8 @@ impl Daemon {
                     let follows =
                         *proc == Proc::Main && self.jobs.get(name).is_some_and(|j| j.follows());
                     if follows {
-                        followed_group = crate::process::group_of(pid);
-                        followed_ids = checks::tree::stat(pid).map(|s| (s.pgrp, s.session));
+                        followed_group = self.os.group_of(pid);
+                        followed_ids = self.os.ids_of(pid);
                     }
                     !follows
                 }
@@ -499,9 +511,9 @@ impl Daemon {
             if clean_group {
                 // The leader is a zombie, so its group id cannot be reused yet: whatever
                 // it left behind in its group goes with it.
-                Pgid::of_leader(pid).signal(Signal::SIGKILL);
+                self.os.signal_group(Pgid::of_leader(pid), Signal::SIGKILL);
             }
-            let Some((end, owner)) = self.pids.reap(pid) else {
+            let Some((end, owner)) = self.pids.reap(&*self.os, pid) else {
                 break;
             };
             self.route_end(pid, end, owner, followed_group, followed_ids);
@@ -542,7 +554,7 @@ impl Daemon {
                 }
                 let end = first.unwrap_or(end);
                 if let Some(group) = followed_group {
-                    group.signal(Signal::SIGKILL);
+                    self.os.signal_group(group, Signal::SIGKILL);
                 }
                 self.feed(&name, Input::Exited(proc, end));
             }
@@ -560,7 +572,7 @@ impl Daemon {
     }
 
     fn fire_timers(&mut self) {
-        let now = Instant::now();
+        let now = self.os.now().mono;
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Kill { job, generation } => {
@@ -747,6 +759,11 @@ impl Daemon {
         Ok(format!(
             "{added} added, {removed} removed, {changed} changed, {unchanged} unchanged"
         ))
+    }
+
+    /// The clocks, as the daemon reads them: once per input.
+    fn now(&self) -> Now {
+        self.os.now()
     }
 
     fn log_path(&self, name: &str) -> PathBuf {

@@ -86,11 +86,12 @@ impl Daemon {
     fn kill_all(&mut self) {
         tracing::warn!("second stop signal: killing every job now");
         for owner_pid in self.pids.keys() {
-            Pgid::of_leader(*owner_pid).signal(Signal::SIGKILL);
+            self.os
+                .signal_group(Pgid::of_leader(*owner_pid), Signal::SIGKILL);
         }
         for job in self.jobs.values() {
             if let Some(pid) = job.m.main_pid() {
-                crate::process::signal_pid(pid, Signal::SIGKILL);
+                self.os.signal_pid(pid, Signal::SIGKILL);
             }
         }
     }
