@@ -41,7 +41,11 @@ pub const MAX_WITHIN: u32 = 1_000;
 /// [`MAX_DURATION`], so this never needs its fallbacks; they are there so that no
 /// duration, wherever it came from, can make clock arithmetic panic.
 pub fn deadline(d: Duration) -> std::time::Instant {
-    let now = std::time::Instant::now();
+    deadline_from(std::time::Instant::now(), d)
+}
+
+/// The clock reading `d` after `now`, with [`deadline`]'s fallbacks.
+pub fn deadline_from(now: std::time::Instant, d: Duration) -> std::time::Instant {
     now.checked_add(d)
         .or_else(|| now.checked_add(MAX_DURATION))
         .unwrap_or(now)

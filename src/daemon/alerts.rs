@@ -1,7 +1,6 @@
 //! The daemon's side of alerts: turning what happens to jobs into alerts, routing them
 //! to the outbox, and reminding those who asked while a failure lasts.
 
-use std::cmp::Reverse;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -190,15 +189,13 @@ impl Daemon {
             }
         }
         for (every, to) in armed {
-            self.timers.push(Reverse((
-                crate::config::limits::deadline(every),
-                Timer::Remind {
-                    job: job.to_string(),
-                    check: check.map(str::to_string),
-                    to,
-                    episode,
-                },
-            )));
+            let timer = Timer::Remind {
+                job: job.to_string(),
+                check: check.map(str::to_string),
+                to,
+                episode,
+            };
+            self.timers.arm_in(self.now().mono, every, timer);
         }
     }
 
@@ -251,15 +248,13 @@ impl Daemon {
         let mut a = Alert::new(&job, Kind::Reminder, why);
         a.check = check.clone();
         let _ = tx.send(alert::Msg::Queue(vec![(To::Email(to.clone()), a)]));
-        self.timers.push(Reverse((
-            crate::config::limits::deadline(every),
-            Timer::Remind {
-                job,
-                check,
-                to,
-                episode,
-            },
-        )));
+        let timer = Timer::Remind {
+            job,
+            check,
+            to,
+            episode,
+        };
+        self.timers.arm_in(self.now().mono, every, timer);
     }
 
     /// At exit: a last try to deliver what waits (the `daemon-stopping` alert, say). What

@@ -22,7 +22,7 @@ use tokio::task::AbortHandle;
 
 use crate::alert::{self, Kind};
 use crate::config::check::{Action, CheckSpec};
-use crate::job::{CheckRestart, Input, Now, State};
+use crate::job::{CheckRestart, Input, State};
 use crate::logtext::Esc;
 
 use super::alerts::About;
@@ -405,10 +405,11 @@ impl Daemon {
         }
         match action {
             Action::Restart => {
+                let now = self.now();
                 let Some(job) = self.jobs.get_mut(name) else {
                     return;
                 };
-                if let CheckRestart::Unmonitor(limit) = job.m.check_restart(Now::read()) {
+                if let CheckRestart::Unmonitor(limit) = job.m.check_restart(now) {
                     // Restarting does not help: stop acting, say so, keep it running.
                     let why = format!(
                         "restarted {} times within {} by its checks; unmonitored",

@@ -40,8 +40,7 @@ impl Daemon {
         }
         match event {
             job::Event::Started => {
-                self.order.retain(|n| n != name);
-                self.order.push(name.to_string());
+                self.graph.started(name);
                 match m.main_pid() {
                     Some(pid) => tracing::info!("{name}: running, pid {pid}"),
                     None => tracing::info!("{name}: running"),
@@ -112,34 +111,9 @@ impl Daemon {
             return;
         };
         // Never wait on a job that (through others) waits on this one.
-        moved.retain(|m| !self.waits_on(m, &waiting));
-        if moved.is_empty() {
+        if !self.graph.hold(&waiting, moved) {
             self.work.push_back(Work::Feed(waiting, Input::Proceed));
-        } else {
-            tracing::debug!(
-                "{waiting}: waits for {} to move first",
-                moved.iter().cloned().collect::<Vec<_>>().join(", ")
-            );
-            self.blocked.insert(waiting, moved);
         }
-    }
-
-    /// Whether `job` is held, directly or through other held jobs, until `other` moves.
-    fn waits_on(&self, job: &str, other: &str) -> bool {
-        let mut stack = vec![job.to_string()];
-        let mut seen = std::collections::BTreeSet::new();
-        while let Some(j) = stack.pop() {
-            if j == other {
-                return true;
-            }
-            if !seen.insert(j.clone()) {
-                continue;
-            }
-            if let Some(on) = self.blocked.get(&j) {
-                stack.extend(on.iter().cloned());
-            }
-        }
-        false
     }
 
     /// `name` moved: jobs waiting on it may go on once all they wait for have moved.
@@ -150,14 +124,7 @@ impl Daemon {
         if !job.m.settled() {
             return;
         }
-        let mut freed = Vec::new();
-        for (waiting, on) in self.blocked.iter_mut() {
-            if on.remove(name) && on.is_empty() {
-                freed.push(waiting.clone());
-            }
-        }
-        for waiting in freed {
-            self.blocked.remove(&waiting);
+        for waiting in self.graph.moved(name) {
             self.work.push_back(Work::Feed(waiting, Input::Proceed));
         }
     }

@@ -12,7 +12,6 @@
 //! 0 starts the wait: a master killed by a signal, or failing, did not hand over.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use nix::sys::signal::Signal;
 use tokio::task::AbortHandle;
@@ -114,16 +113,11 @@ impl Daemon {
                 generation,
                 self.internal.clone(),
             ));
-            let at = Instant::now()
-                .checked_add(timeout)
-                .unwrap_or_else(Instant::now);
-            self.timers.push(std::cmp::Reverse((
-                at,
-                Timer::Handover {
-                    job: name.to_string(),
-                    generation,
-                },
-            )));
+            let timer = Timer::Handover {
+                job: name.to_string(),
+                generation,
+            };
+            self.timers.arm_in(self.now().mono, timeout, timer);
             if let Some(job) = self.jobs.get_mut(name) {
                 job.handover = Some(Handover {
                     generation,
@@ -192,7 +186,7 @@ impl Daemon {
             ids.push((s.pgrp, s.session));
         }
         for pid in self.remnants(name, &ids) {
-            crate::process::signal_pid(pid, Signal::SIGKILL);
+            self.os.signal_pid(pid, Signal::SIGKILL);
         }
         self.work.push_back(Work::Feed(
             name.to_string(),

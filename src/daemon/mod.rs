@@ -10,40 +10,45 @@
 mod alerts;
 mod checking;
 mod events;
+mod graph;
 mod handover;
 mod logs;
 mod ready;
 mod requests;
 mod run;
+mod runtime;
+mod shutdown;
 pub mod state;
 mod status;
+#[cfg(test)]
+mod tests;
+mod timers;
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::Context;
 use nix::sys::signal::Signal;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::{Config, JobSpec, Program};
+use crate::config::{Config, JobSpec};
 use crate::control::server::{self, Bound};
 use crate::event::Event;
 use crate::event::expr::Watch;
 use crate::files;
-use crate::job::{
-    AutoStart, Effect, FailureId, FailureKind, Input, Machine, Now, Policy, Proc, ProcessEnd,
-    State, Until,
-};
-use crate::process::spawn::{Output, spawn};
+use crate::job::{AutoStart, Effect, FailureKind, Input, Now, Proc, ProcessEnd, State};
+use crate::process::os::{Os, RealOs};
+use crate::process::spawn::Output;
 use crate::process::table::ProcessTable;
 use crate::process::{Pgid, reaper};
 
+use graph::Graph;
 use logs::LogPipe;
-use ready::ReadyRt;
+use runtime::{After, Job, Outcome, Waiter};
+use shutdown::Shutdown;
 use state::Persisted;
+use timers::{Timer, Timers};
 
 /// Who a child process belongs to, in the process table.
 enum Owner {
@@ -57,97 +62,6 @@ enum Owner {
     /// starter that outlives the daemon it started): its end means nothing.
     Former {
         name: String,
-    },
-}
-
-type Outcome = Result<String, String>;
-
-struct Waiter {
-    until: Until,
-    tx: oneshot::Sender<Outcome>,
-}
-
-/// What to do with a job once it is down.
-enum After {
-    Nothing,
-    /// It was removed from the configuration.
-    Remove,
-    /// Its file changed: take the new spec, then start it again.
-    Replace(Box<JobSpec>),
-}
-
-struct Job {
-    spec: JobSpec,
-    m: Machine,
-    log: LogPipe,
-    waiters: Vec<Waiter>,
-    after: After,
-    start_on: Option<Watch>,
-    stop_on: Option<Watch>,
-    /// The variables of the event that started the job, for its processes.
-    start_env: Vec<(String, String)>,
-    /// How the job's main process is being found ready, while it is.
-    readiness: Option<ReadyRt>,
-    /// A seamless restart whose successor the pid file does not name yet.
-    handover: Option<handover::Handover>,
-    checks: Vec<checking::CheckRt>,
-    /// The main pid as the check tasks see it.
-    main_pid_shared: checking::SharedPid,
-    /// The failure last alerted about, so each is told once.
-    failure_alerted: Option<FailureId>,
-}
-
-impl Job {
-    /// Takes `spec` as the job's configuration: its lifecycle policy, its event
-    /// expressions and its checks follow it. Only for a job that is down.
-    fn apply(&mut self, spec: JobSpec) {
-        self.m.set_policy(Policy::of(&spec));
-        self.start_on = spec.start_on.as_ref().map(|o| Watch::new(o.expr.clone()));
-        self.stop_on = spec.stop_on.as_ref().map(|o| Watch::new(o.expr.clone()));
-        self.checks = spec
-            .checks
-            .iter()
-            .cloned()
-            .map(checking::CheckRt::new)
-            .collect();
-        self.spec = spec;
-    }
-
-    /// Whether guardian follows a main process other than the one it spawned (a daemon
-    /// that forks, a pid file): then the spawned leader's exit is not the job's end,
-    /// and its process group is not cleaned up when it exits.
-    fn follows(&self) -> bool {
-        crate::job::readiness::follows(self.spec.expect, self.spec.pidfile.is_some())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Timer {
-    Kill {
-        job: String,
-        generation: u64,
-    },
-    ReadyDeadline {
-        job: String,
-        generation: u64,
-    },
-    /// A job that failed quickly may be respawned now.
-    Respawn {
-        job: String,
-        generation: u64,
-    },
-    /// A followed daemon's successor did not show up in its pid file in time.
-    Handover {
-        job: String,
-        generation: u64,
-    },
-    /// A reminder to `to` is due, if the failure (`check` of `job`, or with none the
-    /// job in `failed`) still lasts: the same one, told by its `episode`.
-    Remind {
-        job: String,
-        check: Option<String>,
-        to: String,
-        episode: u64,
     },
 }
 
@@ -179,12 +93,6 @@ pub(crate) enum Internal {
     },
 }
 
-struct Shutdown {
-    /// Jobs still to stop, the next one last.
-    queue: Vec<String>,
-    current: Option<String>,
-}
-
 enum Work {
     Feed(String, Input),
     Record(String, Proc, FailureKind, String),
@@ -201,15 +109,15 @@ pub struct Daemon {
     jobs: BTreeMap<String, Box<Job>>,
     /// Every child and who it belongs to; the one owner of `wait`.
     pids: ProcessTable<Owner>,
-    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    /// What the daemon does to the system goes through here.
+    os: Box<dyn Os>,
+    timers: Timers,
     persisted: Persisted,
-    /// Jobs in the order they last reached `running`, for stopping in reverse.
-    order: Vec<String>,
+    /// The order jobs started in, and which wait for others to move.
+    graph: Graph,
     shutdown: Option<Shutdown>,
     work: VecDeque<Work>,
     pumping: bool,
-    /// Jobs held in `starting` / `stopping` until these jobs have finished moving.
-    blocked: BTreeMap<String, BTreeSet<String>>,
     internal: mpsc::UnboundedSender<Internal>,
     http: Option<(checks::HttpClient, checks::HttpClient)>,
     host_checks: Vec<checking::CheckRt>,
@@ -322,7 +230,7 @@ async fn serve(
     let (tx, mut rx) = mpsc::channel::<server::Envelope>(256);
     let (internal_tx, mut internal_rx) = mpsc::unbounded_channel();
 
-    let mut daemon = Daemon::new(config, internal_tx)?;
+    let mut daemon = Daemon::new(config, internal_tx, Box::new(RealOs))?;
     tracing::info!(
         "guardian {} started: {} jobs, control socket {}",
         env!("CARGO_PKG_VERSION"),
@@ -352,7 +260,7 @@ async fn serve(
 
     let mut stops_seen = 0;
     while !daemon.finished() {
-        let next = daemon.timers.peek().map(|Reverse((at, _))| *at);
+        let next = daemon.timers.next_deadline();
         let sleep = async {
             match next {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -386,7 +294,11 @@ async fn serve(
 }
 
 impl Daemon {
-    fn new(config: Config, internal: mpsc::UnboundedSender<Internal>) -> anyhow::Result<Daemon> {
+    fn new(
+        config: Config,
+        internal: mpsc::UnboundedSender<Internal>,
+        os: Box<dyn Os>,
+    ) -> anyhow::Result<Daemon> {
         let (persisted, warning) = state::load(&config.settings.state_dir);
         if let Some(w) = warning {
             tracing::error!("{w}");
@@ -394,14 +306,14 @@ impl Daemon {
         let mut daemon = Daemon {
             jobs: BTreeMap::new(),
             pids: ProcessTable::new(),
-            timers: BinaryHeap::new(),
+            os,
+            timers: Timers::default(),
             persisted,
-            order: Vec::new(),
+            graph: Graph::default(),
             shutdown: None,
             config,
             work: VecDeque::new(),
             pumping: false,
-            blocked: BTreeMap::new(),
             internal,
             http: None,
             host_checks: Vec::new(),
@@ -422,25 +334,9 @@ impl Daemon {
         let access = files::Access::private_or_group(s.log_group.as_ref().map(|g| g.gid));
         let log = LogPipe::open(path, s.log_max_size, s.log_keep, access)
             .with_context(|| format!("{}: cannot set up its log", spec.name))?;
-        let mut m = Machine::new(Policy::of(&spec));
-        m.set_monitored(!self.persisted.unmonitored.contains(&spec.name));
-        m.set_manual_stop(self.persisted.stopped.contains(&spec.name));
-        let mut job = Job {
-            m,
-            start_on: None,
-            stop_on: None,
-            spec: JobSpec::new(&spec.name, &spec.file),
-            log,
-            waiters: Vec::new(),
-            after: After::Nothing,
-            start_env: Vec::new(),
-            readiness: None,
-            handover: None,
-            checks: Vec::new(),
-            main_pid_shared: Default::default(),
-            failure_alerted: None,
-        };
-        job.apply(spec);
+        let stopped = self.persisted.stopped.contains(&spec.name);
+        let monitored = !self.persisted.unmonitored.contains(&spec.name);
+        let job = Job::new(spec, log, stopped, monitored);
         self.jobs.insert(job.spec.name.clone(), Box::new(job));
         Ok(())
     }
@@ -464,13 +360,6 @@ impl Daemon {
         self.pump();
     }
 
-    fn finished(&self) -> bool {
-        self.shutdown
-            .as_ref()
-            .is_some_and(|s| s.queue.is_empty() && s.current.is_none())
-            && self.jobs.values().all(|j| j.m.is_down())
-    }
-
     /// Feeds one input to a job and carries out everything that follows from it.
     fn feed(&mut self, name: &str, input: Input) {
         self.work.push_back(Work::Feed(name.to_string(), input));
@@ -488,7 +377,7 @@ impl Daemon {
                 Work::Feed(name, input) => self.step(&name, input),
                 Work::Record(name, p, kind, text) => {
                     if let Some(job) = self.jobs.get_mut(&name) {
-                        job.m.record_failure(p, kind, text, Now::read());
+                        job.m.record_failure(p, kind, text, self.os.now());
                     }
                 }
                 Work::Dispatch { event, blocks } => self.dispatch(event, blocks),
@@ -501,7 +390,8 @@ impl Daemon {
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };
-        let effects = job.m.handle(input, Now::read());
+        let now = self.os.now();
+        let effects = job.m.handle(input, now);
         // Spawn results go first, ahead of work other jobs queued meanwhile.
         let mut follow: Vec<Work> = Vec::new();
         for effect in effects {
@@ -529,8 +419,7 @@ impl Daemon {
                         job: name.to_string(),
                         generation,
                     };
-                    self.timers
-                        .push(Reverse((crate::config::limits::deadline(after), timer)));
+                    self.timers.arm_in(now.mono, after, timer);
                 }
                 Effect::Emit(event) => self.emitted(name, event),
                 Effect::GaveUp => {
@@ -546,10 +435,7 @@ impl Daemon {
                         job: name.to_string(),
                         generation,
                     };
-                    let at = Instant::now()
-                        .checked_add(after)
-                        .unwrap_or_else(Instant::now);
-                    self.timers.push(Reverse((at, timer)));
+                    self.timers.arm_in(now.mono, after, timer);
                 }
             }
         }
@@ -557,16 +443,6 @@ impl Daemon {
             self.work.push_front(w);
         }
         self.settle(name);
-    }
-
-    fn program(spec: &JobSpec, p: Proc) -> Option<&Program> {
-        match p {
-            Proc::Main => spec.main.as_ref(),
-            Proc::PreStart => spec.hooks.pre_start.as_ref(),
-            Proc::PostStart => spec.hooks.post_start.as_ref(),
-            Proc::PreStop => spec.hooks.pre_stop.as_ref(),
-            Proc::PostStop => spec.hooks.post_stop.as_ref(),
-        }
     }
 
     fn spawn_proc(&mut self, name: &str, p: Proc) -> std::io::Result<u32> {
@@ -577,24 +453,13 @@ impl Daemon {
             .jobs
             .get(name)
             .ok_or_else(|| std::io::Error::other("job is gone"))?;
-        let program =
-            Self::program(&job.spec, p).ok_or_else(|| std::io::Error::other("nothing to run"))?;
-        let mut extra: Vec<(&str, &str)> = job
-            .start_env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        if p != Proc::Main {
-            extra.push(("GUARDIAN_PROCESS", p.as_str()));
-        }
-        if let Some(sock) = job
-            .readiness
-            .as_ref()
-            .and_then(|r| r.notify_socket.as_deref())
-        {
-            extra.push(("NOTIFY_SOCKET", sock));
-        }
-        let spawned = spawn(&job.spec, program, &extra, Output::Log(&job.log.write))?;
+        let program = job
+            .program(p)
+            .ok_or_else(|| std::io::Error::other("nothing to run"))?;
+        let extra = job.extra_env(p);
+        let spawned = self
+            .os
+            .spawn(&job.spec, program, &extra, Output::Log(&job.log.write))?;
         self.pids.insert(
             spawned.pid,
             Owner::Job {
@@ -615,9 +480,9 @@ impl Daemon {
             p.as_str()
         );
         // A followed daemon may have left the group guardian made for its leader.
-        match crate::process::group_of(pid) {
-            Some(group) => group.signal(sig),
-            None => crate::process::signal_pid(pid, sig),
+        match self.os.group_of(pid) {
+            Some(group) => self.os.signal_group(group, sig),
+            None => self.os.signal_pid(pid, sig),
         }
     }
 
@@ -625,7 +490,7 @@ impl Daemon {
     /// table says whether a main process waited for stopped itself.
     fn reap(&mut self) {
         self.check_stopped_children();
-        while let Some((pid, owner)) = self.pids.peek() {
+        while let Some((pid, owner)) = self.pids.peek(&*self.os) {
             // A followed main process may hand over to a process in its own group, so its
             // group is only cleaned up once it is clear that it did not.
             let mut followed_group = None;
@@ -635,8 +500,8 @@ impl Daemon {
                     let follows =
                         *proc == Proc::Main && self.jobs.get(name).is_some_and(|j| j.follows());
                     if follows {
-                        followed_group = crate::process::group_of(pid);
-                        followed_ids = checks::tree::stat(pid).map(|s| (s.pgrp, s.session));
+                        followed_group = self.os.group_of(pid);
+                        followed_ids = self.os.ids_of(pid);
                     }
                     !follows
                 }
@@ -646,9 +511,9 @@ impl Daemon {
             if clean_group {
                 // The leader is a zombie, so its group id cannot be reused yet: whatever
                 // it left behind in its group goes with it.
-                Pgid::of_leader(pid).signal(Signal::SIGKILL);
+                self.os.signal_group(Pgid::of_leader(pid), Signal::SIGKILL);
             }
-            let Some((end, owner)) = self.pids.reap(pid) else {
+            let Some((end, owner)) = self.pids.reap(&*self.os, pid) else {
                 break;
             };
             self.route_end(pid, end, owner, followed_group, followed_ids);
@@ -689,7 +554,7 @@ impl Daemon {
                 }
                 let end = first.unwrap_or(end);
                 if let Some(group) = followed_group {
-                    group.signal(Signal::SIGKILL);
+                    self.os.signal_group(group, Signal::SIGKILL);
                 }
                 self.feed(&name, Input::Exited(proc, end));
             }
@@ -707,14 +572,8 @@ impl Daemon {
     }
 
     fn fire_timers(&mut self) {
-        let now = Instant::now();
-        while let Some(Reverse((at, _))) = self.timers.peek() {
-            if *at > now {
-                break;
-            }
-            let Some(Reverse((_, timer))) = self.timers.pop() else {
-                break;
-            };
+        let now = self.os.now().mono;
+        while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Kill { job, generation } => {
                     if self
@@ -804,8 +663,7 @@ impl Daemon {
                                 w.tx.send(Err(format!("{name}: removed from the configuration")));
                         }
                     }
-                    self.order.retain(|n| n != name);
-                    self.blocked.remove(name);
+                    self.graph.remove(name);
                     tracing::info!("{name}: removed");
                 }
                 After::Replace(spec) => {
@@ -817,70 +675,6 @@ impl Daemon {
             }
         }
         self.advance_shutdown();
-    }
-
-    fn begin_shutdown(&mut self, signals_seen: u32) {
-        if signals_seen > 1 {
-            tracing::warn!("second stop signal: killing every job now");
-            for owner_pid in self.pids.keys() {
-                Pgid::of_leader(*owner_pid).signal(Signal::SIGKILL);
-            }
-            for job in self.jobs.values() {
-                if let Some(pid) = job.m.main_pid() {
-                    crate::process::signal_pid(pid, Signal::SIGKILL);
-                }
-            }
-            return;
-        }
-        tracing::info!("stopping every job, most recently started first");
-        self.alert(
-            alerts::About::Daemon,
-            crate::alert::Kind::DaemonStopping,
-            None,
-            "guardian is stopping every job and exiting".into(),
-            None,
-        );
-        let mut queue: Vec<String> = self
-            .jobs
-            .iter()
-            .filter(|(n, j)| !j.m.is_down() && !self.order.contains(n))
-            .map(|(n, _)| n.clone())
-            .collect();
-        queue.extend(self.order.iter().cloned());
-        self.shutdown = Some(Shutdown {
-            queue,
-            current: None,
-        });
-        self.work.push_back(Work::Dispatch {
-            event: Event::new("shutdown"),
-            blocks: None,
-        });
-        self.pump();
-        self.advance_shutdown();
-    }
-
-    /// Stops the next job once the current one is down.
-    fn advance_shutdown(&mut self) {
-        loop {
-            let Some(sd) = self.shutdown.as_mut() else {
-                return;
-            };
-            if let Some(cur) = &sd.current {
-                if self.jobs.get(cur).is_some_and(|j| !j.m.is_down()) {
-                    return;
-                }
-                sd.current = None;
-            }
-            let Some(next) = sd.queue.pop() else {
-                return;
-            };
-            let up = self.jobs.get(&next).is_some_and(|j| !j.m.is_down());
-            if up {
-                sd.current = Some(next.clone());
-                self.work.push_back(Work::Feed(next, Input::Stop));
-                self.pump();
-            }
-        }
     }
 
     fn save_state(&mut self) {
@@ -965,6 +759,11 @@ impl Daemon {
         Ok(format!(
             "{added} added, {removed} removed, {changed} changed, {unchanged} unchanged"
         ))
+    }
+
+    /// The clocks, as the daemon reads them: once per input.
+    fn now(&self) -> Now {
+        self.os.now()
     }
 
     fn log_path(&self, name: &str) -> PathBuf {

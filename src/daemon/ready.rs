@@ -52,6 +52,7 @@ impl Daemon {
     /// socket it must be given.
     pub(super) fn prepare_main(&mut self, name: &str) -> std::io::Result<()> {
         let tx = self.internal.clone();
+        let now = self.now().mono;
         let Some(job) = self.jobs.get_mut(name) else {
             return Ok(());
         };
@@ -66,7 +67,7 @@ impl Daemon {
             job.spec.pidfile.is_some(),
             job.spec.ready.is_some(),
             deadline,
-            Instant::now(),
+            now,
         ) else {
             return Ok(());
         };
@@ -118,7 +119,7 @@ impl Daemon {
                             job: name.to_string(),
                             generation,
                         };
-                        self.timers.push(std::cmp::Reverse((at, timer)));
+                        self.timers.arm(at, timer);
                     }
                     ReadyEffect::WatchPidFile => self.watch_ready_pidfile(name, generation),
                     ReadyEffect::LookForForkedChild => {
@@ -130,14 +131,14 @@ impl Daemon {
                     }
                     ReadyEffect::LookForStop => {
                         if let Some(pid) = self.jobs.get(name).and_then(|j| j.m.main_pid())
-                            && self.pids.stopped(pid)
+                            && self.pids.stopped(&*self.os, pid)
                         {
                             inputs.push_back(ReadyInput::MainStopped);
                         }
                     }
                     ReadyEffect::Continue(pid) => {
                         tracing::debug!("{name}: stopped itself, continuing it");
-                        crate::process::signal_pid(pid, Signal::SIGCONT);
+                        self.os.signal_pid(pid, Signal::SIGCONT);
                     }
                     ReadyEffect::RunProbe => {
                         if let Err(reason) = self.run_ready_probe(name, generation) {
@@ -406,7 +407,7 @@ impl Daemon {
             .iter()
             .filter_map(|(n, j)| {
                 let pid = j.readiness.as_ref()?.m.awaits_stop()?;
-                self.pids.stopped(pid).then(|| n.clone())
+                self.pids.stopped(&*self.os, pid).then(|| n.clone())
             })
             .collect();
         for name in stopped {

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use crate::config::Program;
 use crate::job::ProcessEnd;
 use crate::process::Pgid;
-use crate::process::spawn::{Output, spawn};
+use crate::process::spawn::Output;
 
 use super::{Daemon, Owner};
 
@@ -42,7 +42,10 @@ impl Daemon {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let spawned = match spawn(&job.spec, &req.program, &env, Output::Capture) {
+        let spawned = match self
+            .os
+            .spawn(&job.spec, &req.program, &env, Output::Capture)
+        {
             Ok(s) => s,
             Err(e) => {
                 let _ = req.reply.send(Err(e.to_string()));

@@ -1,9 +1,11 @@
 //! Processes: spawning a job's programs in their own process group with the job's user,
 //! environment and limits; signalling groups; the process table, which owns every
-//! `wait`; watching files with inotify.
+//! `wait`; the [`os::Os`] trait the daemon does all of this through; watching files
+//! with inotify.
 
 pub mod env;
 pub mod lock_watch;
+pub mod os;
 pub mod reaper;
 pub mod spawn;
 pub mod stat;

@@ -8,7 +8,9 @@
 //! [`ProcessTable::reap`] collects it and hands back its owner. A child that stopped
 //! itself (SIGSTOP, for `expect = "stop"`) is seen with [`ProcessTable::stopped`].
 //!
-//! The owner type is the caller's: the table knows pids, not jobs.
+//! The owner type is the caller's: the table knows pids, not jobs. The waiting itself
+//! goes through the daemon's [`Os`] (for the system, [`super::os::RealOs`], which calls
+//! this module's `wait_` functions), so a test can stand in for the children.
 
 use std::collections::HashMap;
 
@@ -16,6 +18,8 @@ use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
 
 use crate::job::ProcessEnd;
+
+use super::os::Os;
 
 /// Children of guardian's and who they belong to.
 pub struct ProcessTable<O> {
@@ -60,37 +64,42 @@ impl<O> ProcessTable<O> {
 
     /// A child that has exited and waits to be reaped, if any, with its owner. It stays
     /// a zombie until [`ProcessTable::reap`].
-    pub fn peek(&self) -> Option<(u32, Option<&O>)> {
-        let pid = peek()?;
+    pub fn peek(&self, os: &dyn Os) -> Option<(u32, Option<&O>)> {
+        let pid = os.exited()?;
         Some((pid, self.pids.get(&pid)))
     }
 
     /// Reaps the child `pid`, which [`ProcessTable::peek`] named: how it ended, and its
     /// owner, who is forgotten. None if it cannot be reaped (then it stays known).
-    pub fn reap(&mut self, pid: u32) -> Option<(ProcessEnd, Option<O>)> {
-        let end = reap(pid)?;
+    pub fn reap(&mut self, os: &dyn Os, pid: u32) -> Option<(ProcessEnd, Option<O>)> {
+        let end = os.reap(pid)?;
         Some((end, self.pids.remove(&pid)))
     }
 
     /// Whether the child `pid` has stopped (SIGSTOP) since this was last asked. The
     /// child is not reaped, and a child that exited is not reported here.
-    pub fn stopped(&self, pid: u32) -> bool {
-        let Ok(raw) = i32::try_from(pid) else {
-            return false;
-        };
-        let flags = WaitPidFlag::WSTOPPED | WaitPidFlag::WNOHANG;
-        loop {
-            match waitid(Id::Pid(Pid::from_raw(raw)), flags) {
-                Ok(WaitStatus::Stopped(_, _)) => return true,
-                Err(nix::errno::Errno::EINTR) => continue,
-                _ => return false,
-            }
+    pub fn stopped(&self, os: &dyn Os, pid: u32) -> bool {
+        os.stopped(pid)
+    }
+}
+
+/// Whether the child `pid` has stopped (SIGSTOP) since this was last asked.
+pub(super) fn wait_stopped(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    let flags = WaitPidFlag::WSTOPPED | WaitPidFlag::WNOHANG;
+    loop {
+        match waitid(Id::Pid(Pid::from_raw(raw)), flags) {
+            Ok(WaitStatus::Stopped(_, _)) => return true,
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => return false,
         }
     }
 }
 
 /// The pid of a child that has exited and waits to be reaped, if any.
-fn peek() -> Option<u32> {
+pub(super) fn wait_exited() -> Option<u32> {
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
     loop {
         match waitid(Id::All, flags) {
@@ -102,7 +111,7 @@ fn peek() -> Option<u32> {
 }
 
 /// Reaps the child `pid` and says how it ended.
-fn reap(pid: u32) -> Option<ProcessEnd> {
+pub(super) fn wait_reap(pid: u32) -> Option<ProcessEnd> {
     let raw = Pid::from_raw(i32::try_from(pid).ok()?);
     loop {
         match waitpid(raw, Some(WaitPidFlag::WNOHANG)) {
@@ -118,6 +127,7 @@ fn reap(pid: u32) -> Option<ProcessEnd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::os::RealOs;
 
     // These tests fork real children of the test process; each waits for its own pid
     // only through the table, and the table never waits for a pid it was not given
@@ -139,7 +149,7 @@ mod tests {
     ) -> (ProcessEnd, Option<&'static str>) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            if let Some(r) = t.reap(pid) {
+            if let Some(r) = t.reap(&RealOs, pid) {
                 return r;
             }
             assert!(std::time::Instant::now() < deadline, "{pid} never ended");
@@ -165,11 +175,11 @@ mod tests {
         let pid = spawn_sh("kill -STOP $$; exit 0");
         t.insert(pid, "stopper");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !t.stopped(pid) {
+        while !t.stopped(&RealOs, pid) {
             assert!(std::time::Instant::now() < deadline, "never saw the stop");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        assert!(!t.stopped(pid), "a stop is reported once");
+        assert!(!t.stopped(&RealOs, pid), "a stop is reported once");
         crate::process::signal_pid(pid, nix::sys::signal::Signal::SIGCONT);
         let (end, owner) = reap_within(&mut t, pid);
         assert_eq!(end, ProcessEnd::Exited(0));

@@ -1,0 +1,133 @@
+//! What the daemon knows of how jobs depend on each other at run time: the order in
+//! which they last reached `running` (a shutdown stops them in reverse), and which jobs
+//! are held in `starting` / `stopping` until others have finished moving.
+//!
+//! Which events set off which jobs is decided by their watches (`events.rs`); this
+//! holds only what follows from that, by name.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Default)]
+pub(super) struct Graph {
+    /// Jobs in the order they last reached `running`.
+    order: Vec<String>,
+    /// Jobs held until these jobs have finished moving.
+    blocked: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Graph {
+    /// `name` reached `running`: it is now the most recently started.
+    pub fn started(&mut self, name: &str) {
+        self.order.retain(|n| n != name);
+        self.order.push(name.to_string());
+    }
+
+    /// Holds `waiting` until every job in `on` has moved, leaving out those that
+    /// (through others) wait on `waiting`, which would never move. Says whether it is
+    /// held: false if there is nothing left to wait for.
+    pub fn hold(&mut self, waiting: &str, mut on: BTreeSet<String>) -> bool {
+        on.retain(|m| !self.waits_on(m, waiting));
+        if on.is_empty() {
+            return false;
+        }
+        tracing::debug!(
+            "{waiting}: waits for {} to move first",
+            on.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+        self.blocked.insert(waiting.to_string(), on);
+        true
+    }
+
+    /// Whether `job` is held, directly or through other held jobs, until `other` moves.
+    pub fn waits_on(&self, job: &str, other: &str) -> bool {
+        let mut stack = vec![job];
+        let mut seen = BTreeSet::new();
+        while let Some(j) = stack.pop() {
+            if j == other {
+                return true;
+            }
+            if !seen.insert(j) {
+                continue;
+            }
+            if let Some(on) = self.blocked.get(j) {
+                stack.extend(on.iter().map(String::as_str));
+            }
+        }
+        false
+    }
+
+    /// `name` has finished moving: the jobs that waited only for it may go on.
+    pub fn moved(&mut self, name: &str) -> Vec<String> {
+        let mut freed = Vec::new();
+        for (waiting, on) in self.blocked.iter_mut() {
+            if on.remove(name) && on.is_empty() {
+                freed.push(waiting.clone());
+            }
+        }
+        for waiting in &freed {
+            self.blocked.remove(waiting);
+        }
+        freed
+    }
+
+    /// `name` is gone from the configuration.
+    pub fn remove(&mut self, name: &str) {
+        self.order.retain(|n| n != name);
+        self.blocked.remove(name);
+    }
+
+    /// The order to stop jobs in at shutdown, the first to stop last: the jobs of `up`
+    /// that never reached `running` (stopped first), then the others in the order
+    /// they reached it.
+    pub fn shutdown_order<'a>(&self, up: impl Iterator<Item = &'a str>) -> Vec<String> {
+        let mut queue: Vec<String> = up
+            .filter(|n| !self.order.iter().any(|o| o == n))
+            .map(str::to_string)
+            .collect();
+        queue.extend(self.order.iter().cloned());
+        queue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn a_held_job_goes_on_once_all_it_waits_for_moved() {
+        let mut g = Graph::default();
+        assert!(g.hold("web", set(&["db", "cache"])));
+        assert!(g.moved("db").is_empty());
+        assert_eq!(g.moved("cache"), vec!["web".to_string()]);
+        assert!(g.moved("cache").is_empty(), "freed once");
+    }
+
+    #[test]
+    fn a_job_never_waits_on_one_that_waits_on_it() {
+        let mut g = Graph::default();
+        assert!(g.hold("a", set(&["b"])));
+        assert!(g.hold("b", set(&["c"])));
+        // c waiting on a would close a circle through b: it is not held.
+        assert!(!g.hold("c", set(&["a"])));
+        assert!(g.waits_on("a", "c"));
+        assert!(!g.waits_on("c", "a"));
+    }
+
+    #[test]
+    fn shutdown_stops_the_most_recently_started_first() {
+        let mut g = Graph::default();
+        g.started("a");
+        g.started("b");
+        g.started("a");
+        // `c` is up but never reached running; `gone` was removed.
+        g.started("gone");
+        g.remove("gone");
+        let q = g.shutdown_order(["a", "b", "c"].into_iter());
+        // Popped from the end: a first, then b, then c.
+        assert_eq!(q, vec!["c", "b", "a"]);
+    }
+}

@@ -1,0 +1,135 @@
+//! A job at run time: its lifecycle machine and what the daemon holds for it while it
+//! lives (its spec, its log pipe, the clients waiting on it, its event watches, the
+//! helpers of its readiness, handover and checks).
+
+use tokio::sync::oneshot;
+
+use crate::config::{JobSpec, Program};
+use crate::event::expr::Watch;
+use crate::job::{FailureId, Machine, Policy, Proc, Until};
+
+use super::checking;
+use super::handover::Handover;
+use super::logs::LogPipe;
+use super::ready::ReadyRt;
+
+/// What a client waiting on a job is told: done, or why not.
+pub(super) type Outcome = Result<String, String>;
+
+/// A client waiting for a job to reach `until`.
+pub(super) struct Waiter {
+    pub until: Until,
+    pub tx: oneshot::Sender<Outcome>,
+}
+
+/// What to do with a job once it is down.
+pub(super) enum After {
+    Nothing,
+    /// It was removed from the configuration.
+    Remove,
+    /// Its file changed: take the new spec, then start it again.
+    Replace(Box<JobSpec>),
+}
+
+pub(super) struct Job {
+    pub spec: JobSpec,
+    pub m: Machine,
+    pub log: LogPipe,
+    pub waiters: Vec<Waiter>,
+    pub after: After,
+    pub start_on: Option<Watch>,
+    pub stop_on: Option<Watch>,
+    /// The variables of the event that started the job, for its processes.
+    pub start_env: Vec<(String, String)>,
+    /// How the job's main process is being found ready, while it is.
+    pub readiness: Option<ReadyRt>,
+    /// A seamless restart whose successor the pid file does not name yet.
+    pub handover: Option<Handover>,
+    pub checks: Vec<checking::CheckRt>,
+    /// The main pid as the check tasks see it.
+    pub main_pid_shared: checking::SharedPid,
+    /// The failure last alerted about, so each is told once.
+    pub failure_alerted: Option<FailureId>,
+}
+
+impl Job {
+    /// A job of `spec`, down, with what a person decided about it before (stopped by
+    /// hand, unmonitored), logging to `log`.
+    pub fn new(spec: JobSpec, log: LogPipe, manual_stop: bool, monitored: bool) -> Job {
+        let mut m = Machine::new(Policy::of(&spec));
+        m.set_monitored(monitored);
+        m.set_manual_stop(manual_stop);
+        let mut job = Job {
+            m,
+            start_on: None,
+            stop_on: None,
+            spec: JobSpec::new(&spec.name, &spec.file),
+            log,
+            waiters: Vec::new(),
+            after: After::Nothing,
+            start_env: Vec::new(),
+            readiness: None,
+            handover: None,
+            checks: Vec::new(),
+            main_pid_shared: Default::default(),
+            failure_alerted: None,
+        };
+        job.apply(spec);
+        job
+    }
+
+    /// Takes `spec` as the job's configuration: its lifecycle policy, its event
+    /// expressions and its checks follow it. Only for a job that is down.
+    pub fn apply(&mut self, spec: JobSpec) {
+        self.m.set_policy(Policy::of(&spec));
+        self.start_on = spec.start_on.as_ref().map(|o| Watch::new(o.expr.clone()));
+        self.stop_on = spec.stop_on.as_ref().map(|o| Watch::new(o.expr.clone()));
+        self.checks = spec
+            .checks
+            .iter()
+            .cloned()
+            .map(checking::CheckRt::new)
+            .collect();
+        self.spec = spec;
+    }
+
+    /// Whether guardian follows a main process other than the one it spawned (a daemon
+    /// that forks, a pid file): then the spawned leader's exit is not the job's end,
+    /// and its process group is not cleaned up when it exits.
+    pub fn follows(&self) -> bool {
+        crate::job::readiness::follows(self.spec.expect, self.spec.pidfile.is_some())
+    }
+
+    /// What the job runs as process `p`, if it has one.
+    pub fn program(&self, p: Proc) -> Option<&Program> {
+        let spec = &self.spec;
+        match p {
+            Proc::Main => spec.main.as_ref(),
+            Proc::PreStart => spec.hooks.pre_start.as_ref(),
+            Proc::PostStart => spec.hooks.post_start.as_ref(),
+            Proc::PreStop => spec.hooks.pre_stop.as_ref(),
+            Proc::PostStop => spec.hooks.post_stop.as_ref(),
+        }
+    }
+
+    /// The variables a process `p` of the job gets beyond its environment: the starting
+    /// event's, which process it is (for a hook), and where to say READY=1.
+    pub fn extra_env(&self, p: Proc) -> Vec<(&str, &str)> {
+        let mut extra: Vec<(&str, &str)> = self
+            .start_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if p != Proc::Main {
+            extra.push(("GUARDIAN_PROCESS", p.as_str()));
+        }
+        if let Some(sock) = self
+            .readiness
+            .as_ref()
+            .and_then(|r| r.notify_socket.as_deref())
+        {
+            extra.push(("NOTIFY_SOCKET", sock));
+        }
+        extra
+    }
+}

@@ -1,0 +1,100 @@
+//! What the daemon does to the operating system, behind one trait: start a job's
+//! process, signal a process group or a process, ask what group and session a process
+//! is in, collect ended children (through the process table), and read the clocks.
+//!
+//! [`RealOs`] is the system itself. The daemon holds one `Box<dyn Os>`, so a test can
+//! give it a fake child instead and drive the daemon without a process, on tokio's
+//! paused clock.
+
+use std::io;
+
+use nix::sys::signal::Signal;
+
+use crate::config::{JobSpec, Program};
+use crate::job::{Now, ProcessEnd};
+
+use super::Pgid;
+use super::spawn::{Output, Spawned};
+
+pub trait Os: Send {
+    /// Starts `program` of the job `spec` as the leader of a new process group (see
+    /// [`super::spawn::spawn`]). It is never waited for here.
+    fn spawn(
+        &self,
+        spec: &JobSpec,
+        program: &Program,
+        extra_env: &[(&str, &str)],
+        output: Output<'_>,
+    ) -> io::Result<Spawned>;
+
+    /// Sends `sig` to every process of `group`; an empty group is not an error.
+    fn signal_group(&self, group: Pgid, sig: Signal);
+
+    /// Sends `sig` to one process; one already gone is not an error.
+    fn signal_pid(&self, pid: u32, sig: Signal);
+
+    /// The process group of `pid`, unless it is guardian's own.
+    fn group_of(&self, pid: u32) -> Option<Pgid>;
+
+    /// The process group and session `pid` is in.
+    fn ids_of(&self, pid: u32) -> Option<(u32, u32)>;
+
+    /// A child that has exited and waits to be reaped, if any; it is not reaped.
+    fn exited(&self) -> Option<u32>;
+
+    /// Reaps the child `pid` and says how it ended; None if it cannot be.
+    fn reap(&self, pid: u32) -> Option<ProcessEnd>;
+
+    /// Whether the child `pid` has stopped (SIGSTOP) since this was last asked.
+    fn stopped(&self, pid: u32) -> bool;
+
+    /// The clocks, read once per input.
+    fn now(&self) -> Now;
+}
+
+/// The operating system itself.
+pub struct RealOs;
+
+impl Os for RealOs {
+    fn spawn(
+        &self,
+        spec: &JobSpec,
+        program: &Program,
+        extra_env: &[(&str, &str)],
+        output: Output<'_>,
+    ) -> io::Result<Spawned> {
+        super::spawn::spawn(spec, program, extra_env, output)
+    }
+
+    fn signal_group(&self, group: Pgid, sig: Signal) {
+        group.signal(sig);
+    }
+
+    fn signal_pid(&self, pid: u32, sig: Signal) {
+        super::signal_pid(pid, sig);
+    }
+
+    fn group_of(&self, pid: u32) -> Option<Pgid> {
+        super::group_of(pid)
+    }
+
+    fn ids_of(&self, pid: u32) -> Option<(u32, u32)> {
+        checks::tree::stat(pid).map(|s| (s.pgrp, s.session))
+    }
+
+    fn exited(&self) -> Option<u32> {
+        super::table::wait_exited()
+    }
+
+    fn reap(&self, pid: u32) -> Option<ProcessEnd> {
+        super::table::wait_reap(pid)
+    }
+
+    fn stopped(&self, pid: u32) -> bool {
+        super::table::wait_stopped(pid)
+    }
+
+    fn now(&self) -> Now {
+        Now::read()
+    }
+}
