@@ -3,6 +3,7 @@
 //! `wait`; watching files with inotify.
 
 pub mod env;
+pub mod lineage;
 pub mod lock_watch;
 pub mod reaper;
 pub mod spawn;
