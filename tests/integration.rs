@@ -5,6 +5,7 @@ mod checks;
 mod django_stack;
 mod events;
 mod fuzz_regressions;
+mod handover;
 mod hardening_config;
 mod hardening_socket;
 mod lifecycle;

@@ -13,6 +13,7 @@ use tokio::task::AbortHandle;
 use crate::config::probe::ReadySpec;
 use crate::job::readiness::{DEFAULT_DEADLINE, Forked};
 use crate::job::{Input, Proc, ProcessEnd, Readiness, ReadyEffect, ReadyInput, State};
+use crate::process::lineage;
 
 use super::{Daemon, Internal, Owner, Timer, Work};
 
@@ -47,6 +48,12 @@ impl Drop for ReadyRt {
 
 static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// A number no run of readiness or handover had before: a helper's message or a timer
+/// that carries an older one is stale.
+pub(super) fn next_generation() -> u64 {
+    GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+}
+
 impl Daemon {
     /// Before the main process is spawned: what readiness will wait for, and the notify
     /// socket it must be given.
@@ -71,7 +78,7 @@ impl Daemon {
         ) else {
             return Ok(());
         };
-        let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let generation = next_generation();
         let mut r = ReadyRt {
             generation,
             m,
@@ -162,28 +169,46 @@ impl Daemon {
     }
 
     fn watch_ready_pidfile(&mut self, name: &str, generation: u64) {
-        let tx = self.internal.clone();
-        let Some(job) = self.jobs.get_mut(name) else {
-            return;
-        };
-        let Some(path) = job.spec.pidfile.clone() else {
-            return;
-        };
-        let Some(r) = job.readiness.as_mut() else {
+        let Some(path) = self.jobs.get(name).and_then(|j| j.spec.pidfile.clone()) else {
             return;
         };
         let job_name = name.to_string();
+        let task = self.watch_pidfile(path, true, move |pid| Internal::Ready {
+            job: job_name.clone(),
+            generation,
+            result: Ok(Found::PidFile(pid)),
+        });
+        if let Some(r) = self.jobs.get_mut(name).and_then(|j| j.readiness.as_mut()) {
+            r.tasks.push(task);
+        }
+    }
+
+    /// A task that watches the pid file `path` and sends the loop what `msg` makes of
+    /// each live process it names that it did not name before: only the first one if
+    /// `once`, else until it is aborted.
+    pub(super) fn watch_pidfile(
+        &self,
+        path: PathBuf,
+        once: bool,
+        msg: impl Fn(u32) -> Internal + Send + 'static,
+    ) -> AbortHandle {
+        let tx = self.internal.clone();
         let task = tokio::spawn(async move {
             let mut pids = pidfile_changes(path);
-            if let Some(pid) = pids.next().await {
-                let _ = tx.send(Internal::Ready {
-                    job: job_name,
-                    generation,
-                    result: Ok(Found::PidFile(pid)),
-                });
+            while let Some(pid) = pids.next().await {
+                if tx.send(msg(pid)).is_err() || once {
+                    return;
+                }
             }
         });
-        r.tasks.push(task.abort_handle());
+        task.abort_handle()
+    }
+
+    /// Whether the main process of job `name` can be `pid`, which a pid file names: it
+    /// is the main process already, or a descendant of guardian's.
+    pub(super) fn can_follow(&self, name: &str, pid: u32) -> bool {
+        self.jobs.get(name).and_then(|j| j.m.main_pid()) == Some(pid)
+            || lineage::descends_from_guardian(pid)
     }
 
     /// Starts the readiness probe's task; the reason when it cannot be.
@@ -240,18 +265,17 @@ impl Daemon {
         if job.readiness.as_ref().map(|r| r.generation) != Some(generation) {
             return;
         }
-        let main = job.m.main_pid();
         let input = match result {
             Err(reason) => ReadyInput::Failed(reason),
             Ok(Found::Notified) => ReadyInput::Notified,
             Ok(Found::ProbePassed) => ReadyInput::ProbePassed,
             Ok(Found::PidFile(pid)) => ReadyInput::PidFile {
                 pid,
-                ours: main == Some(pid) || descends_from_guardian(pid),
+                ours: self.can_follow(name, pid),
             },
             Ok(Found::MainPid(pid)) => ReadyInput::MainPid {
                 pid,
-                ours: descends_from_guardian(pid),
+                ours: lineage::descends_from_guardian(pid),
             },
         };
         self.ready_feed(name, input);
@@ -270,19 +294,17 @@ impl Daemon {
         }
     }
 
-    /// Makes `pid` the job's main process. Only a descendant of guardian can be
-    /// followed: it is reaped here once its parent (say, the starter that forked it) is
-    /// gone, since guardian is a child subreaper. False otherwise.
-    pub(super) fn adopt(&mut self, name: &str, pid: u32) -> bool {
-        if !descends_from_guardian(pid) {
-            return false;
-        }
-        self.follow_main(name, pid);
-        true
+    /// Makes `pid`, a descendant of guardian's, the job's main process. Only such a
+    /// process can be followed: it is reaped here once its parent (say, the starter that
+    /// forked it) is gone, since guardian is a child subreaper.
+    pub(super) fn follow_main(&mut self, name: &str, pid: u32) {
+        tracing::info!("{name}: following process {pid} as the main process");
+        self.make_main(name, pid);
     }
 
-    /// Makes `pid`, a descendant of guardian's, the job's main process.
-    fn follow_main(&mut self, name: &str, pid: u32) {
+    /// Makes `pid`, a descendant of guardian's, the job's main process, without a word
+    /// in the log.
+    pub(super) fn make_main(&mut self, name: &str, pid: u32) {
         // The process followed until now may live on (a starter that exits once its
         // daemon is up): from here on its end is not the job's.
         if let Some(old) = self.jobs.get(name).and_then(|j| j.m.main_pid())
@@ -303,7 +325,6 @@ impl Daemon {
                 proc: Proc::Main,
             },
         );
-        tracing::info!("{name}: following process {pid} as the main process");
         self.work
             .push_back(Work::Feed(name.into(), Input::Adopt(pid)));
     }
@@ -311,7 +332,7 @@ impl Daemon {
     /// The main process `pid` of a job exited with `end`; it was in the process group
     /// and session `ids`. If the job follows another process now (a fork while starting,
     /// a pid file rewritten by a seamless restart), adopt it and say so: the job has not
-    /// ended. So too while a handover is waited for (see `handover.rs`).
+    /// ended. While it starts, readiness decides; after, the handover (`handover.rs`).
     pub(super) fn main_handed_over(
         &mut self,
         name: &str,
@@ -338,22 +359,7 @@ impl Daemon {
             self.pump();
             return !ended;
         }
-        // Running: a seamless restart hands over to the process the pid file names now.
-        if let Some(path) = job.spec.pidfile.clone()
-            && let Some(next) = read_pidfile(&path)
-            && next != pid
-            && self.adopt(name, next)
-        {
-            tracing::info!("{name}: main process {pid} {end}; the pid file now names {next}");
-            if let Some(job) = self.jobs.get_mut(name) {
-                job.handover = None;
-            }
-            self.pump();
-            return true;
-        }
-        // Or the pid file will name it soon: wait, as long as some process of the job
-        // is left.
-        self.await_handover(name, pid, end, ids)
+        self.main_exited_running(name, pid, end, ids)
     }
 
     /// An orphan of guardian's was reaped: a job waiting to follow a fork may find the
@@ -376,27 +382,13 @@ impl Daemon {
     /// left behind when it forked and exited.
     fn newest_orphan(&self, name: &str) -> Option<u32> {
         let me = std::process::id();
-        let marker = format!("GUARDIAN_JOB={name}\0");
-        let mut best: Option<(u64, u32)> = None;
-        for pid in checks::tree::pids()? {
-            if self.pids.contains_key(&pid) {
-                continue;
-            }
-            let Some((ppid, state, start)) = stat_of(pid) else {
-                continue;
-            };
-            if ppid != me || state == 'Z' {
-                continue;
-            }
-            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            if !String::from_utf8_lossy(&environ).contains(&marker) {
-                continue;
-            }
-            if best.is_none_or(|(s, _)| start > s) {
-                best = Some((start, pid));
-            }
-        }
-        best.map(|(_, pid)| pid)
+        lineage::live()
+            .filter(|(pid, s)| {
+                s.ppid == me && !self.pids.contains_key(pid) && lineage::marked_for(*pid, name)
+            })
+            // Of two started in the same tick, the first found.
+            .min_by_key(|(_, s)| std::cmp::Reverse(s.start_time))
+            .map(|(pid, _)| pid)
     }
 
     /// For jobs that `expect = "stop"`: a main process that stopped itself is ready; it
@@ -568,27 +560,8 @@ pub(crate) fn read_pidfile(path: &Path) -> Option<u32> {
     let bytes = crate::config::source::read(path, crate::config::source::Trust::Any, 4096).ok()?;
     let text = String::from_utf8(bytes).ok()?;
     let pid: u32 = text.trim().parse().ok()?;
-    let (_, state, _) = stat_of(pid)?;
+    let state = checks::tree::stat(pid)?.state;
     (state != 'Z' && state != 'X' && pid > 1).then_some(pid)
-}
-
-/// Parent pid, state and start time of a process.
-fn stat_of(pid: u32) -> Option<(u32, char, u64)> {
-    checks::tree::stat(pid).map(|s| (s.ppid, s.state, s.start_time))
-}
-
-/// Whether guardian is an ancestor of `pid`.
-pub(super) fn descends_from_guardian(pid: u32) -> bool {
-    let me = std::process::id();
-    let mut cur = pid;
-    for _ in 0..64 {
-        match stat_of(cur) {
-            Some((ppid, _, _)) if ppid == me => return true,
-            Some((ppid, _, _)) if ppid > 1 => cur = ppid,
-            _ => return false,
-        }
-    }
-    false
 }
 
 fn in_a_session_it_does_not_lead(pid: u32) -> bool {

@@ -9,6 +9,7 @@
 //! the job is `running` only once post-start finished, and pre-stop runs only on a
 //! requested stop, before the kill.
 
+pub mod handover;
 mod policy;
 mod rate;
 pub mod readiness;

@@ -41,6 +41,9 @@ pub fn run_as(spec: &JobSpec) -> &RunAs {
     spec.user.as_deref().unwrap_or_else(|| own_user())
 }
 
+/// The variable that names the job in the environment of each of its processes.
+pub const JOB_VAR: &str = "GUARDIAN_JOB";
+
 /// The whole environment of a job's processes: a fixed base, then the job's `env`.
 pub fn environment(spec: &JobSpec) -> Vec<(String, String)> {
     let user = run_as(spec);
@@ -50,7 +53,7 @@ pub fn environment(spec: &JobSpec) -> Vec<(String, String)> {
         ("USER".into(), user.name.clone()),
         ("LOGNAME".into(), user.name.clone()),
         ("SHELL".into(), user.shell.display().to_string()),
-        ("GUARDIAN_JOB".into(), spec.name.clone()),
+        (JOB_VAR.into(), spec.name.clone()),
     ];
     for (k, v) in &spec.env {
         match vars.iter_mut().find(|(name, _)| name == k) {

@@ -4,6 +4,7 @@
 //! with inotify.
 
 pub mod env;
+pub mod lineage;
 pub mod lock_watch;
 pub mod os;
 pub mod reaper;
