@@ -81,10 +81,13 @@ impl Daemon {
         tracing::debug!("event: {event}");
         let mut moved = std::collections::BTreeSet::new();
         let shutting_down = self.shutdown.is_some();
-        for (name, job) in self.jobs.iter_mut() {
+        for name in self.graph.watchers() {
             if blocks.as_deref() == Some(name.as_str()) {
                 continue;
             }
+            let Some(job) = self.jobs.get_mut(name) else {
+                continue;
+            };
             let start = job.start_on.as_mut().is_some_and(|w| w.feed(&event));
             let stop = job.stop_on.as_mut().is_some_and(|w| w.feed(&event));
             if stop && !job.m.is_down() {

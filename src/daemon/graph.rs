@@ -3,23 +3,49 @@
 //! are held in `starting` / `stopping` until others have finished moving.
 //!
 //! Which events set off which jobs is decided by their watches (`events.rs`); this
-//! holds only what follows from that, by name.
+//! holds only what follows from that, by name, and which jobs have watches at all, so
+//! that an event is offered to those only: with thousands of jobs and few watches, a
+//! job's start costs the same as with ten.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 #[derive(Default)]
 pub(super) struct Graph {
-    /// Jobs in the order they last reached `running`.
-    order: Vec<String>,
+    /// When each job last reached `running`, as a count of such moves.
+    started: HashMap<String, u64>,
+    moves: u64,
     /// Jobs held until these jobs have finished moving.
     blocked: BTreeMap<String, BTreeSet<String>>,
+    /// Jobs with a `start-on` or `stop-on`.
+    watchers: BTreeSet<String>,
 }
 
 impl Graph {
     /// `name` reached `running`: it is now the most recently started.
     pub fn started(&mut self, name: &str) {
-        self.order.retain(|n| n != name);
-        self.order.push(name.to_string());
+        self.moves += 1;
+        match self.started.get_mut(name) {
+            Some(at) => *at = self.moves,
+            None => {
+                self.started.insert(name.to_string(), self.moves);
+            }
+        }
+    }
+
+    /// Whether `name` has a `start-on` or `stop-on` (and so is offered events).
+    pub fn set_watches(&mut self, name: &str, watches: bool) {
+        if watches {
+            if !self.watchers.contains(name) {
+                self.watchers.insert(name.to_string());
+            }
+        } else {
+            self.watchers.remove(name);
+        }
+    }
+
+    /// The jobs that events are offered to, by name.
+    pub fn watchers(&self) -> &BTreeSet<String> {
+        &self.watchers
     }
 
     /// Holds `waiting` until every job in `on` has moved, leaving out those that
@@ -72,8 +98,9 @@ impl Graph {
 
     /// `name` is gone from the configuration.
     pub fn remove(&mut self, name: &str) {
-        self.order.retain(|n| n != name);
+        self.started.remove(name);
         self.blocked.remove(name);
+        self.watchers.remove(name);
     }
 
     /// The order to stop jobs in at shutdown, the first to stop last: the jobs of `up`
@@ -81,10 +108,12 @@ impl Graph {
     /// they reached it.
     pub fn shutdown_order<'a>(&self, up: impl Iterator<Item = &'a str>) -> Vec<String> {
         let mut queue: Vec<String> = up
-            .filter(|n| !self.order.iter().any(|o| o == n))
+            .filter(|n| !self.started.contains_key(*n))
             .map(str::to_string)
             .collect();
-        queue.extend(self.order.iter().cloned());
+        let mut order: Vec<(&u64, &String)> = self.started.iter().map(|(n, at)| (at, n)).collect();
+        order.sort_unstable();
+        queue.extend(order.into_iter().map(|(_, n)| n.clone()));
         queue
     }
 }
@@ -129,5 +158,19 @@ mod tests {
         let q = g.shutdown_order(["a", "b", "c"].into_iter());
         // Popped from the end: a first, then b, then c.
         assert_eq!(q, vec!["c", "b", "a"]);
+    }
+
+    #[test]
+    fn only_jobs_with_watches_are_offered_events_and_removal_forgets_them() {
+        let mut g = Graph::default();
+        g.set_watches("celery", true);
+        g.set_watches("redis", false);
+        g.set_watches("celery", true);
+        assert_eq!(g.watchers().iter().collect::<Vec<_>>(), vec!["celery"]);
+        g.set_watches("celery", false);
+        assert!(g.watchers().is_empty());
+        g.set_watches("beat", true);
+        g.remove("beat");
+        assert!(g.watchers().is_empty());
     }
 }

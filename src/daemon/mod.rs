@@ -337,6 +337,7 @@ impl Daemon {
         let stopped = self.persisted.stopped.contains(&spec.name);
         let monitored = !self.persisted.unmonitored.contains(&spec.name);
         let job = Job::new(spec, log, stopped, monitored);
+        self.graph.set_watches(&job.spec.name, job.watches());
         self.jobs.insert(job.spec.name.clone(), Box::new(job));
         Ok(())
     }
@@ -668,6 +669,7 @@ impl Daemon {
                 }
                 After::Replace(spec) => {
                     job.apply(*spec);
+                    self.graph.set_watches(name, job.watches());
                     tracing::info!("{name}: configuration changed, starting again");
                     self.work
                         .push_back(Work::Feed(name.to_string(), Input::Start));
@@ -738,6 +740,7 @@ impl Daemon {
                     changed += 1;
                     if job.m.is_down() {
                         job.apply(spec.clone());
+                        self.graph.set_watches(name, job.watches());
                         if let Some(w) = &mut job.start_on {
                             w.assume(|j| up.get(j).copied());
                         }

@@ -93,6 +93,11 @@ impl Job {
         self.spec = spec;
     }
 
+    /// Whether the job has a `start-on` or `stop-on`, and so is offered events.
+    pub fn watches(&self) -> bool {
+        self.start_on.is_some() || self.stop_on.is_some()
+    }
+
     /// Whether guardian follows a main process other than the one it spawned (a daemon
     /// that forks, a pid file): then the spawned leader's exit is not the job's end,
     /// and its process group is not cleaned up when it exits.
