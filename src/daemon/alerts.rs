@@ -173,19 +173,9 @@ impl Daemon {
             return;
         }
         let mut armed: Vec<(Duration, String)> = Vec::new();
-        for r in self
-            .config
-            .settings
-            .alert
-            .to
-            .iter()
-            .chain(&j.spec.alert.extra)
-        {
-            let Some(every) = r.reminder else { continue };
-            if r.filter.wants(Kind::Reminder.as_str())
-                && !armed.iter().any(|(_, a)| *a == r.address)
-            {
-                armed.push((every, r.address.clone()));
+        for (every, address) in reminded(&self.config.settings.alert.to, &j.spec.alert.extra) {
+            if !armed.iter().any(|(_, a)| a == address) {
+                armed.push((every, address.clone()));
             }
         }
         for (every, to) in armed {
@@ -233,15 +223,8 @@ impl Daemon {
             }
         };
         // The recipient as configured now: a reload may have changed a job's own.
-        let every = self
-            .config
-            .settings
-            .alert
-            .to
-            .iter()
-            .chain(&j.spec.alert.extra)
-            .filter(|r| r.address == to && r.filter.wants(Kind::Reminder.as_str()))
-            .find_map(|r| r.reminder);
+        let every = reminded(&self.config.settings.alert.to, &j.spec.alert.extra)
+            .find_map(|(every, address)| (*address == to).then_some(every));
         let (Some(every), Some(tx)) = (every, &self.alerts) else {
             return;
         };
@@ -268,4 +251,16 @@ impl Daemon {
             let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
         }
     }
+}
+
+/// The recipients (guardian.toml's, then the job's own) who want reminders, with how
+/// often.
+fn reminded<'a>(
+    to: &'a [crate::config::alert::Recipient],
+    extra: &'a [crate::config::alert::Recipient],
+) -> impl Iterator<Item = (Duration, &'a String)> {
+    to.iter()
+        .chain(extra)
+        .filter(|r| r.filter.wants(Kind::Reminder.as_str()))
+        .filter_map(|r| r.reminder.map(|every| (every, &r.address)))
 }
