@@ -562,15 +562,51 @@ exec sleep 1000
         text.lines().any(|l| l.starts_with("half-") && l.len() > 5),
         "{text:?}"
     );
+    // One descriptor of the pipe per job in the daemon: a job added costs one more.
     d.wait_state("quiet", "running");
-    // Two jobs, both running or waiting: one pipe descriptor each in the daemon.
-    let pipes = std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
-        .expect("daemon fds")
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|l| l.to_string_lossy().starts_with("pipe:"))
-        .count();
-    assert!(pipes >= 2, "{pipes} pipe descriptors");
-    assert!(pipes < 4, "{pipes} pipe descriptors: more than one per job");
+    let before = pipe_fds(d.pid());
+    c.job("added", "exec = \"sleep 1000\"\n");
+    d.ok(&["reload"], 0);
+    d.wait_state("added", "running");
+    assert_eq!(pipe_fds(d.pid()), before + 1, "descriptors of pipes");
+}
+
+/// How many of `pid`'s descriptors are pipes (the daemon may also hold some it inherited).
+fn pipe_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|l| l.to_string_lossy().starts_with("pipe:"))
+                .count()
+        })
+        .unwrap_or(usize::MAX)
+}
+
+/// A removed job's last words still reach its log, its unfinished line ended by a newline,
+/// and the daemon lets go of its pipe.
+#[test]
+fn removed_job_log_gets_its_last_output() {
+    let c = Conf::new();
+    c.job(
+        "leaving",
+        "script = \"trap 'echo got-term; printf last-words; exit 0' TERM; echo up; while true; do sleep 0.05; done\"\n",
+    );
+    c.job("staying", "exec = \"sleep 1000\"\n");
+    let d = c.start();
+    let log = c.file("log/leaving.log");
+    wait_until("the first line", || read(&log).contains("up"));
+    d.wait_state("staying", "running");
+    let before = pipe_fds(d.pid());
+    c.remove_job("leaving");
+    let out = d.ok(&["reload"], 0);
+    assert!(text(&out).contains("1 removed"), "{}", text(&out));
+    wait_until("the unfinished line, ended", || {
+        read(&log).ends_with("got-term\nlast-words\n")
+    });
+    // Its reader ends once the last process holding the pipe is gone.
+    wait_until("the removed job's pipe closed", || {
+        pipe_fds(d.pid()) == before - 1
+    });
 }
 
 #[test]

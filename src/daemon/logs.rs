@@ -11,9 +11,12 @@
 //! daemon right after the spawn. Processes that outlive a spawn keep theirs.
 
 use std::fs::{File, OpenOptions};
+use std::future::Future;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use nix::fcntl::{OFlag, open};
@@ -55,7 +58,11 @@ impl LogPipe {
             access,
         };
         let (gone, removed) = oneshot::channel();
-        tokio::spawn(pump(rx, file, removed));
+        tokio::spawn(Pump {
+            io: Some((rx, file, Vec::new())),
+            removed,
+            reading: true,
+        });
         Ok(LogPipe { fd, _gone: gone })
     }
 
@@ -72,28 +79,46 @@ fn reopen(fd: RawFd, mode: OFlag) -> io::Result<OwnedFd> {
     Ok(open(path.as_str(), mode | OFlag::O_CLOEXEC, Mode::empty())?)
 }
 
-/// Reads the pipe into the log for as long as the job exists, then what its remaining
-/// writers still send, for at most [`LINGER`].
-async fn pump(rx: pipe::Receiver, mut log: LogFile, mut removed: oneshot::Receiver<()>) {
-    let mut partial: Vec<u8> = Vec::new();
-    loop {
-        tokio::select! {
-            biased;
-            ready = rx.readable() => if ready.is_err() { break },
-            _ = &mut removed => break,
-        }
-        match read_into(&rx, &mut log, &mut partial) {
-            // This descriptor is itself a writer: the pipe cannot reach its end here.
-            Ok(false) | Err(()) => {
-                // Keep the descriptor (its number is in the `LogPipe`) until the job goes.
-                let _ = (&mut removed).await;
-                break;
+/// Reads the pipe into the log for as long as the job exists; then [`linger`] takes over.
+///
+/// A future of its own rather than an `async fn` over `select!`: a reader waits for almost
+/// all of its life, one per job, and this keeps the state it waits in to its fields.
+struct Pump {
+    /// The pipe, the log and an unfinished line; taken when the job goes.
+    io: Option<(pipe::Receiver, LogFile, Vec<u8>)>,
+    removed: oneshot::Receiver<()>,
+    /// False after a read error: the descriptor is kept (its number is in the
+    /// `LogPipe`) until the job goes, but no longer read.
+    reading: bool,
+}
+
+impl Future for Pump {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if Pin::new(&mut this.removed).poll(cx).is_ready() {
+            if let Some((rx, log, partial)) = this.io.take() {
+                tokio::spawn(linger(rx, log, partial));
             }
-            Ok(true) => {}
+            return Poll::Ready(());
         }
+        let Some((rx, log, partial)) = &mut this.io else {
+            return Poll::Ready(());
+        };
+        while this.reading {
+            match rx.poll_read_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => this.reading = false,
+            }
+            // This descriptor is itself a writer: the pipe has no end while the job exists.
+            if this.reading && read_into(rx, log, partial) != Ok(true) {
+                this.reading = false;
+            }
+        }
+        Poll::Pending
     }
-    // Boxed: the reader of a job that exists does not carry the state of its end.
-    Box::pin(linger(rx, log, partial)).await;
 }
 
 /// Reads what is in the pipe now. `Ok(false)` at end of file, `Err` on an error (logged).
