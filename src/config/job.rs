@@ -115,8 +115,8 @@ pub struct JobSpec {
     /// None: not set, so SIGHUP.
     pub reload_signal: Option<Signal>,
     pub commands: Rare<BTreeMap<String, String>>,
-    pub start_on: Option<On>,
-    pub stop_on: Option<On>,
+    pub start_on: Option<Box<On>>,
+    pub stop_on: Option<Box<On>>,
     pub expect: Expect,
     pub pidfile: Option<PathBuf>,
     /// How long a followed daemon that exited, leaving processes behind, may take to
@@ -236,8 +236,8 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
             }
             "reload-signal" => job.reload_signal = lifecycle::sig(r, k, v),
             "commands" => job.commands = commands(r, v).into(),
-            "start-on" => job.start_on = events::on(r, k, v),
-            "stop-on" => job.stop_on = events::on(r, k, v),
+            "start-on" => job.start_on = events::on(r, k, v).map(Box::new),
+            "stop-on" => job.stop_on = events::on(r, k, v).map(Box::new),
             "expect" => {
                 if let Some(e) = lifecycle::expect(r, v) {
                     job.expect = e;
