@@ -11,7 +11,6 @@
 //! daemon right after the spawn. Processes that outlive a spawn keep theirs.
 
 use std::fs::{File, OpenOptions};
-use std::future::Future;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
@@ -22,7 +21,6 @@ use std::time::Duration;
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
 use tokio::net::unix::pipe;
-use tokio::sync::oneshot;
 
 use crate::files::{self, Access};
 use crate::logtext::EscPath;
@@ -38,8 +36,14 @@ pub struct LogPipe {
     /// The reader's read-write descriptor of the pipe. It is owned by the reader task,
     /// which keeps it open until this `LogPipe` is dropped.
     fd: RawFd,
-    /// Dropped with the `LogPipe`: tells the reader that the job is gone.
-    _gone: oneshot::Sender<()>,
+    /// The reader, ended when the job goes (its end starts [`linger`]).
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LogPipe {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl LogPipe {
@@ -57,13 +61,11 @@ impl LogPipe {
             keep,
             access,
         };
-        let (gone, removed) = oneshot::channel();
-        tokio::spawn(Pump {
+        let task = tokio::spawn(Pump {
             io: Some((rx, file, Vec::new())),
-            removed,
             reading: true,
         });
-        Ok(LogPipe { fd, _gone: gone })
+        Ok(LogPipe { fd, task })
     }
 
     /// A new write end of the pipe, for the standard output and error of one process
@@ -79,14 +81,15 @@ fn reopen(fd: RawFd, mode: OFlag) -> io::Result<OwnedFd> {
     Ok(open(path.as_str(), mode | OFlag::O_CLOEXEC, Mode::empty())?)
 }
 
-/// Reads the pipe into the log for as long as the job exists; then [`linger`] takes over.
+/// Reads the pipe into the log for as long as the job exists, that is until its task is
+/// aborted; then [`linger`] takes over.
 ///
 /// A future of its own rather than an `async fn` over `select!`: a reader waits for almost
-/// all of its life, one per job, and this keeps the state it waits in to its fields.
+/// all of its life, one per job, and this keeps the state it waits in to its fields (and
+/// the job's end needs no channel: it is the abort of this task).
 struct Pump {
-    /// The pipe, the log and an unfinished line; taken when the job goes.
+    /// The pipe, the log and an unfinished line; handed to [`linger`] when the job goes.
     io: Option<(pipe::Receiver, LogFile, Vec<u8>)>,
-    removed: oneshot::Receiver<()>,
     /// False after a read error: the descriptor is kept (its number is in the
     /// `LogPipe`) until the job goes, but no longer read.
     reading: bool,
@@ -97,12 +100,6 @@ impl Future for Pump {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        if Pin::new(&mut this.removed).poll(cx).is_ready() {
-            if let Some((rx, log, partial)) = this.io.take() {
-                tokio::spawn(linger(rx, log, partial));
-            }
-            return Poll::Ready(());
-        }
         let Some((rx, log, partial)) = &mut this.io else {
             return Poll::Ready(());
         };
@@ -118,6 +115,18 @@ impl Future for Pump {
             }
         }
         Poll::Pending
+    }
+}
+
+impl Drop for Pump {
+    /// The job is gone (or the daemon is): what its remaining processes still write is
+    /// read for a while. Without a runtime (the daemon is exiting) there is no while.
+    fn drop(&mut self) {
+        if let Some((rx, log, partial)) = self.io.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(linger(rx, log, partial));
+        }
     }
 }
 
