@@ -107,7 +107,7 @@ pub struct JobSpec {
     pub respawn: bool,
     pub respawn_limit: Option<RespawnLimit>,
     pub respawn_delay: RespawnDelay,
-    pub normal_exit: Vec<ExitMatch>,
+    pub normal_exit: std::borrow::Cow<'static, [ExitMatch]>,
     pub task: bool,
     pub manual: bool,
     pub kill_signal: Signal,
@@ -148,7 +148,7 @@ impl JobSpec {
             respawn: false,
             respawn_limit: Some(RespawnLimit::RESPAWN),
             respawn_delay: RespawnDelay::DEFAULT,
-            normal_exit: DEFAULT_NORMAL_EXIT.to_vec(),
+            normal_exit: std::borrow::Cow::Borrowed(DEFAULT_NORMAL_EXIT),
             task: false,
             manual: false,
             kill_signal: DEFAULT_KILL_SIGNAL,
@@ -213,7 +213,7 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
             }
             "respawn-limit" => job.respawn_limit = lifecycle::respawn_limit(r, v),
             "respawn-delay" => job.respawn_delay = lifecycle::respawn_delay(r, v),
-            "normal-exit" => job.normal_exit = lifecycle::normal_exit(r, v),
+            "normal-exit" => job.normal_exit = lifecycle::normal_exit(r, v).into(),
             "task" => {
                 if let Some(b) = r.bool(k, v) {
                     job.task = b;
