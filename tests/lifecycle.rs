@@ -508,6 +508,107 @@ fail = "echo nope; exit 4"
     assert!(String::from_utf8_lossy(&out.stderr).contains("greet"));
 }
 
+/// One pipe per job for its whole life: output of every run, of a hook spawned while the
+/// main process runs, of a process that escaped the job's group, and a line left
+/// unfinished by one run all reach the log, while the daemon holds one descriptor of the
+/// pipe per job.
+#[test]
+fn log_pipe_carries_every_process_across_respawns() {
+    let c = Conf::new();
+    let (count, hooked) = (c.file("count"), c.file("hooked"));
+    let (escaped, orphan) = (c.file("escaped"), c.file("orphan-go"));
+    c.job(
+        "phoenix",
+        &format!(
+            r#"
+respawn = true
+respawn-limit = "unlimited"
+respawn-delay = {{ initial = "50ms", max = "50ms", stable = "10s" }}
+post-start = "echo hook; touch {hooked}"
+script = """
+n=$(($(cat {count} 2>/dev/null || echo 0) + 1)); echo $n > {count}
+echo run-$n
+if [ $n = 1 ]; then
+  setsid sh -c 'touch {escaped}; while [ ! -e {orphan} ]; do sleep 0.05; done; echo from-orphan' &
+  while [ ! -e {escaped} ]; do sleep 0.05; done
+  printf half-
+  exit 3
+fi
+if [ $n = 2 ]; then exit 3; fi
+while [ ! -e {hooked} ]; do sleep 0.05; done
+echo main-after-hook
+exec sleep 1000
+"""
+"#
+        ),
+    );
+    c.job("quiet", "exec = \"sleep 1000\"\n");
+    let d = c.start();
+    let log = c.file("log/phoenix.log");
+    wait_until("the third run after its hook", || {
+        read(&log).contains("main-after-hook")
+    });
+    std::fs::write(&orphan, "").expect("orphan-go");
+    wait_until("the escaped process's line", || {
+        read(&log).contains("from-orphan")
+    });
+    let text = read(&log);
+    for line in ["run-1", "run-3", "main-after-hook"] {
+        assert!(text.lines().any(|l| l == line), "{line:?} in {text:?}");
+    }
+    // The unfinished line of run 1 waited in the pipe for the next line (run 2's, or a
+    // hook's, whichever came first) instead of being lost or cut when run 1 ended.
+    assert!(
+        text.lines().any(|l| l.starts_with("half-") && l.len() > 5),
+        "{text:?}"
+    );
+    // One descriptor of the pipe per job in the daemon: a job added costs one more.
+    d.wait_state("quiet", "running");
+    let before = pipe_fds(d.pid());
+    c.job("added", "exec = \"sleep 1000\"\n");
+    d.ok(&["reload"], 0);
+    d.wait_state("added", "running");
+    assert_eq!(pipe_fds(d.pid()), before + 1, "descriptors of pipes");
+}
+
+/// How many of `pid`'s descriptors are pipes (the daemon may also hold some it inherited).
+fn pipe_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|l| l.to_string_lossy().starts_with("pipe:"))
+                .count()
+        })
+        .unwrap_or(usize::MAX)
+}
+
+/// A removed job's last words still reach its log, its unfinished line ended by a newline,
+/// and the daemon lets go of its pipe.
+#[test]
+fn removed_job_log_gets_its_last_output() {
+    let c = Conf::new();
+    c.job(
+        "leaving",
+        "script = \"trap 'echo got-term; printf last-words; exit 0' TERM; echo up; while true; do sleep 0.05; done\"\n",
+    );
+    c.job("staying", "exec = \"sleep 1000\"\n");
+    let d = c.start();
+    let log = c.file("log/leaving.log");
+    wait_until("the first line", || read(&log).contains("up"));
+    d.wait_state("staying", "running");
+    let before = pipe_fds(d.pid());
+    c.remove_job("leaving");
+    let out = d.ok(&["reload"], 0);
+    assert!(text(&out).contains("1 removed"), "{}", text(&out));
+    wait_until("the unfinished line, ended", || {
+        read(&log).ends_with("got-term\nlast-words\n")
+    });
+    // Its reader ends once the last process holding the pipe is gone.
+    wait_until("the removed job's pipe closed", || {
+        pipe_fds(d.pid()) == before - 1
+    });
+}
+
 #[test]
 fn jobs_get_a_clean_environment_and_their_user() {
     let c = Conf::new();
@@ -599,8 +700,8 @@ fn logs_follow_prints_new_lines_and_rotation_keeps_generations() {
         .spawn()
         .expect("logs -f");
     let mut out = follower.stdout.take().expect("stdout");
-    std::fs::write(&f, "").expect("go");
     let (tx, rx) = std::sync::mpsc::channel();
+    let (following_tx, following) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::Read;
         let mut seen = Vec::new();
@@ -610,12 +711,18 @@ fn logs_follow_prints_new_lines_and_rotation_keeps_generations() {
                 break;
             }
             seen.extend_from_slice(&buf[..n]);
+            if seen.ends_with(b"first\n") {
+                let _ = following_tx.send(());
+            }
             if String::from_utf8_lossy(&seen).contains("last\n") {
                 break;
             }
         }
         let _ = tx.send(String::from_utf8_lossy(&seen).into_owned());
     });
+    // The rest is written only once the follower has shown the last line so far.
+    let _ = following.recv_timeout(util::DEADLINE);
+    std::fs::write(&f, "").expect("go");
     let seen = rx.recv_timeout(util::DEADLINE).unwrap_or_default();
     let _ = follower.kill();
     let _ = follower.wait();

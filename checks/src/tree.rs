@@ -3,6 +3,8 @@
 //! workers.
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TreeUsage {
@@ -16,16 +18,22 @@ pub struct TreeUsage {
 
 /// Clock ticks per second, the unit of CPU times in /proc.
 pub fn clock_ticks() -> f64 {
-    // SAFETY: sysconf only reads a configuration value.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as f64 } else { 100.0 }
+    static TICKS: OnceLock<f64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        // SAFETY: sysconf only reads a configuration value.
+        let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        if t > 0 { t as f64 } else { 100.0 }
+    })
 }
 
 /// The page size, the unit of resident memory in /proc.
 pub fn page_size() -> u64 {
-    // SAFETY: sysconf only reads a configuration value.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 { p as u64 } else { 4096 }
+    static PAGE: OnceLock<u64> = OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf only reads a configuration value.
+        let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if p > 0 { p as u64 } else { 4096 }
+    })
 }
 
 /// What /proc/PID/stat says of a process, as far as guardian cares.
@@ -45,23 +53,64 @@ pub struct Stat {
 }
 
 /// Reads /proc/PID/stat; None when the process is gone.
+///
+/// `summary` reads it for every job, so it costs one open, one read and one close: no
+/// allocation, and no `stat` of the file for a size that /proc does not know anyway.
 pub fn stat(pid: u32) -> Option<Stat> {
-    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    let mut path = [0u8; 32];
+    let len = {
+        let mut w = &mut path[..];
+        write!(w, "/proc/{pid}/stat").ok()?;
+        32 - w.len()
+    };
+    let path = std::str::from_utf8(&path[..len]).ok()?;
+    let mut file = std::fs::File::open(path).ok()?;
+    // A line of stat(5) is about 300 bytes; its command name is at most 64 escaped bytes.
+    let mut buf = [0u8; 1024];
+    let mut filled = 0;
+    loop {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                if filled == buf.len() {
+                    // Longer than any line seen: read it whole.
+                    return parse_stat(&std::fs::read_to_string(path).ok()?);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    parse_stat_bytes(&buf[..filled])
 }
 
 /// The fields after the command name, which may itself hold spaces and parentheses.
 pub fn parse_stat(text: &str) -> Option<Stat> {
-    let rest = &text[text.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // Field N of stat(5) is at index N - 3 after the command name.
+    parse_stat_bytes(text.as_bytes())
+}
+
+fn parse_stat_bytes(text: &[u8]) -> Option<Stat> {
+    let rest = &text[text.iter().rposition(|b| *b == b')')? + 1..];
+    let rest = std::str::from_utf8(rest).ok()?;
+    let mut f = rest.split_ascii_whitespace();
+    // Field N of stat(5) is the (N - 3)th after the command name.
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    let pgrp = f.next()?.parse().ok()?;
+    let session = f.next()?.parse().ok()?;
+    let utime: u64 = f.nth(7)?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    let start_time = f.nth(6)?.parse().ok()?;
+    let rss_pages = f.nth(1)?.parse().ok()?;
     Some(Stat {
-        state: f.first()?.chars().next()?,
-        ppid: f.get(1)?.parse().ok()?,
-        pgrp: f.get(2)?.parse().ok()?,
-        session: f.get(3)?.parse().ok()?,
-        ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
-        start_time: f.get(19)?.parse().ok()?,
-        rss_pages: f.get(21)?.parse().ok()?,
+        state,
+        ppid,
+        pgrp,
+        session,
+        ticks: utime.saturating_add(stime),
+        start_time,
+        rss_pages,
     })
 }
 
@@ -119,6 +168,19 @@ mod tests {
             (s.state, s.ppid, s.ticks, s.start_time, s.rss_pages),
             ('S', 1, 300, 100, 25)
         );
+    }
+
+    #[test]
+    fn own_stat_read_in_place_matches_the_whole_file() {
+        let text = std::fs::read_to_string("/proc/self/stat").expect("own stat");
+        let whole = super::parse_stat(&text).expect("parsed");
+        let read = super::stat(std::process::id()).expect("own stat");
+        assert_eq!(
+            (read.ppid, read.pgrp, read.session, read.start_time),
+            (whole.ppid, whole.pgrp, whole.session, whole.start_time)
+        );
+        assert!(read.ticks >= whole.ticks && read.rss_pages > 0);
+        assert_eq!(super::stat(u32::MAX), None, "no such process");
     }
 
     #[test]

@@ -31,6 +31,8 @@ fn or_dash<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
 }
 
 pub fn summary(out: &mut impl Write, jobs: &[JobStatus]) -> io::Result<()> {
+    // One write for the table, not one per line (stdout is line-buffered).
+    let mut out = io::BufWriter::with_capacity(64 * 1024, out);
     let rows: Vec<[String; 9]> = jobs
         .iter()
         .map(|j| {
@@ -67,12 +69,12 @@ pub fn summary(out: &mut impl Write, jobs: &[JobStatus]) -> io::Result<()> {
         }
         Ok(())
     };
-    line(out, &header)?;
+    line(&mut out, &header)?;
     for row in &rows {
-        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-        line(out, &cells)?;
+        let cells: [&str; 9] = std::array::from_fn(|i| row[i].as_str());
+        line(&mut out, &cells)?;
     }
-    Ok(())
+    out.flush()
 }
 
 pub fn job_details(out: &mut impl Write, j: &JobStatus) -> io::Result<()> {

@@ -432,6 +432,13 @@ pub struct JobAlert {
     pub extra: Vec<Recipient>,
 }
 
+impl super::rare::Empty for JobAlert {
+    const EMPTY: &'static Self = &JobAlert {
+        off: false,
+        extra: Vec::new(),
+    };
+}
+
 pub fn job(r: &mut Reader<'_>, v: &Value<'_>) -> JobAlert {
     match v.get_ref() {
         DeValue::Boolean(false) => JobAlert {

@@ -57,7 +57,7 @@ pub fn check(
             let Some(on) = on else {
                 continue;
             };
-            let On { expr, .. } = on;
+            let On { expr, .. } = &**on;
             for atom in expr.atoms() {
                 let Some(job) = atom.job() else { continue };
                 if job.contains(['*', '?']) || jobs.contains_key(job) {

@@ -23,6 +23,7 @@ use super::check::CheckSpec;
 use super::limits as bounds;
 use super::probe::ReadySpec;
 use super::program::{self, Program};
+use super::rare::{Empty, Rare};
 use super::reader::{Reader, Value};
 
 pub use super::program::DEFAULT_PATH;
@@ -79,6 +80,15 @@ pub struct Hooks {
     pub post_stop: Option<Program>,
 }
 
+impl Empty for Hooks {
+    const EMPTY: &'static Self = &Hooks {
+        pre_start: None,
+        post_start: None,
+        pre_stop: None,
+        post_stop: None,
+    };
+}
+
 /// A job, validated: every name resolved, every value in range.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobSpec {
@@ -86,38 +96,38 @@ pub struct JobSpec {
     pub file: PathBuf,
     pub description: Option<String>,
     pub main: Option<Program>,
-    pub hooks: Hooks,
+    pub hooks: Rare<Hooks>,
     pub env: BTreeMap<String, String>,
     pub user: Option<Box<RunAs>>,
     pub group: Option<(String, u32)>,
     pub chdir: PathBuf,
     pub umask: Option<u32>,
     pub nice: Option<i32>,
-    pub limits: Vec<Limit>,
+    pub limits: Rare<Vec<Limit>>,
     pub respawn: bool,
     pub respawn_limit: Option<RespawnLimit>,
     pub respawn_delay: RespawnDelay,
-    pub normal_exit: Vec<ExitMatch>,
+    pub normal_exit: std::borrow::Cow<'static, [ExitMatch]>,
     pub task: bool,
     pub manual: bool,
     pub kill_signal: Signal,
     pub kill_timeout: Duration,
     /// None: not set, so SIGHUP.
     pub reload_signal: Option<Signal>,
-    pub commands: BTreeMap<String, String>,
-    pub start_on: Option<On>,
-    pub stop_on: Option<On>,
+    pub commands: Rare<BTreeMap<String, String>>,
+    pub start_on: Option<Box<On>>,
+    pub stop_on: Option<Box<On>>,
     pub expect: Expect,
     pub pidfile: Option<PathBuf>,
     /// How long a followed daemon that exited, leaving processes behind, may take to
     /// name its successor in the pid file.
     pub handover_timeout: Duration,
     pub ready: Option<Box<ReadySpec>>,
-    pub checks: Vec<CheckSpec>,
+    pub checks: Rare<Vec<CheckSpec>>,
     /// Restarts by checks beyond this many within the interval unmonitor the job;
     /// None: no limit.
     pub restart_limit: Option<RespawnLimit>,
-    pub alert: super::alert::JobAlert,
+    pub alert: Rare<super::alert::JobAlert>,
 }
 
 impl JobSpec {
@@ -127,33 +137,33 @@ impl JobSpec {
             file: file.to_path_buf(),
             description: None,
             main: None,
-            hooks: Hooks::default(),
+            hooks: Rare::default(),
             env: BTreeMap::new(),
             user: None,
             group: None,
             chdir: PathBuf::from("/"),
             umask: None,
             nice: None,
-            limits: Vec::new(),
+            limits: Rare::default(),
             respawn: false,
             respawn_limit: Some(RespawnLimit::RESPAWN),
             respawn_delay: RespawnDelay::DEFAULT,
-            normal_exit: DEFAULT_NORMAL_EXIT.to_vec(),
+            normal_exit: std::borrow::Cow::Borrowed(DEFAULT_NORMAL_EXIT),
             task: false,
             manual: false,
             kill_signal: DEFAULT_KILL_SIGNAL,
             kill_timeout: DEFAULT_KILL_TIMEOUT,
             reload_signal: None,
-            commands: BTreeMap::new(),
+            commands: Rare::default(),
             start_on: None,
             stop_on: None,
             expect: Expect::None,
             pidfile: None,
             handover_timeout: DEFAULT_HANDOVER_TIMEOUT,
             ready: None,
-            checks: Vec::new(),
+            checks: Rare::default(),
             restart_limit: Some(RespawnLimit::RESTART),
-            alert: Default::default(),
+            alert: Rare::default(),
         }
     }
 
@@ -195,7 +205,7 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
             }
             "umask" => job.umask = limits::umask(r, v),
             "nice" => job.nice = limits::nice(r, v),
-            "limit" => job.limits = limits::limits(r, v),
+            "limit" => job.limits = limits::limits(r, v).into(),
             "respawn" => {
                 if let Some(b) = r.bool(k, v) {
                     job.respawn = b;
@@ -203,7 +213,7 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
             }
             "respawn-limit" => job.respawn_limit = lifecycle::respawn_limit(r, v),
             "respawn-delay" => job.respawn_delay = lifecycle::respawn_delay(r, v),
-            "normal-exit" => job.normal_exit = lifecycle::normal_exit(r, v),
+            "normal-exit" => job.normal_exit = lifecycle::normal_exit(r, v).into(),
             "task" => {
                 if let Some(b) = r.bool(k, v) {
                     job.task = b;
@@ -225,9 +235,9 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
                 }
             }
             "reload-signal" => job.reload_signal = lifecycle::sig(r, k, v),
-            "commands" => job.commands = commands(r, v),
-            "start-on" => job.start_on = events::on(r, k, v),
-            "stop-on" => job.stop_on = events::on(r, k, v),
+            "commands" => job.commands = commands(r, v).into(),
+            "start-on" => job.start_on = events::on(r, k, v).map(Box::new),
+            "stop-on" => job.stop_on = events::on(r, k, v).map(Box::new),
             "expect" => {
                 if let Some(e) = lifecycle::expect(r, v) {
                     job.expect = e;
@@ -249,8 +259,8 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
                 }
             }
             "ready" => job.ready = super::probe::ready(r, v).map(Box::new),
-            "check" => job.checks = super::check::read_all(r, v, false),
-            "alert" => job.alert = super::alert::job(r, v),
+            "check" => job.checks = super::check::read_all(r, v, false).into(),
+            "alert" => job.alert = super::alert::job(r, v).into(),
             "restart-limit" => job.restart_limit = lifecycle::restart_limit(r, v),
             _ => r.unknown_key(key, KEYS),
         }
@@ -268,11 +278,13 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
         (None, Some(s)) => job.main = r.string("script", s).map(Program::Script),
         (None, None) => {}
     }
+    let mut no_hooks = Hooks::default();
+    let hooks = job.hooks.get_mut().unwrap_or(&mut no_hooks);
     for (key, hook) in [
-        ("pre-start", &mut job.hooks.pre_start),
-        ("post-start", &mut job.hooks.post_start),
-        ("pre-stop", &mut job.hooks.pre_stop),
-        ("post-stop", &mut job.hooks.post_stop),
+        ("pre-start", &mut hooks.pre_start),
+        ("post-start", &mut hooks.post_start),
+        ("pre-stop", &mut hooks.pre_stop),
+        ("post-stop", &mut hooks.post_stop),
     ] {
         // Hooks given as `{ exec = ... }` were stored unresolved; resolve them now that
         // the job's PATH and working directory are known.

@@ -10,6 +10,7 @@ pub mod job;
 pub mod limits;
 pub mod probe;
 pub mod program;
+pub mod rare;
 mod reader;
 pub mod settings;
 pub mod signal;

@@ -179,7 +179,7 @@ impl Client {
             }
         }
         match frame::read_sync(&mut io) {
-            Ok(answer) => Ok(serde_json::from_slice(&answer)?),
+            Ok(answer) => Ok(decode(&answer)?),
             Err(FrameError::Io(e)) if timed_out(&e) => Err(late(what)),
             Err(e) => match sent {
                 Err(write) => Err(ClientError::Frame(FrameError::Io(write))),
@@ -187,6 +187,24 @@ impl Client {
             },
         }
     }
+}
+
+/// The daemon's answer. serde reads an internally tagged enum by first copying the whole
+/// answer into a tree of its own; a list of jobs (2,000 of them for `summary` on a large
+/// host) is read straight into its structs instead. The daemon writes the tag first.
+fn decode(answer: &[u8]) -> serde_json::Result<Response> {
+    #[derive(serde::Deserialize)]
+    struct Jobs {
+        #[allow(dead_code)]
+        response: serde::de::IgnoredAny,
+        jobs: Vec<crate::control::protocol::JobStatus>,
+    }
+    if answer.starts_with(br#"{"response":"jobs","#)
+        && let Ok(Jobs { jobs, .. }) = serde_json::from_slice(answer)
+    {
+        return Ok(Response::Jobs { jobs });
+    }
+    serde_json::from_slice(answer)
 }
 
 /// `stop web`, `status`, `emit deploy-done`: the command a request comes from.
@@ -301,5 +319,43 @@ fn group_name(gid: u32) -> String {
     match nix::unistd::Group::from_gid(gid.into()) {
         Ok(Some(g)) => g.name,
         _ => gid.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::protocol::{Goal, JobState, JobStatus};
+
+    #[test]
+    fn a_list_of_jobs_decodes_as_the_enum_does() {
+        let jobs = Response::Jobs {
+            jobs: vec![JobStatus {
+                name: "web".into(),
+                description: Some("the site".into()),
+                goal: Goal::Start,
+                state: JobState::Running,
+                pid: Some(42),
+                monitored: true,
+                health: "healthy".into(),
+                restarts: 3,
+                respawn_in_secs: None,
+                uptime_secs: Some(1.5),
+                cpu_secs: Some(0.25),
+                rss_bytes: Some(4096),
+                manual_stop: false,
+                last_failure: None,
+                checks: Vec::new(),
+            }],
+        };
+        let bytes = serde_json::to_vec(&jobs).unwrap_or_default();
+        assert!(bytes.starts_with(br#"{"response":"jobs","#));
+        assert_eq!(decode(&bytes).ok(), Some(jobs));
+        let done = Response::Done {
+            message: "ok".into(),
+        };
+        let bytes = serde_json::to_vec(&done).unwrap_or_default();
+        assert_eq!(decode(&bytes).ok(), Some(done));
+        assert!(decode(br#"{"response":"jobs","jobs":7}"#).is_err());
     }
 }

@@ -222,7 +222,7 @@ async fn serve(
     if let Err(e) = reaper::become_subreaper() {
         tracing::warn!("cannot become a child subreaper ({e}): orphans of jobs go to init");
     }
-    // Each job holds its log pipe (two ends) and log file; leave room for sockets.
+    // Each job holds its log pipe (one end) and log file; leave room for sockets.
     crate::process::spawn::raise_nofile(config.jobs.len() as u64 * 3 + 256);
 
     let mut sigchld = signal(SignalKind::child())?;
@@ -460,7 +460,7 @@ impl Daemon {
         let extra = job.extra_env(p);
         let spawned = self
             .os
-            .spawn(&job.spec, program, &extra, Output::Log(&job.log.write))?;
+            .spawn(&job.spec, program, &extra, Output::Log(job.log.writer()?))?;
         self.pids.insert(
             spawned.pid,
             Owner::Job {

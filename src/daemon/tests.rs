@@ -63,7 +63,7 @@ impl Os for FakeOs {
         spec: &JobSpec,
         program: &Program,
         extra_env: &[(&str, &str)],
-        _output: Output<'_>,
+        _output: Output,
     ) -> std::io::Result<Spawned> {
         let mut w = lock(&self.0);
         let pid = FIRST_PID + w.spawns.len() as u32;

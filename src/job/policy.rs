@@ -17,7 +17,7 @@ pub struct Policy {
     pub respawn: bool,
     pub respawn_limit: Option<RespawnLimit>,
     pub respawn_delay: RespawnDelay,
-    pub normal_exit: Vec<ExitMatch>,
+    pub normal_exit: std::borrow::Cow<'static, [ExitMatch]>,
     pub task: bool,
     pub kill_signal: Signal,
     pub kill_timeout: Duration,

@@ -28,7 +28,7 @@ fn policy() -> Policy {
             interval: Duration::from_secs(5),
         }),
         respawn_delay: NO_DELAY,
-        normal_exit: vec![ExitMatch::Code(0)],
+        normal_exit: vec![ExitMatch::Code(0)].into(),
         task: false,
         kill_signal: Signal::SIGTERM,
         kill_timeout: Duration::from_secs(5),
@@ -296,7 +296,7 @@ fn crash_respawns_through_post_stop_and_pre_start() {
 fn normal_exit_is_not_respawned() {
     let mut h = Harness::new(Policy {
         respawn: true,
-        normal_exit: vec![ExitMatch::Code(0), ExitMatch::Signal(Signal::SIGTERM)],
+        normal_exit: vec![ExitMatch::Code(0), ExitMatch::Signal(Signal::SIGTERM)].into(),
         ..policy()
     });
     h.feed(Input::Start);

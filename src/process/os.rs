@@ -24,7 +24,7 @@ pub trait Os: Send {
         spec: &JobSpec,
         program: &Program,
         extra_env: &[(&str, &str)],
-        output: Output<'_>,
+        output: Output,
     ) -> io::Result<Spawned>;
 
     /// Sends `sig` to every process of `group`; an empty group is not an error.
@@ -61,7 +61,7 @@ impl Os for RealOs {
         spec: &JobSpec,
         program: &Program,
         extra_env: &[(&str, &str)],
-        output: Output<'_>,
+        output: Output,
     ) -> io::Result<Spawned> {
         super::spawn::spawn(spec, program, extra_env, output)
     }

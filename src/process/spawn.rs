@@ -14,9 +14,10 @@ use crate::config::{JobSpec, Program};
 use super::env::environment;
 
 /// Where a spawned process's stdout and stderr go.
-pub enum Output<'a> {
-    /// Both into the write end of a job's log pipe.
-    Log(&'a OwnedFd),
+pub enum Output {
+    /// Both into this write end of a job's log pipe, which the spawn consumes: the
+    /// daemon's copy is closed as soon as the child has it.
+    Log(OwnedFd),
     /// Into pipes the caller reads (custom commands).
     Capture,
 }
@@ -48,7 +49,7 @@ pub fn spawn(
     spec: &JobSpec,
     program: &Program,
     extra_env: &[(&str, &str)],
-    output: Output<'_>,
+    output: Output,
 ) -> io::Result<Spawned> {
     let (path, argv) = program.command_line();
     let mut cmd = Command::new(&path);
@@ -64,7 +65,7 @@ pub fn spawn(
     match output {
         Output::Log(fd) => {
             cmd.stdout(Stdio::from(fd.try_clone()?));
-            cmd.stderr(Stdio::from(fd.try_clone()?));
+            cmd.stderr(Stdio::from(fd));
         }
         Output::Capture => {
             cmd.stdout(Stdio::piped());
