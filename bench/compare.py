@@ -1016,6 +1016,10 @@ def proc_cpu(pid):
     return int(f[11]), int(f[12]), int(f[13]) + int(f[14])
 
 
+def machine_procs():
+    return sum(1 for x in os.listdir("/proc") if x.isdigit())
+
+
 def loadavg():
     s = R.read_proc("/proc/loadavg")
     return " ".join(s.split()[:3]) if s else "?"
@@ -1034,6 +1038,7 @@ def measure_checks(pid, counter, keys, secs, alive, server_pid=None):
     time.sleep(CHECK_WARMUP)
     alive()
     load = loadavg()
+    procs = machine_procs()
     m0 = R.cpu_totals()
     sv0 = R.cpu_ticks(server_pid) if server_pid else 0
     c0, ns0 = proc_cpu(pid), cpu_ns([pid])[0]
@@ -1062,10 +1067,11 @@ def measure_checks(pid, counter, keys, secs, alive, server_pid=None):
             "own": own, "user": user, "system": system, "children": kids,
             "sched": (ns1 - ns0) / 1e9,
             "server": (sv1 - sv0) / hz / span if server_pid else None,
-            "idle": (m1[1] - m0[1]) / max(1, m1[0] - m0[0]), "load": load}
+            "idle": (m1[1] - m0[1]) / max(1, m1[0] - m0[0]), "load": load,
+            "procs": procs}
 
 
-def guardian_checks_job(probe, n, every_ms, target):
+def guardian_checks_job(probe, n, every_ms, target, timeout_s=CHECK_TIMEOUT_S):
     """One job, `sleep 100000`, with n [[check]]s of one probe; `target` is the
     server's port (http), its ports (tcp) or the programs' directory."""
     lines = ['exec = "sleep 100000"', ""]
@@ -1077,7 +1083,7 @@ def guardian_checks_job(probe, n, every_ms, target):
             lines.append(f"port = {target[i]}")
         else:
             lines.append(f"exec = {R.toml_str(os.path.join(target, f'p{i:03d}'))}")
-        lines += [f'every = "{every_ms}ms"', f'timeout = "{CHECK_TIMEOUT_S}s"',
+        lines += [f'every = "{every_ms}ms"', f'timeout = "{timeout_s}s"',
                   'action = "alert"', ""]
     return "\n".join(lines)
 
@@ -1100,6 +1106,28 @@ def monit_checks(probe, n, target):
             out.append(f"  if failed port {target[i]} type tcp "
                        f"with timeout {CHECK_TIMEOUT_S} seconds then alert")
     return out + [""]
+
+
+def monit_base(ctx, secs):
+    """monit's CPU with no port test and no program: one `check file` (a stat
+    per cycle). Each cycle monit also reads /proc for every process of the
+    machine, whatever it checks; this is that fixed cost."""
+    t = Monit(ctx, 0, ctx["keep"])
+    with t:
+        Path(t.rc).write_text("\n".join(monit_header(t.dir) + [
+            "check file base with path /etc/hostname", ""]) + "\n")
+        os.chmod(t.rc, 0o600)
+        t.start()
+        time.sleep(CHECK_WARMUP)
+        t.check_alive()
+        c0, w0 = proc_cpu(t.daemon_pid), time.monotonic()
+        time.sleep(secs)
+        c1, w1 = proc_cpu(t.daemon_pid), time.monotonic()
+        t.check_alive()
+        procs = machine_procs()
+    hz = os.sysconf("SC_CLK_TCK")
+    return {"cpu": (c1[0] + c1[1] - c0[0] - c0[1]) / hz / (w1 - w0), "procs": procs,
+            "secs": w1 - w0}
 
 
 def check_cost(ctx, tool, probe, n, every_ms, secs):
@@ -1144,6 +1172,8 @@ def check_cost(ctx, tool, probe, n, every_ms, secs):
                 r["reported"] = len(cs)
                 r["log_lines"] = len(d.log_tail(100000).splitlines())
         else:
+            # monit's fixed cost, just before, under the same conditions.
+            base = monit_base(ctx, secs)
             t = Monit(ctx, 0, ctx["keep"])
             with t:
                 Path(t.rc).write_text("\n".join(monit_header(t.dir)
@@ -1158,6 +1188,7 @@ def check_cost(ctx, tool, probe, n, every_ms, secs):
                     mlog = []
                 r["failed_lines"] = sum(1 for ln in mlog if "failed" in ln.lower())
                 r["log_lines"] = len(mlog)
+                r["base"] = base
         r["cpu"] = (r["own"] + (r["children"] if probe == "program" else 0)) / r["secs"]
         r["us"] = (r["own"] + (r["children"] if probe == "program" else 0)) / r["checks"] * 1e6
         r["nominal"] = n * 1000 / every_ms
@@ -1448,6 +1479,15 @@ def notes(res, ctx):
                                  "checks")
                 else:
                     extra.append(f"{r['failed_lines']} `failed` lines in monit's log")
+                    b = r["base"]
+                    fixed = (f"just before, with one `check file` and nothing else, monit "
+                             f"used {b['cpu'] * 100:.2f}% of a core, {b['procs']} processes "
+                             "on the machine")
+                    if probe != "program":
+                        # One cycle per run of each check; the fixed cost is per cycle.
+                        marginal = (r["own"] - b["cpu"] * r["per_min"]) / r["checks"] * 1e6
+                        fixed += f"; less that, {marginal:.0f} µs per check"
+                    extra.append(fixed)
                 if r["other"]:
                     extra.append(f"{r['other']} arrivals not from a check")
                 out.append(
@@ -1460,7 +1500,8 @@ def notes(res, ctx):
                     f"schedstat {r['sched'] * 1000:.0f} ms)"
                     + (f" + {r['children'] * 1000:.0f} ms children" if probe == "program"
                        else "")
-                    + f"; {r['threads']} threads; " + ", ".join(extra) + ".")
+                    + f"; threads: {r['threads']}; {r['procs']} processes on the machine; "
+                    + ", ".join(extra) + ".")
     if isinstance(res.get("chain"), dict):
         c = res["chain"]
         out.append(f"chain (guardian only, run.py's scenario 5): j000 starts with the "

@@ -42,6 +42,8 @@ COUNT_TIMEOUT = 600.0    # --count checks arrive
 CONTROL_TIMEOUT = 60.0   # one callgrind_control command
 WARMUP = 5.0             # s after the first check, before the counters are zeroed
 QUIET = 0.15             # s without a check: between two rounds
+ATTEMPTS = 5             # of a count that no round overlaps
+PROBE_TIMEOUT_S = 60     # each check's timeout
 TOP = 15
 
 
@@ -80,6 +82,23 @@ def annotate(path, inclusive):
     return total, rows
 
 
+def calls_to(path, names):
+    """How many calls the dump records to each function of `names` (by its
+    symbol, e.g. malloc), from its `cfn=` / `calls=` lines."""
+    ids, counts, current = {}, dict.fromkeys(names, 0), None
+    with open(path, errors="replace") as f:
+        for line in f:
+            m = re.match(r"^c?fn=\((\d+)\)(?: (.*))?$", line.rstrip("\n"))
+            if m:
+                if m.group(2) is not None:
+                    ids[m.group(1)] = m.group(2).strip()
+                current = ids.get(m.group(1)) if line.startswith("cfn=") else None
+                continue
+            if line.startswith("calls=") and current in counts:
+                counts[current] += int(line[6:].split()[0])
+    return counts
+
+
 def short(fn, width=110):
     """`file:function [object]` of callgrind_annotate, shortened for a table."""
     fn = re.sub(r" \[[^\]]*\]$", "", fn)
@@ -109,8 +128,10 @@ class Load:
                                              START_TIMEOUT + COUNT_TIMEOUT + 120)
                 ports = self.counter.ports
                 target = ports[0] if probe == "http" else ports
-            self.dir = R.make_config({"checks": C.guardian_checks_job(probe, n, every_ms,
-                                                                       target)})
+            # Under valgrind a round of checks takes far longer than natively:
+            # a generous timeout keeps every check on its success path.
+            self.dir = R.make_config({"checks": C.guardian_checks_job(
+                probe, n, every_ms, target, timeout_s=PROBE_TIMEOUT_S)})
         except BaseException:
             self.close()
             raise
@@ -156,14 +177,25 @@ class Load:
             time.sleep(0.01)
         return self.quiet(proc)
 
-    def between_rounds(self, proc, action):
-        """Runs action() in a pause between two rounds; returns the count then."""
-        for _ in range(20):
-            n = self.quiet(proc)
-            action()
-            if self.checks() == n:
-                return n
-        raise RuntimeError("could not act between two rounds of checks")
+    def after_round(self, proc):
+        """The count just after a round of checks ended: waits for a check to
+        arrive, then for a pause, so that the next round is most of one
+        `every` away."""
+        deadline = time.monotonic() + COUNT_TIMEOUT
+        n = self.checks()
+        while self.checks() == n:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("no round of checks arrived")
+            time.sleep(0.005)
+        return self.quiet(proc)
+
+    def failures(self):
+        """Lines of the daemon's log that report a failed check: none expected."""
+        try:
+            text = Path(self.dir, "daemon.log").read_text(errors="replace")
+        except OSError:
+            return 0
+        return sum(1 for ln in text.splitlines() if " failed" in ln)
 
     def close(self):
         if self.counter is not None:
@@ -196,14 +228,28 @@ def profile(binary, probe, n, every_ms, count, out_dir, keep):
                            "--trace-children=no", "--vgdb=yes", binary])
         load.wait_first(proc, START_TIMEOUT)
         time.sleep(WARMUP)
-        n0 = load.between_rounds(proc, lambda: control(["-z"], proc.pid))
-        load.wait_more(proc, n0, count)
-        n1 = load.quiet(proc)
-        control(["-d"], proc.pid)
-        if load.checks() != n1:
-            raise RuntimeError("a round of checks overlapped the dump; run again")
+        # Zeroing and dumping happen between two rounds of checks. A dump
+        # also zeroes: one that a round overlapped is thrown away and the
+        # count starts again.
+        for _ in range(ATTEMPTS):
+            n0 = load.after_round(proc)
+            control(["-z"], proc.pid)
+            if load.checks() != n0:
+                continue
+            load.wait_more(proc, n0, count)
+            n1 = load.after_round(proc)
+            for f in Path(out_dir).glob(f"callgrind.out.{probe}.*"):
+                f.unlink()
+            control(["-d"], proc.pid)
+            if load.checks() == n1:
+                break
+        else:
+            raise RuntimeError(f"a round of checks overlapped the counters {ATTEMPTS} times")
         done = n1 - n0
         stop(proc)
+        if load.failures():
+            raise RuntimeError(f"{load.failures()} checks failed under valgrind: the profile "
+                               "would not be of the success path")
         dumps = sorted(Path(out_dir).glob(f"callgrind.out.{probe}.*"),
                        key=lambda f: int(f.name.rsplit(".", 1)[1]))
         if not dumps:
@@ -211,8 +257,10 @@ def profile(binary, probe, n, every_ms, count, out_dir, keep):
         dump = str(dumps[-1])
         total, incl = annotate(dump, True)
         _, self_ = annotate(dump, False)
+        allocs = calls_to(dump, ("malloc", "realloc", "calloc", "posix_memalign", "free"))
         return {"probe": probe, "n": n, "every_ms": every_ms, "checks": done,
-                "total": total, "incl": incl[:TOP], "self": self_[:TOP], "dump": dump}
+                "total": total, "incl": incl[:TOP], "self": self_[:TOP], "dump": dump,
+                "allocs": allocs}
     finally:
         stop(proc)
         load.close()
@@ -232,19 +280,25 @@ def syscalls(binary, probe, n, every_ms, count, keep):
         tids = os.listdir(f"/proc/{proc.pid}/task")
         for t in tids:
             argv += ["-p", t]
+        # Attached just after a round (strace says "Process N attached" for
+        # each thread), detached just after another.
+        n0 = load.after_round(proc)
         tracer = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, text=True)
-        # strace says "Process N attached" for each thread: count from then on.
         attached = 0
         while attached < len(tids):
             line = tracer.stderr.readline()
             if not line:
                 raise RuntimeError("strace ended before it attached")
             attached += " attached" in line
-        n0 = load.quiet(proc)
-        n1 = load.wait_more(proc, n0, count)
+        if load.checks() != n0:
+            raise RuntimeError("a round of checks began before strace had attached")
+        load.wait_more(proc, n0, count)
+        n1 = load.after_round(proc)
         tracer.send_signal(signal.SIGINT)
         tracer.communicate(timeout=60)
+        if load.failures():
+            raise RuntimeError(f"{load.failures()} checks failed while traced")
         calls = {}
         for line in Path(out).read_text().splitlines():
             w = line.split()
@@ -275,7 +329,9 @@ def markdown(r):
     out = [f"### {r['probe']}: {r['n']} checks, every {r['every_ms']} ms",
            "",
            f"{r['checks']} checks counted where they arrived while callgrind counted "
-           f"{r['total']:,} instructions: **{per:,.0f} instructions per check**.",
+           f"{r['total']:,} instructions: **{per:,.0f} instructions per check**; "
+           "calls per check to the allocator: " + ", ".join(
+               f"{k} {v / r['checks']:.1f}" for k, v in r["allocs"].items() if v) + ".",
            ""]
     for title, rows in (("inclusive", r["incl"]), ("self", r["self"])):
         out += [f"Top {TOP}, {title} (instructions per check, share of the total):", "",
