@@ -1483,7 +1483,11 @@ def notes(res, ctx):
                     fixed = (f"just before, with one `check file` and nothing else, monit "
                              f"used {b['cpu'] * 100:.2f}% of a core, {b['procs']} processes "
                              "on the machine")
-                    if probe != "program":
+                    if abs(b["procs"] - r["procs"]) > 0.25 * r["procs"]:
+                        # The fixed cost follows the process count: no subtraction.
+                        fixed += (f" (not {r['procs']} as in the run: no marginal cost "
+                                  "per check)")
+                    elif probe != "program":
                         # One cycle per run of each check; the fixed cost is per cycle.
                         marginal = (r["own"] - b["cpu"] * r["per_min"]) / r["checks"] * 1e6
                         fixed += f"; less that, {marginal:.0f} µs per check"

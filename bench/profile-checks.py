@@ -22,8 +22,10 @@ with symbols: a release build with line tables, not stripped:
 import argparse
 import os
 import re
+import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -314,6 +316,38 @@ def syscalls(binary, probe, n, every_ms, count, keep):
         load.close()
 
 
+def floor(probe, count, keep):
+    """The kernel's share of one check, whoever makes it: a minimal blocking
+    client in this process (socket, connect, for http one request and reading
+    to the end, close) against the same server, `count` times; the system CPU
+    of this process per check (its user CPU is Python's, not a check's)."""
+    load = Load(probe, 1, 1000, keep)
+    try:
+        port = load.counter.ports[0]
+        req = b"GET /c000 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        _, n0, _, _ = load.counter.snap()
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        for _ in range(count):
+            # Blocking, without a timeout: Python adds a poll() before each
+            # call of a socket that has one.
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.connect(("127.0.0.1", port))
+                if probe == "http":
+                    s.sendall(req)
+                    while s.recv(4096):
+                        pass
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        # A connection is complete before the server has accepted it.
+        deadline = time.monotonic() + 5.0
+        while (n1 := load.counter.snap()[1]) - n0 < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if n1 - n0 != count:
+            raise RuntimeError(f"the server counted {n1 - n0} of {count} checks")
+        return (r1.ru_stime - r0.ru_stime) / count * 1e6
+    finally:
+        load.close()
+
+
 def syscalls_markdown(probe, r):
     total = sum(r["calls"].values())
     rows = sorted(r["calls"].items(), key=lambda kv: -kv[1])
@@ -382,6 +416,11 @@ def main():
             text += "\n" + syscalls_markdown(p, syscalls(args.binary, p, args.checks,
                                                           args.every_ms, args.count,
                                                           args.keep))
+        if p != "program":
+            text += ("\nThe kernel's share, whoever checks: a minimal blocking client "
+                     f"(socket, connect, {'one request, read to the end, ' if p == 'http' else ''}"
+                     f"close) on the same server used **{floor(p, args.count, args.keep):.0f} µs "
+                     f"of system CPU per check** (this machine, load {C.loadavg()}).\n")
         print(text, flush=True)
         R.log(f"dump: {r['dump']}")
         md.append(text)
