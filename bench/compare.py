@@ -11,16 +11,20 @@ all of them, and prints one table (also written to bench/results.md):
            idle window, with N = 10, 100 and 500 supervised processes
   startup  daemon launch -> all 100 processes running
   hang     SIGSTOP of an HTTP server -> a new one answering (guardian, monit)
-  checks   guardian only: CPU and memory at 1,000 HTTP checks per second
+  checks   the CPU a check costs: N HTTP, TCP-connect and program checks a
+           second, guardian beside monit (HTTP also guardian alone at 1,000
+           and 5,000 a second), every check counted where it arrives
   chain    guardian only: a start-on chain of 100 jobs
 
 Everything is measured from outside, through /proc. Standard library only;
-it reuses bench/run.py's helpers and, for hang (guardian), checks and chain,
-its scenarios. See bench/README.md.
+it reuses bench/run.py's helpers and, for hang (guardian) and chain, its
+scenarios. See bench/README.md.
 """
 
 import argparse
+import ctypes
 import datetime
+import json
 import math
 import os
 import select
@@ -29,7 +33,9 @@ import signal
 import statistics
 import subprocess
 import sys
+import struct
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -74,8 +80,27 @@ T_PSS_MB = 8.0
 T_IDLE_CPU_PCT = 0.01
 T_STARTUP_MS = 100.0
 T_HANG_MS = 1200.0
-T_CHECKS_CPU_PCT = 10.0
+T_CHECK_VS_MONIT = 0.5   # guardian's CPU per check: at most this times monit's
+T_CHECKS_CPU_PCT = {1000: 3.0, 5000: 15.0}   # guardian alone, by checks per second
 T_CHAIN_MS = 200.0
+
+# The checks scenario: (key, probe, checks, every in ms, tools). Each key is
+# one run of each of its tools; --checks selects keys.
+CHECK_RUNS = (
+    ("http-100", "http", 100, 1000, ("guardian", "monit")),
+    ("http-500", "http", 500, 1000, ("guardian", "monit")),
+    ("http-1000", "http", 100, 100, ("guardian",)),
+    ("http-5000", "http", 500, 100, ("guardian",)),
+    ("tcp-100", "tcp", 100, 1000, ("guardian", "monit")),
+    ("program-100", "program", 100, 1000, ("guardian", "monit")),
+)
+CHECK_WINDOW = (20.0, 10.0)  # s: the CPU window (full, --quick)
+CHECK_WARMUP = 3.0           # s from the first check seen to the window
+CHECK_FIRST_TIMEOUT = 30.0   # the first check arrives
+CHECK_TIMEOUT_S = 1          # each check's timeout, both tools
+SNAP_TIMEOUT = 5.0           # the check server answers a snapshot request
+CHECK_SERVER_SCRIPT = "check_server.py"
+PROBE_PROGRAM = "/bin/true"
 
 # Measured by hand on this machine before guardian existed (the issue).
 ISSUE_FIGURES = (
@@ -775,6 +800,408 @@ def monit_hang(ctx, rounds):
         return out
 
 
+# ---------------------------------------------------------------- checks: the cost of a check
+
+# The server the HTTP and TCP checks of both tools hit, started by compare.py
+# outside either tool. `http`: one listener; it reads a request up to the blank
+# line, answers `200 ok` with `Connection: close` and closes the connection, so
+# every check opens a new one; it counts requests by path (each check has its
+# own). `tcp`: N listeners, each closing every connection it accepts; it counts
+# connections by port (each check has its own). On SIGUSR1 it writes a snapshot
+# of its counts (JSON, with its time.monotonic(), the clock of compare.py) to
+# the stats file; it writes one before it serves, with its ports. It exits by
+# itself after `lifetime` seconds.
+CHECK_SERVER = r'''"""compare.py, checks: answers checks and counts them, per check."""
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+import time
+
+MODE, STATS, LIFETIME, LISTENERS = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
+            b"Connection: close\r\n\r\nok")
+counts = {}
+state = {"total": 0, "conns": 0, "seq": 0}
+ports = []
+
+
+class Http(asyncio.Protocol):
+    def connection_made(self, transport):
+        state["conns"] += 1
+        self.transport = transport
+        self.buf = b""
+
+    def data_received(self, data):
+        self.buf += data
+        if b"\r\n\r\n" not in self.buf:
+            if len(self.buf) > 65536:
+                self.transport.close()
+            return
+        words = self.buf.split(b"\r\n", 1)[0].split()
+        key = words[1].decode("ascii", "replace") if len(words) >= 2 else "?"
+        counts[key] = counts.get(key, 0) + 1
+        state["total"] += 1
+        self.transport.write(RESPONSE)
+        self.transport.close()
+
+
+class Tcp(asyncio.Protocol):
+    def __init__(self, key):
+        self.key = key
+
+    def connection_made(self, transport):
+        state["conns"] += 1
+        state["total"] += 1
+        counts[self.key] = counts.get(self.key, 0) + 1
+        transport.close()
+
+
+def snapshot():
+    tmp = STATS + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"seq": state["seq"], "t": time.monotonic(), "total": state["total"],
+                   "conns": state["conns"], "ports": ports, "counts": counts}, f)
+    os.replace(tmp, STATS)
+
+
+def on_usr1():
+    state["seq"] += 1
+    snapshot()
+
+
+async def main():
+    loop = asyncio.get_running_loop()
+    servers = []
+    for _ in range(LISTENERS):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        factory = Http if MODE == "http" else (lambda k=str(port): Tcp(k))
+        servers.append(await loop.create_server(factory, sock=sock, backlog=4096))
+        ports.append(port)
+    loop.add_signal_handler(signal.SIGUSR1, on_usr1)
+    snapshot()
+    await asyncio.sleep(LIFETIME)
+
+
+asyncio.run(main())
+'''
+
+
+class CheckServer:
+    """CHECK_SERVER in a process of its own; snap() returns its counts."""
+
+    def __init__(self, d, mode, listeners, lifetime):
+        self.path = os.path.join(d, CHECK_SERVER_SCRIPT)
+        self.stats = os.path.join(d, "server-stats.json")
+        Path(self.path).write_text(CHECK_SERVER)
+        self.errlog = os.path.join(d, "server.log")
+        with open(self.errlog, "wb") as errf:
+            self.proc = subprocess.Popen(
+                [sys.executable, self.path, mode, self.stats, str(lifetime), str(listeners)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf,
+                start_new_session=True)
+        self.seq = 0
+        first = self._wait(0)
+        self.ports = first["ports"]
+        if len(self.ports) != listeners:
+            raise RuntimeError(f"the check server listens on {len(self.ports)} ports, "
+                               f"{listeners} expected")
+
+    def _wait(self, seq):
+        deadline = time.monotonic() + SNAP_TIMEOUT
+        while True:
+            try:
+                with open(self.stats) as f:
+                    s = json.load(f)
+                if s["seq"] >= seq:
+                    return s
+            except (OSError, ValueError, KeyError):
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the check server exited with status {self.proc.returncode}:"
+                                   f" {Path(self.errlog).read_text(errors='replace')[-300:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the check server did not answer a snapshot request")
+            time.sleep(0.002)
+
+    def snap(self):
+        """(its monotonic time, total checks, {key: count}, connections)."""
+        self.seq += 1
+        os.kill(self.proc.pid, signal.SIGUSR1)
+        s = self._wait(self.seq)
+        return s["t"], s["total"], s["counts"], s["conns"]
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=R.KILL_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=R.KILL_TIMEOUT)
+
+
+IN_OPEN = 0x20
+IN_Q_OVERFLOW = 0x4000
+
+
+class ExecCounter:
+    """Counts the runs of each program of a directory with inotify: the kernel
+    reports IN_OPEN on a file that is opened to be executed, as on any open. A
+    thread reads the events as they come. (inotify merges an event into the one
+    before it only when that one is the same file's and is still unread; with
+    one file per check, a file's next run comes a whole period later, after the
+    other checks' runs.)"""
+
+    def __init__(self, d):
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            raise RuntimeError(f"inotify_init1: {os.strerror(ctypes.get_errno())}")
+        if libc.inotify_add_watch(self.fd, os.fsencode(d), IN_OPEN) < 0:
+            os.close(self.fd)
+            raise RuntimeError(f"inotify_add_watch: {os.strerror(ctypes.get_errno())}")
+        self.counts, self.total, self.overflow = {}, 0, False
+        self.lock = threading.Lock()
+        self.stop_r, self.stop_w = os.pipe()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            r, _, _ = select.select([self.fd, self.stop_r], [], [])
+            if self.stop_r in r:
+                return
+            try:
+                buf = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            off = 0
+            with self.lock:
+                while off + 16 <= len(buf):
+                    _, mask, _, n = struct.unpack_from("iIII", buf, off)
+                    name = buf[off + 16:off + 16 + n].rstrip(b"\0").decode(errors="replace")
+                    off += 16 + n
+                    if mask & IN_Q_OVERFLOW:
+                        self.overflow = True
+                    elif name:
+                        self.counts[name] = self.counts.get(name, 0) + 1
+                        self.total += 1
+
+    def snap(self):
+        with self.lock:
+            if self.overflow:
+                raise RuntimeError("inotify's queue overflowed: program runs were not counted")
+            return time.monotonic(), self.total, dict(self.counts), None
+
+    def close(self):
+        os.write(self.stop_w, b"x")
+        self.thread.join(timeout=5)
+        for fd in (self.fd, self.stop_r, self.stop_w):
+            os.close(fd)
+
+
+def proc_cpu(pid):
+    """(utime, stime, cutime + cstime) of a process in clock ticks: every
+    thread of it, and the children it has reaped."""
+    s = R.read_proc(f"/proc/{pid}/stat")
+    if s is None:
+        raise RuntimeError(f"process {pid} is gone")
+    f = s[s.rindex(")") + 2:].split()
+    return int(f[11]), int(f[12]), int(f[13]) + int(f[14])
+
+
+def machine_procs():
+    return sum(1 for x in os.listdir("/proc") if x.isdigit())
+
+
+def loadavg():
+    s = R.read_proc("/proc/loadavg")
+    return " ".join(s.split()[:3]) if s else "?"
+
+
+def measure_checks(pid, counter, keys, secs, alive, server_pid=None):
+    """Waits for the first check, CHECK_WARMUP more, then reads the supervisor's
+    CPU and the counter at both ends of a `secs` window. Every check (each key)
+    must have run in the window."""
+    deadline = time.monotonic() + CHECK_FIRST_TIMEOUT
+    while counter.snap()[1] == 0:
+        alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no check arrived within {CHECK_FIRST_TIMEOUT:.0f} s")
+        time.sleep(0.05)
+    time.sleep(CHECK_WARMUP)
+    alive()
+    load = loadavg()
+    procs = machine_procs()
+    m0 = R.cpu_totals()
+    sv0 = R.cpu_ticks(server_pid) if server_pid else 0
+    c0, ns0 = proc_cpu(pid), cpu_ns([pid])[0]
+    t0, n0, k0, conn0 = counter.snap()
+    time.sleep(secs)
+    t1, n1, k1, conn1 = counter.snap()
+    c1, ns1 = proc_cpu(pid), cpu_ns([pid])[0]
+    sv1 = R.cpu_ticks(server_pid) if server_pid else 0
+    m1 = R.cpu_totals()
+    alive()
+    span = t1 - t0
+    if span <= 0:
+        raise RuntimeError("the counter's clock did not advance")
+    per = {k: k1.get(k, 0) - k0.get(k, 0) for k in keys}
+    missing = sorted(k for k, v in per.items() if v <= 0)
+    if missing:
+        raise RuntimeError(f"{len(missing)} of {len(keys)} checks did not run in the "
+                           f"{span:.0f} s window (first: {missing[0]})")
+    other = (n1 - n0) - sum(per.values())
+    hz = os.sysconf("SC_CLK_TCK")
+    user, system, kids = ((c1[i] - c0[i]) / hz for i in range(3))
+    own = user + system
+    return {"secs": span, "checks": n1 - n0, "rate": (n1 - n0) / span,
+            "per_min": min(per.values()), "per_max": max(per.values()), "other": other,
+            "conns": None if conn0 is None else conn1 - conn0,
+            "own": own, "user": user, "system": system, "children": kids,
+            "sched": (ns1 - ns0) / 1e9,
+            "server": (sv1 - sv0) / hz / span if server_pid else None,
+            "idle": (m1[1] - m0[1]) / max(1, m1[0] - m0[0]), "load": load,
+            "procs": procs}
+
+
+def guardian_checks_job(probe, n, every_ms, target, timeout_s=CHECK_TIMEOUT_S):
+    """One job, `sleep 100000`, with n [[check]]s of one probe; `target` is the
+    server's port (http), its ports (tcp) or the programs' directory."""
+    lines = ['exec = "sleep 100000"', ""]
+    for i in range(n):
+        lines += ["[[check]]", f'type = "{probe}"']
+        if probe == "http":
+            lines.append(f'url = "http://127.0.0.1:{target}/c{i:03d}"')
+        elif probe == "tcp":
+            lines.append(f"port = {target[i]}")
+        else:
+            lines.append(f"exec = {R.toml_str(os.path.join(target, f'p{i:03d}'))}")
+        lines += [f'every = "{every_ms}ms"', f'timeout = "{timeout_s}s"',
+                  'action = "alert"', ""]
+    return "\n".join(lines)
+
+
+def monit_checks(probe, n, target):
+    """The same checks for monit (its cycle is `set daemon 1`): one `check
+    host` with a port test per check, or one `check program` per program."""
+    if probe == "program":
+        out = []
+        for i in range(n):
+            out += [f'check program p{i:03d} with path "{os.path.join(target, f"p{i:03d}")}"',
+                    "  if status != 0 then alert", ""]
+        return out
+    out = ["check host checks with address 127.0.0.1"]
+    for i in range(n):
+        if probe == "http":
+            out.append(f'  if failed port {target} protocol http request "/c{i:03d}" '
+                       f"with timeout {CHECK_TIMEOUT_S} seconds then alert")
+        else:
+            out.append(f"  if failed port {target[i]} type tcp "
+                       f"with timeout {CHECK_TIMEOUT_S} seconds then alert")
+    return out + [""]
+
+
+def monit_base(ctx, secs):
+    """monit's CPU with no port test and no program: one `check file` (a stat
+    per cycle). Each cycle monit also reads /proc for every process of the
+    machine, whatever it checks; this is that fixed cost."""
+    t = Monit(ctx, 0, ctx["keep"])
+    with t:
+        Path(t.rc).write_text("\n".join(monit_header(t.dir) + [
+            "check file base with path /etc/hostname", ""]) + "\n")
+        os.chmod(t.rc, 0o600)
+        t.start()
+        time.sleep(CHECK_WARMUP)
+        t.check_alive()
+        c0, w0 = proc_cpu(t.daemon_pid), time.monotonic()
+        time.sleep(secs)
+        c1, w1 = proc_cpu(t.daemon_pid), time.monotonic()
+        t.check_alive()
+        procs = machine_procs()
+    hz = os.sysconf("SC_CLK_TCK")
+    return {"cpu": (c1[0] + c1[1] - c0[0] - c0[1]) / hz / (w1 - w0), "procs": procs,
+            "secs": w1 - w0}
+
+
+def check_cost(ctx, tool, probe, n, every_ms, secs):
+    """One tool running n checks of one probe every every_ms against the same
+    target; its CPU over a window, and the checks counted where they arrive."""
+    base = tempfile.mkdtemp(prefix="compare-checks-", dir="/tmp")
+    counter = server = None
+    try:
+        if probe == "program":
+            bindir = os.path.join(base, "bin")
+            os.mkdir(bindir)
+            for i in range(n):
+                shutil.copy2(PROBE_PROGRAM, os.path.join(bindir, f"p{i:03d}"))
+            keys = [f"p{i:03d}" for i in range(n)]
+            counter = ExecCounter(bindir)
+            target = bindir
+        else:
+            lifetime = CHECK_FIRST_TIMEOUT + CHECK_WARMUP + secs + 120
+            server = counter = CheckServer(base, probe, 1 if probe == "http" else n, lifetime)
+            if probe == "http":
+                target = server.ports[0]
+                keys = [f"/c{i:03d}" for i in range(n)]
+            else:
+                target = server.ports
+                keys = [str(p) for p in server.ports]
+        spid = server.proc.pid if server else None
+        if tool == "guardian":
+            with R.Daemon(ctx["guardian"], 0, keep=ctx["keep"],
+                          jobs={"checks": guardian_checks_job(probe, n, every_ms, target)}) as d:
+                d.start()
+                d.wait_running(1, R.STARTUP_TIMEOUT)
+                r = measure_checks(d.pid, counter, keys, secs, d.check_alive, spid)
+                r["threads"] = len(os.listdir(f"/proc/{d.pid}/task"))
+                st = d.cli("status", "checks", "--json")
+                try:
+                    info = json.loads(st.stdout)
+                except ValueError:
+                    raise RuntimeError(f"status checks --json exited {st.returncode}: "
+                                       f"{st.stderr.strip()[:200]}")
+                cs = info.get("checks", [])
+                r["passed"] = sum(1 for c in cs if c.get("passed") is True)
+                r["reported"] = len(cs)
+                r["log_lines"] = len(d.log_tail(100000).splitlines())
+        else:
+            # monit's fixed cost, just before, under the same conditions.
+            base = monit_base(ctx, secs)
+            t = Monit(ctx, 0, ctx["keep"])
+            with t:
+                Path(t.rc).write_text("\n".join(monit_header(t.dir)
+                                                + monit_checks(probe, n, target)) + "\n")
+                os.chmod(t.rc, 0o600)
+                t.start()
+                r = measure_checks(t.daemon_pid, counter, keys, secs, t.check_alive, spid)
+                r["threads"] = len(os.listdir(f"/proc/{t.daemon_pid}/task"))
+                try:
+                    mlog = Path(t.dir, "monit.log").read_text(errors="replace").splitlines()
+                except OSError:
+                    mlog = []
+                r["failed_lines"] = sum(1 for ln in mlog if "failed" in ln.lower())
+                r["log_lines"] = len(mlog)
+                r["base"] = base
+        r["cpu"] = (r["own"] + (r["children"] if probe == "program" else 0)) / r["secs"]
+        r["us"] = (r["own"] + (r["children"] if probe == "program" else 0)) / r["checks"] * 1e6
+        r["nominal"] = n * 1000 / every_ms
+        return r
+    finally:
+        if counter is not None:
+            counter.close()
+        if ctx["keep"]:
+            log(f"kept {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- report
 
 def ms(x):
@@ -796,6 +1223,8 @@ def fmt_num(v, unit):
         return f"{v:.2f}%" if v < 10 else f"{v:.1f}%"
     if unit == "/s":
         return f"{v:.0f}/s"
+    if unit == "us":
+        return f"{v:.0f} µs" if v >= 100 else f"{v:.1f} µs"
     return f"{v:g} {unit}"
 
 
@@ -819,6 +1248,12 @@ def ratio(g, peers):
     if r == 0:
         return f"0 ({best})"
     return f"{r:.3g}x ({best}{', guardian worse' if r > 1 else ''})"
+
+
+def check_label(probe, n, every_ms, run_tools):
+    what = {"http": "HTTP", "tcp": "TCP-connect", "program": f"program ({PROBE_PROGRAM})"}[probe]
+    alone = "guardian only: " if run_tools == ("guardian",) else ""
+    return f"{alone}{n * 1000 // every_ms:,} {what} checks a second"
 
 
 def build_rows(res, tools):
@@ -893,19 +1328,24 @@ def build_rows(res, tools):
                  {k: f"{ms(min(v)):.0f} / {ms(max(v)):.0f} ms" for k, v in h.items()},
                  na=nochecks)
     if "checks" in res:
-        c = res["checks"]
-        if isinstance(c, dict):
-            label = f"guardian only: {R.CHECK_JOBS * 1000 // R.CHECK_EVERY_MS:,} HTTP checks/s"
-            text_row(f"{label}: achieved (counted by the server)",
-                     {"guardian": f"{c['rate']:.0f}/s"}, na=PEERS)
-            row(f"{label}: daemon CPU, % of one core", {"guardian": c["cpu"] * 100}, "%",
-                T_CHECKS_CPU_PCT, f"< {T_CHECKS_CPU_PCT:g}% (run.py)", na=PEERS)
-            row(f"{label}: daemon RSS", {"guardian": c["rollup"]["Rss"] * 1024 / 1e6}, "MB",
-                na=PEERS)
-            row(f"{label}: daemon PSS", {"guardian": c["rollup"]["Pss"] * 1024 / 1e6}, "MB",
-                na=PEERS)
-        else:
-            text_row("guardian only: HTTP checks", {}, na=PEERS)
+        for key, probe, n, every_ms, run_tools in CHECK_RUNS:
+            if key not in res["checks"]:
+                continue
+            per = res["checks"][key]
+            ok = {k: v for k, v in per.items() if isinstance(v, dict)}
+            na = tuple(t for t in TOOLS if t not in run_tools)
+            label = check_label(probe, n, every_ms, run_tools)
+            text_row(f"{label}: achieved (counted where they arrive)",
+                     {k: f"{v['rate']:.0f}/s" for k, v in ok.items()}, na=na)
+            rate = n * 1000 // every_ms
+            t_cpu = T_CHECKS_CPU_PCT.get(rate) if run_tools == ("guardian",) else None
+            row(f"{label}: supervisor CPU, % of a core",
+                {k: v["cpu"] * 100 for k, v in ok.items()}, "%", t_cpu,
+                f"< {t_cpu:g}%" if t_cpu else "", na=na)
+            m = ok.get("monit")
+            t_us = T_CHECK_VS_MONIT * m["us"] if m else None
+            row(f"{label}: CPU per check", {k: v["us"] for k, v in ok.items()}, "us",
+                t_us, f"<= half of monit's ({fmt_num(t_us, 'us')})" if m else "", na=na)
     if "chain" in res:
         c = res["chain"]
         if isinstance(c, dict):
@@ -1005,13 +1445,67 @@ def notes(res, ctx):
                        f"{spread_ms(x['total'] for x in r)}. monit acts on one failed "
                        "probe, guardian here on two in a row.")
     if isinstance(res.get("checks"), dict):
-        c = res["checks"]
-        out.append(f"checks (guardian only, run.py's scenario 8): {R.CHECK_JOBS} jobs with "
-                   f"one HTTP check every {R.CHECK_EVERY_MS} ms against a local server, "
-                   f"{c['rate']:.0f} requests/s counted by the server, "
-                   f"{c['conn_rate']:.0f} new TCP connections/s; the machine was "
-                   f"{c['idle'] * 100:.0f}% idle. None of the peers runs HTTP checks at "
-                   f"this rate (monit's shortest cycle is 1 s).")
+        out.append(
+            "checks: guardian runs one job (`sleep 100000`) with N `[[check]]`s, each with "
+            f"its own `every`, `timeout = \"{CHECK_TIMEOUT_S}s\"` and `action = \"alert\"`; "
+            "monit (`set daemon 1`) one `check host` with a port test per check (`if failed "
+            "port P protocol http request \"/cNNN\"` or `type tcp`, "
+            f"`with timeout {CHECK_TIMEOUT_S} seconds then alert`), or one `check program` "
+            "per program (`if status != 0 then alert`). HTTP checks hit one local server "
+            "(Python asyncio, outside both tools) that answers `200 ok` with `Connection: "
+            "close` and closes, so every check opens a new connection; each check has its "
+            "own path and is counted by the server. TCP checks connect to the server's N "
+            "ports (one per check, counted per port; it closes what it accepts). Program "
+            f"checks run one copy of {PROBE_PROGRAM} per check (guardian through `sh -c`, "
+            "as it runs every probe program; monit directly), counted by inotify. A row "
+            "fails if any check did not run in the window. CPU: utime + stime of the "
+            "supervisor's process (all threads) from /proc/PID/stat over the window, and for "
+            "program checks also cutime + cstime (the children it reaped: the programs, "
+            "and guardian's sh), the same for both tools; the server's CPU and compare.py's "
+            "are not counted. CPU per check: that CPU time over the checks counted. monit "
+            "runs its checks one after another and then sleeps 1 s, so its rate is below N "
+            "a second.")
+        for key, probe, n, every_ms, _ in CHECK_RUNS:
+            for tool, r in res["checks"].get(key, {}).items():
+                if not isinstance(r, dict):
+                    continue
+                extra = []
+                if r["conns"] is not None and probe == "http":
+                    extra.append(f"{r['conns']} connections")
+                if r["server"] is not None:
+                    extra.append(f"server CPU {r['server'] * 100:.1f}%")
+                if tool == "guardian":
+                    extra.append(f"last outcome passed for {r['passed']} of {r['reported']} "
+                                 "checks")
+                else:
+                    extra.append(f"{r['failed_lines']} `failed` lines in monit's log")
+                    b = r["base"]
+                    fixed = (f"just before, with one `check file` and nothing else, monit "
+                             f"used {b['cpu'] * 100:.2f}% of a core, {b['procs']} processes "
+                             "on the machine")
+                    if abs(b["procs"] - r["procs"]) > 0.25 * r["procs"]:
+                        # The fixed cost follows the process count: no subtraction.
+                        fixed += (f" (not {r['procs']} as in the run: no marginal cost "
+                                  "per check)")
+                    elif probe != "program":
+                        # One cycle per run of each check; the fixed cost is per cycle.
+                        marginal = (r["own"] - b["cpu"] * r["per_min"]) / r["checks"] * 1e6
+                        fixed += f"; less that, {marginal:.0f} µs per check"
+                    extra.append(fixed)
+                if r["other"]:
+                    extra.append(f"{r['other']} arrivals not from a check")
+                out.append(
+                    f"checks {key}, {tool} (N = {n}, every {every_ms} ms): load "
+                    f"{r['load']} at the window's start, machine {r['idle'] * 100:.0f}% idle "
+                    f"over it; {r['checks']} checks in {r['secs']:.1f} s "
+                    f"({r['rate']:.0f}/s of {r['nominal']:.0f}/s nominal), each check "
+                    f"{r['per_min']} to {r['per_max']} times; CPU {r['own'] * 1000:.0f} ms "
+                    f"own ({r['user'] * 1000:.0f} user + {r['system'] * 1000:.0f} system; "
+                    f"schedstat {r['sched'] * 1000:.0f} ms)"
+                    + (f" + {r['children'] * 1000:.0f} ms children" if probe == "program"
+                       else "")
+                    + f"; threads: {r['threads']}; {r['procs']} processes on the machine; "
+                    + ", ".join(extra) + ".")
     if isinstance(res.get("chain"), dict):
         c = res["chain"]
         out.append(f"chain (guardian only, run.py's scenario 5): j000 starts with the "
@@ -1134,9 +1628,12 @@ def main():
                     help=f"comma-separated tools (default: {','.join(TOOLS)})")
     ap.add_argument("--sizes", metavar="LIST", default=",".join(map(str, IDLE_SIZES)),
                     help="N of the idle scenario (default: 10,100,500)")
+    ap.add_argument("--checks", metavar="LIST", default=",".join(k[0] for k in CHECK_RUNS),
+                    help="runs of the checks scenario, comma-separated (default: all: "
+                         f"{','.join(k[0] for k in CHECK_RUNS)})")
     ap.add_argument("--quick", action="store_true",
                     help="fewer repetitions: 5 crash rounds, 5 s idle windows, 1 start-up "
-                         "run, 3 hang rounds")
+                         "run, 3 hang rounds, 10 s check windows")
     ap.add_argument("--output", default=str(BENCH_DIR / "results.md"),
                     help="markdown results file (default: bench/results.md)")
     ap.add_argument("--venv", default=DEFAULT_VENV,
@@ -1163,6 +1660,9 @@ def main():
         ap.error("--sizes: comma-separated integers")
     if not sizes or min(sizes) < 1 or max(sizes) > 2000:
         ap.error("--sizes: between 1 and 2000")
+    check_keys = [x.strip() for x in args.checks.split(",") if x.strip()]
+    if not check_keys or set(check_keys) - {k[0] for k in CHECK_RUNS}:
+        ap.error(f"--checks: choose from {','.join(k[0] for k in CHECK_RUNS)}")
     q = 1 if args.quick else 0
 
     ctx = {"keep": args.keep, "leftovers": {}}
@@ -1224,8 +1724,14 @@ def main():
                 res["hang"]["monit"] = step("hang, monit",
                                             lambda: monit_hang(ctx, HANG_ROUNDS[q]))
         elif sc == "checks":
-            res["checks"] = step("checks, guardian", lambda: R.checks_load(
-                ctx["guardian"], args.keep))
+            res["checks"] = {}
+            for key, probe, n, every_ms, run_tools in CHECK_RUNS:
+                if key not in check_keys:
+                    continue
+                res["checks"][key] = {
+                    t: step(f"checks {key}, {t}", lambda t=t, p=probe, n=n, e=every_ms:
+                            check_cost(ctx, t, p, n, e, CHECK_WINDOW[q]))
+                    for t in run_tools if t in tools}
         elif sc == "chain":
             res["chain"] = step("chain, guardian", lambda: R.chain(ctx["guardian"], args.keep))
     elapsed = time.monotonic() - started
