@@ -1173,7 +1173,7 @@ def check_cost(ctx, tool, probe, n, every_ms, secs):
                 r["log_lines"] = len(d.log_tail(100000).splitlines())
         else:
             # monit's fixed cost, just before, under the same conditions.
-            base = monit_base(ctx, secs)
+            fixed = monit_base(ctx, secs)
             t = Monit(ctx, 0, ctx["keep"])
             with t:
                 Path(t.rc).write_text("\n".join(monit_header(t.dir)
@@ -1188,7 +1188,7 @@ def check_cost(ctx, tool, probe, n, every_ms, secs):
                     mlog = []
                 r["failed_lines"] = sum(1 for ln in mlog if "failed" in ln.lower())
                 r["log_lines"] = len(mlog)
-                r["base"] = base
+                r["base"] = fixed
         r["cpu"] = (r["own"] + (r["children"] if probe == "program" else 0)) / r["secs"]
         r["us"] = (r["own"] + (r["children"] if probe == "program" else 0)) / r["checks"] * 1e6
         r["nominal"] = n * 1000 / every_ms
