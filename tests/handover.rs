@@ -36,19 +36,21 @@ fn a_successor_named_after_the_master_exits_is_waited_for_and_followed() {
     let c = Conf::new();
     let pid = c.file("web.pid");
     let child = c.file("child");
-    // The successor waits for its parent to be gone, then some more, before it takes
-    // the pid file over.
+    // The successor waits for the master to be gone, then some more, before it takes
+    // the pid file over. The master's pid is its `$$`, expanded when the trap runs: the
+    // successor's own `$PPID` would be guardian's when the master exits before the
+    // successor's shell has started, as it does on a loaded machine.
     let successor = format!(
-        "while kill -0 \\$PPID 2>/dev/null; do sleep 0.05; done; sleep 0.3; mv {pid}.2 {pid}; exec sleep 600"
+        "while kill -0 $$ 2>/dev/null; do sleep 0.05; done; sleep 0.3; mv {pid}.2 {pid}; exec sleep 600"
     );
     let successor = format!("echo \\$\\$ > {pid}.2; {successor}");
     c.job("web", &master(&pid, &child, &successor, "respawn = true"));
     let d = c.start();
     let (_, new) = hand_over(&d, "web", &child);
-    wait_until("the successor to be followed", || {
+    d.wait_until("the successor to be followed", || {
         d.main_pid("web") == Some(new) && pid_in(&pid) == Some(new)
     });
-    wait_until("the handover to be done", || {
+    d.wait_until("the handover to be done", || {
         d.daemon_log().contains("web: handover done")
     });
     let s = d.status("web");

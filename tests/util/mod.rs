@@ -196,6 +196,19 @@ impl Daemon<'_> {
         }
     }
 
+    /// Like [`wait_until`], but a timeout shows the daemon's log, which says why.
+    pub fn wait_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "timed out waiting for {what}; the daemon's log:\n{}",
+                self.daemon_log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn daemon_log(&self) -> String {
         std::fs::read_to_string(self.conf.path().join("daemon.log")).unwrap_or_default()
     }
