@@ -611,13 +611,13 @@ fn gunicorn_handover(d: &Daemon<'_>, pidfile: &str, port: u16, signals: &[&str])
     client.wait_answers(20);
     d.ok(&["reload", "web"], 0);
     let next = format!("{pidfile}.2");
-    wait_until("the new master to write PIDFILE.2", || {
+    d.wait_until("the new master to write PIDFILE.2", || {
         pid_in(&next).is_some()
     });
     let new = pid_in(&next).expect("the new master");
-    wait_until("the new master's workers", || children(new).len() == 2);
+    d.wait_until("the new master's workers", || children(new).len() == 2);
     // Its workers answer too: a response names a worker of the new master.
-    wait_until("a worker of the new master to answer", || {
+    d.wait_until("a worker of the new master to answer", || {
         get(port).is_ok_and(|body| {
             body.trim()
                 .strip_prefix("ok ")
@@ -629,12 +629,12 @@ fn gunicorn_handover(d: &Daemon<'_>, pidfile: &str, port: u16, signals: &[&str])
     for sig in signals {
         signal(old, sig);
         if *sig == "WINCH" {
-            wait_until("the old workers to go", || children(old) == vec![new]);
+            d.wait_until("the old workers to go", || children(old) == vec![new]);
             client.wait_answers(20);
         }
     }
-    wait_until("the old master to exit", || !alive(old));
-    wait_until("guardian to follow the new master", || {
+    d.wait_until("the old master to exit", || !alive(old));
+    d.wait_until("guardian to follow the new master", || {
         d.main_pid("web") == Some(new) && pid_in(pidfile) == Some(new)
     });
     client.wait_answers(50);

@@ -202,11 +202,29 @@ impl Daemon<'_> {
         while !cond() {
             assert!(
                 start.elapsed() < DEADLINE,
-                "timed out waiting for {what}; the daemon's log:\n{}",
-                self.daemon_log()
+                "timed out waiting for {what}; the daemon's log:\n{}{}",
+                self.daemon_log(),
+                self.other_logs()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The other `*.log` files of the configuration directory (a program's own log),
+    /// each with its name, for a failure message.
+    fn other_logs(&self) -> String {
+        let mut out = String::new();
+        let Ok(dir) = std::fs::read_dir(self.conf.path()) else {
+            return out;
+        };
+        for entry in dir.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") && !path.ends_with("daemon.log") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                out.push_str(&format!("\n--- {}:\n{text}", path.display()));
+            }
+        }
+        out
     }
 
     pub fn daemon_log(&self) -> String {
