@@ -818,7 +818,7 @@ fn a_job_that_fails_at_once_backs_off_then_ends_failed() {
         if s["state"] == "waiting" && s["goal"] == "start" {
             seen_waiting |= s["respawn_in_secs"].as_f64().is_some_and(|t| t <= 0.4);
             let out = d.cli(&["status", "web"]);
-            seen_text |= String::from_utf8_lossy(&out.stdout).contains("next try:    respawn in");
+            seen_text |= String::from_utf8_lossy(&out.stdout).contains("next try:        respawn in");
         }
         s["state"] == "failed"
     });

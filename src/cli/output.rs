@@ -77,44 +77,45 @@ pub fn summary(out: &mut impl Write, jobs: &[JobStatus]) -> io::Result<()> {
     out.flush()
 }
 
+/// One `label: value` line of `status JOB`, the values in one column.
+fn field(out: &mut impl Write, label: &str, value: impl std::fmt::Display) -> io::Result<()> {
+    writeln!(out, "{:<LABEL_WIDTH$}{value}", format!("{label}:"))
+}
+
+/// The width of the longest label of `status JOB` ("stopped by hand:") and a space.
+const LABEL_WIDTH: usize = 17;
+
 pub fn job_details(out: &mut impl Write, j: &JobStatus) -> io::Result<()> {
-    writeln!(out, "name:        {}", j.name)?;
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    field(out, "name", &j.name)?;
     if let Some(d) = &j.description {
-        writeln!(out, "description: {d}")?;
+        field(out, "description", d)?;
     }
-    writeln!(out, "goal:        {}", j.goal)?;
-    writeln!(out, "state:       {}", j.state)?;
-    writeln!(out, "pid:         {}", or_dash(j.pid, |p| p.to_string()))?;
-    writeln!(out, "health:      {}", j.health)?;
-    writeln!(
-        out,
-        "monitored:   {}",
-        if j.monitored { "yes" } else { "no" }
-    )?;
-    writeln!(
-        out,
-        "stopped by hand: {}",
-        if j.manual_stop { "yes" } else { "no" }
-    )?;
-    writeln!(out, "uptime:      {}", or_dash(j.uptime_secs, duration))?;
-    writeln!(
-        out,
-        "cpu:         {}",
-        or_dash(j.cpu_secs, |c| format!("{c:.2}s"))
-    )?;
-    writeln!(out, "memory:      {}", or_dash(j.rss_bytes, bytes))?;
-    writeln!(out, "restarts:    {}", j.restarts)?;
+    field(out, "goal", j.goal)?;
+    field(out, "state", j.state)?;
+    field(out, "pid", or_dash(j.pid, |p| p.to_string()))?;
+    field(out, "health", &j.health)?;
+    field(out, "monitored", yes_no(j.monitored))?;
+    field(out, "stopped by hand", yes_no(j.manual_stop))?;
+    field(out, "uptime", or_dash(j.uptime_secs, duration))?;
+    field(out, "cpu", or_dash(j.cpu_secs, |c| format!("{c:.2}s")))?;
+    field(out, "memory", or_dash(j.rss_bytes, bytes))?;
+    field(out, "restarts", j.restarts)?;
     if let Some(secs) = j.respawn_in_secs {
         let when = if secs < 60.0 {
             format!("{secs:.1}s")
         } else {
             duration(secs)
         };
-        writeln!(out, "next try:    respawn in {when}")?;
+        field(out, "next try", format!("respawn in {when}"))?;
     }
     match &j.last_failure {
-        Some(f) => writeln!(out, "last failure: {} {} at {}", f.process, f.status, f.at)?,
-        None => writeln!(out, "last failure: none")?,
+        Some(f) => field(
+            out,
+            "last failure",
+            format!("{} {} at {}", f.process, f.status, f.at),
+        )?,
+        None => field(out, "last failure", "none")?,
     }
     for c in &j.checks {
         let state = match (c.passed, c.failing) {
@@ -227,4 +228,51 @@ pub fn graph(
         )?;
     }
     writeln!(out, "}}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::protocol::{FailureReport, Goal, JobState};
+
+    #[test]
+    fn status_values_start_in_one_column() {
+        let j = JobStatus {
+            name: "web".into(),
+            description: Some("the site".into()),
+            goal: Goal::Start,
+            state: JobState::Waiting,
+            pid: None,
+            monitored: true,
+            health: "unknown".into(),
+            restarts: 3,
+            respawn_in_secs: Some(0.7),
+            uptime_secs: None,
+            cpu_secs: None,
+            rss_bytes: None,
+            manual_stop: false,
+            last_failure: Some(FailureReport {
+                process: "main".into(),
+                status: "exited 1".into(),
+                at: "2026-11-21T09:14:03Z".into(),
+            }),
+            checks: Vec::new(),
+        };
+        let mut out = Vec::new();
+        job_details(&mut out, &j).expect("written");
+        let text = String::from_utf8(out).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 14, "{text}");
+        for line in &lines {
+            let colon = line.find(':').expect("a label");
+            assert!(colon < LABEL_WIDTH, "{line}");
+            assert_eq!(&line[colon + 1..LABEL_WIDTH].trim(), &"", "{line}");
+            assert_ne!(line.as_bytes()[LABEL_WIDTH], b' ', "{line}");
+        }
+        assert!(text.contains("next try:        respawn in 0.7s"), "{text}");
+        assert!(
+            text.contains("last failure:    main exited 1 at 2026-11-21T09:14:03Z"),
+            "{text}"
+        );
+    }
 }
