@@ -207,6 +207,20 @@ fn normal_exit_is_not_respawned_and_task_runs_to_completion() {
     let d = c.start();
     wait_until("the task to finish", || read(&f) == "done\n");
     d.wait_state("oneshot", "waiting");
+    // A task that ran reads `done`, not `unknown` like one that never ran, and `status`
+    // says yes; `quits` (manual) never ran.
+    d.wait_until("the task to read done", || {
+        d.status("oneshot")["health"] == "done"
+    });
+    d.ok(&["status", "oneshot"], 0);
+    assert_eq!(d.status("quits")["health"], "unknown");
+    d.ok(&["status", "quits"], 1);
+    let summary = String::from_utf8_lossy(&d.ok(&["summary"], 0).stdout).to_string();
+    let line = summary
+        .lines()
+        .find(|l| l.starts_with("oneshot "))
+        .unwrap_or_else(|| panic!("no oneshot in {summary}"));
+    assert!(line.split_whitespace().nth(3) == Some("done"), "{summary}");
     let out = d.ok(&["start", "oneshot"], 0);
     assert!(String::from_utf8_lossy(&out.stdout).contains("ran to completion"));
     assert_eq!(
@@ -818,7 +832,8 @@ fn a_job_that_fails_at_once_backs_off_then_ends_failed() {
         if s["state"] == "waiting" && s["goal"] == "start" {
             seen_waiting |= s["respawn_in_secs"].as_f64().is_some_and(|t| t <= 0.4);
             let out = d.cli(&["status", "web"]);
-            seen_text |= String::from_utf8_lossy(&out.stdout).contains("next try:        respawn in");
+            seen_text |=
+                String::from_utf8_lossy(&out.stdout).contains("next try:        respawn in");
         }
         s["state"] == "failed"
     });

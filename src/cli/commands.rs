@@ -313,7 +313,8 @@ fn status(socket: &Socket, job: Option<String>, json: bool) -> anyhow::Result<Ex
         } else {
             output::job_details(&mut out, j)?;
         }
-        return Ok(if j.state == JobState::Running && j.health != "unhealthy" {
+        let up = j.state == JobState::Running && j.health != "unhealthy";
+        return Ok(if up || j.health == crate::control::protocol::HEALTH_DONE {
             Exit::Ok
         } else {
             Exit::No

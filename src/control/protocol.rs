@@ -185,6 +185,9 @@ impl std::fmt::Display for JobState {
     }
 }
 
+/// The `health` of a task that ran to completion.
+pub const HEALTH_DONE: &str = "done";
+
 /// One job as `status --json` shows it. Scripts rely on these names.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JobStatus {

@@ -1,7 +1,7 @@
 //! What `summary` and `status` report of a job.
 
 use crate::control::protocol::{self, CheckReport, FailureReport, JobState, JobStatus};
-use crate::job::{Goal, State};
+use crate::job::{Goal, Reached, State, Until};
 use crate::process::stat;
 
 use super::Job;
@@ -19,7 +19,7 @@ pub fn of(job: &Job) -> JobStatus {
         state: state(m.state()),
         pid: m.main_pid(),
         monitored: m.monitored(),
-        health: job.health().as_str().into(),
+        health: health(job).into(),
         restarts: m.restarts(),
         respawn_in_secs: m.respawn_due().map(|t| {
             t.saturating_duration_since(std::time::Instant::now())
@@ -35,6 +35,15 @@ pub fn of(job: &Job) -> JobStatus {
             at: humantime::format_rfc3339_seconds(f.at).to_string(),
         }),
         checks: job.checks.iter().map(check).collect(),
+    }
+}
+
+/// The job's health, or `done` for a task that ran to completion (its goal is then
+/// stop and its state waiting, as for one that never ran).
+fn health(job: &Job) -> &'static str {
+    match job.m.reached(Until::Up) {
+        Some(Reached::Completed) => protocol::HEALTH_DONE,
+        _ => job.health().as_str(),
     }
 }
 
