@@ -22,6 +22,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, FcntlArg, OFlag, fcntl, openat};
@@ -206,29 +207,69 @@ fn waiting_bytes(fd: &OwnedFd) -> libc::c_int {
 }
 
 /// Raises the pipe to [`PIPE_SIZE`], or to `/proc/sys/fs/pipe-max-size` if that is less.
-/// A refusal (a daemon not run as root over the per-user limit of pipe memory, say)
-/// leaves the pipe as it is: 64 KiB by default.
+///
+/// A daemon without `CAP_SYS_RESOURCE` or `CAP_SYS_ADMIN` has its pipes counted against
+/// `/proc/sys/fs/pipe-user-pages-soft` (64 MiB by default), and once its user is past
+/// that every new pipe of the user, a job's shell pipeline as much as a log pipe, gets
+/// 8 KiB only. Such a daemon raises its pipes only while all of them together stay within
+/// half of that limit. A refusal leaves the pipe as it is: 64 KiB by default.
 fn raise_size(fd: &impl AsFd) {
     static TARGET: OnceLock<usize> = OnceLock::new();
+    static BUDGET: OnceLock<Option<usize>> = OnceLock::new();
+    static USED: AtomicUsize = AtomicUsize::new(0);
     let target = *TARGET.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
-            .ok()
-            .and_then(|s| s.trim().parse::<usize>().ok())
-            .map_or(PIPE_SIZE, |max| max.min(PIPE_SIZE))
+        read_number("/proc/sys/fs/pipe-max-size").map_or(PIPE_SIZE, |max| max.min(PIPE_SIZE))
     });
-    let Ok(target) = libc::c_int::try_from(target) else {
-        return;
-    };
-    if fcntl(fd, FcntlArg::F_GETPIPE_SZ).is_ok_and(|now| now >= target) {
-        return;
+    let budget = *BUDGET.get_or_init(|| {
+        if privileged() {
+            return None;
+        }
+        let pages = read_number("/proc/sys/fs/pipe-user-pages-soft")?;
+        (pages > 0).then(|| pages.saturating_mul(page_size()) / 2)
+    });
+    let now = size_of(fd).unwrap_or(0);
+    let mut size = now;
+    let within =
+        budget.is_none_or(|b| USED.load(Ordering::Relaxed).saturating_add(target.max(now)) <= b);
+    if now < target
+        && within
+        && let Ok(want) = libc::c_int::try_from(target)
+    {
+        match fcntl(fd, FcntlArg::F_SETPIPE_SZ(want)) {
+            Ok(n) => size = usize::try_from(n).unwrap_or(target),
+            Err(e) => tracing::debug!("cannot raise a log pipe to {target} bytes: {e}"),
+        }
     }
-    if let Err(e) = fcntl(fd, FcntlArg::F_SETPIPE_SZ(target)) {
-        tracing::debug!("cannot raise a log pipe to {target} bytes: {e}");
-    }
+    USED.fetch_add(size, Ordering::Relaxed);
+}
+
+fn read_number(path: &str) -> Option<usize> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn page_size() -> usize {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(4096)
+}
+
+/// Whether the daemon has `CAP_SYS_RESOURCE` or `CAP_SYS_ADMIN`, which free its pipes
+/// from the per-user limit.
+fn privileged() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_SYS_RESOURCE: u32 = 24;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN | 1 << CAP_SYS_RESOURCE) != 0)
 }
 
 /// The size of the pipe behind `fd`.
-#[cfg(test)]
 fn size_of(fd: &impl AsFd) -> Option<usize> {
     fcntl(fd, FcntlArg::F_GETPIPE_SZ)
         .ok()
