@@ -9,5 +9,6 @@ mod handover;
 mod hardening_config;
 mod hardening_socket;
 mod lifecycle;
+mod log_fifo;
 mod real_programs;
 mod util;

@@ -585,12 +585,14 @@ exec sleep 1000
     assert_eq!(pipe_fds(d.pid()), before + 1, "descriptors of pipes");
 }
 
-/// How many of `pid`'s descriptors are pipes (the daemon may also hold some it inherited).
-fn pipe_fds(pid: u32) -> usize {
+/// How many of `pid`'s descriptors are pipes, anonymous or FIFOs (the daemon may also
+/// hold some it inherited).
+pub fn pipe_fds(pid: u32) -> usize {
+    use std::os::unix::fs::FileTypeExt;
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|dir| {
-            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-                .filter(|l| l.to_string_lossy().starts_with("pipe:"))
+            dir.filter_map(|e| std::fs::metadata(e.ok()?.path()).ok())
+                .filter(|m| m.file_type().is_fifo())
                 .count()
         })
         .unwrap_or(usize::MAX)

@@ -10,6 +10,7 @@
 mod alerts;
 mod checking;
 mod events;
+mod fifo;
 mod graph;
 mod handover;
 mod logs;
@@ -43,8 +44,9 @@ use crate::process::spawn::Output;
 use crate::process::table::ProcessTable;
 use crate::process::{Pgid, reaper};
 
+use fifo::PipeDir;
 use graph::Graph;
-use logs::LogPipe;
+use logs::{LogPipe, LogSpec};
 use runtime::{After, Job, Outcome, Waiter};
 use shutdown::Shutdown;
 use state::Persisted;
@@ -125,6 +127,8 @@ pub struct Daemon {
     alerts: Option<mpsc::UnboundedSender<crate::alert::Msg>>,
     /// Jobs in `failed`, with the episode their reminders belong to.
     failed_episode: HashMap<String, u64>,
+    /// `state-dir/pipes`: the jobs' log pipes, which outlive the daemon.
+    pipes: PipeDir,
 }
 
 /// Binds the control socket `config` names (open to its `read-group`), for [`run`].
@@ -303,6 +307,7 @@ impl Daemon {
         if let Some(w) = warning {
             tracing::error!("{w}");
         }
+        let pipes = PipeDir::open(&config.settings.state_dir);
         let mut daemon = Daemon {
             jobs: BTreeMap::new(),
             pids: ProcessTable::new(),
@@ -319,20 +324,34 @@ impl Daemon {
             host_checks: Vec::new(),
             alerts: None,
             failed_episode: HashMap::new(),
+            pipes,
         };
         // The specs move into the jobs: the loaded configuration keeps only its settings.
         let specs = std::mem::take(&mut daemon.config.jobs);
         for spec in specs.into_values() {
             daemon.add_job(spec)?;
         }
+        // Every job's pipe is open before anything is spawned, so what waited in it while
+        // no daemon ran is logged first. Pipes of jobs removed meanwhile are read, then go.
+        for name in daemon.pipes.stale(|n| daemon.jobs.contains_key(n)) {
+            LogPipe::drain(&daemon.pipes, &name, daemon.log_spec(&name));
+        }
         Ok(daemon)
     }
 
-    fn add_job(&mut self, spec: JobSpec) -> anyhow::Result<()> {
+    /// Where job `name`'s output goes.
+    fn log_spec(&self, name: &str) -> LogSpec {
         let s = &self.config.settings;
-        let path = s.log_dir.join(format!("{}.log", spec.name));
-        let access = files::Access::private_or_group(s.log_group.as_ref().map(|g| g.gid));
-        let log = LogPipe::open(path, s.log_max_size, s.log_keep, access)
+        LogSpec {
+            path: self.log_path(name),
+            max_size: s.log_max_size,
+            keep: s.log_keep,
+            access: files::Access::private_or_group(s.log_group.as_ref().map(|g| g.gid)),
+        }
+    }
+
+    fn add_job(&mut self, spec: JobSpec) -> anyhow::Result<()> {
+        let log = LogPipe::open(&self.pipes, &spec.name, self.log_spec(&spec.name))
             .with_context(|| format!("{}: cannot set up its log", spec.name))?;
         let stopped = self.persisted.stopped.contains(&spec.name);
         let monitored = !self.persisted.unmonitored.contains(&spec.name);
@@ -658,6 +677,7 @@ impl Daemon {
             match std::mem::replace(&mut job.after, After::Nothing) {
                 After::Nothing => {}
                 After::Remove => {
+                    self.pipes.remove(name);
                     if let Some(job) = self.jobs.remove(name) {
                         for w in job.waiters {
                             let _ =

@@ -15,8 +15,9 @@ use super::env::environment;
 
 /// Where a spawned process's stdout and stderr go.
 pub enum Output {
-    /// Both into this write end of a job's log pipe, which the spawn consumes: the
-    /// daemon's copy is closed as soon as the child has it.
+    /// Both into this descriptor of a job's log pipe (read-write, so that the job itself
+    /// holds a reader and never gets `SIGPIPE` while no daemon reads), which the spawn
+    /// consumes: the daemon's copy is closed as soon as the child has it.
     Log(OwnedFd),
     /// Into pipes the caller reads (custom commands).
     Capture,
