@@ -40,6 +40,18 @@ fn a_healthy_http_server_is_healthy_and_a_failing_one_is_restarted() {
         d.status("good")["health"] == "healthy"
     });
     d.ok(&["status", "good"], 0);
+    // The latency is in milliseconds to the microsecond, not a float's tail.
+    let ms = check(&d.status("good"), "http")["latency_ms"].as_f64();
+    let ms = ms.unwrap_or_else(|| panic!("a latency: {}", d.status("good")));
+    assert!(
+        ms > 0.0
+            && ms
+                .to_string()
+                .split('.')
+                .nth(1)
+                .is_none_or(|f| f.len() <= 3),
+        "{ms}"
+    );
     wait_until("bad to be restarted by its check", || {
         d.status("bad")["restarts"].as_u64() >= Some(1)
     });

@@ -74,7 +74,8 @@ pub fn check(c: &super::checking::CheckRt) -> CheckReport {
         passed: last.map(|(o, _)| o.passed),
         reason: last.map(|(o, _)| o.reason.clone()),
         value: last.and_then(|(o, _)| o.value),
-        latency_ms: last.map(|(o, _)| o.latency.as_secs_f64() * 1000.0),
+        // Whole microseconds, in milliseconds: 6.467, not 6.4666619999999995.
+        latency_ms: last.map(|(o, _)| o.latency.as_micros() as f64 / 1000.0),
         at: last.map(|(_, at)| humantime::format_rfc3339_seconds(*at).to_string()),
         failing: c.failing,
     }
