@@ -134,6 +134,16 @@ pub fn job_details(out: &mut impl Write, j: &JobStatus) -> io::Result<()> {
             c.name, c.target, c.action
         )?;
     }
+    if let Some(cg) = &j.cgroup {
+        writeln!(out, "cgroup:      {cg}")?;
+    }
+    if let Some(procs) = j.processes.as_ref().filter(|p| !p.is_empty()) {
+        writeln!(out, "processes:")?;
+        writeln!(out, "  {:>7} {:>7}  COMMAND", "PID", "PPID")?;
+        for p in procs {
+            writeln!(out, "  {:>7} {:>7}  {}", p.pid, p.ppid, p.command)?;
+        }
+    }
     Ok(())
 }
 

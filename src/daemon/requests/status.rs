@@ -9,12 +9,18 @@ impl Daemon {
     pub(super) fn status(&self, job: Option<&str>) -> Response {
         match job {
             None => Response::Jobs {
-                jobs: self.jobs.values().map(|j| status::of(j)).collect(),
+                jobs: self
+                    .jobs
+                    .values()
+                    .map(|j| status::of(j, self.rest.cgroups()))
+                    .collect(),
             },
             Some(name) => match self.job_named(name) {
-                Ok(job) => Response::Jobs {
-                    jobs: vec![status::of(job)],
-                },
+                Ok(job) => {
+                    let mut s = status::of(job, self.rest.cgroups());
+                    s.processes = Some(self.processes_of(name));
+                    Response::Jobs { jobs: vec![s] }
+                }
                 Err(e) => e,
             },
         }
