@@ -223,11 +223,13 @@ impl Daemon {
     }
 
     /// guardian's children that it did not spawn and that carry the mark of `name`.
+    /// Only those it did not spawn are read in /proc: with many jobs, most children
+    /// are the jobs' own processes.
     fn escaped_of(&self, name: &str) -> Vec<u32> {
         escaped::children()
             .into_iter()
             .filter(|p| !self.pids.contains_key(p))
-            .filter(|&p| escaped::job_of(p).as_deref() == Some(name))
+            .filter(|&p| escaped::live(p) && escaped::job_of(p).as_deref() == Some(name))
             .collect()
     }
 
@@ -264,6 +266,7 @@ impl Daemon {
             None => {
                 for pid in escaped::children() {
                     if !self.pids.contains_key(&pid)
+                        && escaped::live(pid)
                         && escaped::job_of(pid).is_some_and(|j| self.jobs.contains_key(&j))
                     {
                         self.kill_escaped(pid);

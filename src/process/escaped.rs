@@ -8,7 +8,7 @@
 
 use checks::tree;
 
-/// The live children of guardian (of any of its threads), zombies left out.
+/// The children of guardian (of any of its threads), zombies among them: see [`live`].
 pub fn children() -> Vec<u32> {
     let mut out = Vec::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
@@ -23,8 +23,12 @@ pub fn children() -> Vec<u32> {
     }
     out.sort_unstable();
     out.dedup();
-    out.retain(|&pid| tree::stat(pid).is_some_and(|s| s.state != 'Z' && s.state != 'X'));
     out
+}
+
+/// Whether `pid` is there and not a zombie.
+pub fn live(pid: u32) -> bool {
+    tree::stat(pid).is_some_and(|s| s.state != 'Z' && s.state != 'X')
 }
 
 /// The job `pid`'s environment names, if any.
@@ -78,7 +82,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
             job = super::job_of(pid);
         }
-        let listed = super::children().contains(&pid);
+        let listed = super::children().contains(&pid) && super::live(pid);
         let command = super::command(pid);
         let _ = child.kill();
         let _ = child.wait();
