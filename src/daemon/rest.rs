@@ -90,7 +90,7 @@ impl Daemon {
     /// None without cgroups, or (said in the log) when it cannot be made.
     pub(super) fn cgroup_to_join(&mut self, name: &str) -> Option<OwnedFd> {
         let cg = self.rest.cgroups.as_ref()?;
-        match cg.join_handle(name) {
+        match cg.join_handle(name, self.rest.made.contains(name)) {
             Ok(fd) => {
                 self.rest.to_remove.remove(name);
                 if !self.rest.made.contains(name) {

@@ -98,20 +98,31 @@ impl Cgroups {
         self.base.join(dir_name(job))
     }
 
-    /// Creates the cgroup of `job` if it is not there and opens its `cgroup.procs` for
-    /// a child to join it (write `0` to it between fork and exec).
-    pub fn join_handle(&self, job: &str) -> io::Result<OwnedFd> {
+    /// Opens the `cgroup.procs` of `job` for a child to join it (write `0` to it
+    /// between fork and exec), creating the cgroup first unless `made` says it is there
+    /// (and also when it turns out not to be).
+    pub fn join_handle(&self, job: &str, made: bool) -> io::Result<OwnedFd> {
         let dir = self.dir(job);
+        let procs = dir.join("cgroup.procs");
+        let open = || {
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&procs)
+        };
+        if made {
+            match open() {
+                Ok(f) => return Ok(OwnedFd::from(f)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
-        let file = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(dir.join("cgroup.procs"))?;
-        Ok(OwnedFd::from(file))
+        Ok(OwnedFd::from(open()?))
     }
 
     /// The processes in `job`'s cgroup; none when it does not exist.
