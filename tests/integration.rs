@@ -1,6 +1,7 @@
 //! guardian's integration tests: one binary, the real guardian against real processes.
 
 mod alerts;
+mod cgroup;
 mod checks;
 mod django_stack;
 mod events;

@@ -523,9 +523,9 @@ fail = "echo nope; exit 4"
 }
 
 /// One pipe per job for its whole life: output of every run, of a hook spawned while the
-/// main process runs, of a process that escaped the job's group, and a line left
-/// unfinished by one run all reach the log, while the daemon holds one descriptor of the
-/// pipe per job.
+/// main process runs, of a process that escaped the job's group (it lives as long as
+/// its run: a run's end ends it, see tests/cgroup.rs), and a line left unfinished by one
+/// run all reach the log, while the daemon holds one descriptor of the pipe per job.
 #[test]
 fn log_pipe_carries_every_process_across_respawns() {
     let c = Conf::new();
@@ -543,13 +543,13 @@ script = """
 n=$(($(cat {count} 2>/dev/null || echo 0) + 1)); echo $n > {count}
 echo run-$n
 if [ $n = 1 ]; then
-  setsid sh -c 'touch {escaped}; while [ ! -e {orphan} ]; do sleep 0.05; done; echo from-orphan' &
-  while [ ! -e {escaped} ]; do sleep 0.05; done
   printf half-
   exit 3
 fi
 if [ $n = 2 ]; then exit 3; fi
 while [ ! -e {hooked} ]; do sleep 0.05; done
+setsid sh -c 'touch {escaped}; while [ ! -e {orphan} ]; do sleep 0.05; done; echo from-orphan' &
+while [ ! -e {escaped} ]; do sleep 0.05; done
 echo main-after-hook
 exec sleep 1000
 """

@@ -117,6 +117,9 @@ pub fn job_details(out: &mut impl Write, j: &JobStatus) -> io::Result<()> {
         )?,
         None => field(out, "last failure", "none")?,
     }
+    if let Some(cg) = &j.cgroup {
+        field(out, "cgroup", cg)?;
+    }
     for c in &j.checks {
         let state = match (c.passed, c.failing) {
             (None, _) => "not run yet",
@@ -134,6 +137,13 @@ pub fn job_details(out: &mut impl Write, j: &JobStatus) -> io::Result<()> {
             "check {} ({}, then {}): {state}{reason}",
             c.name, c.target, c.action
         )?;
+    }
+    if let Some(procs) = j.processes.as_ref().filter(|p| !p.is_empty()) {
+        writeln!(out, "processes:")?;
+        writeln!(out, "  {:>7} {:>7}  COMMAND", "PID", "PPID")?;
+        for p in procs {
+            writeln!(out, "  {:>7} {:>7}  {}", p.pid, p.ppid, p.command)?;
+        }
     }
     Ok(())
 }
@@ -257,6 +267,10 @@ mod tests {
                 at: "2026-11-21T09:14:03Z".into(),
             }),
             checks: Vec::new(),
+            cgroup: None,
+            cpu_from: None,
+            rss_from: None,
+            processes: None,
         };
         let mut out = Vec::new();
         job_details(&mut out, &j).expect("written");

@@ -21,6 +21,7 @@ const KEYS: &[&str] = &[
     "alert",
     "read-group",
     "log-group",
+    "cgroups",
 ];
 
 /// A group of the host, by the name the configuration gave and its id.
@@ -48,6 +49,8 @@ pub struct Settings {
     pub read_group: Option<GroupRef>,
     /// Job logs are readable by this group (else private to guardian's user).
     pub log_group: Option<GroupRef>,
+    /// Whether each job runs in a cgroup of its own (where the host allows it).
+    pub cgroups: crate::process::cgroup::Mode,
 }
 
 impl Settings {
@@ -63,6 +66,7 @@ impl Settings {
             alert: AlertSettings::default(),
             read_group: None,
             log_group: None,
+            cgroups: crate::process::cgroup::Mode::Auto,
         }
     }
 }
@@ -122,6 +126,16 @@ pub fn read(r: &mut Reader<'_>, dir: &Path, table: &DeTable<'_>) -> Settings {
             }
             "read-group" => s.read_group = group(r, k, v),
             "log-group" => s.log_group = group(r, k, v),
+            "cgroups" => match r.string(k, v).as_deref() {
+                Some("auto") => s.cgroups = crate::process::cgroup::Mode::Auto,
+                Some("off") => s.cgroups = crate::process::cgroup::Mode::Off,
+                Some(other) => r.error(
+                    v.span(),
+                    format!("`cgroups` is \"auto\" or \"off\", not `{other}`"),
+                    Some("\"auto\" gives each job a cgroup where the host has a writable cgroup v2 hierarchy".into()),
+                ),
+                None => {}
+            },
             _ => r.unknown_key(key, KEYS),
         }
     }

@@ -346,6 +346,14 @@ mod tests {
                 manual_stop: false,
                 last_failure: None,
                 checks: Vec::new(),
+                cgroup: Some("/sys/fs/cgroup/guardian@x/web.job".into()),
+                cpu_from: Some("cgroup".into()),
+                rss_from: Some("main".into()),
+                processes: Some(vec![crate::control::protocol::ProcessReport {
+                    pid: 42,
+                    ppid: 1,
+                    command: "sleep 600".into(),
+                }]),
             }],
         };
         let bytes = serde_json::to_vec(&jobs).unwrap_or_default();

@@ -209,6 +209,26 @@ pub struct JobStatus {
     pub manual_stop: bool,
     pub last_failure: Option<FailureReport>,
     pub checks: Vec<CheckReport>,
+    /// The job's cgroup, while it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// Where `cpu_secs` and `rss_bytes` come from: `cgroup` (every process of the job)
+    /// or `main` (the main process, from /proc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_from: Option<String>,
+    /// Every process of the job (`status JOB` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<Vec<ProcessReport>>,
+}
+
+/// One process of a job, as `status JOB` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProcessReport {
+    pub pid: u32,
+    pub ppid: u32,
+    pub command: String,
 }
 
 /// One check of a job as `status` shows it.

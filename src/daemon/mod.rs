@@ -16,6 +16,7 @@ mod handover;
 mod logs;
 mod ready;
 mod requests;
+mod rest;
 mod run;
 mod runtime;
 mod shutdown;
@@ -129,6 +130,8 @@ pub struct Daemon {
     failed_episode: HashMap<String, u64>,
     /// `state-dir/pipes`: the jobs' log pipes, which outlive the daemon.
     pipes: PipeDir,
+    /// The jobs' cgroups, and what of a job is outside its process group.
+    rest: rest::Rest,
 }
 
 /// Binds the control socket `config` names (open to its `read-group`), for [`run`].
@@ -235,6 +238,7 @@ async fn serve(
     let (internal_tx, mut internal_rx) = mpsc::unbounded_channel();
 
     let mut daemon = Daemon::new(config, internal_tx, Box::new(RealOs))?;
+    daemon.open_cgroups();
     tracing::info!(
         "guardian {} started: {} jobs, control socket {}",
         env!("CARGO_PKG_VERSION"),
@@ -285,6 +289,7 @@ async fn serve(
             _ = sleep => daemon.fire_timers(),
         }
     }
+    daemon.rest_at_exit();
     daemon.flush_alerts().await;
     // What still waits for the daemon (a client's answer, a request not taken yet) is
     // told it is shutting down; then the connections end.
@@ -325,6 +330,7 @@ impl Daemon {
             alerts: None,
             failed_episode: HashMap::new(),
             pipes,
+            rest: rest::Rest::default(),
         };
         // The specs move into the jobs: the loaded configuration keeps only its settings.
         let specs = std::mem::take(&mut daemon.config.jobs);
@@ -411,7 +417,11 @@ impl Daemon {
             return;
         };
         let now = self.os.now();
+        let before = job.m.state();
         let effects = job.m.handle(input, now);
+        // Before the effects (a hook they spawn is not the rest): a stop that reached
+        // its kill signals the rest of the job, one that is over ends it.
+        self.rest_after_step(name, before);
         // Spawn results go first, ahead of work other jobs queued meanwhile.
         let mut follow: Vec<Work> = Vec::new();
         for effect in effects {
@@ -469,6 +479,7 @@ impl Daemon {
         if p == Proc::Main {
             self.prepare_main(name)?;
         }
+        let cgroup = self.cgroup_to_join(name);
         let job = self
             .jobs
             .get(name)
@@ -477,9 +488,13 @@ impl Daemon {
             .program(p)
             .ok_or_else(|| std::io::Error::other("nothing to run"))?;
         let extra = job.extra_env(p);
-        let spawned = self
-            .os
-            .spawn(&job.spec, program, &extra, Output::Log(job.log.writer()?))?;
+        let spawned = self.os.spawn_into(
+            &job.spec,
+            program,
+            &extra,
+            Output::Log(job.log.writer()?),
+            cgroup.as_ref().map(std::os::fd::AsFd::as_fd),
+        )?;
         self.pids.insert(
             spawned.pid,
             Owner::Job {
@@ -538,6 +553,7 @@ impl Daemon {
             };
             self.route_end(pid, end, owner, followed_group, followed_ids);
         }
+        self.rest_reaped();
     }
 
     /// Where the end of child `pid`, which `owner` had, goes.
@@ -605,6 +621,7 @@ impl Daemon {
                             "{job}: still alive after its kill timeout, sending SIGKILL"
                         );
                         self.feed(&job, Input::KillTimeout(generation));
+                        self.rest_kill_timeout(&job);
                     }
                 }
                 Timer::ReadyDeadline { job, generation } => self.ready_deadline(&job, generation),

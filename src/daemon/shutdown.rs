@@ -94,6 +94,7 @@ impl Daemon {
                 self.os.signal_pid(pid, Signal::SIGKILL);
             }
         }
+        self.kill_all_rest();
     }
 
     /// Stops the next job once the current one is down.

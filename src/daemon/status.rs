@@ -2,13 +2,31 @@
 
 use crate::control::protocol::{self, CheckReport, FailureReport, JobState, JobStatus};
 use crate::job::{Goal, Reached, State, Until};
+use crate::process::cgroup::Cgroups;
 use crate::process::stat;
 
 use super::Job;
 
-pub fn of(job: &Job) -> JobStatus {
+/// What `status` says of `job`; `cgroups`, when the daemon's jobs have cgroups, is where
+/// its CPU time and memory are read (falling back to its main process for what the
+/// cgroup does not count).
+pub fn of(job: &Job, cgroups: Option<&Cgroups>) -> JobStatus {
     let m = &job.m;
-    let usage = m.main_pid().and_then(stat::usage);
+    let main = m.main_pid().and_then(stat::usage);
+    let cg = cgroups
+        .filter(|_| !m.is_down())
+        .map(|c| (c.dir(&job.spec.name), c.usage(&job.spec.name)))
+        .filter(|(_, u)| u.cpu_secs.is_some());
+    let (cpu, cpu_from) = match (&cg, main) {
+        (Some((_, u)), _) => (u.cpu_secs, Some("cgroup")),
+        (None, Some(u)) => (Some(u.cpu_secs), Some("main")),
+        (None, None) => (None, None),
+    };
+    let (rss, rss_from) = match (cg.as_ref().and_then(|(_, u)| u.memory_bytes), main) {
+        (Some(b), _) => (Some(b), Some("cgroup")),
+        (None, Some(u)) => (Some(u.rss_bytes), Some("main")),
+        (None, None) => (None, None),
+    };
     JobStatus {
         name: job.spec.name.clone(),
         description: job.spec.description.clone(),
@@ -26,8 +44,8 @@ pub fn of(job: &Job) -> JobStatus {
                 .as_secs_f64()
         }),
         uptime_secs: m.running_since().map(|t| t.elapsed().as_secs_f64()),
-        cpu_secs: usage.map(|u| u.cpu_secs),
-        rss_bytes: usage.map(|u| u.rss_bytes),
+        cpu_secs: cpu,
+        rss_bytes: rss,
         manual_stop: m.manual_stop(),
         last_failure: m.last_failure().map(|f| FailureReport {
             process: f.process.as_str().into(),
@@ -35,6 +53,10 @@ pub fn of(job: &Job) -> JobStatus {
             at: humantime::format_rfc3339_seconds(f.at).to_string(),
         }),
         checks: job.checks.iter().map(check).collect(),
+        cgroup: cg.map(|(dir, _)| dir.display().to_string()),
+        cpu_from: cpu_from.map(String::from),
+        rss_from: rss_from.map(String::from),
+        processes: None,
     }
 }
 

@@ -3,7 +3,9 @@
 //! `wait`; the [`os::Os`] trait the daemon does all of this through; watching files
 //! with inotify.
 
+pub mod cgroup;
 pub mod env;
+pub mod escaped;
 pub mod lineage;
 pub mod lock_watch;
 pub mod os;

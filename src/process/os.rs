@@ -7,6 +7,7 @@
 //! paused clock.
 
 use std::io;
+use std::os::fd::BorrowedFd;
 
 use nix::sys::signal::Signal;
 
@@ -26,6 +27,21 @@ pub trait Os: Send {
         extra_env: &[(&str, &str)],
         output: Output,
     ) -> io::Result<Spawned>;
+
+    /// [`Os::spawn`], the child joining the cgroup whose `cgroup.procs` is `cgroup`
+    /// before it execs (see [`super::spawn::spawn_into`]). Without a cgroup of its own
+    /// a system has nothing to join.
+    fn spawn_into(
+        &self,
+        spec: &JobSpec,
+        program: &Program,
+        extra_env: &[(&str, &str)],
+        output: Output,
+        cgroup: Option<BorrowedFd<'_>>,
+    ) -> io::Result<Spawned> {
+        let _ = cgroup;
+        self.spawn(spec, program, extra_env, output)
+    }
 
     /// Sends `sig` to every process of `group`; an empty group is not an error.
     fn signal_group(&self, group: Pgid, sig: Signal);
@@ -64,6 +80,17 @@ impl Os for RealOs {
         output: Output,
     ) -> io::Result<Spawned> {
         super::spawn::spawn(spec, program, extra_env, output)
+    }
+
+    fn spawn_into(
+        &self,
+        spec: &JobSpec,
+        program: &Program,
+        extra_env: &[(&str, &str)],
+        output: Output,
+        cgroup: Option<BorrowedFd<'_>>,
+    ) -> io::Result<Spawned> {
+        super::spawn::spawn_into(spec, program, extra_env, output, cgroup)
     }
 
     fn signal_group(&self, group: Pgid, sig: Signal) {

@@ -3,7 +3,7 @@
 //! the caller says. The child is never waited for here: the reaper owns `wait`.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{ChildStderr, ChildStdout, Command, Stdio};
 
@@ -51,6 +51,19 @@ pub fn spawn(
     program: &Program,
     extra_env: &[(&str, &str)],
     output: Output,
+) -> io::Result<Spawned> {
+    spawn_into(spec, program, extra_env, output, None)
+}
+
+/// [`spawn`], and the child joins the cgroup whose `cgroup.procs` is `cgroup` (see
+/// [`super::cgroup::Cgroups::join_handle`]) before it execs, so that nothing it forks
+/// is ever outside. A child that cannot join fails to spawn.
+pub fn spawn_into(
+    spec: &JobSpec,
+    program: &Program,
+    extra_env: &[(&str, &str)],
+    output: Output,
+    cgroup: Option<BorrowedFd<'_>>,
 ) -> io::Result<Spawned> {
     let (path, argv) = program.command_line();
     let mut cmd = Command::new(&path);
@@ -105,7 +118,9 @@ pub fn spawn(
     }
     let nice = spec.nice;
     let umask = spec.umask;
-    if ids.is_none()
+    let join = cgroup.map(|fd| fd.as_raw_fd());
+    if join.is_none()
+        && ids.is_none()
         && group_only.is_none()
         && limits.is_empty()
         && nice.is_none()
@@ -117,10 +132,18 @@ pub fn spawn(
     }
 
     // SAFETY: the closure runs in the child between fork and exec. It calls only
-    // setrlimit, setpriority, umask, setgroups, setgid and setuid, all async-signal-safe
-    // system calls, on data prepared above; it allocates nothing and takes no lock.
+    // write, setrlimit, setpriority, umask, setgroups, setgid and setuid, all
+    // async-signal-safe system calls, on data prepared above; it allocates nothing and
+    // takes no lock. The cgroup's descriptor stays open in the parent until the spawn
+    // returns, and is closed in the child by its exec (O_CLOEXEC).
     unsafe {
         cmd.pre_exec(move || {
+            // First, while still privileged: "0" moves the writing process.
+            if let Some(fd) = join
+                && libc::write(fd, b"0".as_ptr().cast(), 1) != 1
+            {
+                return Err(io::Error::last_os_error());
+            }
             for (res, soft, hard) in &limits {
                 setrlimit(*res, *soft, *hard).map_err(io::Error::from)?;
             }

@@ -5,16 +5,20 @@ use crate::daemon::{Daemon, status};
 use crate::process::env;
 
 impl Daemon {
-    /// `status` / `summary`: every job, or one.
+    /// `status` / `summary`: every job, or one. Every job's CPU and memory are its main
+    /// process's (one read of /proc each, as `summary` of 2,000 jobs must stay quick);
+    /// one job's come from its cgroup where it has one, with its processes.
     pub(super) fn status(&self, job: Option<&str>) -> Response {
         match job {
             None => Response::Jobs {
-                jobs: self.jobs.values().map(|j| status::of(j)).collect(),
+                jobs: self.jobs.values().map(|j| status::of(j, None)).collect(),
             },
             Some(name) => match self.job_named(name) {
-                Ok(job) => Response::Jobs {
-                    jobs: vec![status::of(job)],
-                },
+                Ok(job) => {
+                    let mut s = status::of(job, self.rest.cgroups());
+                    s.processes = Some(self.processes_of(name));
+                    Response::Jobs { jobs: vec![s] }
+                }
                 Err(e) => e,
             },
         }
