@@ -12,9 +12,10 @@
 //! the start times tell a stale record). Writes are coalesced: a change marks the record
 //! dirty, and the loop writes it once per turn, before any answer leaves for a client.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -38,17 +39,18 @@ pub struct Record {
 /// One job that was not at rest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
-    /// The machine's state, in the words of `status`.
-    pub state: String,
+    /// The machine's state, in the words of `status`. (Borrowed words while the
+    /// daemon keeps the entry: nothing allocated per job for them.)
+    pub state: Cow<'static, str>,
     /// `start` or `stop`.
-    pub goal: String,
+    pub goal: Cow<'static, str>,
     /// Of the job's configuration (see [`fingerprint`]).
-    pub fingerprint: String,
+    pub fingerprint: u64,
     #[serde(default)]
     pub main: Option<ProcEntry>,
     /// The hook running now: which one, and its process.
     #[serde(default)]
-    pub hook: Option<(String, ProcEntry)>,
+    pub hook: Option<(Cow<'static, str>, ProcEntry)>,
     #[serde(default)]
     pub restarts: u64,
     #[serde(default)]
@@ -116,20 +118,25 @@ struct Out<'a> {
 
 /// Writes the record: a temporary file, then a rename over the old one; mode 0600.
 pub fn save(state_dir: &Path, clean_exit: bool, jobs: &BTreeMap<String, Entry>) -> io::Result<()> {
-    let body = serde_json::to_vec(&Out {
-        version: VERSION,
-        clean_exit,
-        jobs,
-    })
-    .map_err(io::Error::other)?;
     let tmp = state_dir.join("running.json.tmp");
     {
-        let mut f = files::open(
+        let f = files::open(
             &tmp,
             OpenOptions::new().write(true).create(true).truncate(true),
             files::PRIVATE,
         )?;
-        f.write_all(&body)?;
+        // Streamed: no buffer of the whole record (2,000 jobs make some 400 KB).
+        let mut w = BufWriter::with_capacity(64 * 1024, f);
+        serde_json::to_writer(
+            &mut w,
+            &Out {
+                version: VERSION,
+                clean_exit,
+                jobs,
+            },
+        )
+        .map_err(io::Error::other)?;
+        w.flush()?;
     }
     std::fs::rename(&tmp, path(state_dir))
 }
@@ -137,7 +144,7 @@ pub fn save(state_dir: &Path, clean_exit: bool, jobs: &BTreeMap<String, Entry>) 
 /// A fingerprint of a job's configuration as guardian reads it: two specs that differ
 /// in anything have different ones (FNV-1a over its debug form, which holds every
 /// field, in an order of its own: no hash map is in it).
-pub fn fingerprint(spec: &crate::config::JobSpec) -> String {
+pub fn fingerprint(spec: &crate::config::JobSpec) -> u64 {
     struct Fnv(u64);
     impl std::fmt::Write for Fnv {
         fn write_str(&mut self, s: &str) -> std::fmt::Result {
@@ -150,7 +157,7 @@ pub fn fingerprint(spec: &crate::config::JobSpec) -> String {
     }
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
     let _ = std::fmt::Write::write_fmt(&mut h, format_args!("{spec:?}"));
-    format!("{:016x}", h.0)
+    h.0
 }
 
 #[cfg(test)]
@@ -161,7 +168,7 @@ mod tests {
         Entry {
             state: "running".into(),
             goal: "start".into(),
-            fingerprint: "00".into(),
+            fingerprint: 7,
             main: Some(ProcEntry {
                 pid: 10,
                 start_time: 99,

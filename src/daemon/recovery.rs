@@ -5,6 +5,7 @@
 //! goal. The record itself is kept here too: one entry per job that is not at rest,
 //! written once per turn of the loop when something in it changed.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -66,10 +67,9 @@ impl Daemon {
             return;
         }
         let follows = job.follows();
-        let fingerprint = job
+        let fingerprint = *job
             .fingerprint
-            .get_or_insert_with(|| record::fingerprint(&job.spec))
-            .clone();
+            .get_or_insert_with(|| record::fingerprint(&job.spec));
         let os = &*self.os;
         let own_sid = self.own_sid;
         let held = self.held.get(name);
@@ -107,11 +107,12 @@ impl Daemon {
             })
         };
         let entry = Entry {
-            state: m.state().as_str().to_string(),
-            goal: goal_word(m.goal()).to_string(),
+            state: Cow::Borrowed(m.state().as_str()),
+            goal: Cow::Borrowed(goal_word(m.goal())),
             fingerprint,
             main: m.main_pid().and_then(|pid| known(pid, !follows)),
-            hook: hook.and_then(|(p, pid)| known(pid, true).map(|e| (p.as_str().to_string(), e))),
+            hook: hook
+                .and_then(|(p, pid)| known(pid, true).map(|e| (Cow::Borrowed(p.as_str()), e))),
             restarts: m.restarts(),
             runs: m.runs(),
             kill_signal: m.policy().kill_signal as i32,

@@ -51,7 +51,7 @@ pub(super) struct Job {
     /// The failure last alerted about, so each is told once.
     pub failure_alerted: Option<FailureId>,
     /// The fingerprint of `spec` for the record, once asked for (`record.rs`).
-    pub fingerprint: Option<String>,
+    pub fingerprint: Option<u64>,
 }
 
 impl Job {

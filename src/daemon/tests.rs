@@ -676,10 +676,7 @@ async fn the_record_holds_every_job_that_is_not_at_rest() {
     assert!(!rec.clean_exit);
     assert_eq!(rec.jobs.keys().collect::<Vec<_>>(), ["web"]);
     let web = &rec.jobs["web"];
-    assert_eq!(
-        (web.state.as_str(), web.goal.as_str()),
-        ("running", "start")
-    );
+    assert_eq!((&*web.state, &*web.goal), ("running", "start"));
     assert_eq!(
         web.main.map(|m| (m.pid, m.start_time, m.pgid)),
         Some((pid, u64::from(pid), pid))
