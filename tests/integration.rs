@@ -12,4 +12,5 @@ mod hardening_socket;
 mod lifecycle;
 mod log_fifo;
 mod real_programs;
+mod recovery;
 mod util;

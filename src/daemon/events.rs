@@ -34,7 +34,7 @@ impl Daemon {
                     Some(job::ProcessEnd::Signaled(s)) => {
                         e = e.with("EXIT_SIGNAL", crate::config::signal::name(s))
                     }
-                    None => {}
+                    Some(job::ProcessEnd::Unknown) | None => {}
                 }
             }
         }

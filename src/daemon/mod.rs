@@ -15,6 +15,8 @@ mod graph;
 mod handover;
 mod logs;
 mod ready;
+mod record;
+mod recovery;
 mod requests;
 mod rest;
 mod run;
@@ -94,6 +96,8 @@ pub(crate) enum Internal {
         generation: u64,
         pid: u32,
     },
+    /// A process of `job` that is not guardian's child (a previous daemon's) exited.
+    Gone { job: String, pid: u32 },
 }
 
 enum Work {
@@ -132,6 +136,12 @@ pub struct Daemon {
     pipes: PipeDir,
     /// The jobs' cgroups, and what of a job is outside its process group.
     rest: rest::Rest,
+    /// What `state-dir/running.json` says, between writes.
+    book: recovery::Book,
+    /// Processes of jobs that a previous daemon started, watched through pidfds.
+    held: HashMap<String, Vec<recovery::Held>>,
+    /// The daemon's own session, which the jobs' processes share.
+    own_sid: u32,
 }
 
 /// Binds the control socket `config` names (open to its `read-group`), for [`run`].
@@ -251,7 +261,9 @@ async fn serve(
         .context("control socket already in use")?;
     let server = server::start(listener, tx, access);
     daemon.start_alerts();
+    daemon.recover();
     daemon.startup();
+    daemon.flush_record();
     daemon.start_host_checks();
     release_free_memory();
     daemon.alert(
@@ -288,8 +300,12 @@ async fn serve(
             Some(msg) = internal_rx.recv() => daemon.internal(msg),
             _ = sleep => daemon.fire_timers(),
         }
+        // Before this turn's answers reach their clients (they are sent once the loop
+        // waits again): status never shows a job running that the record does not hold.
+        daemon.flush_record();
     }
     daemon.rest_at_exit();
+    daemon.record_clean_exit();
     daemon.flush_alerts().await;
     // What still waits for the daemon (a client's answer, a request not taken yet) is
     // told it is shutting down; then the connections end.
@@ -331,6 +347,9 @@ impl Daemon {
             failed_episode: HashMap::new(),
             pipes,
             rest: rest::Rest::default(),
+            book: recovery::Book::default(),
+            held: HashMap::new(),
+            own_sid: nix::unistd::getsid(None).map_or(0, |s| s.as_raw().unsigned_abs()),
         };
         // The specs move into the jobs: the loaded configuration keeps only its settings.
         let specs = std::mem::take(&mut daemon.config.jobs);
@@ -506,6 +525,13 @@ impl Daemon {
     }
 
     fn signal_proc(&self, name: &str, p: Proc, sig: Signal) {
+        if p == Proc::Main && self.signal_held_job(name, sig) {
+            tracing::debug!(
+                "{name}: SIG{} to what is left of the previous daemon's run",
+                crate::config::signal::name(sig)
+            );
+            return;
+        }
         let Some(pid) = self.jobs.get(name).and_then(|j| j.m.pid_of(p)) else {
             return;
         };
@@ -629,6 +655,7 @@ impl Daemon {
                     self.feed(&job, Input::RespawnDue(generation));
                 }
                 Timer::Handover { job, generation } => self.handover_deadline(&job, generation),
+                Timer::Leftovers { held } => self.kill_leftovers(held),
                 Timer::Remind {
                     job,
                     check,
@@ -660,12 +687,14 @@ impl Daemon {
                 generation,
                 pid,
             } => self.handover_found(&job, generation, pid),
+            Internal::Gone { job, pid } => self.held_gone(&job, pid),
         }
     }
 
     /// After a job moved: answer the clients waiting on it, let go of jobs blocked on
     /// it, apply what waits for it to be down, and go on with a shutdown.
     fn settle(&mut self, name: &str) {
+        self.note_record(name);
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };

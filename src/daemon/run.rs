@@ -68,7 +68,7 @@ impl Daemon {
                 Ok((output, Some(end))) => Ok(Ran {
                     code: match end {
                         ProcessEnd::Exited(c) => Some(c),
-                        ProcessEnd::Signaled(_) => None,
+                        ProcessEnd::Signaled(_) | ProcessEnd::Unknown => None,
                     },
                     how: end.to_string(),
                     output,

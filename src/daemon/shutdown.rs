@@ -89,10 +89,11 @@ impl Daemon {
             self.os
                 .signal_group(Pgid::of_leader(*owner_pid), Signal::SIGKILL);
         }
-        for job in self.jobs.values() {
+        for (name, job) in &self.jobs {
             if let Some(pid) = job.m.main_pid() {
                 self.os.signal_pid(pid, Signal::SIGKILL);
             }
+            self.signal_held_job(name, Signal::SIGKILL);
         }
         self.kill_all_rest();
     }

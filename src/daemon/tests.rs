@@ -18,6 +18,7 @@ use crate::config::{JobSpec, Program};
 use crate::control::protocol::{Request, Response};
 use crate::job::{Goal, Now, ProcessEnd, State};
 use crate::process::Pgid;
+use crate::process::lineage::Leftover;
 use crate::process::os::Os;
 use crate::process::spawn::{Output, Spawned};
 
@@ -49,6 +50,12 @@ struct World {
     signals: Vec<(Target, Signal)>,
     /// Children that exited and are not reaped yet, in the order they exited.
     ended: Vec<(u32, ProcessEnd)>,
+    /// Live processes that are not children (a previous daemon's), with their start
+    /// times, and what /proc shows of them.
+    alive: std::collections::HashMap<u32, u64>,
+    leftovers: Vec<Leftover>,
+    /// Processes watched through a (fake) pidfd: send to say it exited.
+    watches: std::collections::HashMap<u32, oneshot::Sender<()>>,
 }
 
 struct FakeOs(Arc<Mutex<World>>);
@@ -127,14 +134,51 @@ impl Os for FakeOs {
             wall: SystemTime::now(),
         }
     }
+
+    fn start_time(&self, pid: u32) -> Option<u64> {
+        let w = lock(&self.0);
+        if let Some(t) = w.alive.get(&pid) {
+            return Some(*t);
+        }
+        // A child the fake spawned started at its pid's tick.
+        w.spawns
+            .iter()
+            .any(|s| s.pid == pid)
+            .then_some(u64::from(pid))
+    }
+
+    fn age(&self, _start_time: u64) -> Duration {
+        Duration::from_secs(3600)
+    }
+
+    fn watch_exit(&self, pid: u32) -> std::io::Result<crate::process::pidfd::Exit> {
+        let mut w = lock(&self.0);
+        if !w.alive.contains_key(&pid) {
+            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        let (tx, rx) = oneshot::channel();
+        w.watches.insert(pid, tx);
+        Ok(Box::pin(async move {
+            let _ = rx.await;
+        }))
+    }
+
+    fn leftovers(&self, jobs: &dyn Fn(&str) -> bool) -> Vec<Leftover> {
+        let w = lock(&self.0);
+        w.leftovers
+            .iter()
+            .filter(|l| jobs(&l.job) && w.alive.get(&l.pid) == Some(&l.start_time))
+            .cloned()
+            .collect()
+    }
 }
 
 /// A daemon on a configuration of its own, with the fake system.
 struct Harness {
     daemon: Daemon,
     world: Arc<Mutex<World>>,
-    _internal: mpsc::UnboundedReceiver<Internal>,
-    _dir: tempfile::TempDir,
+    internal: mpsc::UnboundedReceiver<Internal>,
+    dir: tempfile::TempDir,
 }
 
 impl Harness {
@@ -152,19 +196,77 @@ impl Harness {
             std::fs::write(at(&format!("jobs/{name}.toml")), text)
                 .unwrap_or_else(|e| panic!("{name}.toml: {e}"));
         }
+        Harness::launch(dir, World::default())
+    }
+
+    /// The daemon on `dir`, started as the binary starts it, in `world`.
+    fn launch(dir: tempfile::TempDir, world: World) -> Harness {
         let config =
             crate::config::load(dir.path()).unwrap_or_else(|d| panic!("configuration: {d}"));
-        let world = Arc::new(Mutex::new(World::default()));
+        let world = Arc::new(Mutex::new(world));
         let (tx, rx) = mpsc::unbounded_channel();
         let mut daemon = Daemon::new(config, tx, Box::new(FakeOs(world.clone())))
             .unwrap_or_else(|e| panic!("daemon: {e:#}"));
+        daemon.recover();
         daemon.startup();
+        daemon.flush_record();
         Harness {
             daemon,
             world,
-            _internal: rx,
-            _dir: dir,
+            internal: rx,
+            dir,
         }
+    }
+
+    /// The daemon dies (no clean exit) and a new one starts on the same configuration
+    /// and state. Of the processes the dead one started, those of `left` (job, pid) are
+    /// still alive, re-parented, and found in /proc; nothing else is.
+    fn crash_and_restart(self, left: &[(&str, u32)]) -> Harness {
+        let mut world = World::default();
+        for (job, pid) in left {
+            let start_time = u64::from(*pid);
+            world.alive.insert(*pid, start_time);
+            world.leftovers.push(Leftover {
+                job: job.to_string(),
+                pid: *pid,
+                ppid: 1,
+                pgid: *pid,
+                start_time,
+            });
+        }
+        // New pids go on from where the dead daemon's ended.
+        let spawned = self.world().spawns.clone();
+        world.spawns = spawned
+            .into_iter()
+            .map(|mut s| {
+                s.job = format!("(previous daemon) {}", s.job);
+                s
+            })
+            .collect();
+        // A crash: the daemon goes without writing its clean exit mark.
+        let Harness { daemon, dir, .. } = self;
+        drop(daemon);
+        Harness::launch(dir, world)
+    }
+
+    /// Process `pid`, not a child, exits: its pidfd says so, as the loop takes it.
+    async fn held_exits(&mut self, pid: u32) {
+        let tx = self.world().watches.remove(&pid);
+        self.world().alive.remove(&pid);
+        let tx = tx.unwrap_or_else(|| panic!("{pid} is not watched"));
+        let _ = tx.send(());
+        let_tasks_run().await;
+        while let Ok(msg) = self.internal.try_recv() {
+            self.daemon.internal(msg);
+        }
+    }
+
+    /// The spawns of this daemon (not the previous one's).
+    fn new_spawns(&self) -> Vec<Spawn> {
+        self.spawns()
+            .into_iter()
+            .filter(|s| !s.job.starts_with("(previous daemon)"))
+            .collect()
     }
 
     fn world(&self) -> MutexGuard<'_, World> {
@@ -410,4 +512,181 @@ async fn a_second_stop_request_kills_every_job_at_once() {
     h.exits(a, ProcessEnd::Signaled(Signal::SIGKILL));
     h.exits(b, ProcessEnd::Signaled(Signal::SIGKILL));
     assert!(h.daemon.finished());
+}
+
+const RESPAWNER: &str = "respawn = true\nexec = \"sleep 3600\"\n";
+
+#[tokio::test(start_paused = true)]
+async fn a_job_running_at_the_crash_is_adopted_and_its_end_is_a_crash() {
+    let h = Harness::start(&[
+        ("web", RESPAWNER),
+        ("idle", "manual = true\nexec = \"sleep 1\"\n"),
+    ]);
+    let pid = h.main_pid("web");
+    let mut h = h.crash_and_restart(&[("web", pid)]);
+    assert!(
+        h.new_spawns().is_empty(),
+        "nothing started twice: {:?}",
+        h.new_spawns()
+    );
+    assert_eq!(h.state("web"), State::Running);
+    assert_eq!(h.main_pid("web"), pid, "the same process");
+    assert_eq!(h.state("idle"), State::Waiting);
+    assert!(h.signals().is_empty(), "{:?}", h.signals());
+    let up = h.daemon.jobs["web"]
+        .m
+        .running_since()
+        .map(|t| t.elapsed())
+        .unwrap_or_default();
+    assert!(
+        up >= Duration::from_secs(3600),
+        "uptime from its start time: {up:?}"
+    );
+    // The adopted process dies: a crash of unknown status, respawned.
+    h.held_exits(pid).await;
+    assert!(
+        h.signals().contains(&(Target::Group(pid), Signal::SIGKILL)),
+        "what it left in its group goes with it: {:?}",
+        h.signals()
+    );
+    let spawns = h.new_spawns();
+    assert_eq!(spawns.len(), 1, "{spawns:?}");
+    assert_eq!(h.state("web"), State::Running);
+    assert_eq!(h.main_pid("web"), spawns[0].pid);
+    let failure = h.daemon.jobs["web"]
+        .m
+        .last_failure()
+        .map(|f| f.status.clone());
+    assert_eq!(failure.as_deref(), Some("exited, status unknown"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_adopted_job_is_stopped_through_its_group_and_its_pidfd() {
+    let job = "kill-timeout = \"2s\"\nexec = \"sleep 3600\"\n";
+    let h = Harness::start(&[("db", job)]);
+    let pid = h.main_pid("db");
+    let mut h = h.crash_and_restart(&[("db", pid)]);
+    let _answer = h.request(Request::Stop {
+        target: "db".into(),
+        wait: false,
+    });
+    assert!(
+        h.signals().contains(&(Target::Group(pid), Signal::SIGTERM)),
+        "{:?}",
+        h.signals()
+    );
+    h.advance(Duration::from_secs(2)).await;
+    assert!(
+        h.signals().contains(&(Target::Group(pid), Signal::SIGKILL)),
+        "{:?}",
+        h.signals()
+    );
+    h.held_exits(pid).await;
+    assert_eq!(h.state("db"), State::Waiting);
+    assert!(
+        h.new_spawns().is_empty(),
+        "a stopped job is not started again"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_whose_file_changed_meanwhile_is_ended_cleanly_and_started_anew() {
+    let h = Harness::start(&[(
+        "web",
+        "kill-timeout = \"2s\"\npost-stop = \"true\"\nexec = \"sleep 3600\"\n",
+    )]);
+    let pid = h.main_pid("web");
+    std::fs::write(
+        h.dir.path().join("jobs/web.toml"),
+        "kill-timeout = \"2s\"\npost-stop = \"true\"\nexec = \"sleep 7200\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut h = h.crash_and_restart(&[("web", pid)]);
+    assert!(
+        h.signals().contains(&(Target::Group(pid), Signal::SIGTERM)),
+        "{:?}",
+        h.signals()
+    );
+    assert!(
+        h.new_spawns().is_empty(),
+        "nothing new before the old one is gone"
+    );
+    h.advance(Duration::from_secs(2)).await;
+    assert!(
+        h.signals().contains(&(Target::Group(pid), Signal::SIGKILL)),
+        "{:?}",
+        h.signals()
+    );
+    h.held_exits(pid).await;
+    let spawns = h.new_spawns();
+    assert_eq!(spawns.len(), 1, "post-stop first: {spawns:?}");
+    assert_eq!(spawns[0].process, "post-stop");
+    h.exits(spawns[0].pid, ProcessEnd::Exited(0));
+    let spawns = h.new_spawns();
+    assert_eq!(spawns.len(), 2, "{spawns:?}");
+    assert_eq!(spawns[1].argv, ["sleep", "7200"], "the new configuration");
+    assert_eq!(h.state("web"), State::Running);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_caught_in_its_post_start_is_ended_and_started_again() {
+    let job = "exec = \"sleep 3600\"\npost-start = \"sleep 60\"\n";
+    let h = Harness::start(&[("web", job)]);
+    assert_eq!(h.state("web"), State::PostStart);
+    let spawns = h.spawns();
+    let (main, hook) = (spawns[0].pid, spawns[1].pid);
+    let mut h = h.crash_and_restart(&[("web", main), ("web", hook)]);
+    for pid in [main, hook] {
+        assert!(
+            h.signals().contains(&(Target::Group(pid), Signal::SIGTERM)),
+            "{pid}: {:?}",
+            h.signals()
+        );
+    }
+    h.held_exits(hook).await;
+    assert!(h.new_spawns().is_empty(), "the main process is still there");
+    h.held_exits(main).await;
+    let what: Vec<String> = h.new_spawns().iter().map(|s| s.process.clone()).collect();
+    assert_eq!(what, ["main", "post-start"]);
+    assert_eq!(h.state("web"), State::PostStart);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_record_adopts_nothing_and_signals_nothing() {
+    let h = Harness::start(&[("web", SLEEPER)]);
+    let pid = h.main_pid("web");
+    // The recorded pid is gone (or another process has it): /proc finds nothing of web.
+    let h = h.crash_and_restart(&[]);
+    assert!(h.signals().is_empty(), "{:?}", h.signals());
+    let spawns = h.new_spawns();
+    assert_eq!(spawns.len(), 1, "started anew: {spawns:?}");
+    assert_ne!(spawns[0].pid, pid);
+    assert_eq!(h.state("web"), State::Running);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_record_holds_every_job_that_is_not_at_rest() {
+    let mut h = Harness::start(&[
+        ("web", SLEEPER),
+        ("idle", "manual = true\nexec = \"sleep 1\"\n"),
+    ]);
+    let pid = h.main_pid("web");
+    let (rec, _) = super::record::load(&h.dir.path().join("state"));
+    let rec = rec.unwrap_or_else(|| panic!("no record"));
+    assert!(!rec.clean_exit);
+    assert_eq!(rec.jobs.keys().collect::<Vec<_>>(), ["web"]);
+    let web = &rec.jobs["web"];
+    assert_eq!((&*web.state, &*web.goal), ("running", "start"));
+    assert_eq!(
+        web.main.map(|m| (m.pid, m.start_time, m.pgid)),
+        Some((pid, u64::from(pid), pid))
+    );
+    let _answer = h.request(Request::Stop {
+        target: "web".into(),
+        wait: false,
+    });
+    h.exits(pid, ProcessEnd::Signaled(Signal::SIGTERM));
+    h.daemon.flush_record();
+    let (rec, _) = super::record::load(&h.dir.path().join("state"));
+    assert!(rec.is_some_and(|r| r.jobs.is_empty()));
 }

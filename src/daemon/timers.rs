@@ -27,6 +27,11 @@ pub(super) enum Timer {
         job: String,
         generation: u64,
     },
+    /// The kill-timeout of what a job gone from the configuration left when the
+    /// previous daemon died: SIGKILL to what is still there.
+    Leftovers {
+        held: Vec<super::recovery::Held>,
+    },
     /// A reminder to `to` is due, if the failure (`check` of `job`, or with none the
     /// job in `failed`) still lasts: the same one, told by its `episode`.
     Remind {

@@ -110,6 +110,10 @@ impl Proc {
 pub enum ProcessEnd {
     Exited(i32),
     Signaled(Signal),
+    /// It ended, but how is not knowable: a process adopted from a daemon that died is
+    /// not guardian's child, and its exit is seen through a pidfd, without a status.
+    /// Never a normal exit.
+    Unknown,
 }
 
 impl ProcessEnd {
@@ -131,6 +135,7 @@ impl fmt::Display for ProcessEnd {
         match self {
             ProcessEnd::Exited(c) => write!(f, "exited {c}"),
             ProcessEnd::Signaled(s) => write!(f, "killed by SIG{}", signal_name(*s)),
+            ProcessEnd::Unknown => f.write_str("exited, status unknown"),
         }
     }
 }
@@ -229,6 +234,27 @@ pub enum Input {
     Detach,
     /// The respawn timer armed with this generation fired.
     RespawnDue(u64),
+    /// The daemon started again after its own crash and adopts this job's main process
+    /// `pid`, found alive and ready as recorded: the job is `running` (goal start) since
+    /// `since`, with the counts recorded. Only for a job at rest.
+    Resume {
+        pid: u32,
+        since: Instant,
+        runs: u64,
+        restarts: u64,
+    },
+    /// The daemon started again after its own crash and ends what is left of this job's
+    /// last run cleanly before it follows `goal`: with `pid` (what is left, seen by the
+    /// daemon as one main process) the job is `killed` (kill-signal, kill-timeout,
+    /// SIGKILL); then post-stop runs, unless `post_stop` is false (the run's post-stop
+    /// had begun already), and the job starts again if `goal` is start. Only for a job at
+    /// rest.
+    Recover {
+        pid: Option<u32>,
+        post_stop: bool,
+        goal: Goal,
+        restarts: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,6 +362,8 @@ pub struct Machine {
     backoff_gen: u64,
     /// Time spent waiting for respawn delays, left out of the respawn limit's clock.
     paused: Duration,
+    /// The post-stop of this stop is not run (a recovery whose run was in post-stop).
+    skip_post_stop: bool,
 }
 
 impl Machine {
@@ -580,6 +608,7 @@ impl Machine {
             backoff: None,
             backoff_gen: 0,
             paused: Duration::ZERO,
+            skip_post_stop: false,
         }
     }
 
@@ -654,6 +683,36 @@ impl Machine {
                     self.end_backoff(now.mono);
                     self.restarts += 1;
                     self.enter(State::Starting, now, &mut fx);
+                }
+            }
+            Input::Resume {
+                pid,
+                since,
+                runs,
+                restarts,
+            } => {
+                if self.is_down() {
+                    self.goal = Goal::Start;
+                    self.state = State::Running;
+                    self.main_pid = Some(pid);
+                    self.running_since = Some(since);
+                    self.runs = runs.max(1);
+                    self.restarts = restarts;
+                }
+            }
+            Input::Recover {
+                pid,
+                post_stop,
+                goal,
+                restarts,
+            } => {
+                if self.is_down() {
+                    self.restarts = restarts;
+                    self.goal = Goal::Stop;
+                    self.restart_pending = goal == Goal::Start;
+                    self.main_pid = pid;
+                    self.skip_post_stop = !post_stop;
+                    self.enter(State::Killed, now, &mut fx);
                 }
             }
             Input::KillTimeout(generation) => {
@@ -951,7 +1010,8 @@ impl Machine {
                 }
             }
             State::PostStop => {
-                if self.policy.post_stop {
+                let skip = std::mem::take(&mut self.skip_post_stop);
+                if self.policy.post_stop && !skip {
                     self.spawn_hook(Proc::PostStop, fx);
                 } else {
                     self.finish_stop(now, fx);

@@ -38,6 +38,70 @@ pub fn marked_for(pid: u32, job: &str) -> bool {
     String::from_utf8_lossy(&environ).contains(&marker)
 }
 
+/// The job `pid` belongs to, as the `GUARDIAN_JOB` of its environment says.
+pub fn job_of(pid: u32) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{}=", super::env::JOB_VAR);
+    environ
+        .split(|b| *b == 0)
+        .find_map(|var| var.strip_prefix(prefix.as_bytes()))
+        .map(|name| String::from_utf8_lossy(name).into_owned())
+}
+
+/// A process left by a daemon that is gone: marked for a job, and re-parented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    pub job: String,
+    pub pid: u32,
+    pub ppid: u32,
+    pub pgid: u32,
+    pub start_time: u64,
+}
+
+/// Every live process marked for one of `jobs` whose line of parents, up to PID 1 or to
+/// an ancestor of guardian (a subreaper above it), holds only processes marked for one
+/// of them: what a daemon that died left behind. A process under a live process that is
+/// not a job's (another guardian, say) is someone else's and is left out.
+pub fn leftovers(jobs: &dyn Fn(&str) -> bool) -> Vec<Leftover> {
+    let mut ancestors = std::collections::HashSet::new();
+    let mut cur = std::os::unix::process::parent_id();
+    for _ in 0..64 {
+        if cur <= 1 || !ancestors.insert(cur) {
+            break;
+        }
+        match tree::stat(cur) {
+            Some(s) => cur = s.ppid,
+            None => break,
+        }
+    }
+    let marked: std::collections::HashMap<u32, (Stat, String)> = live()
+        .filter_map(|(pid, s)| job_of(pid).filter(|j| jobs(j)).map(|j| (pid, (s, j))))
+        .collect();
+    let orphaned = |pid: u32| {
+        let mut cur = pid;
+        for _ in 0..64 {
+            match marked.get(&cur) {
+                Some((s, _)) => cur = s.ppid,
+                None => return cur <= 1 || ancestors.contains(&cur),
+            }
+        }
+        false
+    };
+    let mut found: Vec<Leftover> = marked
+        .iter()
+        .filter(|(pid, _)| orphaned(**pid))
+        .map(|(pid, (s, job))| Leftover {
+            job: job.clone(),
+            pid: *pid,
+            ppid: s.ppid,
+            pgid: s.pgrp,
+            start_time: s.start_time,
+        })
+        .collect();
+    found.sort_by_key(|l| l.pid);
+    found
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

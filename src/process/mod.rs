@@ -9,6 +9,7 @@ pub mod escaped;
 pub mod lineage;
 pub mod lock_watch;
 pub mod os;
+pub mod pidfd;
 pub mod reaper;
 pub mod spawn;
 pub mod stat;
@@ -20,7 +21,7 @@ use nix::unistd::Pid;
 
 /// A process group id. Every process guardian starts leads a group of its own, so a
 /// group id is that leader's pid; kept apart from pids so the two cannot be confused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Pgid(pub u32);
 
 impl Pgid {

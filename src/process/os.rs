@@ -15,6 +15,8 @@ use crate::config::{JobSpec, Program};
 use crate::job::{Now, ProcessEnd};
 
 use super::Pgid;
+use super::lineage::Leftover;
+use super::pidfd::Exit;
 use super::spawn::{Output, Spawned};
 
 pub trait Os: Send {
@@ -66,6 +68,20 @@ pub trait Os: Send {
 
     /// The clocks, read once per input.
     fn now(&self) -> Now;
+
+    /// When `pid` started, in clock ticks after boot; None when it is gone.
+    fn start_time(&self, pid: u32) -> Option<u64>;
+
+    /// How long ago a process that started at `start_time` did.
+    fn age(&self, start_time: u64) -> std::time::Duration;
+
+    /// Watches `pid`, which is not guardian's child: the future resolves once it has
+    /// exited. The process watched is the one that has the pid now.
+    fn watch_exit(&self, pid: u32) -> io::Result<Exit>;
+
+    /// What a daemon that died left of the jobs `jobs` accepts (see
+    /// [`super::lineage::leftovers`]): one scan of /proc, at start only.
+    fn leftovers(&self, jobs: &dyn Fn(&str) -> bool) -> Vec<Leftover>;
 }
 
 /// The operating system itself.
@@ -123,5 +139,21 @@ impl Os for RealOs {
 
     fn now(&self) -> Now {
         Now::read()
+    }
+
+    fn start_time(&self, pid: u32) -> Option<u64> {
+        super::pidfd::start_time(pid)
+    }
+
+    fn age(&self, start_time: u64) -> std::time::Duration {
+        super::pidfd::age(start_time)
+    }
+
+    fn watch_exit(&self, pid: u32) -> io::Result<Exit> {
+        super::pidfd::exited(super::pidfd::open(pid)?)
+    }
+
+    fn leftovers(&self, jobs: &dyn Fn(&str) -> bool) -> Vec<Leftover> {
+        super::lineage::leftovers(jobs)
     }
 }

@@ -255,6 +255,14 @@ impl Daemon<'_> {
         }
     }
 
+    /// Kills the daemon with SIGKILL, as a crash would, and waits until it is gone: its
+    /// jobs are left running, re-parented.
+    pub fn crash(&mut self) {
+        let mut child = self.child.take().expect("daemon still running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Sends SIGTERM and waits for the daemon to exit.
     pub fn terminate(&mut self) -> ExitStatus {
         self.terminate_within(DEADLINE)
