@@ -494,3 +494,94 @@ fn an_exec_action_runs_its_words_without_a_shell() {
         "an exec action leaves the job running"
     );
 }
+
+/// A keep-alive HTTP server (Python's http.server speaking HTTP/1.1) that logs each
+/// request to `record` with the number of the connection it came on (`req 3`); with
+/// `close`, it closes each connection after one answer, without saying so beforehand.
+const KEEPALIVE_PY: &str = r#"
+import http.server, itertools, socketserver, sys
+port, record, close = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "close"
+numbers = itertools.count(1)
+def log(line):
+    with open(record, "a") as f:
+        f.write(line + "\n")
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def setup(self):
+        super().setup()
+        self.n = next(numbers)
+    def do_GET(self):
+        body = b"alive"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+        log(f"req {self.n}")
+        if close:
+            self.close_connection = True
+    def log_message(self, *a):
+        pass
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+S(("127.0.0.1", port), H).serve_forever()
+"#;
+
+/// The connection of each request a [`KEEPALIVE_PY`] server logged, in order.
+fn conns(path: &str) -> Vec<u32> {
+    read(path)
+        .lines()
+        .filter_map(|l| l.strip_prefix("req ")?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn an_http_check_keeps_its_connection_across_runs() {
+    let c = Conf::new();
+    let script = c.file("keepalive.py");
+    std::fs::write(&script, KEEPALIVE_PY).expect("write the server");
+    let (kept, closed) = (free_port(), free_port());
+    let (rk, rc) = (c.file("kept"), c.file("closed"));
+    for (name, port, record, how) in [
+        ("kept", kept, &rk, "keep"),
+        ("closed", closed, &rc, "close"),
+    ] {
+        c.job(
+            name,
+            &format!(
+                "exec = \"python3 {script} {port} {record} {how}\"\n\
+                 [ready]\ntype = \"tcp\"\nport = {port}\nevery = \"50ms\"\n\
+                 [[check]]\nname = \"web\"\ntype = \"http\"\n\
+                 url = \"http://127.0.0.1:{port}/\"\ncontains = \"alive\"\nevery = \"50ms\"\nfailures = 1\naction = \"restart\"\n"
+            ),
+        );
+    }
+    let d = c.start();
+    wait_until("20 requests on each server", || {
+        conns(&rk).len() >= 20 && conns(&rc).len() >= 20
+    });
+    let k = conns(&rk);
+    assert!(
+        k.iter().all(|n| *n == k[0]),
+        "one connection serves every run: {k:?}"
+    );
+    let mut c = conns(&rc);
+    let runs = c.len();
+    c.dedup();
+    assert_eq!(
+        c.len(),
+        runs,
+        "a server that closes gets a connection a run"
+    );
+    for job in ["kept", "closed"] {
+        let s = d.status(job);
+        assert_eq!(s["restarts"], 0, "no run failed: {s}");
+        assert_eq!(check(&s, "web")["passed"], true, "{s}");
+    }
+    assert!(
+        !d.daemon_log().contains("check web failed"),
+        "{}",
+        d.daemon_log()
+    );
+}

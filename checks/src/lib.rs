@@ -63,11 +63,21 @@ pub enum Probe {
 }
 
 /// What a probe looks at that changes from run to run: the job's main process (for the
-/// process-tree limits) and the previous CPU sample (for a rate).
-#[derive(Debug, Clone, Default)]
+/// process-tree limits) and the previous CPU sample (for a rate); and what one check
+/// keeps between its runs (an http:// check's request, address and connection).
+#[derive(Debug, Default)]
 pub struct Target {
     pub pid: Option<u32>,
     pub cpu_last: Option<(Instant, f64)>,
+    http: http::HttpState,
+}
+
+impl Target {
+    /// How many connections this check's plain `http://` probe has opened (None for
+    /// any other probe, or before its first run).
+    pub fn http_connections(&self) -> Option<u64> {
+        self.http.opened()
+    }
 }
 
 impl Probe {
@@ -117,7 +127,7 @@ impl Probe {
         let work = async {
             match self {
                 Probe::Tcp(p) => p.run(start).await,
-                Probe::Http(p) => p.run(ctx, start).await,
+                Probe::Http(p) => p.run(ctx, &mut target.http, start).await,
                 Probe::Program(p) => p.run(ctx.spawner.as_ref(), timeout, start).await,
                 Probe::Dns(p) => p.run(timeout, start).await,
                 Probe::File(p) => {
@@ -130,7 +140,11 @@ impl Probe {
                 }
                 Probe::Resource(r) => {
                     let r = r.clone();
-                    let mut t = target.clone();
+                    let mut t = Target {
+                        pid: target.pid,
+                        cpu_last: target.cpu_last,
+                        ..Target::default()
+                    };
                     let (o, t) = match tokio::task::spawn_blocking(move || {
                         let o = r.sample(&mut t, start);
                         (o, t)

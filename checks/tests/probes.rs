@@ -312,10 +312,8 @@ async fn file_and_flock() {
 #[tokio::test]
 async fn resource_limits_of_a_process_tree_and_the_host() {
     let c = ctx();
-    let mut me = Target {
-        pid: Some(std::process::id()),
-        cpu_last: None,
-    };
+    let mut me = Target::default();
+    me.pid = Some(std::process::id());
     let mem = |max: f64| {
         Probe::Resource(Resource::Memory {
             max: Amount::Absolute(max),
@@ -350,14 +348,7 @@ async fn resource_limits_of_a_process_tree_and_the_host() {
     assert!(o.reason.starts_with("load average (1 min) is"), "{o:?}");
     let gone = Probe::Resource(Resource::Children { max: 5 });
     let o = gone
-        .run_on(
-            &c,
-            &mut Target {
-                pid: None,
-                cpu_last: None,
-            },
-            Duration::from_secs(5),
-        )
+        .run_on(&c, &mut Target::default(), Duration::from_secs(5))
         .await;
     assert!(!o.passed && o.reason.contains("no main process"), "{o:?}");
 }
