@@ -8,12 +8,13 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::{Context, Outcome, Pattern, millis};
+use crate::{Context, Outcome, Pattern, Reason, millis};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpProbe {
@@ -201,7 +202,7 @@ impl HttpProbe {
                 return o;
             }
         }
-        self.passed(code, start)
+        self.passed(code, Arc::from(self.url.as_str()), start)
     }
 
     /// A failure when `code` is not a status that passes.
@@ -241,19 +242,15 @@ impl HttpProbe {
         )
     }
 
-    fn passed(&self, code: u16, start: Instant) -> Outcome {
-        let t = start.elapsed();
-        Outcome::pass(
-            format!("HTTP {code} from {} after {}", self.url, millis(t)),
-            t,
-        )
-        .with_value(f64::from(code))
+    fn passed(&self, code: u16, url: Arc<str>, start: Instant) -> Outcome {
+        Outcome::pass(Reason::Http { code, url }, start.elapsed()).with_value(f64::from(code))
     }
 }
 
 /// The verdict on a plain answer: its status, then its body (`buf[..body_end]`).
 fn judge(
     p: &HttpProbe,
+    url: &Arc<str>,
     code: u16,
     buf: &[u8],
     body_end: usize,
@@ -269,7 +266,7 @@ fn judge(
             return o;
         }
     }
-    p.passed(code, start)
+    p.passed(code, url.clone(), start)
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
@@ -292,6 +289,7 @@ const HEAD_CAP: usize = 64 * 1024;
 #[derive(Debug)]
 pub(crate) struct Plain {
     request: Vec<u8>,
+    url: Arc<str>,
     host: String,
     port: u16,
     /// The host is an IP address: nothing to look up, ever.
@@ -376,6 +374,7 @@ impl Plain {
         r.push_str("\r\n");
         Some(Plain {
             request: r.into_bytes(),
+            url: Arc::from(p.url.as_str()),
             host,
             port,
             literal: literal_ip.is_some(),
@@ -471,7 +470,7 @@ impl Plain {
                         self.conn = Some(stream);
                     }
                     let Answer { code, body_end, .. } = answer;
-                    let o = judge(p, code, &buf[..], body_end, want_body, start);
+                    let o = judge(p, &self.url, code, &buf[..], body_end, want_body, start);
                     self.buf = buf;
                     return o;
                 }

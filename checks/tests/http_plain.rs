@@ -149,7 +149,7 @@ async fn runs(p: HttpProbe, times: usize) -> (Vec<checks::Outcome>, Target) {
 
 fn all_passed(outcomes: &[checks::Outcome]) {
     for o in outcomes {
-        assert!(o.passed, "{}", o.reason);
+        assert!(o.passed, "{}", o.reason());
     }
 }
 
@@ -158,7 +158,7 @@ async fn a_kept_alive_connection_serves_every_run() {
     let s = server(Mode::KeepAlive, 200, "all good");
     let (o, t) = runs(probe(s.port), 20).await;
     all_passed(&o);
-    assert!(o[0].reason.starts_with("HTTP 200 from http://127.0.0.1:"));
+    assert!(o[0].reason().starts_with("HTTP 200 from http://127.0.0.1:"));
     assert_eq!(o[0].value, Some(200.0));
     assert_eq!(
         s.accepted.load(Ordering::SeqCst),
@@ -186,7 +186,7 @@ async fn a_kept_connection_closed_between_runs_is_not_a_failure() {
     let mut t = Target::default();
     for i in 0..5 {
         let o = p.run_on(&c, &mut t, Duration::from_secs(10)).await;
-        assert!(o.passed, "run {i}: {}", o.reason);
+        assert!(o.passed, "run {i}: {}", o.reason());
         // The server closes the connection it answered on: wait until it has, so
         // that the next run finds the kept connection dead.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -219,9 +219,9 @@ async fn chunked_and_unframed_bodies_are_read_and_matched() {
     let (o, _) = runs(p, 1).await;
     assert!(!o[0].passed);
     assert!(
-        o[0].reason.contains("the body lacks \"missing\""),
+        o[0].reason().contains("the body lacks \"missing\""),
         "{}",
-        o[0].reason
+        o[0].reason()
     );
 
     let s = server(Mode::Http10, 200, "old but fine");
@@ -234,9 +234,9 @@ async fn chunked_and_unframed_bodies_are_read_and_matched() {
     let (o, _) = runs(p, 1).await;
     assert!(!o[0].passed);
     assert!(
-        o[0].reason.contains("a match for /^new/"),
+        o[0].reason().contains("a match for /^new/"),
         "{}",
-        o[0].reason
+        o[0].reason()
     );
 }
 
@@ -269,7 +269,11 @@ async fn every_key_of_an_http_probe() {
     let (o, _) = runs(p.clone(), 1).await;
     assert!(!o[0].passed);
     assert_eq!(o[0].value, Some(201.0));
-    assert!(o[0].reason.starts_with("HTTP 201 from "), "{}", o[0].reason);
+    assert!(
+        o[0].reason().starts_with("HTTP 201 from "),
+        "{}",
+        o[0].reason()
+    );
 
     // HEAD: a length but no body; the connection stays usable.
     let s = server(Mode::KeepAlive, 200, "a body HEAD does not get");
@@ -292,7 +296,11 @@ async fn every_key_of_an_http_probe() {
     };
     let (o, _) = runs(probe(port), 1).await;
     assert!(!o[0].passed);
-    assert!(o[0].reason.contains("cannot connect"), "{}", o[0].reason);
+    assert!(
+        o[0].reason().contains("cannot connect"),
+        "{}",
+        o[0].reason()
+    );
 }
 
 #[tokio::test]
@@ -317,6 +325,6 @@ async fn a_host_name_is_resolved_and_a_hung_server_is_cut() {
         .run_on(&c, &mut Target::default(), Duration::from_millis(300))
         .await;
     assert!(!o.passed);
-    assert!(o.reason.contains("no answer within"), "{}", o.reason);
+    assert!(o.reason().contains("no answer within"), "{}", o.reason());
     drop(held);
 }

@@ -218,7 +218,7 @@ impl Daemon {
                 };
                 c.last
                     .as_ref()
-                    .map(|(o, _)| o.reason.clone())
+                    .map(|(o, _)| o.reason().into_owned())
                     .unwrap_or_default()
             }
         };

@@ -304,12 +304,12 @@ impl Daemon {
                 c.episode = super::alerts::next_episode();
                 let episode = c.episode;
                 self.failure_lasts(name, Some(&check), episode);
-                tracing::warn!("{name}: check {check}: {}", outcome.reason);
+                tracing::warn!("{name}: check {check}: {}", outcome.reason());
                 self.check_alert(
                     name,
                     &check,
                     Kind::CheckFailed,
-                    &outcome.reason,
+                    &outcome.reason(),
                     Some(alert::Action::Alert),
                 );
             }
@@ -338,7 +338,7 @@ impl Daemon {
                     tracing::debug!(
                         "{name}: check {} failed: {}",
                         Esc(&check),
-                        Esc(&outcome.reason)
+                        Esc(&outcome.reason())
                     );
                 }
             }
@@ -346,17 +346,17 @@ impl Daemon {
                 tracing::info!(
                     "{name}: check {} recovered: {}",
                     Esc(&check),
-                    Esc(&outcome.reason)
+                    Esc(&outcome.reason())
                 );
             }
             Verdict::Recovered => {
-                self.check_alert(name, &check, Kind::CheckRecovered, &outcome.reason, None);
+                self.check_alert(name, &check, Kind::CheckRecovered, &outcome.reason(), None);
             }
             Verdict::Act if !monitored => {
                 tracing::warn!(
                     "{name}: check {} failed ({failures} of the last {within}): {}; unmonitored, so no {}",
                     Esc(&check),
-                    Esc(&outcome.reason),
+                    Esc(&outcome.reason()),
                     action.as_str()
                 );
             }
@@ -364,17 +364,17 @@ impl Daemon {
                 // Another check of this start asked already: one start, one restart.
                 tracing::debug!(
                     "{name}: check {check} failed too: {}; a restart is under way",
-                    outcome.reason
+                    outcome.reason()
                 );
             }
             Verdict::Act => {
                 tracing::warn!(
                     "{name}: check {} failed ({failures} of the last {within}): {}; {}",
                     Esc(&check),
-                    Esc(&outcome.reason),
+                    Esc(&outcome.reason()),
                     action.as_str()
                 );
-                self.act(name, &check, &action, &outcome.reason);
+                self.act(name, &check, &action, &outcome.reason());
             }
         }
     }
@@ -396,7 +396,13 @@ impl Daemon {
             Verdict::Recovered => (Kind::CheckRecovered, None),
             Verdict::Nothing => return,
         };
-        self.alert(About::Host, kind, Some(&check), outcome.reason, action);
+        self.alert(
+            About::Host,
+            kind,
+            Some(&check),
+            outcome.reason().into_owned(),
+            action,
+        );
     }
 
     fn act(&mut self, name: &str, check: &str, action: &Action, reason: &str) {

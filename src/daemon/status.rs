@@ -63,7 +63,7 @@ pub fn check(c: &super::checking::CheckRt) -> CheckReport {
         target: c.spec.probe.describe(),
         action: c.spec.action.as_str().into(),
         passed: last.map(|(o, _)| o.passed),
-        reason: last.map(|(o, _)| o.reason.clone()),
+        reason: last.map(|(o, _)| o.reason().into_owned()),
         value: last.and_then(|(o, _)| o.value),
         latency_ms: last.map(|(o, _)| o.latency.as_secs_f64() * 1000.0),
         at: last.map(|(_, at)| humantime::format_rfc3339_seconds(*at).to_string()),
