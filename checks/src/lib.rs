@@ -338,9 +338,14 @@ pub enum Health {
 impl Health {
     /// The health of a job whose checks last said `outcomes`.
     pub fn of<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> Health {
+        Health::of_passed(outcomes.into_iter().map(|o| o.passed))
+    }
+
+    /// The health of a job whose checks last passed or not as `passed` says.
+    pub fn of_passed(passed: impl IntoIterator<Item = bool>) -> Health {
         let mut health = Health::Unknown;
-        for o in outcomes {
-            if !o.passed {
+        for p in passed {
+            if !p {
                 return Health::Unhealthy;
             }
             health = Health::Healthy;

@@ -216,8 +216,7 @@ impl Daemon {
                 else {
                     return;
                 };
-                c.last
-                    .as_ref()
+                c.last()
                     .map(|(o, _)| o.reason().into_owned())
                     .unwrap_or_default()
             }

@@ -56,7 +56,8 @@ pub fn state(s: State) -> JobState {
 }
 
 pub fn check(c: &super::checking::CheckRt) -> CheckReport {
-    let last = c.last.as_ref();
+    let last = c.last();
+    let last = last.as_ref();
     CheckReport {
         name: c.spec.name.clone(),
         kind: c.spec.probe.kind().into(),
@@ -68,6 +69,7 @@ pub fn check(c: &super::checking::CheckRt) -> CheckReport {
         latency_ms: last.map(|(o, _)| o.latency.as_secs_f64() * 1000.0),
         at: last.map(|(_, at)| humantime::format_rfc3339_seconds(*at).to_string()),
         failing: c.failing,
+        runs: c.runs(),
     }
 }
 
