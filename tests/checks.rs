@@ -597,3 +597,32 @@ fn an_http_check_keeps_its_connection_across_runs() {
         "{runs} runs counted, {answered} answered"
     );
 }
+
+#[test]
+fn a_program_probe_runs_without_a_shell_unless_its_text_needs_one() {
+    let c = Conf::new();
+    let (direct, shell) = (c.file("direct"), c.file("shell"));
+    // The probe writes its parent's command name: guardian's own for a direct run,
+    // sh's for text with shell syntax.
+    let script = c.file("parent.sh");
+    std::fs::write(&script, "#!/bin/sh\nps -o comm= -p $PPID > \"$1\"\n").expect("write");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    c.job(
+        "app",
+        &format!(
+            "exec = \"sleep 1000\"\n[[check]]\nname = \"direct\"\ntype = \"program\"\nexec = \"{script} {direct}\"\nevery = \"100ms\"\n\
+             [[check]]\nname = \"shell\"\ntype = \"program\"\nexec = \"{script} {shell} && exit 3\"\nstatus = 3\nevery = \"100ms\"\n"
+        ),
+    );
+    let d = c.start();
+    wait_until("both probes to pass", || {
+        let s = d.status("app");
+        check(&s, "direct")["passed"] == true && check(&s, "shell")["passed"] == true
+    });
+    wait_until("both to say who ran them", || {
+        !read(&direct).is_empty() && !read(&shell).is_empty()
+    });
+    assert_eq!(read(&shell).trim(), "sh", "shell syntax runs with sh");
+    assert_ne!(read(&direct).trim(), "sh", "plain words run directly");
+}
