@@ -91,6 +91,10 @@ CHECK_RUNS = (
     ("http-500", "http", 500, 1000, ("guardian", "monit")),
     ("http-1000", "http", 100, 100, ("guardian",)),
     ("http-5000", "http", 500, 100, ("guardian",)),
+    # The same against a server that keeps connections alive (HTTP/1.1 persistent):
+    # not like-for-like with the rows above, whose server closes every connection.
+    ("http-1000-keep", "http-keep", 100, 100, ("guardian",)),
+    ("http-5000-keep", "http-keep", 500, 100, ("guardian",)),
     ("tcp-100", "tcp", 100, 1000, ("guardian", "monit")),
     ("program-100", "program", 100, 1000, ("guardian", "monit")),
 )
@@ -823,6 +827,8 @@ import time
 MODE, STATS, LIFETIME, LISTENERS = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
             b"Connection: close\r\n\r\nok")
+# http-keep: the same answer on a connection kept open.
+RESPONSE_KEEP = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 counts = {}
 state = {"total": 0, "conns": 0, "seq": 0}
 ports = []
@@ -844,6 +850,12 @@ class Http(asyncio.Protocol):
         key = words[1].decode("ascii", "replace") if len(words) >= 2 else "?"
         counts[key] = counts.get(key, 0) + 1
         state["total"] += 1
+        if MODE == "http-keep":
+            self.buf = self.buf.split(b"\r\n\r\n", 1)[1]
+            self.transport.write(RESPONSE_KEEP)
+            if b"\r\n\r\n" in self.buf:
+                self.data_received(b"")
+            return
         self.transport.write(RESPONSE)
         self.transport.close()
 
@@ -880,7 +892,7 @@ async def main():
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        factory = Http if MODE == "http" else (lambda k=str(port): Tcp(k))
+        factory = Http if MODE.startswith("http") else (lambda k=str(port): Tcp(k))
         servers.append(await loop.create_server(factory, sock=sock, backlog=4096))
         ports.append(port)
     loop.add_signal_handler(signal.SIGUSR1, on_usr1)
@@ -1076,8 +1088,8 @@ def guardian_checks_job(probe, n, every_ms, target, timeout_s=CHECK_TIMEOUT_S):
     server's port (http), its ports (tcp) or the programs' directory."""
     lines = ['exec = "sleep 100000"', ""]
     for i in range(n):
-        lines += ["[[check]]", f'type = "{probe}"']
-        if probe == "http":
+        lines += ["[[check]]", f'type = "{"http" if probe.startswith("http") else probe}"']
+        if probe.startswith("http"):
             lines.append(f'url = "http://127.0.0.1:{target}/c{i:03d}"')
         elif probe == "tcp":
             lines.append(f"port = {target[i]}")
@@ -1146,8 +1158,9 @@ def check_cost(ctx, tool, probe, n, every_ms, secs):
             target = bindir
         else:
             lifetime = CHECK_FIRST_TIMEOUT + CHECK_WARMUP + secs + 120
-            server = counter = CheckServer(base, probe, 1 if probe == "http" else n, lifetime)
-            if probe == "http":
+            server = counter = CheckServer(base, probe, 1 if probe.startswith("http") else n,
+                                           lifetime)
+            if probe.startswith("http"):
                 target = server.ports[0]
                 keys = [f"/c{i:03d}" for i in range(n)]
             else:
@@ -1251,7 +1264,9 @@ def ratio(g, peers):
 
 
 def check_label(probe, n, every_ms, run_tools):
-    what = {"http": "HTTP", "tcp": "TCP-connect", "program": f"program ({PROBE_PROGRAM})"}[probe]
+    what = {"http": "HTTP (server closes each connection)",
+            "http-keep": "HTTP (server keeps connections alive)",
+            "tcp": "TCP-connect", "program": f"program ({PROBE_PROGRAM})"}[probe]
     alone = "guardian only: " if run_tools == ("guardian",) else ""
     return f"{alone}{n * 1000 // every_ms:,} {what} checks a second"
 
@@ -1464,13 +1479,15 @@ def notes(res, ctx):
             "and guardian's sh), the same for both tools; the server's CPU and compare.py's "
             "are not counted. CPU per check: that CPU time over the checks counted. monit "
             "runs its checks one after another and then sleeps 1 s, so its rate is below N "
-            "a second.")
+            "a second. The -keep rows (guardian only): the same HTTP checks against a "
+            "server that keeps each connection open (HTTP/1.1 persistent); the server of "
+            "the other HTTP rows closes every connection, as in monit's rows.")
         for key, probe, n, every_ms, _ in CHECK_RUNS:
             for tool, r in res["checks"].get(key, {}).items():
                 if not isinstance(r, dict):
                     continue
                 extra = []
-                if r["conns"] is not None and probe == "http":
+                if r["conns"] is not None and probe.startswith("http"):
                     extra.append(f"{r['conns']} connections")
                 if r["server"] is not None:
                     extra.append(f"server CPU {r['server'] * 100:.1f}%")

@@ -506,3 +506,135 @@ fn an_exec_action_runs_its_words_without_a_shell() {
         "an exec action leaves the job running"
     );
 }
+
+/// A keep-alive HTTP server (Python's http.server speaking HTTP/1.1) that logs each
+/// request to `record` with the number of the connection it came on (`req 3`); with
+/// `close`, it closes each connection after one answer, without saying so beforehand.
+const KEEPALIVE_PY: &str = r#"
+import http.server, itertools, socketserver, sys
+port, record, close = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "close"
+numbers = itertools.count(1)
+def log(line):
+    with open(record, "a") as f:
+        f.write(line + "\n")
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def setup(self):
+        super().setup()
+        self.n = next(numbers)
+    def do_GET(self):
+        body = b"alive"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+        log(f"req {self.n}")
+        if close:
+            self.close_connection = True
+    def log_message(self, *a):
+        pass
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+S(("127.0.0.1", port), H).serve_forever()
+"#;
+
+/// The connection of each request a [`KEEPALIVE_PY`] server logged, in order.
+fn conns(path: &str) -> Vec<u32> {
+    read(path)
+        .lines()
+        .filter_map(|l| l.strip_prefix("req ")?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn an_http_check_keeps_its_connection_across_runs() {
+    let c = Conf::new();
+    let script = c.file("keepalive.py");
+    std::fs::write(&script, KEEPALIVE_PY).expect("write the server");
+    let (kept, closed) = (free_port(), free_port());
+    let (rk, rc) = (c.file("kept"), c.file("closed"));
+    for (name, port, record, how) in [
+        ("kept", kept, &rk, "keep"),
+        ("closed", closed, &rc, "close"),
+    ] {
+        c.job(
+            name,
+            &format!(
+                "exec = \"python3 {script} {port} {record} {how}\"\n\
+                 [ready]\ntype = \"tcp\"\nport = {port}\nevery = \"50ms\"\n\
+                 [[check]]\nname = \"web\"\ntype = \"http\"\n\
+                 url = \"http://127.0.0.1:{port}/\"\ncontains = \"alive\"\nevery = \"50ms\"\ntimeout = \"5s\"\nfailures = 1\naction = \"restart\"\n"
+            ),
+        );
+    }
+    let d = c.start();
+    wait_until("20 requests on each server", || {
+        conns(&rk).len() >= 20 && conns(&rc).len() >= 20
+    });
+    let k = conns(&rk);
+    assert!(
+        k.iter().all(|n| *n == k[0]),
+        "one connection serves every run: {k:?}"
+    );
+    let all = conns(&rc);
+    let mut c = all.clone();
+    c.dedup();
+    assert_eq!(
+        c.len(),
+        all.len(),
+        "a server that closes gets a connection a run: {all:?}"
+    );
+    for job in ["kept", "closed"] {
+        let s = d.status(job);
+        assert_eq!(s["restarts"], 0, "no run failed: {s}");
+        assert_eq!(check(&s, "web")["passed"], true, "{s}");
+    }
+    assert!(
+        !d.daemon_log().contains("check web failed"),
+        "{}",
+        d.daemon_log()
+    );
+    // Every run is counted, those that changed nothing too: once the checks stop, the
+    // count is what the server answered (one run may have been cut by the stop).
+    d.ok(&["stop", "kept"], 0);
+    d.wait_state("kept", "waiting");
+    let runs = check(&d.status("kept"), "web")["runs"]
+        .as_u64()
+        .unwrap_or(0);
+    let answered = conns(&rk).len() as u64;
+    assert!(
+        runs == answered || runs + 1 == answered,
+        "{runs} runs counted, {answered} answered"
+    );
+}
+
+#[test]
+fn a_program_probe_runs_without_a_shell_unless_its_text_needs_one() {
+    let c = Conf::new();
+    let (direct, shell) = (c.file("direct"), c.file("shell"));
+    // The probe writes its parent's command name: guardian's own for a direct run,
+    // sh's for text with shell syntax.
+    let script = c.file("parent.sh");
+    std::fs::write(&script, "#!/bin/sh\nps -o comm= -p $PPID > \"$1\"\n").expect("write");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    c.job(
+        "app",
+        &format!(
+            "exec = \"sleep 1000\"\n[[check]]\nname = \"direct\"\ntype = \"program\"\nexec = \"{script} {direct}\"\nevery = \"100ms\"\n\
+             [[check]]\nname = \"shell\"\ntype = \"program\"\nexec = \"{script} {shell} && exit 3\"\nstatus = 3\nevery = \"100ms\"\n"
+        ),
+    );
+    let d = c.start();
+    wait_until("both probes to pass", || {
+        let s = d.status("app");
+        check(&s, "direct")["passed"] == true && check(&s, "shell")["passed"] == true
+    });
+    wait_until("both to say who ran them", || {
+        !read(&direct).is_empty() && !read(&shell).is_empty()
+    });
+    assert_eq!(read(&shell).trim(), "sh", "shell syntax runs with sh");
+    assert_ne!(read(&direct).trim(), "sh", "plain words run directly");
+}

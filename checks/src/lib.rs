@@ -11,7 +11,9 @@ pub mod resource;
 mod tcp;
 pub mod tree;
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -63,11 +65,22 @@ pub enum Probe {
 }
 
 /// What a probe looks at that changes from run to run: the job's main process (for the
-/// process-tree limits) and the previous CPU sample (for a rate).
-#[derive(Debug, Clone, Default)]
+/// process-tree limits) and the previous CPU sample (for a rate); and what one check
+/// keeps between its runs (an http:// check's request, address and connection).
+#[derive(Debug, Default)]
 pub struct Target {
     pub pid: Option<u32>,
     pub cpu_last: Option<(Instant, f64)>,
+    http: http::HttpState,
+    tcp: Option<tcp::Labels>,
+}
+
+impl Target {
+    /// How many connections this check's plain `http://` probe has opened (None for
+    /// any other probe, or before its first run).
+    pub fn http_connections(&self) -> Option<u64> {
+        self.http.opened()
+    }
 }
 
 impl Probe {
@@ -113,11 +126,29 @@ impl Probe {
     /// fails with a reason that says so. Anything that blocks (reading /proc, statvfs)
     /// runs off the async workers.
     pub async fn run_on(&self, ctx: &Context, target: &mut Target, timeout: Duration) -> Outcome {
+        let sleep = std::pin::pin!(tokio::time::sleep(timeout));
+        self.run_timed(ctx, target, timeout, sleep).await
+    }
+
+    /// [`Probe::run_on`] with the caller's timer, reset to `timeout` from now: a check
+    /// that runs again and again keeps one timer instead of making one a run.
+    pub async fn run_timed(
+        &self,
+        ctx: &Context,
+        target: &mut Target,
+        timeout: Duration,
+        mut sleep: std::pin::Pin<&mut tokio::time::Sleep>,
+    ) -> Outcome {
         let start = Instant::now();
+        let at = start
+            .checked_add(timeout)
+            .or_else(|| start.checked_add(Duration::from_secs(30 * 365 * 86_400)))
+            .unwrap_or(start);
+        sleep.as_mut().reset(at.into());
         let work = async {
             match self {
-                Probe::Tcp(p) => p.run(start).await,
-                Probe::Http(p) => p.run(ctx, start).await,
+                Probe::Tcp(p) => p.run(&mut target.tcp, start).await,
+                Probe::Http(p) => p.run(ctx, &mut target.http, start).await,
                 Probe::Program(p) => p.run(ctx.spawner.as_ref(), timeout, start).await,
                 Probe::Dns(p) => p.run(timeout, start).await,
                 Probe::File(p) => {
@@ -130,7 +161,11 @@ impl Probe {
                 }
                 Probe::Resource(r) => {
                     let r = r.clone();
-                    let mut t = target.clone();
+                    let mut t = Target {
+                        pid: target.pid,
+                        cpu_last: target.cpu_last,
+                        ..Target::default()
+                    };
                     let (o, t) = match tokio::task::spawn_blocking(move || {
                         let o = r.sample(&mut t, start);
                         (o, t)
@@ -147,9 +182,10 @@ impl Probe {
                 }
             }
         };
-        match tokio::time::timeout(timeout, work).await {
-            Ok(outcome) => outcome,
-            Err(_) => Outcome::fail(
+        tokio::select! {
+            biased;
+            outcome = work => outcome,
+            () = sleep => Outcome::fail(
                 format!("{}: no answer within {}", self.describe(), millis(timeout)),
                 start.elapsed(),
             ),
@@ -209,30 +245,61 @@ pub fn millis(d: Duration) -> String {
 }
 
 /// What one run of a probe saw.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     pub passed: bool,
-    /// For a person: "HTTP 503 from http://127.0.0.1:8000/health after 12 ms".
-    pub reason: String,
+    /// What was seen, rendered for a person by [`Outcome::reason`].
+    pub seen: Reason,
     /// The measured value, where the probe measures one (bytes, percent, days...).
     pub value: Option<f64>,
     pub latency: Duration,
 }
 
+/// What a probe saw. The common passes keep only what they saw (the text is written
+/// when someone reads it: `status`, a log line, an alert); the rest is text already.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reason {
+    Text(String),
+    /// `HTTP 200 from URL after 3 ms`.
+    Http {
+        code: u16,
+        url: Arc<str>,
+    },
+    /// `connected to HOST:PORT in 1 ms`.
+    Connected(Arc<str>),
+    /// `HOST:PORT answered with "+PONG" after 1 ms`.
+    Answered {
+        target: Arc<str>,
+        expect: Arc<str>,
+    },
+}
+
+impl From<String> for Reason {
+    fn from(s: String) -> Reason {
+        Reason::Text(s)
+    }
+}
+
+impl From<&str> for Reason {
+    fn from(s: &str) -> Reason {
+        Reason::Text(s.to_string())
+    }
+}
+
 impl Outcome {
-    pub fn pass(reason: impl Into<String>, latency: Duration) -> Self {
+    pub fn pass(reason: impl Into<Reason>, latency: Duration) -> Self {
         Outcome {
             passed: true,
-            reason: reason.into(),
+            seen: reason.into(),
             value: None,
             latency,
         }
     }
 
-    pub fn fail(reason: impl Into<String>, latency: Duration) -> Self {
+    pub fn fail(reason: impl Into<Reason>, latency: Duration) -> Self {
         Outcome {
             passed: false,
-            reason: reason.into(),
+            seen: reason.into(),
             value: None,
             latency,
         }
@@ -241,6 +308,19 @@ impl Outcome {
     pub fn with_value(mut self, value: f64) -> Self {
         self.value = Some(value);
         self
+    }
+
+    /// For a person: "HTTP 503 from http://127.0.0.1:8000/health after 12 ms".
+    pub fn reason(&self) -> Cow<'_, str> {
+        let t = millis(self.latency);
+        match &self.seen {
+            Reason::Text(s) => Cow::Borrowed(s),
+            Reason::Http { code, url } => Cow::Owned(format!("HTTP {code} from {url} after {t}")),
+            Reason::Connected(target) => Cow::Owned(format!("connected to {target} in {t}")),
+            Reason::Answered { target, expect } => {
+                Cow::Owned(format!("{target} answered with {expect} after {t}"))
+            }
+        }
     }
 }
 
@@ -258,9 +338,14 @@ pub enum Health {
 impl Health {
     /// The health of a job whose checks last said `outcomes`.
     pub fn of<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> Health {
+        Health::of_passed(outcomes.into_iter().map(|o| o.passed))
+    }
+
+    /// The health of a job whose checks last passed or not as `passed` says.
+    pub fn of_passed(passed: impl IntoIterator<Item = bool>) -> Health {
         let mut health = Health::Unknown;
-        for o in outcomes {
-            if !o.passed {
+        for p in passed {
+            if !p {
                 return Health::Unhealthy;
             }
             health = Health::Healthy;

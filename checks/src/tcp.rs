@@ -1,11 +1,12 @@
 //! `tcp`: connect; optionally send a line and expect a substring in what comes back.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::{Outcome, Pattern, millis};
+use crate::{Outcome, Pattern, Reason};
 
 /// What a tcp probe expects back: a piece of text, or a regular expression.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,9 +39,24 @@ pub struct TcpProbe {
     pub expect: Option<Expect>,
 }
 
+/// What a tcp check keeps between its runs: the texts its reasons name, made once.
+#[derive(Debug, Clone)]
+pub(crate) struct Labels {
+    target: Arc<str>,
+    expect: Option<Arc<str>>,
+}
+
 impl TcpProbe {
-    pub(crate) async fn run(&self, start: Instant) -> Outcome {
-        let target = format!("{}:{}", self.host, self.port);
+    pub(crate) async fn run(&self, labels: &mut Option<Labels>, start: Instant) -> Outcome {
+        let Labels {
+            target,
+            expect: shown,
+        } = labels
+            .get_or_insert_with(|| Labels {
+                target: Arc::from(format!("{}:{}", self.host, self.port)),
+                expect: self.expect.as_ref().map(|e| Arc::from(e.shown())),
+            })
+            .clone();
         let mut stream = match TcpStream::connect((self.host.as_str(), self.port)).await {
             Ok(s) => s,
             Err(e) => {
@@ -61,14 +77,10 @@ impl TcpProbe {
                     Ok(n) => {
                         got.extend_from_slice(&buf[..n]);
                         if expect.found(&String::from_utf8_lossy(&got)) {
-                            let t = start.elapsed();
+                            let expect = shown.unwrap_or_else(|| Arc::from(expect.shown()));
                             return Outcome::pass(
-                                format!(
-                                    "{target} answered with {} after {}",
-                                    expect.shown(),
-                                    millis(t)
-                                ),
-                                t,
+                                Reason::Answered { target, expect },
+                                start.elapsed(),
                             );
                         }
                         if got.len() > 64 * 1024 {
@@ -92,7 +104,6 @@ impl TcpProbe {
                 start.elapsed(),
             );
         }
-        let t = start.elapsed();
-        Outcome::pass(format!("connected to {target} in {}", millis(t)), t)
+        Outcome::pass(Reason::Connected(target), start.elapsed())
     }
 }

@@ -92,7 +92,7 @@ async fn http_passes_on_200_and_fails_on_500_with_a_reason() {
     let o = http(ok, Some("good")).run(&c, Duration::from_secs(5)).await;
     assert!(o.passed, "{o:?}");
     assert!(
-        o.reason
+        o.reason()
             .starts_with(&format!("HTTP 200 from http://127.0.0.1:{ok}/health after"))
     );
     assert_eq!(o.value, Some(200.0));
@@ -100,13 +100,16 @@ async fn http_passes_on_200_and_fails_on_500_with_a_reason() {
     let o = http(ok, Some("missing"))
         .run(&c, Duration::from_secs(5))
         .await;
-    assert!(!o.passed && o.reason.contains("lacks \"missing\""), "{o:?}");
+    assert!(
+        !o.passed && o.reason().contains("lacks \"missing\""),
+        "{o:?}"
+    );
 
     let bad = http_server(500, "oops", false);
     let o = http(bad, None).run(&c, Duration::from_secs(5)).await;
     assert!(!o.passed);
     assert!(
-        o.reason
+        o.reason()
             .starts_with(&format!("HTTP 500 from http://127.0.0.1:{bad}/health")),
         "{o:?}"
     );
@@ -118,7 +121,7 @@ async fn a_hung_server_is_cut_at_the_timeout() {
     let port = http_server(200, "", true);
     let o = http(port, None).run(&c, Duration::from_millis(300)).await;
     assert!(!o.passed);
-    assert!(o.reason.contains("no answer within 300 ms"), "{o:?}");
+    assert!(o.reason().contains("no answer within 300 ms"), "{o:?}");
     assert!(o.latency < Duration::from_secs(2));
 }
 
@@ -154,7 +157,7 @@ async fn tcp_connects_sends_and_expects() {
         .run(&c, Duration::from_secs(5))
         .await;
     assert!(
-        !o.passed && o.reason.contains("did not answer with \"PONG\""),
+        !o.passed && o.reason().contains("did not answer with \"PONG\""),
         "{o:?}"
     );
 
@@ -169,7 +172,7 @@ async fn tcp_connects_sends_and_expects() {
     })
     .run(&c, Duration::from_secs(5))
     .await;
-    assert!(!o.passed && o.reason.contains("cannot connect"), "{o:?}");
+    assert!(!o.passed && o.reason().contains("cannot connect"), "{o:?}");
 }
 
 #[tokio::test]
@@ -185,11 +188,11 @@ async fn program_passes_on_the_expected_status() {
     let o = p("echo fine; exit 0", 0)
         .run(&c, Duration::from_secs(5))
         .await;
-    assert!(o.passed && o.reason.ends_with(": fine"), "{o:?}");
+    assert!(o.passed && o.reason().ends_with(": fine"), "{o:?}");
     let o = p("echo broken; exit 2", 0)
         .run(&c, Duration::from_secs(5))
         .await;
-    assert!(!o.passed && o.reason.contains("exited 2"), "{o:?}");
+    assert!(!o.passed && o.reason().contains("exited 2"), "{o:?}");
     assert_eq!(o.value, Some(2.0));
     let o = p("exit 2", 2).run(&c, Duration::from_secs(5)).await;
     assert!(o.passed);
@@ -250,13 +253,19 @@ async fn dns_resolves_against_a_given_server_and_checks_the_address() {
         .run(&c, Duration::from_secs(5))
         .await;
     assert!(o.passed, "{o:?}");
-    assert!(o.reason.contains("app.test resolves to 10.1.2.3"), "{o:?}");
+    assert!(
+        o.reason().contains("app.test resolves to 10.1.2.3"),
+        "{o:?}"
+    );
     let o = p("app.test", Some("10.9.9.9"))
         .run(&c, Duration::from_secs(5))
         .await;
-    assert!(!o.passed && o.reason.contains("not 10.9.9.9"), "{o:?}");
+    assert!(!o.passed && o.reason().contains("not 10.9.9.9"), "{o:?}");
     let o = p("other.test", None).run(&c, Duration::from_secs(5)).await;
-    assert!(!o.passed && o.reason.contains("does not resolve"), "{o:?}");
+    assert!(
+        !o.passed && o.reason().contains("does not resolve"),
+        "{o:?}"
+    );
 }
 
 #[tokio::test]
@@ -277,14 +286,14 @@ async fn file_and_flock() {
     };
     assert!(file(None).run(&c, Duration::from_secs(5)).await.passed);
     let o = file(Some(3)).run(&c, Duration::from_secs(5)).await;
-    assert!(!o.passed && o.reason.contains("above"), "{o:?}");
+    assert!(!o.passed && o.reason().contains("above"), "{o:?}");
 
     let flock = Probe::Flock(FlockProbe {
         path: path_s.clone(),
     });
     let o = flock.run(&c, Duration::from_secs(5)).await;
     assert!(
-        !o.passed && o.reason.contains("nobody holds a lock"),
+        !o.passed && o.reason().contains("nobody holds a lock"),
         "{o:?}"
     );
     let held = nix::fcntl::Flock::lock(
@@ -294,7 +303,7 @@ async fn file_and_flock() {
     .expect("lock");
     let o = flock.run(&c, Duration::from_secs(5)).await;
     assert!(
-        o.passed && o.reason.contains("locked by 1 process"),
+        o.passed && o.reason().contains("locked by 1 process"),
         "{o:?}"
     );
     // The blocking wait returns the moment the last holder lets go.
@@ -312,10 +321,8 @@ async fn file_and_flock() {
 #[tokio::test]
 async fn resource_limits_of_a_process_tree_and_the_host() {
     let c = ctx();
-    let mut me = Target {
-        pid: Some(std::process::id()),
-        cpu_last: None,
-    };
+    let mut me = Target::default();
+    me.pid = Some(std::process::id());
     let mem = |max: f64| {
         Probe::Resource(Resource::Memory {
             max: Amount::Absolute(max),
@@ -326,7 +333,7 @@ async fn resource_limits_of_a_process_tree_and_the_host() {
     let o = mem(1000.0)
         .run_on(&c, &mut me, Duration::from_secs(5))
         .await;
-    assert!(!o.passed && o.reason.contains("limit 1 KB"), "{o:?}");
+    assert!(!o.passed && o.reason().contains("limit 1 KB"), "{o:?}");
 
     let cpu = Probe::Resource(Resource::Cpu { max: 1000.0 });
     let first = cpu.run_on(&c, &mut me, Duration::from_secs(5)).await;
@@ -347,17 +354,10 @@ async fn resource_limits_of_a_process_tree_and_the_host() {
         minutes: 1,
     });
     let o = load.run(&c, Duration::from_secs(5)).await;
-    assert!(o.reason.starts_with("load average (1 min) is"), "{o:?}");
+    assert!(o.reason().starts_with("load average (1 min) is"), "{o:?}");
     let gone = Probe::Resource(Resource::Children { max: 5 });
     let o = gone
-        .run_on(
-            &c,
-            &mut Target {
-                pid: None,
-                cpu_last: None,
-            },
-            Duration::from_secs(5),
-        )
+        .run_on(&c, &mut Target::default(), Duration::from_secs(5))
         .await;
-    assert!(!o.passed && o.reason.contains("no main process"), "{o:?}");
+    assert!(!o.passed && o.reason().contains("no main process"), "{o:?}");
 }

@@ -248,6 +248,9 @@ pub struct CheckReport {
     pub at: Option<String>,
     /// The policy says failing (and the action was taken, if monitored).
     pub failing: bool,
+    /// How many runs it has had since its job's checks were set up.
+    #[serde(default)]
+    pub runs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -216,9 +216,8 @@ impl Daemon {
                 else {
                     return;
                 };
-                c.last
-                    .as_ref()
-                    .map(|(o, _)| o.reason.clone())
+                c.last()
+                    .map(|(o, _)| o.reason().into_owned())
                     .unwrap_or_default()
             }
         };

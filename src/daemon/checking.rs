@@ -13,7 +13,8 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use checks::{Outcome, Probe, Target};
@@ -45,7 +46,9 @@ pub(crate) struct CheckRt {
     pub failing: bool,
     /// Which turn into failing the current one is (for reminders).
     pub episode: u64,
-    pub last: Option<(Outcome, SystemTime)>,
+    /// The last outcome and how many runs there were: the check's task writes it for
+    /// a pass that cannot change the verdict, the loop for the outcomes it is sent.
+    slot: Arc<Slot>,
     task: Option<AbortHandle>,
     /// A flock check's lock watcher thread.
     watcher: Option<crate::process::lock_watch::LockWatcher>,
@@ -67,12 +70,27 @@ impl CheckRt {
             window: VecDeque::new(),
             failing: false,
             episode: 0,
-            last: None,
+            slot: Arc::new(Slot::default()),
             task: None,
             watcher: None,
             generation: 0,
             start: 0,
         }
+    }
+
+    /// The last outcome, and when it came.
+    pub fn last(&self) -> Option<(Outcome, SystemTime)> {
+        lock(&self.slot.last).clone()
+    }
+
+    /// Whether the last outcome passed (None before the first).
+    pub fn last_passed(&self) -> Option<bool> {
+        lock(&self.slot.last).as_ref().map(|(o, _)| o.passed)
+    }
+
+    /// How many outcomes the check has had since the daemon started.
+    pub fn runs(&self) -> u64 {
+        self.slot.runs.load(Ordering::Relaxed)
     }
 
     fn halt(&mut self) {
@@ -113,6 +131,9 @@ impl CheckRt {
         }
         let every = self.spec.every(default_every);
         let task = tokio::spawn(check_loop(CheckLoop {
+            slot: self.slot.clone(),
+            within: self.spec.within.max(1),
+            since_failed: u32::MAX,
             ctx,
             probe: self.spec.probe.clone(),
             every,
@@ -168,6 +189,26 @@ impl CheckRt {
             Verdict::Nothing
         }
     }
+}
+
+/// A check's last outcome, shared by its task and the loop.
+#[derive(Default)]
+struct Slot {
+    last: Mutex<Option<(Outcome, SystemTime)>>,
+    runs: AtomicU64,
+}
+
+impl Slot {
+    fn put(&self, outcome: Outcome) {
+        let now = SystemTime::now();
+        *lock(&self.last) = Some((outcome, now));
+        self.runs.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The slot's lock: a holder that panicked left a whole value in it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -298,18 +339,19 @@ impl Daemon {
             // Restarting a job that never takes its lock would not make it take it: say
             // so once, and keep waiting for the lock.
             let check = c.spec.name.clone();
-            c.last = Some((outcome.clone(), SystemTime::now()));
+            let reason = outcome.reason().into_owned();
+            c.slot.put(outcome);
             if !c.failing {
                 c.failing = true;
                 c.episode = super::alerts::next_episode();
                 let episode = c.episode;
                 self.failure_lasts(name, Some(&check), episode);
-                tracing::warn!("{name}: check {check}: {}", outcome.reason);
+                tracing::warn!("{name}: check {check}: {reason}");
                 self.check_alert(
                     name,
                     &check,
                     Kind::CheckFailed,
-                    &outcome.reason,
+                    &reason,
                     Some(alert::Action::Alert),
                 );
             }
@@ -330,7 +372,7 @@ impl Daemon {
             return;
         };
         let (failures, within) = (c.spec.failures, c.spec.within);
-        c.last = Some((outcome.clone(), SystemTime::now()));
+        let slot = c.slot.clone();
         let monitored = job.m.monitored();
         match verdict {
             Verdict::Nothing => {
@@ -338,7 +380,7 @@ impl Daemon {
                     tracing::debug!(
                         "{name}: check {} failed: {}",
                         Esc(&check),
-                        Esc(&outcome.reason)
+                        Esc(&outcome.reason())
                     );
                 }
             }
@@ -346,17 +388,17 @@ impl Daemon {
                 tracing::info!(
                     "{name}: check {} recovered: {}",
                     Esc(&check),
-                    Esc(&outcome.reason)
+                    Esc(&outcome.reason())
                 );
             }
             Verdict::Recovered => {
-                self.check_alert(name, &check, Kind::CheckRecovered, &outcome.reason, None);
+                self.check_alert(name, &check, Kind::CheckRecovered, &outcome.reason(), None);
             }
             Verdict::Act if !monitored => {
                 tracing::warn!(
                     "{name}: check {} failed ({failures} of the last {within}): {}; unmonitored, so no {}",
                     Esc(&check),
-                    Esc(&outcome.reason),
+                    Esc(&outcome.reason()),
                     action.as_str()
                 );
             }
@@ -364,19 +406,20 @@ impl Daemon {
                 // Another check of this start asked already: one start, one restart.
                 tracing::debug!(
                     "{name}: check {check} failed too: {}; a restart is under way",
-                    outcome.reason
+                    outcome.reason()
                 );
             }
             Verdict::Act => {
                 tracing::warn!(
                     "{name}: check {} failed ({failures} of the last {within}): {}; {}",
                     Esc(&check),
-                    Esc(&outcome.reason),
+                    Esc(&outcome.reason()),
                     action.as_str()
                 );
-                self.act(name, &check, &action, &outcome.reason);
+                self.act(name, &check, &action, &outcome.reason());
             }
         }
+        slot.put(outcome);
     }
 
     /// A host check's outcome: host checks only alert.
@@ -390,13 +433,20 @@ impl Daemon {
         };
         let verdict = c.record(outcome.passed);
         let check = c.spec.name.clone();
-        c.last = Some((outcome.clone(), SystemTime::now()));
+        let reason = (verdict != Verdict::Nothing).then(|| outcome.reason().into_owned());
+        c.slot.put(outcome);
         let (kind, action) = match verdict {
             Verdict::Act => (Kind::CheckFailed, Some(alert::Action::Alert)),
             Verdict::Recovered => (Kind::CheckRecovered, None),
             Verdict::Nothing => return,
         };
-        self.alert(About::Host, kind, Some(&check), outcome.reason, action);
+        self.alert(
+            About::Host,
+            kind,
+            Some(&check),
+            reason.unwrap_or_default(),
+            action,
+        );
     }
 
     fn act(&mut self, name: &str, check: &str, action: &Action, reason: &str) {
@@ -520,6 +570,13 @@ struct Gate {
 }
 
 struct CheckLoop {
+    /// Where a pass that changes nothing goes, instead of a message to the loop.
+    slot: Arc<Slot>,
+    /// The check's `within`: after this many passes in a row (since the last failure
+    /// this task sent), a pass cannot change the verdict.
+    within: u32,
+    /// Passes in a row since the last failure (or unheld lock) this task sent.
+    since_failed: u32,
     ctx: checks::Context,
     probe: Probe,
     every: Duration,
@@ -539,7 +596,24 @@ struct CheckLoop {
 }
 
 impl CheckLoop {
-    fn send(&self, outcome: Outcome, unheld: bool) -> bool {
+    /// Hands an outcome on: a pass after `within` passes in a row cannot change what
+    /// the policy says (no failure is left in its window, and it is not failing), so it
+    /// only goes to the check's slot; anything else goes to the loop, to be judged.
+    /// False: the loop is gone.
+    fn record(&mut self, outcome: Outcome) -> bool {
+        if outcome.passed && self.since_failed >= self.within {
+            self.slot.put(outcome);
+            return true;
+        }
+        self.send(outcome, false)
+    }
+
+    fn send(&mut self, outcome: Outcome, unheld: bool) -> bool {
+        self.since_failed = if outcome.passed && !unheld {
+            self.since_failed.saturating_add(1)
+        } else {
+            0
+        };
         let msg = Internal::Checked {
             owner: self.owner.clone(),
             idx: self.idx,
@@ -605,26 +679,44 @@ async fn check_loop(mut l: CheckLoop) {
     if !l.gate().await {
         return;
     }
-    // tokio adds the period to the clock at every tick: keep it within what may be added.
-    let every = l.every.clamp(
-        Duration::from_millis(1),
-        crate::config::limits::MAX_DURATION,
-    );
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let every = l.every.max(Duration::from_millis(1));
     let mut target = Target::default();
+    // One timer for the whole loop: it waits for the next tick, then, reset, times
+    // the run.
+    let mut next = Instant::now();
+    let timer = tokio::time::sleep_until(next.into());
+    tokio::pin!(timer);
     loop {
+        timer.as_mut().reset(next.into());
         tokio::select! {
-            _ = ticker.tick() => {}
+            () = &mut timer => {}
             Some(()) = l.poke.recv() => {}
         }
         let pid = l.pid.load(Ordering::Relaxed);
         target.pid = (pid != 0).then_some(pid);
-        let outcome = l.probe.run_on(&l.ctx, &mut target, l.timeout).await;
-        if !l.send(outcome, false) {
+        let outcome = l
+            .probe
+            .run_timed(&l.ctx, &mut target, l.timeout, timer.as_mut())
+            .await;
+        if !l.record(outcome) {
             return;
         }
+        // The next tick; ticks missed while a run took long are skipped (a poke's run
+        // leaves the schedule as it was).
+        let now = Instant::now();
+        if next <= now {
+            next = next_tick(next, every, now);
+        }
     }
+}
+
+/// The first of `from + every`, `from + 2 every`, ... after `now`.
+fn next_tick(from: Instant, every: Duration, now: Instant) -> Instant {
+    let behind = now.saturating_duration_since(from).as_nanos();
+    let step = every.as_nanos().max(1);
+    let ahead = step.saturating_mul(behind / step + 1);
+    let ahead = Duration::from_nanos(u64::try_from(ahead).unwrap_or(u64::MAX));
+    later(from, ahead)
 }
 
 /// A thread that tells when a lock on `path` becomes held and when every holder let
@@ -657,11 +749,7 @@ impl Job {
         if self.m.state() != State::Running {
             return checks::Health::Unknown;
         }
-        checks::Health::of(
-            self.checks
-                .iter()
-                .filter_map(|c| c.last.as_ref().map(|(o, _)| o)),
-        )
+        checks::Health::of_passed(self.checks.iter().filter_map(CheckRt::last_passed))
     }
 }
 

@@ -433,7 +433,7 @@ async fn probe_until_ready(
         }
         let outcome = spec.probe.run(&ctx, spec.timeout.min(left)).await;
         if outcome.passed {
-            tracing::debug!("{job}: ready: {}", crate::logtext::Esc(&outcome.reason));
+            tracing::debug!("{job}: ready: {}", crate::logtext::Esc(&outcome.reason()));
             let _ = tx.send(Internal::Ready {
                 job,
                 generation,
@@ -441,7 +441,7 @@ async fn probe_until_ready(
             });
             return;
         }
-        last = outcome.reason;
+        last = outcome.reason().into_owned();
         let left = deadline.saturating_duration_since(Instant::now());
         tokio::time::sleep(spec.every.min(left)).await;
     }

@@ -37,15 +37,23 @@ impl Daemon {
             let _ = req.reply.send(Err(format!("no job named `{}`", req.job)));
             return;
         };
+        // A probe's text without shell syntax runs directly, as an `exec` line does:
+        // no sh in between (a name that is no program, such as a builtin, keeps sh).
+        let direct = match &req.program {
+            Program::Script(text) => plain_words(text).and_then(|argv| {
+                crate::config::program::resolve(&argv[0], job.spec.path_var(), &job.spec.chdir)
+                    .ok()
+                    .map(|path| Program::Exec { path, argv })
+            }),
+            Program::Exec { .. } => None,
+        };
+        let program = direct.as_ref().unwrap_or(&req.program);
         let env: Vec<(&str, &str)> = req
             .extra_env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let spawned = match self
-            .os
-            .spawn(&job.spec, &req.program, &env, Output::Capture)
-        {
+        let spawned = match self.os.spawn(&job.spec, program, &env, Output::Capture) {
             Ok(s) => s,
             Err(e) => {
                 let _ = req.reply.send(Err(e.to_string()));
@@ -89,6 +97,21 @@ impl Daemon {
             let _ = reply.send(ran);
         });
     }
+}
+
+/// The words of `text` when it holds nothing a shell would read otherwise than as
+/// words separated by blanks (no quotes, variables, globs, redirections, operators,
+/// assignments or comments); None when it needs a shell.
+fn plain_words(text: &str) -> Option<Vec<String>> {
+    const SHELL: &[char] = &[
+        '|', '&', ';', '<', '>', '(', ')', '$', '`', '\\', '"', '\'', '*', '?', '[', ']', '#', '~',
+        '=', '%', '{', '}', '!', '\n',
+    ];
+    if text.contains(SHELL) {
+        return None;
+    }
+    let argv: Vec<String> = text.split_ascii_whitespace().map(str::to_string).collect();
+    (!argv.is_empty()).then_some(argv)
 }
 
 /// Reads a pipe to its end, keeping at most [`OUTPUT_CAP`] bytes.
@@ -144,5 +167,38 @@ impl checks::Spawner for JobSpawner {
             rx.await
                 .map_err(|_| "guardian is shutting down".to_string())?
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_words;
+
+    #[test]
+    fn probe_text_runs_directly_only_without_shell_syntax() {
+        assert_eq!(
+            plain_words("  pg_isready -h 127.0.0.1  -p 5432 "),
+            Some(vec![
+                "pg_isready".into(),
+                "-h".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                "5432".into()
+            ])
+        );
+        for shell in [
+            "test -f /x && true",
+            "echo $HOME",
+            "a | b",
+            "x > /dev/null",
+            "A=1 env",
+            "echo 'quoted'",
+            "ls *.txt",
+            "true # comment",
+            "echo a\nb",
+            "",
+        ] {
+            assert_eq!(plain_words(shell), None, "{shell:?}");
+        }
     }
 }

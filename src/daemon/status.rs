@@ -87,19 +87,21 @@ pub fn state(s: State) -> JobState {
 }
 
 pub fn check(c: &super::checking::CheckRt) -> CheckReport {
-    let last = c.last.as_ref();
+    let last = c.last();
+    let last = last.as_ref();
     CheckReport {
         name: c.spec.name.clone(),
         kind: c.spec.probe.kind().into(),
         target: c.spec.probe.describe(),
         action: c.spec.action.as_str().into(),
         passed: last.map(|(o, _)| o.passed),
-        reason: last.map(|(o, _)| o.reason.clone()),
+        reason: last.map(|(o, _)| o.reason().into_owned()),
         value: last.and_then(|(o, _)| o.value),
         // Whole microseconds, in milliseconds: 6.467, not 6.4666619999999995.
         latency_ms: last.map(|(o, _)| o.latency.as_micros() as f64 / 1000.0),
         at: last.map(|(_, at)| humantime::format_rfc3339_seconds(*at).to_string()),
         failing: c.failing,
+        runs: c.runs(),
     }
 }
 
