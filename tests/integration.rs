@@ -10,4 +10,5 @@ mod hardening_config;
 mod hardening_socket;
 mod lifecycle;
 mod real_programs;
+mod systemd;
 mod util;

@@ -13,6 +13,7 @@ mod events;
 mod graph;
 mod handover;
 mod logs;
+mod notify;
 mod ready;
 mod requests;
 mod run;
@@ -125,6 +126,8 @@ pub struct Daemon {
     alerts: Option<mpsc::UnboundedSender<crate::alert::Msg>>,
     /// Jobs in `failed`, with the episode their reminders belong to.
     failed_episode: HashMap<String, u64>,
+    /// The service manager to tell READY=1, STATUS=, RELOADING=1, STOPPING=1.
+    notify: Option<notify::Notifier>,
 }
 
 /// Binds the control socket `config` names (open to its `read-group`), for [`run`].
@@ -245,6 +248,8 @@ async fn serve(
     daemon.start_alerts();
     daemon.startup();
     daemon.start_host_checks();
+    daemon.notify = notify::Notifier::from_env();
+    let mut notify_tick = daemon.notify_ready();
     release_free_memory();
     daemon.alert(
         alerts::About::Daemon,
@@ -279,6 +284,7 @@ async fn serve(
             Some((request, reply)) = rx.recv() => daemon.request(request, reply),
             Some(msg) = internal_rx.recv() => daemon.internal(msg),
             _ = sleep => daemon.fire_timers(),
+            _ = notify::tick(&mut notify_tick) => daemon.notify_tick(),
         }
     }
     daemon.flush_alerts().await;
@@ -319,6 +325,7 @@ impl Daemon {
             host_checks: Vec::new(),
             alerts: None,
             failed_episode: HashMap::new(),
+            notify: None,
         };
         // The specs move into the jobs: the loaded configuration keeps only its settings.
         let specs = std::mem::take(&mut daemon.config.jobs);
@@ -691,6 +698,13 @@ impl Daemon {
 
     /// Re-reads the configuration. With errors nothing changes and they are returned.
     fn reload(&mut self) -> Result<String, String> {
+        self.notify_reloading();
+        let result = self.reread();
+        self.notify_reloaded();
+        result
+    }
+
+    fn reread(&mut self) -> Result<String, String> {
         let new = crate::config::load(&self.config.dir).map_err(|d| d.to_string())?;
         for w in &new.warnings {
             tracing::warn!("{w}");
