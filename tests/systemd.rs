@@ -138,3 +138,61 @@ fn notify_ready_status_watchdog_reloading_and_stopping() {
         "STOPPING=1 at exit: {all:?}"
     );
 }
+
+#[test]
+fn generate_writes_man_pages_and_completions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let man = dir.path().join("man");
+    let out = std::process::Command::new(crate::util::BIN)
+        .args(["generate", "man"])
+        .arg(&man)
+        .output()
+        .expect("run generate");
+    assert!(out.status.success(), "{}", crate::util::text(&out));
+    for page in ["guardian.1", "guardian-restart.1", "guardian-check.1"] {
+        let text = read(&man.join(page).display().to_string());
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH"),
+            "{page}:\n{text}"
+        );
+    }
+    assert!(
+        !man.join("guardian-generate.1").exists(),
+        "generate is hidden"
+    );
+    // groff parses them without a warning, where it is installed.
+    if std::process::Command::new("groff")
+        .arg("-v")
+        .output()
+        .is_ok()
+    {
+        let out = std::process::Command::new("groff")
+            .args(["-man", "-ww", "-z"])
+            .arg(man.join("guardian.1"))
+            .output()
+            .expect("groff");
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{}",
+            crate::util::text(&out)
+        );
+    }
+    let comp = dir.path().join("completions");
+    for (shell, file, needle) in [
+        ("bash", "guardian.bash", "complete"),
+        ("zsh", "_guardian", "#compdef guardian"),
+        ("fish", "guardian.fish", "complete -c guardian"),
+    ] {
+        let out = std::process::Command::new(crate::util::BIN)
+            .args(["generate", "completions", shell])
+            .arg(&comp)
+            .output()
+            .expect("run generate");
+        assert!(out.status.success(), "{}", crate::util::text(&out));
+        let text = read(&comp.join(file).display().to_string());
+        assert!(
+            text.contains(needle) && text.contains("restart"),
+            "{file}:\n{text}"
+        );
+    }
+}
