@@ -13,4 +13,5 @@ mod lifecycle;
 mod log_fifo;
 mod real_programs;
 mod recovery;
+mod systemd;
 mod util;

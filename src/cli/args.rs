@@ -111,6 +111,20 @@ pub enum Command {
     },
     /// Send a test alert to every recipient and webhook now, and say how it went.
     TestAlert,
+    /// Write the man pages or a shell's completions into a directory (for packaging).
+    #[command(hide = true, subcommand)]
+    Generate(Generate),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// guardian.1 and guardian-COMMAND.1 for each command.
+    Man { dir: PathBuf },
+    /// The completion file of one shell (bash, zsh, fish, elvish, powershell).
+    Completions {
+        shell: clap_complete::Shell,
+        dir: PathBuf,
+    },
 }
 
 fn duration(text: &str) -> Result<Duration, String> {

@@ -57,6 +57,7 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
         None => return run_daemon(&args.config),
         Some(Command::Check) => return check(&args.config),
         Some(Command::Graph) => return graph(&args.config),
+        Some(Command::Generate(what)) => return super::generate::generate(what),
         Some(_) => socket_path(&args)?,
     };
     let socket = Socket {
@@ -144,7 +145,7 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
         }
         Command::Alerts { json } => alerts(&socket, json),
         Command::TestAlert => ask(&socket, Request::TestAlert),
-        Command::Check | Command::Graph => Ok(Exit::Error),
+        Command::Check | Command::Graph | Command::Generate(_) => Ok(Exit::Error),
     }
 }
 

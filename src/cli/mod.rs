@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod generate;
 mod logs;
 mod output;
 

@@ -14,6 +14,7 @@ mod fifo;
 mod graph;
 mod handover;
 mod logs;
+mod notify;
 mod ready;
 mod record;
 mod recovery;
@@ -142,6 +143,8 @@ pub struct Daemon {
     held: HashMap<String, Vec<recovery::Held>>,
     /// The daemon's own session, which the jobs' processes share.
     own_sid: u32,
+    /// The service manager to tell READY=1, STATUS=, RELOADING=1, STOPPING=1.
+    notify: Option<notify::Notifier>,
 }
 
 /// Binds the control socket `config` names (open to its `read-group`), for [`run`].
@@ -265,6 +268,8 @@ async fn serve(
     daemon.startup();
     daemon.flush_record();
     daemon.start_host_checks();
+    daemon.notify = notify::Notifier::from_env();
+    let mut notify_tick = daemon.notify_ready();
     release_free_memory();
     daemon.alert(
         alerts::About::Daemon,
@@ -299,6 +304,7 @@ async fn serve(
             Some((request, reply)) = rx.recv() => daemon.request(request, reply),
             Some(msg) = internal_rx.recv() => daemon.internal(msg),
             _ = sleep => daemon.fire_timers(),
+            _ = notify::tick(&mut notify_tick) => daemon.notify_tick(),
         }
         // Before this turn's answers reach their clients (they are sent once the loop
         // waits again): status never shows a job running that the record does not hold.
@@ -350,6 +356,7 @@ impl Daemon {
             book: recovery::Book::default(),
             held: HashMap::new(),
             own_sid: nix::unistd::getsid(None).map_or(0, |s| s.as_raw().unsigned_abs()),
+            notify: None,
         };
         // The specs move into the jobs: the loaded configuration keeps only its settings.
         let specs = std::mem::take(&mut daemon.config.jobs);
@@ -757,6 +764,13 @@ impl Daemon {
 
     /// Re-reads the configuration. With errors nothing changes and they are returned.
     fn reload(&mut self) -> Result<String, String> {
+        self.notify_reloading();
+        let result = self.reread();
+        self.notify_reloaded();
+        result
+    }
+
+    fn reread(&mut self) -> Result<String, String> {
         let new = crate::config::load(&self.config.dir).map_err(|d| d.to_string())?;
         for w in &new.warnings {
             tracing::warn!("{w}");

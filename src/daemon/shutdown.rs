@@ -59,6 +59,9 @@ impl Daemon {
             return;
         }
         tracing::info!("stopping every job, most recently started first");
+        if let Some(n) = self.notify.as_mut() {
+            n.stopping();
+        }
         self.alert(
             alerts::About::Daemon,
             crate::alert::Kind::DaemonStopping,

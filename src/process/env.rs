@@ -56,12 +56,23 @@ pub fn environment(spec: &JobSpec) -> Vec<(String, String)> {
         (JOB_VAR.into(), spec.name.clone()),
     ];
     for (k, v) in &spec.env {
+        if is_manager_var(k) {
+            continue;
+        }
         match vars.iter_mut().find(|(name, _)| name == k) {
             Some(slot) => slot.1 = v.clone(),
             None => vars.push((k.clone(), v.clone())),
         }
     }
     vars
+}
+
+/// Whether `name` belongs to a service manager's protocol (`NOTIFY_SOCKET`,
+/// `WATCHDOG_*`, `LISTEN_*`): no job is given one from its `env`, for they would
+/// speak for guardian. A job with `expect = "notify"` gets a `NOTIFY_SOCKET` of
+/// guardian's own, added at the spawn.
+pub fn is_manager_var(name: &str) -> bool {
+    name == "NOTIFY_SOCKET" || name.starts_with("WATCHDOG_") || name.starts_with("LISTEN_")
 }
 
 /// What `guardian env JOB` prints.
