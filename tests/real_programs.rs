@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::util::{Conf, Daemon, alive, free_port, read, signal, wait_until};
+use crate::util::{Conf, Daemon, alive, free_port, ppid, read, signal, wait_until};
 
 /// Where `program` is, or None, after saying why the test does not run. Under CI a
 /// missing program is a failure: CI installs them all.
@@ -196,16 +196,6 @@ fn all_pids() -> Vec<u32> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn ppid(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 /// The live children of `pid`.

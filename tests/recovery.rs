@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::util::{Conf, alive, free_port, lines, read, signal, wait_until};
+use crate::util::{Conf, alive, free_port, lines, ppid, read, signal, wait_until};
 
 /// Every live process whose environment marks it for `job`.
 fn marked(job: &str) -> Vec<u32> {
@@ -28,16 +28,6 @@ fn marked(job: &str) -> Vec<u32> {
         }
     }
     found
-}
-
-fn ppid(pid: u32) -> Option<u32> {
-    let stat = read(&format!("/proc/{pid}/stat"));
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 fn start_time(pid: u32) -> Option<u64> {

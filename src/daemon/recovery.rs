@@ -323,12 +323,7 @@ impl Daemon {
     fn end_cleanly(&mut self, name: &str, entry: Option<&Entry>, procs: &[Leftover]) {
         let groups = recorded_groups(entry);
         for l in procs {
-            let group = (l.pgid == l.pid || groups.contains(&l.pgid)).then_some(Pgid(l.pgid));
-            let h = Held {
-                pid: l.pid,
-                start_time: l.start_time,
-                group,
-            };
+            let h = held_of(l, &groups);
             self.watch_held(name, h);
         }
         let Some(job) = self.jobs.get(name) else {
@@ -379,12 +374,7 @@ impl Daemon {
         let groups = recorded_groups(entry);
         let mut held = Vec::new();
         for l in procs {
-            let group = (l.pgid == l.pid || groups.contains(&l.pgid)).then_some(Pgid(l.pgid));
-            let h = Held {
-                pid: l.pid,
-                start_time: l.start_time,
-                group,
-            };
+            let h = held_of(l, &groups);
             self.signal_held(&h, sig);
             self.signal_held(&h, Signal::SIGCONT);
             held.push(h);
@@ -453,6 +443,17 @@ impl Daemon {
             self.os.signal_group(g, Signal::SIGKILL);
         }
         self.feed(job, Input::Exited(Proc::Main, ProcessEnd::Unknown));
+    }
+}
+
+/// A leftover to watch, with its process group when the group is its own or one the
+/// record names (a group it merely joined is someone else's to signal).
+fn held_of(l: &Leftover, groups: &[u32]) -> Held {
+    let group = (l.pgid == l.pid || groups.contains(&l.pgid)).then_some(Pgid(l.pgid));
+    Held {
+        pid: l.pid,
+        start_time: l.start_time,
+        group,
     }
 }
 
