@@ -160,25 +160,16 @@ impl Probe {
                     blocking(move || p.check(start), start).await
                 }
                 Probe::Resource(r) => {
-                    let r = r.clone();
-                    let mut t = Target {
-                        pid: target.pid,
-                        cpu_last: target.cpu_last,
-                        ..Target::default()
-                    };
-                    let (o, t) = match tokio::task::spawn_blocking(move || {
-                        let o = r.sample(&mut t, start);
-                        (o, t)
-                    })
-                    .await
-                    {
-                        Ok(x) => x,
-                        Err(e) => {
-                            return Outcome::fail(format!("sampling failed: {e}"), start.elapsed());
+                    if matches!(r, Resource::Cpu { .. }) && target.cpu_last.is_none() {
+                        // A rate needs two samples: the first run takes one, waits a
+                        // moment (half its timeout, at most a second) and measures, so
+                        // that it judges what it saw rather than passing on nothing.
+                        let _ = sample(r, target, start).await;
+                        if target.cpu_last.is_some() {
+                            tokio::time::sleep((timeout / 2).min(Duration::from_secs(1))).await;
                         }
-                    };
-                    target.cpu_last = t.cpu_last;
-                    o
+                    }
+                    sample(r, target, start).await
                 }
             }
         };
@@ -191,6 +182,28 @@ impl Probe {
             ),
         }
     }
+}
+
+/// One sample of a resource, read off the async workers; `target` keeps what the next
+/// sample needs (the CPU seen last).
+async fn sample(r: &Resource, target: &mut Target, start: Instant) -> Outcome {
+    let r = r.clone();
+    let mut t = Target {
+        pid: target.pid,
+        cpu_last: target.cpu_last,
+        ..Target::default()
+    };
+    let (o, t) = match tokio::task::spawn_blocking(move || {
+        let o = r.sample(&mut t, start);
+        (o, t)
+    })
+    .await
+    {
+        Ok(x) => x,
+        Err(e) => return Outcome::fail(format!("sampling failed: {e}"), start.elapsed()),
+    };
+    target.cpu_last = t.cpu_last;
+    o
 }
 
 async fn blocking(f: impl FnOnce() -> Outcome + Send + 'static, start: Instant) -> Outcome {

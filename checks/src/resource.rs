@@ -158,8 +158,8 @@ impl Resource {
                         let wall = now.duration_since(then).as_secs_f64();
                         let pct = (u.cpu_secs - cpu).max(0.0) * 100.0 / wall;
                         let reason = format!(
-                            "cpu of {} processes is {pct:.1}% of a core over {wall:.1} s, limit {max}%",
-                            u.processes
+                            "cpu of {} is {pct:.1}% of a core over {wall:.1} s, limit {max}%",
+                            processes(u.processes)
                         );
                         judge(pct <= *max, reason, pct, start)
                     }
@@ -176,8 +176,8 @@ impl Resource {
                     }
                 };
                 let reason = format!(
-                    "memory of {} processes is {}, limit {limit}",
-                    u.processes,
+                    "memory of {} is {}, limit {limit}",
+                    processes(u.processes),
                     human_bytes(rss)
                 );
                 judge(ok, reason, rss, start)
@@ -192,6 +192,15 @@ impl Resource {
     }
 }
 
+/// "1 process", "5 processes".
+fn processes(n: u32) -> String {
+    if n == 1 {
+        "1 process".into()
+    } else {
+        format!("{n} processes")
+    }
+}
+
 fn judge(ok: bool, reason: String, value: f64, start: Instant) -> Outcome {
     let o = if ok {
         Outcome::pass(reason, start.elapsed())
@@ -199,4 +208,14 @@ fn judge(ok: bool, reason: String, value: f64, start: Instant) -> Outcome {
         Outcome::fail(reason, start.elapsed())
     };
     o.with_value(value)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_process_is_singular() {
+        assert_eq!(super::processes(1), "1 process");
+        assert_eq!(super::processes(0), "0 processes");
+        assert_eq!(super::processes(5), "5 processes");
+    }
 }
