@@ -168,7 +168,7 @@ fn a_process_that_eats_memory_is_restarted() {
     c.job(
         "hog",
         &format!(
-            "{}[[check]]\ntype = \"memory\"\nmax = \"60MB\"\nevery = \"100ms\"\n",
+            "{}[[check]]\ntype = \"memory\"\nmax = \"60MB\"\nevery = \"100ms\"\ntimeout = \"10s\"\n",
             svc(&r, "hog", "hog --step 10")
         ),
     );
@@ -177,8 +177,9 @@ fn a_process_that_eats_memory_is_restarted() {
         d.status("hog")["restarts"].as_u64() >= Some(1)
     });
     // The reason of the failure that acted, as logged when it acted: the check's latest
-    // outcome belongs to the new start by now (and, on a loaded machine, may be a run
-    // cut at its timeout of `every`).
+    // outcome belongs to the new start by now. The timeout is long, so that on a loaded
+    // machine no run is cut before it read the memory (a cut run fails for another
+    // reason, and could be the one that acted).
     let log = d.daemon_log();
     let acted = log
         .lines()
