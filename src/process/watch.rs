@@ -86,6 +86,8 @@ impl FileWatch {
             let _ = self.inotify.rm_watch(wd);
         }
         let mut at = self.dir.clone();
+        // Bounds the walks down again below, should directories keep coming and going.
+        let mut walks = 0u32;
         loop {
             let on_dir = at == self.dir;
             let mask = if on_dir {
@@ -100,6 +102,15 @@ impl FileWatch {
                     } else {
                         next_component(&self.dir, &at).unwrap_or_default()
                     };
+                    // The next directory down may have been made between the failed
+                    // watch on it and this one, which then never hears of it (as
+                    // `mkdir -p` does): start again from the file's directory.
+                    if !on_dir && walks < 64 && at.join(&self.name).is_dir() {
+                        walks += 1;
+                        let _ = self.inotify.rm_watch(wd);
+                        at = self.dir.clone();
+                        continue;
+                    }
                     self.wd = Some(wd);
                     self.on_dir = on_dir;
                     return Ok(());
