@@ -639,3 +639,56 @@ fn a_program_probe_runs_without_a_shell_unless_its_text_needs_one() {
     assert_eq!(read(&shell).trim(), "sh", "shell syntax runs with sh");
     assert_ne!(read(&direct).trim(), "sh", "plain words run directly");
 }
+
+#[test]
+fn host_checks_show_in_summary_as_a_system_line_and_in_its_json() {
+    let c = Conf::new();
+    let missing = c.file("no-such-heartbeat");
+    std::fs::write(
+        c.path().join("guardian.toml"),
+        format!(
+            "socket = \"run/g.sock\"\nlog-dir = \"log\"\nstate-dir = \"state\"\n\
+             [[check]]\nname = \"root\"\ntype = \"disk\"\npath = \"/\"\nmax = \"100%\"\nevery = \"100ms\"\n\
+             [[check]]\nname = \"beat\"\ntype = \"file\"\npath = \"{missing}\"\nevery = \"100ms\"\n"
+        ),
+    )
+    .expect("guardian.toml");
+    c.job("web", "exec = \"sleep 600\"\n");
+    let d = c.start();
+    d.wait_state("web", "running");
+    d.wait_until("both host checks to have run", || {
+        let out = d.ok(&["summary", "--json"], 0);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let host = v["host"].as_array().cloned().unwrap_or_default();
+        host.len() == 2 && host.iter().all(|h| !h["passed"].is_null())
+    });
+    let out = d.ok(&["summary", "--json"], 0);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["jobs"][0]["name"], "web", "{v}");
+    let by = |name: &str| {
+        v["host"]
+            .as_array()
+            .and_then(|a| a.iter().find(|h| h["name"] == name).cloned())
+            .unwrap_or_default()
+    };
+    assert_eq!(by("root")["passed"], true, "{v}");
+    assert_eq!(by("beat")["passed"], false, "{v}");
+
+    let text = String::from_utf8_lossy(&d.ok(&["summary"], 0).stdout).to_string();
+    let system = text
+        .lines()
+        .find(|l| l.starts_with("system "))
+        .unwrap_or_else(|| panic!("no system line in {text}"));
+    assert_eq!(
+        system.split_whitespace().nth(3),
+        Some("unhealthy"),
+        "{text}"
+    );
+    assert!(
+        text.contains("check root (disk /, then alert): ok"),
+        "{text}"
+    );
+    assert!(text.contains("check beat ("), "{text}");
+    // `status --json` stays an array of jobs.
+    assert_eq!(d.all().len(), 1);
+}

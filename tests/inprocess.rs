@@ -28,7 +28,7 @@ fn status(socket: &Path, job: &str) -> JobStatus {
             job: Some(job.into()),
         },
     ) {
-        Response::Jobs { mut jobs } if jobs.len() == 1 => jobs.remove(0),
+        Response::Jobs { mut jobs, .. } if jobs.len() == 1 => jobs.remove(0),
         other => panic!("status {job}: {other:?}"),
     }
 }

@@ -41,8 +41,13 @@ pub struct Args {
 pub enum Command {
     /// Validate the configuration; print every error as file:line:col.
     Check,
-    /// One line per job: goal, state, health, pid, uptime, cpu, memory, monitored.
-    Summary,
+    /// One line per job: goal, state, health, pid, uptime, cpu, memory, monitored; a
+    /// `system` line and one line per host check when there are host checks.
+    Summary {
+        /// An object: `jobs` (as `status --json`) and `host` (the host checks).
+        #[arg(long)]
+        json: bool,
+    },
     /// Everything about one job, or the summary table; --json for scripts.
     Status {
         job: Option<String>,

@@ -69,7 +69,7 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
     };
     let wait = |no_wait: bool| !no_wait;
     match command {
-        Command::Summary => status(&socket, None, false),
+        Command::Summary { json } => summary(&socket, json),
         Command::Status { job, json } => status(&socket, job, json),
         Command::Start { target, no_wait } => ask(
             &socket,
@@ -300,7 +300,7 @@ fn answer(response: Response) -> anyhow::Result<Exit> {
 fn status(socket: &Socket, job: Option<String>, json: bool) -> anyhow::Result<Exit> {
     let one = job.is_some();
     let response = socket.call(&Request::Status { job })?;
-    let Response::Jobs { jobs } = response else {
+    let Response::Jobs { jobs, host } = response else {
         return answer(response);
     };
     let mut out = std::io::stdout().lock();
@@ -325,8 +325,23 @@ fn status(socket: &Socket, job: Option<String>, json: bool) -> anyhow::Result<Ex
         serde_json::to_writer_pretty(&mut out, &jobs)?;
         writeln!(out)?;
     } else {
-        output::summary(&mut out, &jobs)?;
+        output::summary(&mut out, &jobs, &host)?;
     }
+    Ok(Exit::Ok)
+}
+
+/// `summary`: the table, or with `--json` the jobs and the host checks in one object.
+fn summary(socket: &Socket, json: bool) -> anyhow::Result<Exit> {
+    if !json {
+        return status(socket, None, false);
+    }
+    let response = socket.call(&Request::Status { job: None })?;
+    let Response::Jobs { jobs, host } = response else {
+        return answer(response);
+    };
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "jobs": jobs, "host": host }))?;
+    writeln!(out)?;
     Ok(Exit::Ok)
 }
 

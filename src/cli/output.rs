@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use crate::control::protocol::JobStatus;
+use crate::control::protocol::{CheckReport, JobStatus};
 use crate::process::env::EnvReport;
 
 fn duration(secs: f64) -> String {
@@ -30,10 +30,21 @@ fn or_dash<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
     v.map_or_else(|| "-".to_string(), f)
 }
 
-pub fn summary(out: &mut impl Write, jobs: &[JobStatus]) -> io::Result<()> {
+/// The health of the host, from its checks' last runs, in the words of a job's.
+fn host_health(host: &[CheckReport]) -> &'static str {
+    if host.iter().any(|c| c.passed == Some(false)) {
+        "unhealthy"
+    } else if host.iter().any(|c| c.passed == Some(true)) {
+        "healthy"
+    } else {
+        "unknown"
+    }
+}
+
+pub fn summary(out: &mut impl Write, jobs: &[JobStatus], host: &[CheckReport]) -> io::Result<()> {
     // One write for the table, not one per line (stdout is line-buffered).
     let mut out = io::BufWriter::with_capacity(64 * 1024, out);
-    let rows: Vec<[String; 9]> = jobs
+    let mut rows: Vec<[String; 9]> = jobs
         .iter()
         .map(|j| {
             [
@@ -49,6 +60,26 @@ pub fn summary(out: &mut impl Write, jobs: &[JobStatus]) -> io::Result<()> {
             ]
         })
         .collect();
+    if !host.is_empty() {
+        // Like monit's `System` line; a job of that name keeps it, the host's is bracketed.
+        let name = if jobs.iter().any(|j| j.name == "system") {
+            "(system)"
+        } else {
+            "system"
+        };
+        let dash = || "-".to_string();
+        rows.push([
+            name.to_string(),
+            dash(),
+            dash(),
+            host_health(host).to_string(),
+            dash(),
+            dash(),
+            dash(),
+            dash(),
+            "yes".to_string(),
+        ]);
+    }
     let header = [
         "NAME", "GOAL", "STATE", "HEALTH", "PID", "UPTIME", "CPU", "MEM", "MON",
     ];
@@ -73,6 +104,9 @@ pub fn summary(out: &mut impl Write, jobs: &[JobStatus]) -> io::Result<()> {
     for row in &rows {
         let cells: [&str; 9] = std::array::from_fn(|i| row[i].as_str());
         line(&mut out, &cells)?;
+    }
+    for c in host {
+        check_line(&mut out, c)?;
     }
     out.flush()
 }
@@ -121,22 +155,7 @@ pub fn job_details(out: &mut impl Write, j: &JobStatus) -> io::Result<()> {
         field(out, "cgroup", cg)?;
     }
     for c in &j.checks {
-        let state = match (c.passed, c.failing) {
-            (None, _) => "not run yet",
-            (Some(_), true) => "FAILING",
-            (Some(true), false) => "ok",
-            (Some(false), false) => "failed",
-        };
-        let reason = c
-            .reason
-            .as_deref()
-            .map(|r| format!(": {r}"))
-            .unwrap_or_default();
-        writeln!(
-            out,
-            "check {} ({}, then {}): {state}{reason}",
-            c.name, c.target, c.action
-        )?;
+        check_line(out, c)?;
     }
     if let Some(procs) = j.processes.as_ref().filter(|p| !p.is_empty()) {
         writeln!(out, "processes:")?;
@@ -146,6 +165,26 @@ pub fn job_details(out: &mut impl Write, j: &JobStatus) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `check NAME (TARGET, then ACTION): OUTCOME: REASON`.
+fn check_line(out: &mut impl Write, c: &CheckReport) -> io::Result<()> {
+    let state = match (c.passed, c.failing) {
+        (None, _) => "not run yet",
+        (Some(_), true) => "FAILING",
+        (Some(true), false) => "ok",
+        (Some(false), false) => "failed",
+    };
+    let reason = c
+        .reason
+        .as_deref()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "check {} ({}, then {}): {state}{reason}",
+        c.name, c.target, c.action
+    )
 }
 
 pub fn env_report(out: &mut impl Write, r: &EnvReport) -> io::Result<()> {

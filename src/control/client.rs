@@ -198,11 +198,13 @@ fn decode(answer: &[u8]) -> serde_json::Result<Response> {
         #[allow(dead_code)]
         response: serde::de::IgnoredAny,
         jobs: Vec<crate::control::protocol::JobStatus>,
+        #[serde(default)]
+        host: Vec<crate::control::protocol::CheckReport>,
     }
     if answer.starts_with(br#"{"response":"jobs","#)
-        && let Ok(Jobs { jobs, .. }) = serde_json::from_slice(answer)
+        && let Ok(Jobs { jobs, host, .. }) = serde_json::from_slice(answer)
     {
-        return Ok(Response::Jobs { jobs });
+        return Ok(Response::Jobs { jobs, host });
     }
     serde_json::from_slice(answer)
 }
@@ -354,6 +356,19 @@ mod tests {
                     ppid: 1,
                     command: "sleep 600".into(),
                 }]),
+            }],
+            host: vec![crate::control::protocol::CheckReport {
+                name: "root".into(),
+                kind: "disk".into(),
+                target: "disk /".into(),
+                action: "alert".into(),
+                passed: Some(true),
+                reason: Some("/ is 40% full".into()),
+                value: Some(40.0),
+                latency_ms: Some(0.012),
+                at: None,
+                failing: false,
+                runs: 3,
             }],
         };
         let bytes = serde_json::to_vec(&jobs).unwrap_or_default();

@@ -76,6 +76,9 @@ pub enum Response {
     },
     Jobs {
         jobs: Vec<JobStatus>,
+        /// The host checks (disk, load, system memory), with every job's status only.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        host: Vec<CheckReport>,
     },
     /// Done as asked.
     Done {

@@ -12,12 +12,16 @@ impl Daemon {
         match job {
             None => Response::Jobs {
                 jobs: self.jobs.values().map(|j| status::of(j, None)).collect(),
+                host: self.host_checks.iter().map(status::check).collect(),
             },
             Some(name) => match self.job_named(name) {
                 Ok(job) => {
                     let mut s = status::of(job, self.rest.cgroups());
                     s.processes = Some(self.processes_of(name));
-                    Response::Jobs { jobs: vec![s] }
+                    Response::Jobs {
+                        jobs: vec![s],
+                        host: Vec::new(),
+                    }
                 }
                 Err(e) => e,
             },
