@@ -97,3 +97,107 @@ fn bash_completes_job_names_from_the_configuration_directory() {
         Vec::<String>::new()
     );
 }
+
+/// The zsh and fish completion files, generated into a temporary directory.
+fn generated() -> tempfile::TempDir {
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    for shell in ["zsh", "fish"] {
+        let status = Command::new(BIN)
+            .args(["generate", "completions", shell])
+            .arg(out_dir.path())
+            .status()
+            .expect("generate");
+        assert!(status.success());
+    }
+    out_dir
+}
+
+fn have(shell: &str) -> bool {
+    let found = Command::new(shell).arg("-c").arg("true").status().is_ok();
+    if !found {
+        eprintln!("SKIPPED: no {shell} (apt-get install {shell})");
+    }
+    found
+}
+
+fn lines(out: &std::process::Output) -> Vec<String> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split('\t').next().unwrap_or(l).to_string())
+        .collect();
+    got.sort();
+    got
+}
+
+#[test]
+fn fish_completes_job_names() {
+    if !have("fish") {
+        return;
+    }
+    let c = Conf::new();
+    for name in ["web", "worker"] {
+        c.job(name, "exec = \"sleep 600\"\n");
+    }
+    let files = generated();
+    let script = files.path().join("guardian.fish");
+    let dir = c.path().display().to_string();
+    let ask = |line: &str| {
+        let program = format!("source '{}'; complete -C'{line}'", script.display());
+        lines(
+            &Command::new("fish")
+                .arg("--no-config")
+                .arg("-c")
+                .arg(program)
+                .output()
+                .expect("fish"),
+        )
+    };
+    assert_eq!(
+        ask(&format!("guardian -c {dir} restart ")),
+        ["all", "web", "worker"]
+    );
+    assert_eq!(
+        ask(&format!("guardian --config {dir} logs w")),
+        ["web", "worker"]
+    );
+    assert_eq!(ask(&format!("guardian -c {dir} env we")), ["web"]);
+}
+
+#[test]
+fn zsh_finds_job_names_in_the_directory_on_the_line() {
+    if !have("zsh") {
+        return;
+    }
+    let c = Conf::new();
+    for name in ["web", "worker"] {
+        c.job(name, "exec = \"sleep 600\"\n");
+    }
+    std::fs::write(c.path().join("jobs/.example.toml"), "# not a job\n").expect("hidden");
+    let files = generated();
+    let script = files.path().join("_guardian");
+    let dir = c.path().display().to_string();
+    for line in [
+        format!("guardian -c {dir} restart "),
+        format!("guardian --config={dir} status "),
+    ] {
+        let program = format!(
+            "autoload -U compinit && compinit -u -D && source '{}' && BUFFER='{line}' && _guardian_job_names && print -l -- $reply",
+            script.display()
+        );
+        let got = lines(
+            &Command::new("zsh")
+                .arg("-f")
+                .arg("-c")
+                .arg(program)
+                .output()
+                .expect("zsh"),
+        );
+        assert_eq!(got, ["web", "worker"], "{line}");
+    }
+}
