@@ -3,12 +3,14 @@
 mod alerts;
 mod cgroup;
 mod checks;
+mod completion;
 mod django_stack;
 mod events;
 mod fuzz_regressions;
 mod handover;
 mod hardening_config;
 mod hardening_socket;
+mod json_output;
 mod lifecycle;
 mod log_fifo;
 mod real_programs;

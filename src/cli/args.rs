@@ -40,7 +40,12 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate the configuration; print every error as file:line:col.
-    Check,
+    Check {
+        /// An object: `valid`, `jobs` and `diagnostics` (file, line, column, severity,
+        /// message, hint), for editors.
+        #[arg(long)]
+        json: bool,
+    },
     /// One line per job: goal, state, health, pid, uptime, cpu, memory, monitored; a
     /// `system` line and one line per host check when there are host checks.
     Summary {
@@ -53,6 +58,10 @@ pub enum Command {
         job: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Only the host checks (guardian.toml's [[check]]): the `system` line and a
+        /// line per check, or with --json an array of them.
+        #[arg(long, conflicts_with = "job")]
+        host: bool,
     },
     /// Start a job (or `all`) and wait until it runs.
     Start {
@@ -94,9 +103,16 @@ pub enum Command {
         /// Keep printing lines as they come, across rotations.
         #[arg(short = 'f', long)]
         follow: bool,
+        /// JSON lines: one object per line of the log (time, stream, text).
+        #[arg(long)]
+        json: bool,
     },
     /// The environment, directory, user, group, umask, nice value and limits a job gets.
-    Env { job: String },
+    Env {
+        job: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a custom command from a job's [commands] table.
     Run { job: String, command: String },
     /// Emit a user event that `start-on` / `stop-on` can wait for; waits for the jobs it moves.
@@ -108,14 +124,22 @@ pub enum Command {
         no_wait: bool,
     },
     /// Print the jobs' dependency graph as Graphviz DOT (`guardian graph | dot -Tsvg`).
-    Graph,
+    Graph {
+        /// The jobs, events and edges as one JSON object instead of DOT.
+        #[arg(long)]
+        json: bool,
+    },
     /// The alerts waiting in the outbox to be delivered.
     Alerts {
         #[arg(long)]
         json: bool,
     },
     /// Send a test alert to every recipient and webhook now, and say how it went.
-    TestAlert,
+    TestAlert {
+        /// One object: `ok` and a result per recipient and webhook.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the man pages or a shell's completions into a directory (for packaging).
     #[command(hide = true, subcommand)]
     Generate(Generate),

@@ -55,8 +55,8 @@ impl Socket {
 pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
     let path = match &args.command {
         None => return run_daemon(&args.config),
-        Some(Command::Check) => return check(&args.config),
-        Some(Command::Graph) => return graph(&args.config),
+        Some(Command::Check { json }) => return check(&args.config, *json),
+        Some(Command::Graph { json }) => return graph(&args.config, *json),
         Some(Command::Generate(what)) => return super::generate::generate(what),
         Some(_) => socket_path(&args)?,
     };
@@ -70,7 +70,10 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
     let wait = |no_wait: bool| !no_wait;
     match command {
         Command::Summary { json } => summary(&socket, json),
-        Command::Status { job, json } => status(&socket, job, json),
+        Command::Status {
+            host: true, json, ..
+        } => host_status(&socket, json),
+        Command::Status { job, json, .. } => status(&socket, job, json),
         Command::Start { target, no_wait } => ask(
             &socket,
             Request::Start {
@@ -117,10 +120,13 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
         } => ask(&socket, Request::ReloadJob { target }),
         Command::Monitor { target } => ask(&socket, Request::Monitor { target }),
         Command::Unmonitor { target } => ask(&socket, Request::Unmonitor { target }),
-        Command::Logs { job, lines, follow } => {
-            logs::show(&socket, &args.config, &job, lines, follow)
-        }
-        Command::Env { job } => env(&socket, &args.config, &job),
+        Command::Logs {
+            job,
+            lines,
+            follow,
+            json,
+        } => logs::show(&socket, &args.config, &job, lines, follow, json),
+        Command::Env { job, json } => env(&socket, &args.config, &job, json),
         Command::Run { job, command } => run(&socket, job, command),
         Command::Emit {
             event,
@@ -144,8 +150,9 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
             )
         }
         Command::Alerts { json } => alerts(&socket, json),
-        Command::TestAlert => ask(&socket, Request::TestAlert),
-        Command::Check | Command::Graph | Command::Generate(_) => Ok(Exit::Error),
+        Command::TestAlert { json: false } => ask(&socket, Request::TestAlert),
+        Command::TestAlert { json: true } => test_alert_json(&socket),
+        Command::Check { .. } | Command::Graph { .. } | Command::Generate(_) => Ok(Exit::Error),
     }
 }
 
@@ -206,7 +213,10 @@ fn init_tracing() {
         .init();
 }
 
-fn check(dir: &std::path::Path) -> anyhow::Result<Exit> {
+fn check(dir: &std::path::Path, json: bool) -> anyhow::Result<Exit> {
+    if json {
+        return check_json(dir);
+    }
     match config::load(dir) {
         Ok(c) => {
             for w in &c.warnings {
@@ -258,11 +268,62 @@ fn alerts(socket: &Socket, json: bool) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-fn graph(dir: &std::path::Path) -> anyhow::Result<Exit> {
+/// `check --json`: the diagnostics as editors want them; the exit code as without.
+fn check_json(dir: &std::path::Path) -> anyhow::Result<Exit> {
+    let (value, exit) = match config::load(dir) {
+        Ok(c) => (
+            output::check_json(Some(c.jobs.len()), &c.warnings, &[]),
+            Exit::Ok,
+        ),
+        Err(diags) => (output::check_json(None, &[], &diags.0), Exit::Error),
+    };
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &value)?;
+    writeln!(out)?;
+    Ok(exit)
+}
+
+/// `status --host`: the host checks only.
+fn host_status(socket: &Socket, json: bool) -> anyhow::Result<Exit> {
+    let response = socket.call(&Request::Status { job: None })?;
+    let Response::Jobs { host, .. } = response else {
+        return answer(response);
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &host)?;
+        writeln!(out)?;
+    } else {
+        output::summary(&mut out, &[], &host)?;
+    }
+    Ok(Exit::Ok)
+}
+
+/// `test-alert --json`: each recipient's outcome, from the daemon's `TO: sent (via
+/// SERVER)` / `TO: NOT sent: ERROR` lines.
+fn test_alert_json(socket: &Socket) -> anyhow::Result<Exit> {
+    let (ok, message) = match socket.call(&Request::TestAlert)? {
+        Response::Done { message } => (true, message),
+        Response::No { message } => (false, message),
+        other => return answer(other),
+    };
+    let value = output::test_alert_json(ok, &message);
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &value)?;
+    writeln!(out)?;
+    Ok(if ok { Exit::Ok } else { Exit::No })
+}
+
+fn graph(dir: &std::path::Path, json: bool) -> anyhow::Result<Exit> {
     match config::load(dir) {
         Ok(c) => {
             let mut out = std::io::stdout().lock();
-            output::graph(&mut out, &c.jobs)?;
+            if json {
+                serde_json::to_writer_pretty(&mut out, &output::graph_json(&c.jobs))?;
+                writeln!(out)?;
+            } else {
+                output::graph(&mut out, &c.jobs)?;
+            }
             Ok(Exit::Ok)
         }
         Err(diags) => {
@@ -345,7 +406,7 @@ fn summary(socket: &Socket, json: bool) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-fn env(socket: &Socket, dir: &std::path::Path, job: &str) -> anyhow::Result<Exit> {
+fn env(socket: &Socket, dir: &std::path::Path, job: &str, json: bool) -> anyhow::Result<Exit> {
     let request = Request::Env {
         job: job.to_string(),
     };
@@ -364,7 +425,13 @@ fn env(socket: &Socket, dir: &std::path::Path, job: &str) -> anyhow::Result<Exit
         }
         Err(e) => return Err(e.into()),
     };
-    output::env_report(&mut std::io::stdout().lock(), &report)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &output::env_json(&report))?;
+        writeln!(out)?;
+        return Ok(Exit::Ok);
+    }
+    output::env_report(&mut out, &report)?;
     Ok(Exit::Ok)
 }
 

@@ -59,16 +59,23 @@ pub fn show(
     job: &str,
     lines: usize,
     follow: bool,
+    json: bool,
 ) -> anyhow::Result<Exit> {
     let path = match log_path(socket, dir, job)? {
         Ok(p) => p,
         Err(exit) => return Ok(exit),
     };
-    let mut out = io::stdout().lock();
+    let mut out = Lines {
+        out: io::stdout().lock(),
+        json,
+        backlog: true,
+        partial: Vec::new(),
+    };
     let mut file = match File::open(&path) {
         Ok(f) => Some(f),
         Err(e) if e.kind() == io::ErrorKind::NotFound && follow => None,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // Nothing logged: no lines, and for a script no output at all.
             eprintln!(
                 "guardian: {job} has logged nothing yet ({})",
                 path.display()
@@ -83,6 +90,7 @@ pub fn show(
         }
         out.flush()?;
     }
+    out.backlog = false;
     if !follow {
         return Ok(Exit::Ok);
     }
@@ -186,5 +194,103 @@ impl Position for File {
     fn stream_position_len(&self) -> u64 {
         let mut f = self;
         f.stream_position().unwrap_or(0)
+    }
+}
+
+/// Where `logs` writes: the lines as they are, or with `--json` one JSON object per line,
+/// `{"time": ..., "stream": null, "text": ...}`. The log file keeps no time, so `time`
+/// is null for the lines already in it and the time they were read for those that
+/// come while following; stdout and stderr share one pipe, so `stream` is not known.
+struct Lines<W: Write> {
+    out: W,
+    json: bool,
+    /// Writing the lines that were in the file before (no time known).
+    backlog: bool,
+    /// The start of a line whose end has not come yet.
+    partial: Vec<u8>,
+}
+
+impl<W: Write> Lines<W> {
+    fn object(&mut self, line: &[u8]) -> io::Result<()> {
+        let text = String::from_utf8_lossy(line);
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        let text = text.strip_suffix('\r').unwrap_or(text);
+        let time = if self.backlog {
+            serde_json::Value::Null
+        } else {
+            humantime::format_rfc3339_millis(std::time::SystemTime::now())
+                .to_string()
+                .into()
+        };
+        let value = serde_json::json!({ "time": time, "stream": null, "text": text });
+        serde_json::to_writer(&mut self.out, &value)?;
+        self.out.write_all(b"\n")
+    }
+}
+
+impl<W: Write> Write for Lines<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !self.json {
+            return self.out.write(buf);
+        }
+        let mut rest = buf;
+        while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
+            let (line, after) = rest.split_at(nl + 1);
+            if self.partial.is_empty() {
+                self.object(line)?;
+            } else {
+                let mut whole = std::mem::take(&mut self.partial);
+                whole.extend_from_slice(line);
+                self.object(&whole)?;
+            }
+            rest = after;
+        }
+        self.partial.extend_from_slice(rest);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // A last line without its newline yet is shown as it is, as the text output does.
+        if self.json && !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.object(&line)?;
+        }
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_one_object_per_line() {
+        let mut l = Lines {
+            out: Vec::new(),
+            json: true,
+            backlog: true,
+            partial: Vec::new(),
+        };
+        l.write_all(b"one\ntw").expect("written");
+        l.write_all(b"o \"q\"\r\n\xff\n").expect("written");
+        l.backlog = false;
+        l.write_all(b"late").expect("written");
+        l.flush().expect("flushed");
+        let text = String::from_utf8(l.out).expect("utf-8");
+        let objects: Vec<serde_json::Value> = text
+            .lines()
+            .map(|x| serde_json::from_str(x).expect("json"))
+            .collect();
+        assert_eq!(objects.len(), 4, "{text}");
+        assert_eq!(objects[0]["text"], "one");
+        assert_eq!(objects[1]["text"], "two \"q\"");
+        assert_eq!(objects[2]["text"], "\u{fffd}");
+        assert!(objects[0]["time"].is_null() && objects[0]["stream"].is_null());
+        assert_eq!(objects[3]["text"], "late");
+        assert!(
+            objects[3]["time"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z'))
+        );
     }
 }

@@ -3,9 +3,11 @@
 
 mod args;
 mod commands;
+mod completion;
 mod generate;
 mod logs;
 mod output;
+mod roff;
 
 use std::process::ExitCode;
 

@@ -279,6 +279,125 @@ pub fn graph(
     writeln!(out, "}}")
 }
 
+/// `check --json`: `{valid, jobs, diagnostics: [{severity, file, line, column,
+/// message, hint}]}`; `line` and `column` are 1-based, null for a whole file.
+pub fn check_json(
+    jobs: Option<usize>,
+    warnings: &[String],
+    errors: &[crate::config::Diagnostic],
+) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let mut diagnostics: Vec<Value> = errors
+        .iter()
+        .map(|d| {
+            let at = |n: usize| if d.line == 0 { Value::Null } else { json!(n) };
+            json!({
+                "severity": "error",
+                "file": d.file.display().to_string(),
+                "line": at(d.line),
+                "column": at(d.col),
+                "message": d.message,
+                "hint": d.hint,
+            })
+        })
+        .collect();
+    for w in warnings {
+        // A warning about a file reads `PATH: what`; others are about the whole set.
+        let (file, message) = match w.split_once(": ") {
+            Some((path, rest)) if path.starts_with('/') => (json!(path), rest),
+            _ => (Value::Null, w.as_str()),
+        };
+        diagnostics.push(json!({
+            "severity": "warning",
+            "file": file,
+            "line": null,
+            "column": null,
+            "message": message,
+            "hint": null,
+        }));
+    }
+    json!({ "valid": errors.is_empty(), "jobs": jobs, "diagnostics": diagnostics })
+}
+
+/// `test-alert --json`: `{ok, results: [{to, sent, via, error}]}` from the daemon's
+/// lines `TO: sent (via VIA)` and `TO: NOT sent: ERROR`.
+pub fn test_alert_json(ok: bool, message: &str) -> serde_json::Value {
+    use serde_json::json;
+    let results: Vec<serde_json::Value> = message
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            if let Some((to, rest)) = line.split_once(": NOT sent: ") {
+                json!({ "to": to, "sent": false, "via": null, "error": rest })
+            } else if let Some((to, rest)) = line.split_once(": sent (via ") {
+                let via = rest.strip_suffix(')').unwrap_or(rest);
+                json!({ "to": to, "sent": true, "via": via, "error": null })
+            } else {
+                json!({ "to": null, "sent": false, "via": null, "error": line })
+            }
+        })
+        .collect();
+    json!({ "ok": ok, "results": results })
+}
+
+/// `graph --json`: `{jobs: [{name, manual, task}], events: [NAME], edges: [{from,
+/// from_kind, to, event, kind}]}`, the same graph as the DOT.
+pub fn graph_json(
+    jobs: &std::collections::BTreeMap<String, crate::config::JobSpec>,
+) -> serde_json::Value {
+    use serde_json::json;
+    let edges = crate::config::deps::edges(jobs);
+    let mut events: Vec<&str> = edges
+        .iter()
+        .filter(|e| !e.from_is_job)
+        .map(|e| e.from.as_str())
+        .collect();
+    events.sort_unstable();
+    events.dedup();
+    let nodes: Vec<serde_json::Value> = jobs
+        .iter()
+        .map(|(name, spec)| json!({ "name": name, "manual": spec.manual, "task": spec.task }))
+        .collect();
+    let edges: Vec<serde_json::Value> = edges
+        .iter()
+        .map(|e| {
+            json!({
+                "from": e.from,
+                "from_kind": if e.from_is_job { "job" } else { "event" },
+                "to": e.to,
+                "event": e.event,
+                "kind": if e.stop { "stop-on" } else { "start-on" },
+            })
+        })
+        .collect();
+    json!({ "jobs": nodes, "events": events, "edges": edges })
+}
+
+/// `env --json`: the report with its pairs as objects.
+pub fn env_json(r: &EnvReport) -> serde_json::Value {
+    use serde_json::json;
+    let limits: Vec<serde_json::Value> = r
+        .limits
+        .iter()
+        .map(|(name, soft, hard)| json!({ "resource": name, "soft": soft, "hard": hard }))
+        .collect();
+    let env: serde_json::Map<String, serde_json::Value> =
+        r.env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    json!({
+        "job": r.job,
+        "user": r.user,
+        "uid": r.uid,
+        "group": r.group,
+        "gid": r.gid,
+        "groups": r.groups,
+        "chdir": r.chdir,
+        "umask": r.umask,
+        "nice": r.nice,
+        "limits": limits,
+        "env": env,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
