@@ -145,6 +145,8 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
         }
         Command::Alerts { json } => alerts(&socket, json),
         Command::TestAlert => ask(&socket, Request::TestAlert),
+        Command::Diagnose { job, json } => super::reports::diagnose(&socket, job, json),
+        Command::Reports { job, which, json } => super::reports::reports(&socket, job, which, json),
         Command::Check | Command::Graph | Command::Generate(_) => Ok(Exit::Error),
     }
 }
@@ -277,7 +279,7 @@ fn ask(socket: &Socket, request: Request) -> anyhow::Result<Exit> {
     answer(socket.call(&request)?)
 }
 
-fn answer(response: Response) -> anyhow::Result<Exit> {
+pub(super) fn answer(response: Response) -> anyhow::Result<Exit> {
     match response {
         Response::Done { message } => {
             if !message.is_empty() {

@@ -6,6 +6,7 @@ mod commands;
 mod generate;
 mod logs;
 mod output;
+mod reports;
 
 use std::process::ExitCode;
 
