@@ -3,6 +3,7 @@
 mod alerts;
 mod cgroup;
 mod checks;
+mod diagnose;
 mod django_stack;
 mod events;
 mod fuzz_regressions;
