@@ -195,3 +195,42 @@ fn group(r: &mut Reader<'_>, key: &str, v: &super::reader::Value<'_>) -> Option<
         }
     }
 }
+
+#[cfg(test)]
+mod report_tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    fn read(text: &str) -> (super::Settings, Vec<String>) {
+        let (s, d) = crate::config::read_settings_text(
+            Path::new("/etc/guardian"),
+            Path::new("/etc/guardian/guardian.toml"),
+            text.as_bytes(),
+        );
+        (s, d.into_iter().map(|d| d.message).collect())
+    }
+
+    #[test]
+    fn report_keys_and_their_bounds() {
+        let (s, errors) = read("");
+        assert!(errors.is_empty());
+        assert_eq!(s.report_keep, crate::diagnose::DEFAULT_KEEP);
+        assert_eq!(s.report_deadline, crate::diagnose::DEADLINE);
+        let (s, errors) = read("report-keep = 3\nreport-deadline = \"500ms\"\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            (s.report_keep, s.report_deadline),
+            (3, Duration::from_millis(500))
+        );
+        let (s, mut errors) = read("report-keep = 0\nreport-deadline = \"2m\"\n");
+        errors.sort();
+        assert_eq!(
+            errors,
+            [
+                "`report-deadline` must be between 100ms and 60s",
+                "`report-keep` must be between 1 and 1000",
+            ]
+        );
+        assert_eq!(s.report_keep, crate::diagnose::DEFAULT_KEEP);
+    }
+}
