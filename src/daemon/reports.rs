@@ -212,6 +212,9 @@ impl Daemon {
                 let Some(job) = self.jobs.get(&name) else {
                     return;
                 };
+                if self.shutdown.is_some() {
+                    return;
+                }
                 if job.m.state() != State::Running || job.m.runs() != start {
                     tracing::info!(
                         "{name}: check {}: no restart: the job moved while its report was taken",
@@ -230,6 +233,9 @@ impl Daemon {
                     &with_report(&reason),
                     Some(alert::Action::Stop),
                 );
+                if self.shutdown.is_some() || !self.jobs.contains_key(&name) {
+                    return;
+                }
                 self.work.push_back(Work::Feed(name, Input::Stop));
                 self.pump();
             }

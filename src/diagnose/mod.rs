@@ -39,6 +39,8 @@ pub const OUTPUT_CAP: usize = 64 << 10;
 pub const MAX_PROCESSES: usize = 64;
 /// The end of the log file read for its last lines.
 const LOG_TAIL_BYTES: u64 = 64 << 10;
+/// A log line longer than this is cut in a report.
+const MAX_LOG_LINE: usize = 1024;
 
 /// The job's `diagnose` command, run by whoever takes the report.
 pub type DiagnoseFuture = Pin<Box<dyn Future<Output = DiagnoseRun> + Send>>;
@@ -155,9 +157,13 @@ fn read_all(
             pids.len()
         ));
     }
+    let mut budget = proc::Budget {
+        threads: proc::MAX_REPORT_THREADS,
+        stacks: proc::MAX_STACKS,
+    };
     for pid in pids.iter().take(MAX_PROCESSES) {
         step("/proc of the job's processes");
-        if let Some(info) = proc::process(*pid) {
+        if let Some(info) = proc::process_within(*pid, &mut budget) {
             first.push((*pid, info.cpu_secs));
             lock(partial).processes.push(info);
         }
@@ -227,7 +233,14 @@ pub fn log_tail(path: &std::path::Path, n: usize) -> Vec<String> {
     lines
         .into_iter()
         .skip(skip)
-        .map(|l| crate::logtext::escape(l).into_owned())
+        .map(|l| {
+            let mut cut = l.len().min(MAX_LOG_LINE);
+            while !l.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let more = if cut < l.len() { "..." } else { "" };
+            format!("{}{more}", crate::logtext::escape(&l[..cut]))
+        })
         .collect()
 }
 
@@ -308,6 +321,44 @@ mod tests {
             Some("no answer within the report's deadline")
         );
         assert!(r.summary.contains("incomplete"), "{}", r.summary);
+    }
+
+    #[tokio::test]
+    async fn a_report_of_many_threads_fits_in_one_answer() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let rx = Arc::new(Mutex::new(rx));
+        let threads: Vec<_> = (0..200)
+            .map(|_| {
+                let rx = rx.clone();
+                std::thread::spawn(move || {
+                    let _ = lock(&rx).recv_timeout(Duration::from_secs(30));
+                })
+            })
+            .collect();
+        let pid = std::process::id();
+        let r = gather(Request {
+            job: "x".into(),
+            why: "test".into(),
+            pids: vec![pid, pid, pid, pid, pid],
+            main_pid: Some(pid),
+            log_file: None,
+            failing_secs: None,
+            deadline: Duration::from_secs(5),
+            diagnose: None,
+        })
+        .await;
+        drop(tx);
+        for t in threads {
+            let _ = t.join();
+        }
+        assert_eq!(r.processes[0].threads.len(), proc::MAX_THREADS);
+        assert!(r.processes[0].threads_total > 200);
+        let shown: usize = r.processes.iter().map(|p| p.threads.len()).sum();
+        assert!(shown <= proc::MAX_REPORT_THREADS, "{shown}");
+        let size = serde_json::to_vec(&r)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        assert!(size < crate::control::frame::MAX_FRAME / 2, "{size} bytes");
     }
 
     #[test]

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 
 /// Threads of one process shown at most (a JVM may have thousands).
 pub const MAX_THREADS: usize = 128;
+/// Threads of a whole report shown at most, and those of them whose kernel stack is
+/// kept: a report must fit in one answer of the control protocol (1 MiB).
+pub const MAX_REPORT_THREADS: usize = 512;
+pub const MAX_STACKS: usize = 64;
 /// Lines of a kernel stack kept.
 const MAX_STACK: usize = 32;
 
@@ -72,6 +76,21 @@ pub fn read_small(path: &str, cap: u64) -> Option<String> {
 
 /// What is known of `pid` now (threads up to [`MAX_THREADS`]); None when it is gone.
 pub fn process(pid: u32) -> Option<ProcessInfo> {
+    let mut budget = Budget {
+        threads: MAX_REPORT_THREADS,
+        stacks: MAX_STACKS,
+    };
+    process_within(pid, &mut budget)
+}
+
+/// What is left of a report's threads and stacks.
+pub struct Budget {
+    pub threads: usize,
+    pub stacks: usize,
+}
+
+/// [`process`], taking its threads and stacks from `budget`.
+pub fn process_within(pid: u32, budget: &mut Budget) -> Option<ProcessInfo> {
     let stat = checks::tree::stat(pid)?;
     let status = read_small(&format!("/proc/{pid}/status"), 16 << 10).unwrap_or_default();
     let field = |name: &str| {
@@ -90,10 +109,20 @@ pub fn process(pid: u32) -> Option<ProcessInfo> {
     tids.sort_unstable();
     let threads_total = u32::try_from(tids.len()).unwrap_or(u32::MAX);
     // The main thread first, then the others in order.
+    let take = MAX_THREADS.min(budget.threads);
+    budget.threads -= take;
     let threads = tids
         .iter()
-        .take(MAX_THREADS)
-        .filter_map(|t| thread(pid, *t))
+        .take(take)
+        .filter_map(|t| {
+            let mut th = thread(pid, *t)?;
+            if budget.stacks == 0 {
+                th.stack.clear();
+            } else if !th.stack.is_empty() {
+                budget.stacks -= 1;
+            }
+            Some(th)
+        })
         .collect();
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .ok()
