@@ -541,3 +541,119 @@ fn backlog_catches_a_server_that_never_accepts_and_restarts_it() {
     let r = json(&d, &["reports", "deaf", "LAST", "--json"]);
     assert_eq!(full_listener(&r), Some((3, 2)), "{r:#}");
 }
+
+/// A webhook receiver on 127.0.0.1: answers 200 and keeps the bodies.
+fn webhook() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = hook.local_addr().expect("addr").port();
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in hook.incoming().take(50) {
+            let Ok(mut s) = stream else { continue };
+            let Ok(clone) = s.try_clone() else { continue };
+            let mut reader = BufReader::new(clone);
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            if let Ok(mut b) = kept.lock() {
+                b.push(String::from_utf8_lossy(&body).into_owned());
+            }
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, bodies)
+}
+
+#[test]
+fn the_restart_alert_carries_the_report_summary_and_its_path() {
+    let (hook, bodies) = webhook();
+    let conf = Conf::new();
+    std::fs::write(
+        conf.path().join("guardian.toml"),
+        format!(
+            "socket = \"run/g.sock\"\nlog-dir = \"log\"\nstate-dir = \"state\"\n\
+             [[alert.webhook]]\nurl = \"http://127.0.0.1:{hook}/hook\"\non = [\"check-failed\"]\n"
+        ),
+    )
+    .expect("guardian.toml");
+    conf.job(
+        "web",
+        &format!(
+            "exec = \"sleep 1000\"\n[[check]]\ntype = \"tcp\"\nport = {}\nevery = \"300ms\"\n",
+            free_port()
+        ),
+    );
+    let d = conf.start();
+    d.wait_until("the check-failed webhook", || {
+        bodies
+            .lock()
+            .map(|b| b.iter().any(|x| x.contains("\"check-failed\"")))
+            .unwrap_or(false)
+    });
+    let body = bodies
+        .lock()
+        .ok()
+        .and_then(|b| b.iter().find(|x| x.contains("check-failed")).cloned())
+        .unwrap_or_default();
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["action"], "restart");
+    let description = v["description"].as_str().unwrap_or("");
+    assert!(description.contains("cannot connect"), "{description}");
+    assert!(
+        description.contains("main thread sleeping in"),
+        "{description}"
+    );
+    let path = description
+        .rsplit_once("; report: ")
+        .map(|(_, p)| p.to_string())
+        .unwrap_or_default();
+    let kept: Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap_or_default()).expect("the report");
+    assert_eq!(kept["job"], "web");
+    assert!(
+        description.contains(kept["summary"].as_str().unwrap_or("?")),
+        "{description}"
+    );
+}
+
+#[test]
+fn a_check_that_stops_its_job_takes_a_report_first() {
+    let conf = Conf::new();
+    conf.job(
+        "web",
+        &format!(
+            "exec = \"sleep 1000\"\n[[check]]\ntype = \"tcp\"\nport = {}\nevery = \"300ms\"\naction = \"stop\"\n",
+            free_port()
+        ),
+    );
+    let d = conf.start();
+    d.wait_state("web", "running");
+    let pid = d.main_pid("web").expect("pid");
+    d.wait_until("the stop", || {
+        let s = d.status("web");
+        s["state"] == "waiting" && s["manual_stop"] == true
+    });
+    let r = json(&d, &["reports", "web", "LAST", "--json"]);
+    assert!(
+        r["why"].as_str().unwrap_or("").ends_with("action stop"),
+        "{r:#}"
+    );
+    // Taken while the process still ran.
+    assert_eq!(
+        r["processes"][0]["pid"].as_u64(),
+        Some(u64::from(pid)),
+        "{r:#}"
+    );
+}
