@@ -124,6 +124,15 @@ fn full_listener(r: &Value) -> Option<(u64, u64)> {
     })
 }
 
+/// py-spy may be slow on a loaded machine: a 5 s deadline, for the tests that use it.
+fn generous_deadline(conf: &Conf) {
+    std::fs::write(
+        conf.path().join("guardian.toml"),
+        "socket = \"run/g.sock\"\nlog-dir = \"log\"\nstate-dir = \"state\"\nreport-deadline = \"5s\"\n",
+    )
+    .expect("guardian.toml");
+}
+
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).map(|m| m.mode() & 0o777).unwrap_or(0)
 }
@@ -133,9 +142,10 @@ fn a_report_before_the_restart_names_the_lock_wait_the_full_queue_and_the_python
     let spy = py_spy();
     let port = free_port();
     let conf = Conf::new();
+    generous_deadline(&conf);
     let diagnose = spy
         .as_ref()
-        .map(|s| format!("diagnose = \"{s} dump --pid $MAINPID\"\ndiagnose-timeout = \"1800ms\"\n"))
+        .map(|s| format!("diagnose = \"{s} dump --pid $MAINPID\"\ndiagnose-timeout = \"4s\"\n"))
         .unwrap_or_default();
     conf.job(
         "web",
@@ -231,9 +241,14 @@ fn gunicorn_stuck_in_a_view_is_caught_and_py_spy_names_the_view() {
     let spy = py_spy();
     let port = free_port();
     let conf = Conf::new();
+    generous_deadline(&conf);
     let diagnose = spy
         .as_ref()
-        .map(|s| format!("diagnose = \"{s} dump --subprocesses --pid $MAINPID\"\n"))
+        .map(|s| {
+            format!(
+                "diagnose = \"{s} dump --subprocesses --pid $MAINPID\"\ndiagnose-timeout = \"4s\"\n"
+            )
+        })
         .unwrap_or_default();
     conf.job(
         "app",
@@ -338,7 +353,7 @@ fn a_hung_diagnose_command_is_cut_and_the_restart_is_not_delayed_past_the_deadli
         r["diagnose"]
     );
     let took = r["took_ms"].as_f64().unwrap_or(f64::MAX);
-    assert!(took < 1200.0, "took {took} ms with a 1 s deadline");
+    assert!(took < 1500.0, "took {took} ms with a 1 s deadline");
     let taken_at = humantime::parse_rfc3339(r["time"].as_str().unwrap_or("")).expect("time");
     let delay = restarted_at
         .duration_since(taken_at)
@@ -530,7 +545,7 @@ fn backlog_catches_a_server_that_never_accepts_and_restarts_it() {
         Some((0, 2)),
         "the probe left a connection in the queue"
     );
-    let _clients = connect_many(port, 4);
+    let _clients = connect_many(port, 6);
     d.wait_until("the restart", || restarts(&d, "deaf") >= 1);
     assert_eq!(
         d.log_count("check backlog failed (2 of the last 2)"),
@@ -539,7 +554,8 @@ fn backlog_catches_a_server_that_never_accepts_and_restarts_it() {
         d.daemon_log()
     );
     let r = json(&d, &["reports", "deaf", "LAST", "--json"]);
-    assert_eq!(full_listener(&r), Some((3, 2)), "{r:#}");
+    let (q, b) = full_listener(&r).unwrap_or_else(|| panic!("no full queue: {r:#}"));
+    assert!(b == 2 && q == 3, "queue {q}/{b}");
 }
 
 /// A webhook receiver on 127.0.0.1: answers 200 and keeps the bodies.
