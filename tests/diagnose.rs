@@ -673,3 +673,47 @@ fn a_check_that_stops_its_job_takes_a_report_first() {
         "{r:#}"
     );
 }
+
+#[test]
+fn backlog_catches_a_unix_socket_server_that_never_accepts() {
+    let conf = Conf::new();
+    let count = conf.path().join("seen");
+    let sock = conf.path().join("app.sock");
+    conf.job(
+        "deaf",
+        &format!(
+            "exec = \"{py} -u {FIXTURES}/listen_only.py {} 2 {}\"\n\
+             [ready]\ntype = \"file\"\npath = \"{}\"\n\
+             [[check]]\ntype = \"backlog\"\nevery = \"300ms\"\nfailures = 2\n",
+            sock.display(),
+            count.display(),
+            count.display(),
+            py = python()
+        ),
+    );
+    let d = conf.start();
+    d.wait_state("deaf", "running");
+    d.wait_until("3 passing runs", || {
+        let c = check_of(&d, "deaf");
+        c["runs"].as_u64().unwrap_or(0) >= 3 && c["passed"] == true
+    });
+    let reason = check_of(&d, "deaf")["reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert_eq!(reason, format!("accept queue 0/2 on {}", sock.display()));
+    // A Unix connect blocks once the queue is full: three fit (2 + the one past it).
+    let clients: Vec<_> = (0..3)
+        .map(|_| std::os::unix::net::UnixStream::connect(&sock).expect("connect"))
+        .collect();
+    d.wait_until("the restart", || restarts(&d, "deaf") >= 1);
+    let r = json(&d, &["reports", "deaf", "LAST", "--json"]);
+    let l = &r["listeners"][0];
+    assert_eq!(l["kind"], "unix", "{r:#}");
+    assert_eq!(
+        (l["queue"].as_u64(), l["backlog"].as_u64()),
+        (Some(3), Some(2)),
+        "{r:#}"
+    );
+    drop(clients);
+}

@@ -209,11 +209,13 @@ impl BacklogProbe {
     /// One look at the queues. `pid` is the job's main process.
     pub fn check(&self, pid: Option<u32>, start: Instant) -> Outcome {
         let found = match (self.port, pid) {
-            (Some(port), _) => listeners_in(pid).map(|mut l| {
-                l.retain(|l| l.port == port);
-                l
+            (Some(port), _) => listeners_in(pid).map(|l| {
+                l.iter()
+                    .filter(|l| l.port == port)
+                    .map(Queue::from)
+                    .collect()
             }),
-            (None, Some(pid)) => job_listeners(pid),
+            (None, Some(pid)) => job_queues(pid),
             (None, None) => Err("the job has no main process to find its sockets from".into()),
         };
         let listeners = match found {
@@ -223,14 +225,14 @@ impl BacklogProbe {
         if listeners.is_empty() {
             let what = match self.port {
                 Some(p) => format!("no socket listens on port {p}"),
-                None => "the job's processes hold no listening TCP socket".into(),
+                None => "the job's processes hold no listening socket".into(),
             };
             return Outcome::fail(format!("{}: {what}", self.describe()), start.elapsed());
         }
         // The socket nearest its limit speaks for all.
-        let over = |l: &Listener| match self.threshold {
+        let over = |l: &Queue| match self.threshold {
             Some(t) => l.queue > t,
-            None => l.full(),
+            None => l.backlog.is_some_and(|b| l.queue > b),
         };
         let worst = listeners.iter().max_by_key(|l| {
             let fill = u64::from(l.queue) * 1000 / u64::from(l.backlog.unwrap_or(u32::MAX).max(1));
@@ -248,11 +250,11 @@ impl BacklogProbe {
         } else {
             ""
         };
-        let text = format!(
-            "accept queue {} on {}{limit}{unknown}",
-            worst.shown(),
-            worst.address()
-        );
+        let shown = match worst.backlog {
+            Some(b) => format!("{}/{b}", worst.queue),
+            None => format!("{}/?", worst.queue),
+        };
+        let text = format!("accept queue {shown} on {}{limit}{unknown}", worst.name);
         let value = f64::from(worst.queue);
         if over(worst) {
             let why = if self.threshold.is_some() {
@@ -267,16 +269,59 @@ impl BacklogProbe {
     }
 }
 
+/// One accept queue the probe judges: a TCP listener's or a Unix one's.
+struct Queue {
+    /// `127.0.0.1:8000`, `/run/app.sock`.
+    name: String,
+    queue: u32,
+    backlog: Option<u32>,
+}
+
+impl From<&Listener> for Queue {
+    fn from(l: &Listener) -> Queue {
+        Queue {
+            name: l.address(),
+            queue: l.queue,
+            backlog: l.backlog,
+        }
+    }
+}
+
 /// The listening sockets of the process `pid` and, when it has none, of its
 /// descendants (a master that hands its socket to workers has it itself).
-fn job_listeners(pid: u32) -> Result<Vec<Listener>, String> {
-    let own = listeners_of(&[pid])?;
+fn job_queues(pid: u32) -> Result<Vec<Queue>, String> {
+    let own = queues_of(&[pid])?;
     if !own.is_empty() {
         return Ok(own);
     }
     let mut tree = vec![pid];
     tree.extend(crate::tree::descendants(pid));
-    listeners_of(&tree)
+    queues_of(&tree)
+}
+
+/// The TCP listeners among the sockets `pids` hold, and, in the daemon's network
+/// namespace, the Unix ones (sock_diag gives their queues too).
+fn queues_of(pids: &[u32]) -> Result<Vec<Queue>, String> {
+    let mut out: Vec<Queue> = listeners_of(pids)?.iter().map(Queue::from).collect();
+    if let Some(first) = pids.first()
+        && same_netns(*first)
+        && let Ok(unix) = crate::sockdiag::unix_listeners()
+    {
+        let mut inodes = BTreeSet::new();
+        for pid in pids {
+            inodes.extend(socket_inodes(*pid));
+        }
+        out.extend(
+            unix.into_iter()
+                .filter(|l| inodes.contains(&l.inode))
+                .map(|l| Queue {
+                    name: l.path.unwrap_or_else(|| "(unnamed)".into()),
+                    queue: l.queue,
+                    backlog: Some(l.backlog),
+                }),
+        );
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -338,5 +383,38 @@ mod tests {
             threshold: None,
         };
         assert!(p.check(Some(pid), Instant::now()).passed);
+    }
+
+    #[test]
+    fn a_full_unix_listener_fails() {
+        use std::os::fd::AsRawFd;
+        let dir = std::env::temp_dir().join(format!("backlog-{}", std::process::id()));
+        let _ = std::fs::create_dir(&dir);
+        let path = dir.join("s");
+        let _ = std::fs::remove_file(&path);
+        let l = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        // A backlog of 1, as a server that listens with it.
+        // SAFETY: listen(2) on a socket this test owns.
+        assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 1) }, 0);
+        let p = BacklogProbe {
+            port: None,
+            threshold: None,
+        };
+        let pid = std::process::id();
+        let mut clients = Vec::new();
+        for _ in 0..2 {
+            clients.push(std::os::unix::net::UnixStream::connect(&path).expect("connect"));
+        }
+        let o = p.check(Some(pid), Instant::now());
+        let shown = path.display().to_string();
+        assert!(!o.passed, "{}", o.reason());
+        assert!(
+            o.reason().contains(&format!("accept queue 2/1 on {shown}")),
+            "{}",
+            o.reason()
+        );
+        drop(clients);
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_dir(&dir);
     }
 }
