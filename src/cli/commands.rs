@@ -22,7 +22,7 @@ pub(super) struct Socket {
 }
 
 /// How long commands that wait for jobs (start, stop, restart, emit, test-alert) wait
-/// for their answer by default.
+/// for their answer by default; `diagnose` too (its `report-deadline` may be 60 s).
 const WAIT_DEFAULT: Duration = Duration::from_secs(300);
 /// `run`: the daemon kills a custom command after 5 minutes; its answer comes after.
 const RUN_DEFAULT: Duration = Duration::from_secs(330);
@@ -36,7 +36,8 @@ impl Socket {
             | Request::Stop { wait: true, .. }
             | Request::Restart { wait: true, .. }
             | Request::Emit { wait: true, .. }
-            | Request::TestAlert => WAIT_DEFAULT,
+            | Request::TestAlert
+            | Request::Diagnose { .. } => WAIT_DEFAULT,
             Request::Run { .. } => RUN_DEFAULT,
             _ => QUICK_DEFAULT,
         })
