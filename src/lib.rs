@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod diagnose;
 pub mod event;
 pub mod files;
 pub mod invariants;

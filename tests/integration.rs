@@ -4,6 +4,7 @@ mod alerts;
 mod cgroup;
 mod checks;
 mod completion;
+mod diagnose;
 mod django_stack;
 mod events;
 mod fuzz_regressions;

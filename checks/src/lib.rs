@@ -2,12 +2,14 @@
 //! (a socket, a URL, a program's verdict) and says what it saw, with a reason a person
 //! can read, the measured value and how long it took.
 
+pub mod backlog;
 mod cert;
 mod dns;
 mod files;
 mod http;
 mod program;
 pub mod resource;
+pub mod sockdiag;
 mod tcp;
 pub mod tree;
 
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub use backlog::BacklogProbe;
 pub use dns::DnsProbe;
 pub use files::{
     FileProbe, FlockProbe, holders as flock_holders, wait_released as flock_wait_released,
@@ -62,6 +65,7 @@ pub enum Probe {
     File(FileProbe),
     Flock(FlockProbe),
     Resource(Resource),
+    Backlog(BacklogProbe),
 }
 
 /// What a probe looks at that changes from run to run: the job's main process (for the
@@ -93,6 +97,7 @@ impl Probe {
             Probe::Dns(_) => "dns",
             Probe::File(_) => "file",
             Probe::Flock(_) => "flock",
+            Probe::Backlog(_) => "backlog",
             Probe::Resource(r) => match r {
                 Resource::Cpu { .. } => "cpu",
                 Resource::Memory { .. } => "memory",
@@ -114,6 +119,7 @@ impl Probe {
             Probe::File(p) => format!("file {}", p.path),
             Probe::Flock(p) => format!("flock {}", p.path),
             Probe::Resource(r) => r.describe(),
+            Probe::Backlog(p) => p.describe(),
         }
     }
 
@@ -158,6 +164,10 @@ impl Probe {
                 Probe::Flock(p) => {
                     let p = p.clone();
                     blocking(move || p.check(start), start).await
+                }
+                Probe::Backlog(p) => {
+                    let (p, pid) = (p.clone(), target.pid);
+                    blocking(move || p.check(pid, start), start).await
                 }
                 Probe::Resource(r) => {
                     if matches!(r, Resource::Cpu { .. }) && target.cpu_last.is_none() {

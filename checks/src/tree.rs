@@ -157,6 +157,33 @@ pub fn usage(root: u32) -> Option<TreeUsage> {
     Some(total)
 }
 
+/// Every descendant of `root` (not `root` itself), nearest first; empty when /proc
+/// cannot be read.
+pub fn descendants(root: u32) -> Vec<u32> {
+    let Some(all) = pids() else {
+        return Vec::new();
+    };
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for pid in all {
+        if let Some(s) = stat(pid) {
+            children.entry(s.ppid).or_default().push(pid);
+        }
+    }
+    let mut out = Vec::new();
+    let mut next = vec![root];
+    while let Some(pid) = next.pop() {
+        if let Some(kids) = children.get(&pid) {
+            for k in kids {
+                if *k != root && !out.contains(k) {
+                    out.push(*k);
+                    next.push(*k);
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

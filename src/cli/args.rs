@@ -140,6 +140,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Take a report on what a job's processes are doing now (states, waits, system
+    /// calls, accept queues, last log lines, its `diagnose` command), print it and keep it.
+    Diagnose {
+        job: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a job's reports, or print one: LAST (the newest), N (the Nth newest) or a
+    /// name from the list.
+    Reports {
+        job: String,
+        which: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the man pages or a shell's completions into a directory (for packaging).
     #[command(hide = true, subcommand)]
     Generate(Generate),

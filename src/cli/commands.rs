@@ -22,7 +22,7 @@ pub(super) struct Socket {
 }
 
 /// How long commands that wait for jobs (start, stop, restart, emit, test-alert) wait
-/// for their answer by default.
+/// for their answer by default; `diagnose` too (its `report-deadline` may be 60 s).
 const WAIT_DEFAULT: Duration = Duration::from_secs(300);
 /// `run`: the daemon kills a custom command after 5 minutes; its answer comes after.
 const RUN_DEFAULT: Duration = Duration::from_secs(330);
@@ -36,7 +36,8 @@ impl Socket {
             | Request::Stop { wait: true, .. }
             | Request::Restart { wait: true, .. }
             | Request::Emit { wait: true, .. }
-            | Request::TestAlert => WAIT_DEFAULT,
+            | Request::TestAlert
+            | Request::Diagnose { .. } => WAIT_DEFAULT,
             Request::Run { .. } => RUN_DEFAULT,
             _ => QUICK_DEFAULT,
         })
@@ -152,6 +153,8 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
         Command::Alerts { json } => alerts(&socket, json),
         Command::TestAlert { json: false } => ask(&socket, Request::TestAlert),
         Command::TestAlert { json: true } => test_alert_json(&socket),
+        Command::Diagnose { job, json } => super::reports::diagnose(&socket, job, json),
+        Command::Reports { job, which, json } => super::reports::reports(&socket, job, which, json),
         Command::Check { .. } | Command::Graph { .. } | Command::Generate(_) => Ok(Exit::Error),
     }
 }
@@ -338,7 +341,7 @@ fn ask(socket: &Socket, request: Request) -> anyhow::Result<Exit> {
     answer(socket.call(&request)?)
 }
 
-fn answer(response: Response) -> anyhow::Result<Exit> {
+pub(super) fn answer(response: Response) -> anyhow::Result<Exit> {
     match response {
         Response::Done { message } => {
             if !message.is_empty() {

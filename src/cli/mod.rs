@@ -7,6 +7,7 @@ mod completion;
 mod generate;
 mod logs;
 mod output;
+mod reports;
 mod roff;
 
 use std::process::ExitCode;

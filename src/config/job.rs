@@ -69,6 +69,8 @@ const KEYS: &[&str] = &[
     "check",
     "restart-limit",
     "alert",
+    "diagnose",
+    "diagnose-timeout",
 ];
 
 /// The processes of a job's lifecycle that are not the main process.
@@ -128,6 +130,16 @@ pub struct JobSpec {
     /// None: no limit.
     pub restart_limit: Option<RespawnLimit>,
     pub alert: Rare<super::alert::JobAlert>,
+    /// A program that looks inside the job for its reports (`py-spy dump --pid $MAINPID`).
+    pub diagnose: Option<Box<Diagnose>>,
+}
+
+/// `diagnose` and `diagnose-timeout`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnose {
+    /// Shell text; `$MAINPID` is the job's main process.
+    pub command: String,
+    pub timeout: Duration,
 }
 
 impl JobSpec {
@@ -164,6 +176,7 @@ impl JobSpec {
             checks: Rare::default(),
             restart_limit: Some(RespawnLimit::RESTART),
             alert: Rare::default(),
+            diagnose: None,
         }
     }
 
@@ -185,6 +198,7 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
     let mut job = JobSpec::new(name, r.file);
     let mut exec: Option<&Value<'_>> = None;
     let mut script: Option<&Value<'_>> = None;
+    let mut diagnose_timeout: Option<(Duration, &Value<'_>)> = None;
     for (key, v) in table.iter() {
         let k = key.get_ref().as_ref();
         match k {
@@ -262,6 +276,17 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
             "check" => job.checks = super::check::read_all(r, v, false).into(),
             "alert" => job.alert = super::alert::job(r, v).into(),
             "restart-limit" => job.restart_limit = lifecycle::restart_limit(r, v),
+            "diagnose" => {
+                if let Some(command) = r.string(k, v) {
+                    job.diagnose = Some(Box::new(Diagnose {
+                        command,
+                        timeout: crate::diagnose::DEFAULT_DIAGNOSE_TIMEOUT,
+                    }));
+                }
+            }
+            "diagnose-timeout" => {
+                diagnose_timeout = r.positive_duration(k, v).map(|d| (d, v));
+            }
             _ => r.unknown_key(key, KEYS),
         }
     }
@@ -277,6 +302,16 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
         (Some(e), None) => job.main = program::exec(r, "exec", e, job.path_var(), &job.chdir),
         (None, Some(s)) => job.main = r.string("script", s).map(Program::Script),
         (None, None) => {}
+    }
+    if let Some((d, v)) = diagnose_timeout {
+        match job.diagnose.as_mut() {
+            Some(diag) => diag.timeout = d,
+            None => r.error(
+                v.span(),
+                "`diagnose-timeout` is the timeout of `diagnose`, which this job does not set",
+                None,
+            ),
+        }
     }
     let mut no_hooks = Hooks::default();
     let hooks = job.hooks.get_mut().unwrap_or(&mut no_hooks);

@@ -22,6 +22,8 @@ const KEYS: &[&str] = &[
     "read-group",
     "log-group",
     "cgroups",
+    "report-keep",
+    "report-deadline",
 ];
 
 /// A group of the host, by the name the configuration gave and its id.
@@ -51,6 +53,10 @@ pub struct Settings {
     pub log_group: Option<GroupRef>,
     /// Whether each job runs in a cgroup of its own (where the host allows it).
     pub cgroups: crate::process::cgroup::Mode,
+    /// How many reports (`state-dir/reports/JOB/`) each job keeps.
+    pub report_keep: u32,
+    /// How long taking a report may hold up a check's restart or stop.
+    pub report_deadline: Duration,
 }
 
 impl Settings {
@@ -67,6 +73,8 @@ impl Settings {
             read_group: None,
             log_group: None,
             cgroups: crate::process::cgroup::Mode::Auto,
+            report_keep: crate::diagnose::DEFAULT_KEEP,
+            report_deadline: crate::diagnose::DEADLINE,
         }
     }
 }
@@ -118,6 +126,24 @@ pub fn read(r: &mut Reader<'_>, dir: &Path, table: &DeTable<'_>) -> Settings {
                     s.every = d;
                 }
             }
+            "report-keep" => match r.integer(k, v).map(u32::try_from) {
+                Some(Ok(n)) if (1..=1000).contains(&n) => s.report_keep = n,
+                Some(_) => r.error(v.span(), "`report-keep` must be between 1 and 1000", None),
+                None => {}
+            },
+            "report-deadline" => {
+                if let Some(d) = r.duration(k, v) {
+                    if d < Duration::from_millis(100) || d > Duration::from_secs(60) {
+                        r.error(
+                            v.span(),
+                            "`report-deadline` must be between 100ms and 60s",
+                            Some("it holds up a check's restart: keep it short, such as \"2s\"".into()),
+                        );
+                    } else {
+                        s.report_deadline = d;
+                    }
+                }
+            }
             "check" => s.checks = super::check::read_all(r, v, true),
             "alert" => {
                 if let Some(a) = super::alert::read(r, dir, v) {
@@ -167,5 +193,44 @@ fn group(r: &mut Reader<'_>, key: &str, v: &super::reader::Value<'_>) -> Option<
             );
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod report_tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    fn read(text: &str) -> (super::Settings, Vec<String>) {
+        let (s, d) = crate::config::read_settings_text(
+            Path::new("/etc/guardian"),
+            Path::new("/etc/guardian/guardian.toml"),
+            text.as_bytes(),
+        );
+        (s, d.into_iter().map(|d| d.message).collect())
+    }
+
+    #[test]
+    fn report_keys_and_their_bounds() {
+        let (s, errors) = read("");
+        assert!(errors.is_empty());
+        assert_eq!(s.report_keep, crate::diagnose::DEFAULT_KEEP);
+        assert_eq!(s.report_deadline, crate::diagnose::DEADLINE);
+        let (s, errors) = read("report-keep = 3\nreport-deadline = \"500ms\"\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            (s.report_keep, s.report_deadline),
+            (3, Duration::from_millis(500))
+        );
+        let (s, mut errors) = read("report-keep = 0\nreport-deadline = \"2m\"\n");
+        errors.sort();
+        assert_eq!(
+            errors,
+            [
+                "`report-deadline` must be between 100ms and 60s",
+                "`report-keep` must be between 1 and 1000",
+            ]
+        );
+        assert_eq!(s.report_keep, crate::diagnose::DEFAULT_KEEP);
     }
 }

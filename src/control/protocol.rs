@@ -65,6 +65,15 @@ pub enum Request {
     Alerts,
     /// Send a test alert to every recipient and webhook now.
     TestAlert,
+    /// Take a report on what the job's processes are doing now, and keep it.
+    Diagnose {
+        job: String,
+    },
+    /// The job's reports (`which`: None), or one: `LAST`, `N` or a file name.
+    Reports {
+        job: String,
+        which: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -106,6 +115,16 @@ pub enum Response {
     },
     Alerts {
         pending: Vec<crate::alert::Delivery>,
+    },
+    /// One report, and where it is kept (null when it could not be written).
+    Report {
+        path: Option<String>,
+        report: Box<crate::diagnose::Report>,
+    },
+    /// A job's reports, oldest first.
+    Reports {
+        job: String,
+        reports: Vec<crate::diagnose::Entry>,
     },
 }
 
@@ -389,8 +408,17 @@ impl Request {
             | Request::ReloadAllJobs
             | Request::Alerts
             | Request::TestAlert => Ok(()),
-            Request::Status { job: Some(job) } | Request::Logs { job } | Request::Env { job } => {
-                check_name("job", job)
+            Request::Status { job: Some(job) }
+            | Request::Logs { job }
+            | Request::Env { job }
+            | Request::Diagnose { job }
+            | Request::Reports { job, which: None } => check_name("job", job),
+            Request::Reports {
+                job,
+                which: Some(which),
+            } => {
+                check_name("job", job)?;
+                check_name("report", which)
             }
             Request::Start { target, .. }
             | Request::Stop { target, .. }
@@ -424,6 +452,7 @@ impl Request {
                 | Request::Logs { .. }
                 | Request::Env { .. }
                 | Request::Alerts
+                | Request::Reports { .. }
         )
     }
 
@@ -444,6 +473,8 @@ impl Request {
             Request::Emit { .. } => "emit",
             Request::Alerts => "alerts",
             Request::TestAlert => "test-alert",
+            Request::Diagnose { .. } => "diagnose",
+            Request::Reports { .. } => "reports",
         }
     }
 }

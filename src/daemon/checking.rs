@@ -23,12 +23,13 @@ use tokio::task::AbortHandle;
 
 use crate::alert::{self, Kind};
 use crate::config::check::{Action, CheckSpec};
-use crate::job::{CheckRestart, Input, State};
+use crate::job::{CheckRestart, State};
 use crate::logtext::Esc;
 
 use super::alerts::About;
+use super::reports::Then;
 use super::run::RunRequest;
-use super::{Daemon, Internal, Job, Work};
+use super::{Daemon, Internal, Job};
 
 /// Whose check it is: the host's (guardian.toml) or a job's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +56,8 @@ pub(crate) struct CheckRt {
     generation: u64,
     /// The start of the job (its run count) the running task checks.
     pub start: u64,
+    /// When the current run of failures began (for reports).
+    failing_since: Option<Instant>,
 }
 
 impl Drop for CheckRt {
@@ -75,6 +78,7 @@ impl CheckRt {
             watcher: None,
             generation: 0,
             start: 0,
+            failing_since: None,
         }
     }
 
@@ -161,6 +165,7 @@ impl CheckRt {
     pub fn rearm(&mut self) {
         self.window.clear();
         self.failing = false;
+        self.failing_since = None;
     }
 
     pub fn running(&self) -> bool {
@@ -170,6 +175,11 @@ impl CheckRt {
     /// What the policy makes of a new result: act when it tips into failing, note a
     /// recovery when it passes again.
     fn record(&mut self, passed: bool) -> Verdict {
+        if passed {
+            self.failing_since = None;
+        } else if self.failing_since.is_none() {
+            self.failing_since = Some(Instant::now());
+        }
         self.window.push_back(passed);
         while self.window.len() > self.spec.within as usize {
             self.window.pop_front();
@@ -416,7 +426,8 @@ impl Daemon {
                     Esc(&outcome.reason()),
                     action.as_str()
                 );
-                self.act(name, &check, &action, &outcome.reason());
+                let failing_secs = c.failing_since.map(|t| t.elapsed().as_secs_f64());
+                self.act(name, &check, &action, &outcome.reason(), failing_secs);
             }
         }
         slot.put(outcome);
@@ -449,8 +460,17 @@ impl Daemon {
         );
     }
 
-    fn act(&mut self, name: &str, check: &str, action: &Action, reason: &str) {
-        if *action != Action::Restart {
+    fn act(
+        &mut self,
+        name: &str,
+        check: &str,
+        action: &Action,
+        reason: &str,
+        failing_secs: Option<f64>,
+    ) {
+        // A restart or a stop first takes a report on the job (`super::reports`), then
+        // alerts with its summary and acts.
+        if !matches!(action, Action::Restart | Action::Stop) {
             self.check_alert(name, check, Kind::CheckFailed, reason, Some(action.into()));
         }
         match action {
@@ -477,16 +497,17 @@ impl Daemon {
                     self.save_state();
                     return;
                 }
-                self.check_alert(
+                let start = job.m.runs();
+                self.take_report(
                     name,
-                    check,
-                    Kind::CheckFailed,
-                    reason,
-                    Some(alert::Action::Restart),
+                    format!("check {check} failed: {reason}; action restart"),
+                    failing_secs,
+                    Then::Restart {
+                        start,
+                        check: check.to_string(),
+                        reason: reason.to_string(),
+                    },
                 );
-                self.work
-                    .push_back(Work::Feed(name.to_string(), Input::Restart));
-                self.pump();
             }
             Action::Stop => {
                 // Taken down on purpose: it stays down, across daemon restarts too, until
@@ -495,9 +516,15 @@ impl Daemon {
                     job.m.set_manual_stop(true);
                 }
                 self.save_state();
-                self.work
-                    .push_back(Work::Feed(name.to_string(), Input::Stop));
-                self.pump();
+                self.take_report(
+                    name,
+                    format!("check {check} failed: {reason}; action stop"),
+                    failing_secs,
+                    Then::Stop {
+                        check: check.to_string(),
+                        reason: reason.to_string(),
+                    },
+                );
             }
             Action::Alert => {}
             Action::Unmonitor => {
@@ -540,7 +567,7 @@ impl Daemon {
 
     /// A job's check failed (and acted), recovered, or unmonitored its job: logged, and
     /// sent to whoever wants to know.
-    fn check_alert(
+    pub(super) fn check_alert(
         &mut self,
         job: &str,
         check: &str,

@@ -18,6 +18,7 @@ mod notify;
 mod ready;
 mod record;
 mod recovery;
+mod reports;
 mod requests;
 mod rest;
 mod run;
@@ -99,6 +100,8 @@ pub(crate) enum Internal {
     },
     /// A process of `job` that is not guardian's child (a previous daemon's) exited.
     Gone { job: String, pid: u32 },
+    /// A report on a job was taken; what waited for it goes on.
+    Diagnosed(Box<reports::Diagnosed>),
 }
 
 enum Work {
@@ -695,6 +698,7 @@ impl Daemon {
                 pid,
             } => self.handover_found(&job, generation, pid),
             Internal::Gone { job, pid } => self.held_gone(&job, pid),
+            Internal::Diagnosed(d) => self.diagnosed(*d),
         }
     }
 

@@ -92,3 +92,27 @@ fn hooks_given_as_exec_are_found_in_the_jobs_path() {
         ["`pre-start`: program `sh` not found in PATH /nonexistent"]
     );
 }
+
+#[test]
+fn diagnose_and_its_timeout() {
+    let (job, errors) = read("script = \"true\"\ndiagnose = \"py-spy dump --pid $MAINPID\"\n");
+    assert!(errors.is_empty(), "{errors:?}");
+    let d = job.diagnose.expect("diagnose");
+    assert_eq!(d.command, "py-spy dump --pid $MAINPID");
+    assert_eq!(d.timeout, crate::diagnose::DEFAULT_DIAGNOSE_TIMEOUT);
+    let (job, errors) =
+        read("script = \"true\"\ndiagnose-timeout = \"1s\"\ndiagnose = \"jstack $MAINPID\"\n");
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        job.diagnose.map(|d| d.timeout),
+        Some(Duration::from_secs(1))
+    );
+    let (job, errors) = read("script = \"true\"\ndiagnose-timeout = \"1s\"\n");
+    assert!(job.diagnose.is_none());
+    assert_eq!(
+        errors,
+        ["`diagnose-timeout` is the timeout of `diagnose`, which this job does not set"]
+    );
+    let (_, errors) = read("script = \"true\"\ndiagnose = \"x\"\ndiagnose-timeout = \"0s\"\n");
+    assert_eq!(errors, ["`diagnose-timeout` must be more than 0"]);
+}

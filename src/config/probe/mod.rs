@@ -6,6 +6,7 @@
 //! names exist, which keys each takes, which a host check may use, and reads them;
 //! docs/checks.md is tested against it.
 
+mod backlog;
 mod dns;
 mod files;
 mod http;
@@ -79,6 +80,7 @@ pub const REGISTRY: &[ProbeType] = &[
     resource::LOAD,
     resource::SYSTEM_MEMORY,
     resource::DISK,
+    backlog::BACKLOG,
 ];
 
 /// The registered probe type called `name`.

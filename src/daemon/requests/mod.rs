@@ -4,6 +4,7 @@
 //! never in the loop.
 
 mod alerts;
+mod diagnose;
 mod emit;
 mod monitor;
 mod reload;
@@ -72,6 +73,8 @@ impl Daemon {
             Request::Emit { event, env, wait } => return self.emit(event, env, wait, reply),
             Request::Alerts => return self.list_alerts(reply),
             Request::TestAlert => return self.test_alert(reply),
+            Request::Diagnose { job } => return self.diagnose(&job, reply),
+            Request::Reports { job, which } => return self.reports(&job, which, reply),
         };
         let _ = reply.send(response);
     }
