@@ -72,8 +72,15 @@ fn notify_ready_status_watchdog_reloading_and_stopping() {
         "LISTEN_PID=1",
     ];
     let mut d = c.start_via(&wrapper);
-    wait_until("READY=1", || m.count("READY=1") >= 1);
-    // READY=1 comes once the boot jobs are started: both were spawned by then.
+    // READY=1 comes once the boot jobs are started: both were spawned by then. The
+    // STATUS= that follows it is a datagram of its own, which the reader thread may not
+    // have taken yet when READY=1 is seen: wait for both.
+    wait_until("READY=1 and the next message", || {
+        let got = m.messages();
+        got.iter()
+            .position(|s| s == "READY=1")
+            .is_some_and(|i| got.len() > i + 1)
+    });
     let first = m.messages();
     assert_eq!(first[0], "READY=1", "{first:?}");
     assert!(
