@@ -58,6 +58,9 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
         Some(Command::Check) => return check(&args.config),
         Some(Command::Graph) => return graph(&args.config),
         Some(Command::Generate(what)) => return super::generate::generate(what),
+        Some(Command::Passwd { user, role, file }) => {
+            return crate::http::passwd::run(&args.config, user, role, file.as_deref());
+        }
         Some(_) => socket_path(&args)?,
     };
     let socket = Socket {
@@ -145,7 +148,9 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
         }
         Command::Alerts { json } => alerts(&socket, json),
         Command::TestAlert => ask(&socket, Request::TestAlert),
-        Command::Check | Command::Graph | Command::Generate(_) => Ok(Exit::Error),
+        Command::Check | Command::Graph | Command::Generate(_) | Command::Passwd { .. } => {
+            Ok(Exit::Error)
+        }
     }
 }
 

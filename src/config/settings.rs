@@ -22,6 +22,7 @@ const KEYS: &[&str] = &[
     "read-group",
     "log-group",
     "cgroups",
+    "http",
 ];
 
 /// A group of the host, by the name the configuration gave and its id.
@@ -51,6 +52,8 @@ pub struct Settings {
     pub log_group: Option<GroupRef>,
     /// Whether each job runs in a cgroup of its own (where the host allows it).
     pub cgroups: crate::process::cgroup::Mode,
+    /// The HTTP interface; None unless `[http]` is there.
+    pub http: Option<super::http::HttpSettings>,
 }
 
 impl Settings {
@@ -67,6 +70,7 @@ impl Settings {
             read_group: None,
             log_group: None,
             cgroups: crate::process::cgroup::Mode::Auto,
+            http: None,
         }
     }
 }
@@ -124,6 +128,7 @@ pub fn read(r: &mut Reader<'_>, dir: &Path, table: &DeTable<'_>) -> Settings {
                     s.alert = a;
                 }
             }
+            "http" => s.http = super::http::read(r, dir, v),
             "read-group" => s.read_group = group(r, k, v),
             "log-group" => s.log_group = group(r, k, v),
             "cgroups" => match r.string(k, v).as_deref() {
