@@ -208,6 +208,35 @@ fn http_credentials_roles_and_actions() {
         "no read-only request touched the job"
     );
     assert_eq!(d.status("web")["monitored"], true);
+    // What a form on another site could make a browser send does nothing, even with
+    // the admin's credentials (which a browser may remember).
+    for content_type in [
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "text/plain",
+    ] {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        write!(
+            s,
+            "POST /api/v1/jobs/web/restart HTTP/1.1\r\nhost: x\r\nconnection: close\r\nauthorization: Basic {}\r\ncontent-type: {content_type}\r\ncontent-length: 0\r\n\r\n",
+            b64("ann:ann-pw")
+        )
+        .expect("send");
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        let a = parse(&raw).expect("an answer");
+        assert_eq!(a.status, 415, "{content_type}: {}", a.text());
+    }
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(s, "POST /api/v1/jobs/web/stop HTTP/1.1\r\nhost: x\r\nconnection: close\r\nauthorization: Bearer {ADMIN_TOKEN}\r\nsec-fetch-site: cross-site\r\ncontent-length: 0\r\n\r\n").expect("send");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    assert_eq!(parse(&raw).expect("an answer").status, 403);
+    assert_eq!(
+        pid_of(&d, "web"),
+        pid,
+        "no cross-site request touched the job"
+    );
     // Read-only may read.
     let a = request(
         port,
@@ -490,10 +519,7 @@ fn http_api_round_trip_matches_its_openapi_document() {
         (&schema("/api/v1/emit", 200), emitted),
         (&schema("/api/v1/emit", 400), bad.json()),
         (&schema("/api/v1/jobs/{name}/monitor", 200), monitor.json()),
-        (
-            &schema("/api/v1/jobs/{name}/stop", no.status),
-            no.json(),
-        ),
+        (&schema("/api/v1/jobs/{name}/stop", no.status), no.json()),
     ]);
 }
 

@@ -235,6 +235,11 @@ pub async fn handle(
             Err(response) => return response,
         }
     };
+    if parts.method == Method::POST
+        && let Some(refusal) = cross_site(&parts.headers)
+    {
+        return refusal;
+    }
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -256,6 +261,43 @@ pub async fn handle(
     route(shared, role, &parts.method, &parts.uri, &path, body)
         .await
         .unwrap_or_else(|response| response)
+}
+
+/// A POST that a page of another site could have made a browser send: a form's
+/// content type (which needs no CORS preflight), or a browser that says so. Refused,
+/// so that Basic credentials a browser remembers cannot act for another site.
+fn cross_site(headers: &http::HeaderMap) -> Option<hyper::Response<Body>> {
+    let essence = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    if let Some(t) = essence
+        && matches!(
+            t.as_str(),
+            "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
+        )
+    {
+        return Some(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "a POST with Content-Type {t} is what a form of another site can send: send application/json, or no body"
+            ),
+        ));
+    }
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if fetch_site == Some("cross-site") {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "a request from another site's page may not act",
+        ));
+    }
+    None
 }
 
 type Answer = Result<hyper::Response<Body>, hyper::Response<Body>>;
