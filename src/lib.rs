@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod diagnose;
 pub mod event;
 pub mod files;
+pub mod http;
 pub mod invariants;
 pub mod job;
 pub mod logtext;

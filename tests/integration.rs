@@ -11,6 +11,7 @@ mod fuzz_regressions;
 mod handover;
 mod hardening_config;
 mod hardening_socket;
+mod http;
 mod json_output;
 mod lifecycle;
 mod log_fifo;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::alert::{AlertSettings, Recipient};
 
-pub use outbox::{Msg, start};
+pub use outbox::{Msg, sent, start};
 
 /// What an alert is about. Written (in mail, webhooks, the outbox, `on` / `not-on`) as
 /// the kebab-case words of `config::alert::KINDS`.

@@ -132,6 +132,7 @@ async fn run(
         })
         .collect();
     loop {
+        sent::PENDING.store(pending.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let next = pending.iter().map(|e| e.due).min();
         let sleep = async {
             match next {
@@ -210,6 +211,7 @@ async fn work(
         let alerts: Vec<Alert> = idxs.iter().map(|i| pending[*i].d.alert.clone()).collect();
         match deliver(settings, http, &to, &alerts).await {
             Ok(via) => {
+                sent::count(&to, true);
                 tracing::info!(
                     "alert delivered to {} via {} ({} alert(s))",
                     Esc(to.shown()),
@@ -219,6 +221,7 @@ async fn work(
                 delivered.extend(idxs);
             }
             Err(e) => {
+                sent::count(&to, false);
                 for i in idxs {
                     let entry = &mut pending[i];
                     entry.d.attempts += 1;
@@ -308,4 +311,35 @@ fn compose(settings: &AlertSettings, alerts: &[Alert]) -> (String, String) {
         .collect::<Vec<_>>()
         .join("\n----\n\n");
     (subject, body)
+}
+
+/// What the outbox has done since the daemon started, for /metrics: plain counters,
+/// written by the outbox's task and read by whoever asks; nothing else is kept.
+pub mod sent {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use crate::alert::To;
+
+    /// Deliveries waiting in the outbox.
+    pub static PENDING: AtomicU64 = AtomicU64::new(0);
+    /// [channel][result]: channel 0 email, 1 webhook; result 0 sent, 1 failed.
+    static SENT: [[AtomicU64; 2]; 2] = [
+        [AtomicU64::new(0), AtomicU64::new(0)],
+        [AtomicU64::new(0), AtomicU64::new(0)],
+    ];
+
+    pub const CHANNELS: [&str; 2] = ["email", "webhook"];
+    pub const RESULTS: [&str; 2] = ["sent", "failed"];
+
+    pub(super) fn count(to: &To, ok: bool) {
+        let c = usize::from(matches!(to, To::Webhook(_)));
+        SENT[c][usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Deliveries so far, by channel and result (indices into CHANNELS, RESULTS).
+    pub fn total(channel: usize, result: usize) -> u64 {
+        SENT.get(channel)
+            .and_then(|r| r.get(result))
+            .map_or(0, |n| n.load(Ordering::Relaxed))
+    }
 }

@@ -155,6 +155,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Add a user of the HTTP interface, or set a user's password and role: reads the
+    /// password from the terminal (twice, without echo) or from the first line of stdin.
+    Passwd {
+        user: String,
+        /// `admin` (everything) or `read-only` (GET only).
+        #[arg(long, default_value = "admin", value_parser = ["admin", "read-only"])]
+        role: String,
+        /// The users file (default: `users-file` of [http] in guardian.toml).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
     /// Write the man pages or a shell's completions into a directory (for packaging).
     #[command(hide = true, subcommand)]
     Generate(Generate),

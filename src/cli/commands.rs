@@ -59,6 +59,9 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
         Some(Command::Check { json }) => return check(&args.config, *json),
         Some(Command::Graph { json }) => return graph(&args.config, *json),
         Some(Command::Generate(what)) => return super::generate::generate(what),
+        Some(Command::Passwd { user, role, file }) => {
+            return crate::http::passwd::run(&args.config, user, role, file.as_deref());
+        }
         Some(_) => socket_path(&args)?,
     };
     let socket = Socket {
@@ -155,7 +158,10 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
         Command::TestAlert { json: true } => test_alert_json(&socket),
         Command::Diagnose { job, json } => super::reports::diagnose(&socket, job, json),
         Command::Reports { job, which, json } => super::reports::reports(&socket, job, which, json),
-        Command::Check { .. } | Command::Graph { .. } | Command::Generate(_) => Ok(Exit::Error),
+        Command::Check { .. }
+        | Command::Graph { .. }
+        | Command::Generate(_)
+        | Command::Passwd { .. } => Ok(Exit::Error),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod check;
 pub mod client;
 pub mod deps;
 pub mod diag;
+pub mod http;
 pub mod job;
 pub mod limits;
 pub mod probe;

@@ -24,6 +24,7 @@ const KEYS: &[&str] = &[
     "cgroups",
     "report-keep",
     "report-deadline",
+    "http",
 ];
 
 /// A group of the host, by the name the configuration gave and its id.
@@ -57,6 +58,8 @@ pub struct Settings {
     pub report_keep: u32,
     /// How long taking a report may hold up a check's restart or stop.
     pub report_deadline: Duration,
+    /// The HTTP interface; None unless `[http]` is there.
+    pub http: Option<super::http::HttpSettings>,
 }
 
 impl Settings {
@@ -75,6 +78,7 @@ impl Settings {
             cgroups: crate::process::cgroup::Mode::Auto,
             report_keep: crate::diagnose::DEFAULT_KEEP,
             report_deadline: crate::diagnose::DEADLINE,
+            http: None,
         }
     }
 }
@@ -150,6 +154,7 @@ pub fn read(r: &mut Reader<'_>, dir: &Path, table: &DeTable<'_>) -> Settings {
                     s.alert = a;
                 }
             }
+            "http" => s.http = super::http::read(r, dir, v),
             "read-group" => s.read_group = group(r, k, v),
             "log-group" => s.log_group = group(r, k, v),
             "cgroups" => match r.string(k, v).as_deref() {

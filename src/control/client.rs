@@ -369,6 +369,7 @@ mod tests {
                 at: None,
                 failing: false,
                 runs: 3,
+                failures: 0,
             }],
         };
         let bytes = serde_json::to_vec(&jobs).unwrap_or_default();

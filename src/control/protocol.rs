@@ -273,6 +273,9 @@ pub struct CheckReport {
     /// How many runs it has had since its job's checks were set up.
     #[serde(default)]
     pub runs: u64,
+    /// How many of those runs failed.
+    #[serde(default)]
+    pub failures: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

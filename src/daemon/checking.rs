@@ -97,6 +97,11 @@ impl CheckRt {
         self.slot.runs.load(Ordering::Relaxed)
     }
 
+    /// How many of those outcomes failed.
+    pub fn failures(&self) -> u64 {
+        self.slot.failures.load(Ordering::Relaxed)
+    }
+
     fn halt(&mut self) {
         if let Some(t) = self.task.take() {
             t.abort();
@@ -206,11 +211,15 @@ impl CheckRt {
 struct Slot {
     last: Mutex<Option<(Outcome, SystemTime)>>,
     runs: AtomicU64,
+    failures: AtomicU64,
 }
 
 impl Slot {
     fn put(&self, outcome: Outcome) {
         let now = SystemTime::now();
+        if !outcome.passed {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
         *lock(&self.last) = Some((outcome, now));
         self.runs.fetch_add(1, Ordering::Relaxed);
     }

@@ -252,6 +252,15 @@ async fn serve(
     let mut sighup = signal(SignalKind::hangup())?;
     let (tx, mut rx) = mpsc::channel::<server::Envelope>(256);
     let (internal_tx, mut internal_rx) = mpsc::unbounded_channel();
+    // The HTTP interface sends its requests into the same channel as the socket.
+    let http = match &config.settings.http {
+        Some(h) => {
+            let listener = crate::http::bind(h)
+                .with_context(|| format!("cannot listen on {} ([http] listen)", h.listen))?;
+            Some(crate::http::start(h.clone(), listener, tx.clone())?)
+        }
+        None => None,
+    };
 
     let mut daemon = Daemon::new(config, internal_tx, Box::new(RealOs))?;
     daemon.open_cgroups();
@@ -299,12 +308,21 @@ async fn serve(
             _ = sigchld.recv() => daemon.reap(),
             _ = stops.next() => { stops_seen += 1; daemon.begin_shutdown(stops_seen); }
             _ = sighup.recv() => {
+                if let Some(h) = &http {
+                    h.reload();
+                }
                 match daemon.reload() {
                     Ok(m) => tracing::info!("reloaded on SIGHUP: {m}"),
                     Err(e) => tracing::error!("reload on SIGHUP refused, nothing changed:\n{e}"),
                 }
             }
-            Some((request, reply)) = rx.recv() => daemon.request(request, reply),
+            Some((request, reply)) = rx.recv() => {
+                // `guardian reload` re-reads the HTTP interface's files as SIGHUP does.
+                if let (Some(h), crate::control::protocol::Request::ReloadConfig) = (&http, &request) {
+                    h.reload();
+                }
+                daemon.request(request, reply)
+            }
             Some(msg) = internal_rx.recv() => daemon.internal(msg),
             _ = sleep => daemon.fire_timers(),
             _ = notify::tick(&mut notify_tick) => daemon.notify_tick(),
@@ -320,6 +338,9 @@ async fn serve(
     // told it is shutting down; then the connections end.
     drop(daemon);
     drop(rx);
+    if let Some(h) = http {
+        h.close().await;
+    }
     server.close(server::CLOSE_TIMEOUT).await;
     // Remove the socket and release its lock only now: a new daemon may take over.
     drop(bound);

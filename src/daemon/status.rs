@@ -102,6 +102,7 @@ pub fn check(c: &super::checking::CheckRt) -> CheckReport {
         at: last.map(|(_, at)| humantime::format_rfc3339_seconds(*at).to_string()),
         failing: c.failing,
         runs: c.runs(),
+        failures: c.failures(),
     }
 }
 

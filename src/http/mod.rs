@@ -1,0 +1,365 @@
+//! The HTTP interface (`[http]` in guardian.toml): a JSON API at `/api/v1/` and
+//! Prometheus metrics at `/metrics`, on the daemon's own runtime. Off unless
+//! configured: without `[http]` none of this runs or allocates.
+//!
+//! One owner of job state stays true: a handler turns an HTTP request into the same
+//! [`Request`](crate::control::protocol::Request) the control socket sends, through
+//! the same channel into the daemon's loop, and answers once the loop has (for `stop`,
+//! once the job is down). Nothing here touches job state or blocks the loop; what may
+//! take time (argon2, reading log files) runs on tokio's blocking threads.
+//!
+//! No client can pin the daemon: at most `max-connections` are open (one more closes
+//! the one idle longest, or is told 503 when none is idle), request headers (and a TLS
+//! handshake) must be complete within `header-timeout`, also between two requests on a
+//! kept-alive connection, a body within `body-timeout` and `max-body-size`.
+
+pub mod api;
+pub mod auth;
+pub mod metrics;
+pub mod passwd;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io;
+use std::net::TcpListener as StdListener;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+
+use crate::config::http::HttpSettings;
+use crate::control::server::Envelope;
+
+pub use api::Body;
+
+/// Binds the HTTP listener `settings` names. The one place it is made, so that a
+/// daemon handing over to its successor can pass this descriptor on.
+pub fn bind(settings: &HttpSettings) -> io::Result<StdListener> {
+    let l = StdListener::bind(settings.listen)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// Who may do what: the users and tokens files as last read.
+#[derive(Default)]
+pub struct Auth {
+    pub users: auth::Users,
+    pub tokens: auth::Tokens,
+}
+
+fn load_auth(s: &HttpSettings) -> Result<Auth, String> {
+    let users = match &s.users_file {
+        Some(p) => auth::Users::load(p)?,
+        None => auth::Users::default(),
+    };
+    let tokens = match &s.tokens_file {
+        Some(p) => auth::Tokens::load(p)?,
+        None => auth::Tokens::default(),
+    };
+    Ok(Auth { users, tokens })
+}
+
+fn load_tls(s: &HttpSettings) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
+    match &s.tls {
+        Some(t) => Ok(Some(tokio_rustls::TlsAcceptor::from(tls::load(
+            &t.cert, &t.key,
+        )?))),
+        None => Ok(None),
+    }
+}
+
+/// What every connection's task shares.
+pub struct Shared {
+    pub settings: HttpSettings,
+    pub to_daemon: mpsc::Sender<Envelope>,
+    pub auth: RwLock<Arc<Auth>>,
+    tls: RwLock<Option<tokio_rustls::TlsAcceptor>>,
+    /// One argon2 verification at a time: each takes ~20 MB and tens of ms.
+    pub verify_gate: Semaphore,
+    registry: Mutex<Registry>,
+    /// Log streams (`?follow=1`) open now; at most half the connections.
+    pub follows: Arc<Semaphore>,
+}
+
+fn read<T: Clone>(l: &RwLock<T>) -> T {
+    l.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+fn write<T>(l: &RwLock<T>, v: T) {
+    *l.write().unwrap_or_else(std::sync::PoisonError::into_inner) = v;
+}
+
+impl Shared {
+    pub fn auth(&self) -> Arc<Auth> {
+        read(&self.auth)
+    }
+}
+
+/// The open connections: which wait for their client, since when.
+#[derive(Default)]
+struct Registry {
+    next: u64,
+    open: HashMap<u64, Slot>,
+}
+
+struct Slot {
+    /// Waiting for the client since then; None while a request is being answered.
+    idle_since: Option<Instant>,
+    abort: Option<AbortHandle>,
+}
+
+fn lock(r: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
+    r.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Registry {
+    fn evict(&mut self) -> Option<AbortHandle> {
+        let id = self
+            .open
+            .iter()
+            .filter(|(_, s)| s.abort.is_some())
+            .filter_map(|(id, s)| s.idle_since.map(|t| (t, *id)))
+            .min()?
+            .1;
+        self.open.remove(&id).and_then(|s| s.abort)
+    }
+}
+
+/// A connection's place in the registry; gone with the connection's task.
+pub struct Ticket {
+    id: u64,
+    shared: Arc<Shared>,
+}
+
+impl Ticket {
+    /// Marks the connection as waiting for its client (evictable) or not.
+    pub fn idle(&self, idle: bool) {
+        if let Some(slot) = lock(&self.shared.registry).open.get_mut(&self.id) {
+            slot.idle_since = idle.then(Instant::now);
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        lock(&self.shared.registry).open.remove(&self.id);
+    }
+}
+
+/// The HTTP server, running in a task of its own.
+pub struct Http {
+    reload: Arc<Notify>,
+    closing: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    pub shared: Arc<Shared>,
+}
+
+/// Starts serving on `listener`; requests go to the daemon's loop through `to_daemon`.
+/// The users, tokens and TLS files are read now: an error stops the daemon's start.
+pub fn start(
+    settings: HttpSettings,
+    listener: StdListener,
+    to_daemon: mpsc::Sender<Envelope>,
+) -> anyhow::Result<Http> {
+    let auth = load_auth(&settings).map_err(anyhow::Error::msg)?;
+    let acceptor = load_tls(&settings).map_err(anyhow::Error::msg)?;
+    let listener = TcpListener::from_std(listener)?;
+    let follows = (settings.max_connections / 2).max(1);
+    let shared = Arc::new(Shared {
+        settings,
+        to_daemon,
+        auth: RwLock::new(Arc::new(auth)),
+        tls: RwLock::new(acceptor),
+        verify_gate: Semaphore::new(1),
+        registry: Mutex::default(),
+        follows: Arc::new(Semaphore::new(follows)),
+    });
+    let reload = Arc::new(Notify::new());
+    let (closing, closing_rx) = watch::channel(false);
+    let task = tokio::spawn(serve(
+        listener,
+        Arc::clone(&shared),
+        Arc::clone(&reload),
+        closing_rx,
+    ));
+    Ok(Http {
+        reload,
+        closing,
+        task,
+        shared,
+    })
+}
+
+impl Http {
+    /// Reads the users, tokens and TLS files again (SIGHUP), off the loop. A file that
+    /// cannot be read leaves what was read before in place, and is said.
+    pub fn reload(&self) {
+        self.reload.notify_one();
+    }
+
+    /// Stops accepting and ends every connection.
+    pub async fn close(self) {
+        let _ = self.closing.send(true);
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(2), self.task)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+}
+
+async fn reload_files(shared: Arc<Shared>) {
+    let s = shared.settings.clone();
+    let loaded = tokio::task::spawn_blocking(move || (load_auth(&s), load_tls(&s))).await;
+    let Ok((auth, tls)) = loaded else { return };
+    match auth {
+        Ok(a) => write(&shared.auth, Arc::new(a)),
+        Err(e) => tracing::error!("http: {e}; the users and tokens read before stay in use"),
+    }
+    match tls {
+        Ok(t) => write(&shared.tls, t),
+        Err(e) => tracing::error!("http: TLS: {e}; the certificate read before stays in use"),
+    }
+    tracing::info!("http: users, tokens and certificate read again");
+}
+
+async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    reload: Arc<Notify>,
+    mut closing: watch::Receiver<bool>,
+) {
+    let mut connections: JoinSet<()> = JoinSet::new();
+    let mut said_failure = false;
+    if let Ok(a) = listener.local_addr() {
+        tracing::info!("http: listening on {a}");
+    }
+    loop {
+        let accepted = tokio::select! {
+            _ = closing.wait_for(|c| *c) => break,
+            () = reload.notified() => {
+                tokio::spawn(reload_files(Arc::clone(&shared)));
+                continue;
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => {
+                said_failure = false;
+                stream
+            }
+            Err(e) => {
+                if !said_failure {
+                    tracing::warn!("http: accept failed: {e} (retrying)");
+                    said_failure = true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let full = lock(&shared.registry).open.len() >= shared.settings.max_connections;
+        if full {
+            let victim = lock(&shared.registry).evict();
+            match victim {
+                Some(task) => {
+                    task.abort();
+                    tracing::debug!(
+                        "http: {} connections open; closed the one idle longest",
+                        shared.settings.max_connections
+                    );
+                }
+                None => {
+                    connections.spawn(busy(stream));
+                    continue;
+                }
+            }
+        }
+        let id = {
+            let mut r = lock(&shared.registry);
+            r.next = r.next.wrapping_add(1);
+            let id = r.next;
+            r.open.insert(
+                id,
+                Slot {
+                    idle_since: Some(Instant::now()),
+                    abort: None,
+                },
+            );
+            id
+        };
+        let ticket = Ticket {
+            id,
+            shared: Arc::clone(&shared),
+        };
+        let abort = connections.spawn(connection(stream, ticket));
+        if let Some(slot) = lock(&shared.registry).open.get_mut(&id) {
+            slot.abort = Some(abort);
+        }
+    }
+    drop(listener);
+    connections.shutdown().await;
+}
+
+/// Every connection is at work on a request: this one is told so and closed.
+async fn busy(mut stream: TcpStream) {
+    let answer = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 68\r\nretry-after: 1\r\nconnection: close\r\n\r\n{\"outcome\":\"error\",\"message\":\"busy: every connection is at work\"}\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(answer).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+async fn connection(stream: TcpStream, ticket: Ticket) {
+    let shared = Arc::clone(&ticket.shared);
+    let header_timeout = shared.settings.header_timeout;
+    let acceptor = read(&shared.tls);
+    let ticket = Arc::new(ticket);
+    match acceptor {
+        Some(acceptor) => {
+            match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => http1(TokioIo::new(tls), shared, ticket).await,
+                Ok(Err(e)) => tracing::debug!("http: TLS handshake failed: {e}"),
+                Err(_) => tracing::debug!("http: TLS handshake timed out"),
+            }
+        }
+        None => http1(TokioIo::new(stream), shared, ticket).await,
+    }
+}
+
+async fn http1<I>(io: I, shared: Arc<Shared>, ticket: Arc<Ticket>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let header_timeout = shared.settings.header_timeout;
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let shared = Arc::clone(&shared);
+        let ticket = Arc::clone(&ticket);
+        async move {
+            ticket.idle(false);
+            let response = api::handle(&shared, &ticket, req).await;
+            ticket.idle(true);
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Some(header_timeout))
+        .max_buf_size(16 * 1024)
+        .serve_connection(io, service);
+    if let Err(e) = conn.await {
+        tracing::debug!("http: connection ended: {e}");
+    }
+}

@@ -1,0 +1,791 @@
+//! The HTTP interface ([http]) against the real daemon on 127.0.0.1: credentials and
+//! roles, tokens, the limits that keep slow clients from pinning it, the API round
+//! trip checked against its OpenAPI document, and a real Prometheus scraping /metrics.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::{BIN, Conf, DEADLINE, Daemon, free_port, text};
+
+const ADMIN_TOKEN: &str = "admin-0123456789abcdef";
+const READ_TOKEN: &str = "read-0123456789abcdef";
+
+/// One answer: status, headers (lower-cased names), body.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+enum Cred<'a> {
+    None,
+    Basic(&'a str, &'a str),
+    Bearer(&'a str),
+}
+
+fn b64(s: &str) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A plain HTTP/1.1 request on a fresh connection, read to its end.
+fn request(port: u16, method: &str, path: &str, cred: &Cred<'_>, body: &str) -> Answer {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let auth = match cred {
+        Cred::None => String::new(),
+        Cred::Basic(u, p) => format!("authorization: Basic {}\r\n", b64(&format!("{u}:{p}"))),
+        Cred::Bearer(t) => format!("authorization: Bearer {t}\r\n"),
+    };
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read the answer");
+    parse(&raw).unwrap_or_else(|| panic!("not an HTTP answer: {}", String::from_utf8_lossy(&raw)))
+}
+
+fn parse(raw: &[u8]) -> Option<Answer> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Some(Answer {
+        status,
+        headers,
+        body: raw[end + 4..].to_vec(),
+    })
+}
+
+/// A configuration with [http] on a free port, users ann (admin) and bob (read-only)
+/// written by `guardian passwd`, and an admin and a read-only token.
+fn conf_with_http(extra: &str) -> (Conf, u16) {
+    let conf = Conf::new();
+    let port = free_port();
+    let toml = format!(
+        "socket = \"run/g.sock\"\nlog-dir = \"log\"\nstate-dir = \"state\"\n[http]\nlisten = \"127.0.0.1:{port}\"\nusers-file = \"users\"\ntokens-file = \"tokens\"\n{extra}"
+    );
+    std::fs::write(conf.path().join("guardian.toml"), toml).expect("guardian.toml");
+    std::fs::write(
+        conf.path().join("tokens"),
+        format!("# scripts\nadmin {ADMIN_TOKEN}\nread-only {READ_TOKEN}\n"),
+    )
+    .expect("tokens");
+    let users = conf.path().join("users");
+    for (user, role, pw) in [("ann", "admin", "ann-pw"), ("bob", "read-only", "bob-pw")] {
+        let mut child = Command::new(BIN)
+            .arg("-c")
+            .arg(conf.path())
+            .args(["passwd", user, "--role", role, "--file"])
+            .arg(&users)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("guardian passwd");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{pw}\n").as_bytes())
+            .expect("password");
+        let out = child.wait_with_output().expect("passwd ends");
+        assert!(out.status.success(), "passwd: {}", text(&out));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&users)
+        .expect("users")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the users file is private");
+    (conf, port)
+}
+
+fn pid_of(d: &Daemon<'_>, job: &str) -> Option<u64> {
+    d.status(job)["pid"].as_u64()
+}
+
+#[test]
+fn http_credentials_roles_and_actions() {
+    let (conf, port) = conf_with_http("");
+    conf.job("web", "exec = \"sleep 600\"\n");
+    conf.job("broken", "exec = \"sleep 600\"\npre-start = \"false\"\n");
+    let d = conf.start();
+    d.wait_state("web", "running");
+    let gets = [
+        "/api/v1/jobs",
+        "/api/v1/jobs/web",
+        "/api/v1/jobs/web/logs?lines=5",
+        "/api/v1/alerts",
+        "/api/v1/host",
+        "/api/v1/openapi.json",
+        "/metrics",
+        "/nothing-here",
+    ];
+    let actions = [
+        "/api/v1/jobs/web/start",
+        "/api/v1/jobs/web/stop",
+        "/api/v1/jobs/web/restart",
+        "/api/v1/jobs/web/reload",
+        "/api/v1/jobs/web/monitor",
+        "/api/v1/jobs/web/unmonitor",
+        "/api/v1/jobs/all/stop",
+        "/api/v1/reload",
+        "/api/v1/emit",
+    ];
+    let emit = r#"{"event":"deploy","env":["REV=1"]}"#;
+    let body_of = |path: &str| if path.ends_with("/emit") { emit } else { "" };
+    // No credentials, or wrong ones: 401 everywhere, and a Basic challenge.
+    for path in gets {
+        for cred in [
+            Cred::None,
+            Cred::Basic("ann", "wrong"),
+            Cred::Bearer("no-such-token-000"),
+        ] {
+            let a = request(port, "GET", path, &cred, "");
+            assert_eq!(a.status, 401, "GET {path}: {}", a.text());
+            assert!(
+                a.header("www-authenticate")
+                    .is_some_and(|h| h.starts_with("Basic"))
+            );
+        }
+    }
+    let pid = pid_of(&d, "web");
+    for path in actions {
+        let a = request(port, "POST", path, &Cred::None, body_of(path));
+        assert_eq!(a.status, 401, "POST {path}: {}", a.text());
+        // Read-only users and tokens: 403 on every action, nothing done.
+        for cred in [Cred::Basic("bob", "bob-pw"), Cred::Bearer(READ_TOKEN)] {
+            let a = request(port, "POST", path, &cred, body_of(path));
+            assert_eq!(a.status, 403, "read-only POST {path}: {}", a.text());
+            assert_eq!(a.json()["outcome"], "error");
+        }
+    }
+    assert_eq!(
+        pid_of(&d, "web"),
+        pid,
+        "no read-only request touched the job"
+    );
+    assert_eq!(d.status("web")["monitored"], true);
+    // What a form on another site could make a browser send does nothing, even with
+    // the admin's credentials (which a browser may remember).
+    for content_type in [
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "text/plain",
+    ] {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        write!(
+            s,
+            "POST /api/v1/jobs/web/restart HTTP/1.1\r\nhost: x\r\nconnection: close\r\nauthorization: Basic {}\r\ncontent-type: {content_type}\r\ncontent-length: 0\r\n\r\n",
+            b64("ann:ann-pw")
+        )
+        .expect("send");
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        let a = parse(&raw).expect("an answer");
+        assert_eq!(a.status, 415, "{content_type}: {}", a.text());
+    }
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(s, "POST /api/v1/jobs/web/stop HTTP/1.1\r\nhost: x\r\nconnection: close\r\nauthorization: Bearer {ADMIN_TOKEN}\r\nsec-fetch-site: cross-site\r\ncontent-length: 0\r\n\r\n").expect("send");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    assert_eq!(parse(&raw).expect("an answer").status, 403);
+    assert_eq!(
+        pid_of(&d, "web"),
+        pid,
+        "no cross-site request touched the job"
+    );
+    // Read-only may read.
+    let a = request(
+        port,
+        "GET",
+        "/api/v1/jobs/web",
+        &Cred::Basic("bob", "bob-pw"),
+        "",
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.json()["pid"].as_u64(), pid);
+    // The admin acts: restart answers once the job runs again, with a new pid.
+    let a = request(
+        port,
+        "POST",
+        "/api/v1/jobs/web/restart",
+        &Cred::Basic("ann", "ann-pw"),
+        "",
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+    let v = a.json();
+    assert_eq!(v["outcome"], "done");
+    let new_pid = pid_of(&d, "web");
+    assert!(
+        new_pid.is_some() && new_pid != pid,
+        "{pid:?} -> {new_pid:?}"
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("pid {}", new_pid.unwrap_or(0)))),
+        "{v}"
+    );
+    // The admin token: stop answers when the job is down, as `guardian stop` does.
+    let a = request(
+        port,
+        "POST",
+        "/api/v1/jobs/web/stop",
+        &Cred::Bearer(ADMIN_TOKEN),
+        "",
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(d.state("web"), "waiting");
+    let a = request(
+        port,
+        "POST",
+        "/api/v1/jobs/web/unmonitor",
+        &Cred::Bearer(ADMIN_TOKEN),
+        "",
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(d.status("web")["monitored"], false);
+    // The CLI's exit codes, as statuses: 1 (no) is 409, an unknown job 404.
+    let a = request(
+        port,
+        "POST",
+        "/api/v1/jobs/broken/start",
+        &Cred::Bearer(ADMIN_TOKEN),
+        "",
+    );
+    assert_eq!(a.status, 409, "{}", a.text());
+    assert_eq!(a.json()["outcome"], "no");
+    let cli = conf.cli(&["start", "broken"]);
+    assert_eq!(cli.status.code(), Some(1), "{}", text(&cli));
+    let a = request(
+        port,
+        "POST",
+        "/api/v1/jobs/nope/start",
+        &Cred::Bearer(ADMIN_TOKEN),
+        "",
+    );
+    assert_eq!(a.status, 404, "{}", a.text());
+    assert!(a.text().contains("no job named `nope`"), "{}", a.text());
+    let a = request(
+        port,
+        "GET",
+        "/api/v1/jobs/web/stop",
+        &Cred::Bearer(ADMIN_TOKEN),
+        "",
+    );
+    assert_eq!(a.status, 405, "{}", a.text());
+    assert_eq!(a.header("allow"), Some("POST"));
+    // A users file changed on disk is read again on reload.
+    std::fs::write(conf.path().join("tokens"), format!("admin {ADMIN_TOKEN}\n")).expect("tokens");
+    d.ok(&["reload"], 0);
+    d.wait_until("the read-only token to be gone", || {
+        request(port, "GET", "/api/v1/jobs", &Cred::Bearer(READ_TOKEN), "").status == 401
+    });
+}
+
+#[test]
+fn http_metrics_without_credentials_only_when_told() {
+    let (conf, port) = conf_with_http("metrics-auth = false\n");
+    conf.job("web", "exec = \"sleep 600\"\n");
+    let d = conf.start();
+    d.wait_state("web", "running");
+    let a = request(port, "GET", "/metrics", &Cred::None, "");
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(
+        a.header("content-type")
+            .is_some_and(|c| c.starts_with("text/plain; version=0.0.4"))
+    );
+    let m = a.text();
+    assert!(m.contains("guardian_job_up{name=\"web\"} 1"), "{m}");
+    assert!(
+        m.contains("guardian_job_state{name=\"web\",state=\"running\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("guardian_job_monitored{name=\"web\"} 1"), "{m}");
+    assert!(m.contains(&format!(
+        "guardian_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )));
+    // Everything else still needs credentials.
+    assert_eq!(
+        request(port, "GET", "/api/v1/jobs", &Cred::None, "").status,
+        401
+    );
+}
+
+/// Validates `instance` against the schema of `pointer` in the OpenAPI document, with
+/// python's jsonschema; `$ref`s resolve within the document.
+fn validate(answers: &[(&str, Value)]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let doc = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/openapi.json");
+    let cases: Vec<Value> = answers
+        .iter()
+        .map(|(p, v)| serde_json::json!({"pointer": p, "instance": v}))
+        .collect();
+    let cases_path = dir.path().join("cases.json");
+    std::fs::write(&cases_path, serde_json::to_vec(&cases).expect("json")).expect("cases");
+    let script = r#"
+import json, sys
+import jsonschema
+doc = json.load(open(sys.argv[1]))
+cases = json.load(open(sys.argv[2]))
+def at(pointer):
+    node = doc
+    for part in pointer.strip("/").split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+bad = 0
+for c in cases:
+    schema = dict(at(c["pointer"]))
+    schema["components"] = doc["components"]
+    try:
+        jsonschema.validate(c["instance"], schema, cls=jsonschema.Draft202012Validator)
+    except jsonschema.ValidationError as e:
+        bad += 1
+        print(c["pointer"], e.message, file=sys.stderr)
+sys.exit(1 if bad else 0)
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, doc])
+        .arg(&cases_path)
+        .output()
+        .expect("python3 with jsonschema (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "answers that do not match the OpenAPI document: {}",
+        text(&out)
+    );
+}
+
+fn schema(path: &str, status: u16) -> String {
+    let p = path.replace('~', "~0").replace('/', "~1");
+    format!(
+        "/paths/{p}/{}/responses/{status}/content/application~1json/schema",
+        if path.ends_with("jobs")
+            || path.ends_with("host")
+            || path.ends_with("alerts")
+            || path.ends_with("{name}")
+            || path.ends_with("logs")
+        {
+            "get"
+        } else {
+            "post"
+        }
+    )
+}
+
+#[test]
+fn http_api_round_trip_matches_its_openapi_document() {
+    let (conf, port) = conf_with_http(
+        "[[check]]\nname = \"root\"\ntype = \"disk\"\npath = \"/\"\nmax = \"100%\"\nevery = \"1s\"\n",
+    );
+    let out = conf.file("out.txt");
+    conf.job(
+        "web",
+        "exec = \"sh -c 'echo one; echo two; echo three; exec sleep 600'\"\n[[check]]\ntype = \"memory\"\nmax = \"1GB\"\nevery = \"1s\"\n",
+    );
+    conf.job(
+        "hook",
+        &format!("start-on = \"deploy\"\ntask = true\nexec = \"sh -c 'echo $REV > {out}'\"\n"),
+    );
+    let d = conf.start();
+    d.wait_state("web", "running");
+    let t = Cred::Bearer(ADMIN_TOKEN);
+    let get = |path: &str| {
+        let a = request(port, "GET", path, &t, "");
+        assert_eq!(a.status, 200, "GET {path}: {}", a.text());
+        a.json()
+    };
+    let jobs = get("/api/v1/jobs");
+    let names: Vec<&str> = jobs["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter_map(|j| j["name"].as_str())
+        .collect();
+    assert_eq!(names, ["hook", "web"]);
+    let web = get("/api/v1/jobs/web");
+    assert_eq!(web["state"], "running");
+    assert_eq!(web["pid"], d.status("web")["pid"]);
+    d.wait_until("three lines in web's log", || {
+        get("/api/v1/jobs/web/logs?lines=2")["lines"] == serde_json::json!(["two", "three"])
+    });
+    let logs = get("/api/v1/jobs/web/logs?lines=2");
+    let host = get("/api/v1/host");
+    let alerts = get("/api/v1/alerts");
+    // emit waits for the task it starts, as `guardian emit` does.
+    let a = request(
+        port,
+        "POST",
+        "/api/v1/emit",
+        &t,
+        r#"{"event":"deploy","env":["REV=42"]}"#,
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap_or_default().trim(),
+        "42"
+    );
+    let emitted = a.json();
+    let bad = request(port, "POST", "/api/v1/emit", &t, r#"{"event":"bad name!"}"#);
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    let missing = request(port, "GET", "/api/v1/jobs/nope", &t, "");
+    assert_eq!(missing.status, 404, "{}", missing.text());
+    let monitor = request(port, "POST", "/api/v1/jobs/web/monitor", &t, "");
+    assert_eq!(monitor.status, 200, "{}", monitor.text());
+    let no = request(port, "POST", "/api/v1/jobs/hook/stop", &t, "");
+    // A log stream: the last line, then what comes.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    write!(s, "GET /api/v1/jobs/web/logs?lines=1&follow=1 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ADMIN_TOKEN}\r\n\r\n").expect("send");
+    let mut seen = Vec::new();
+    let mut read_until = |needle: &str, seen: &mut Vec<u8>| {
+        let start = Instant::now();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(seen).contains(needle) {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "no {needle:?} in {}",
+                String::from_utf8_lossy(seen)
+            );
+            let n = s.read(&mut buf).expect("read the stream");
+            assert!(n > 0, "the stream ended: {}", String::from_utf8_lossy(seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    };
+    read_until("three", &mut seen);
+    assert!(
+        !String::from_utf8_lossy(&seen).contains("two"),
+        "only the last line"
+    );
+    let log = conf.path().join("log/web.log");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("web.log");
+    writeln!(f, "four, written later").expect("append");
+    read_until("four, written later", &mut seen);
+    drop(s);
+    validate(&[
+        (&schema("/api/v1/jobs", 200), jobs),
+        (&schema("/api/v1/jobs/{name}", 200), web),
+        (&schema("/api/v1/jobs/{name}", 404), missing.json()),
+        (&schema("/api/v1/jobs/{name}/logs", 200), logs),
+        (&schema("/api/v1/host", 200), host),
+        (&schema("/api/v1/alerts", 200), alerts),
+        (&schema("/api/v1/emit", 200), emitted),
+        (&schema("/api/v1/emit", 400), bad.json()),
+        (&schema("/api/v1/jobs/{name}/monitor", 200), monitor.json()),
+        (&schema("/api/v1/jobs/{name}/stop", no.status), no.json()),
+    ]);
+}
+
+/// Reads until the server closes the connection: true if it did within the deadline.
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    let _ = s.set_read_timeout(Some(DEADLINE));
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => {
+                return matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn http_slow_and_idle_clients_do_not_pin_it() {
+    let (conf, port) = conf_with_http(
+        "max-connections = 8\nheader-timeout = \"2s\"\nbody-timeout = \"1s\"\nmax-body-size = \"1KB\"\n",
+    );
+    conf.job("web", "exec = \"sleep 600\"\n");
+    let d = conf.start();
+    d.wait_state("web", "running");
+    let t = Cred::Bearer(ADMIN_TOKEN);
+    // Every slot taken by a connection that sends nothing...
+    let mut idle: Vec<TcpStream> = (0..8)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    // ...and one more that trickles its headers, a byte at a time.
+    let trickler = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let _ = s.write_all(b"GET /api/v1/jobs HTTP/1.1\r\n");
+        let start = Instant::now();
+        for b in
+            b"x-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                .iter()
+                .cycle()
+        {
+            if s.write_all(&[*b]).is_err() || start.elapsed() > DEADLINE {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        start.elapsed()
+    });
+    // A normal request is answered all the same.
+    let a = request(port, "GET", "/api/v1/jobs/web", &t, "");
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(
+        !trickler.is_finished(),
+        "answered while the trickler was still at it"
+    );
+    // The idle ones are closed: to make room, or at the header timeout.
+    for s in &mut idle {
+        assert!(closed_by_server(s), "an idle connection stays open");
+    }
+    // The trickler is cut at the header timeout, long before its deadline.
+    let took = trickler.join().expect("trickler");
+    assert!(
+        took < DEADLINE,
+        "the trickling client was never cut off ({took:?})"
+    );
+    // A body too large is refused; one that never comes times out.
+    let big = "x".repeat(2000);
+    let a = request(port, "POST", "/api/v1/emit", &t, &big);
+    assert_eq!(a.status, 413, "{}", a.text());
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(s, "POST /api/v1/emit HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ADMIN_TOKEN}\r\ncontent-length: 100\r\n\r\n{{").expect("send");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let a = parse(&raw).unwrap_or_else(|| panic!("an answer: {}", String::from_utf8_lossy(&raw)));
+    assert_eq!(a.status, 408, "{}", a.text());
+    // And after all that, still answering.
+    let a = request(port, "GET", "/api/v1/jobs", &t, "");
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(d.log_count("panicked") == 0, "{}", d.daemon_log());
+}
+
+#[test]
+fn http_not_on_loopback_without_tls_and_users_is_refused_at_check() {
+    let conf = Conf::new();
+    std::fs::write(
+        conf.path().join("guardian.toml"),
+        "socket = \"run/g.sock\"\n[http]\nlisten = \"0.0.0.0:9273\"\n",
+    )
+    .expect("guardian.toml");
+    let out = conf.cli(&["check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("guardian.toml:3:10"), "{err}");
+    assert!(err.contains("reachable from other hosts"), "{err}");
+    assert!(err.contains("TLS"), "{err}");
+    // On loopback it is fine, and a broken tokens file is said with its line.
+    std::fs::write(
+        conf.path().join("guardian.toml"),
+        "socket = \"run/g.sock\"\n[http]\ntokens-file = \"tokens\"\n",
+    )
+    .expect("guardian.toml");
+    std::fs::write(
+        conf.path().join("tokens"),
+        "admin 0123456789abcdef\nroot 0123456789abcdef\n",
+    )
+    .expect("tokens");
+    let out = conf.cli(&["check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tokens:2: the role is `admin` or `read-only`, not `root`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn http_tls_serves_with_the_configured_certificate() {
+    let conf = Conf::new();
+    let port = free_port();
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ])
+        .arg(conf.path().join("key.pem"))
+        .arg("-out")
+        .arg(conf.path().join("cert.pem"))
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{}", text(&made));
+    std::fs::write(
+        conf.path().join("guardian.toml"),
+        format!("socket = \"run/g.sock\"\nlog-dir = \"log\"\nstate-dir = \"state\"\n[http]\nlisten = \"127.0.0.1:{port}\"\ntls-cert = \"cert.pem\"\ntls-key = \"key.pem\"\ntokens-file = \"tokens\"\n"),
+    )
+    .expect("guardian.toml");
+    std::fs::write(
+        conf.path().join("tokens"),
+        format!("read-only {READ_TOKEN}\n"),
+    )
+    .expect("tokens");
+    conf.job("web", "exec = \"sleep 600\"\n");
+    let d = conf.start();
+    d.wait_state("web", "running");
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(conf.path().join("cert.pem"))
+        .args(["-H", &format!("authorization: Bearer {READ_TOKEN}")])
+        .arg(format!("https://localhost:{port}/api/v1/jobs/web"))
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "{}", text(&out));
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(v["state"], "running");
+    // Plain HTTP on the TLS port gets no answer.
+    let plain = Command::new("curl")
+        .args(["-sS", "-m", "10"])
+        .arg(format!("http://127.0.0.1:{port}/api/v1/jobs"))
+        .output()
+        .expect("curl");
+    assert!(!plain.status.success() || !String::from_utf8_lossy(&plain.stdout).contains("running"));
+}
+
+#[test]
+fn prometheus_sees_job_up_then_down() {
+    let Some(prometheus) = ["/usr/bin/prometheus"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        panic!("Debian's prometheus is not installed (.ci/run installs it)");
+    };
+    let (conf, port) = conf_with_http("");
+    conf.job("web", "exec = \"sleep 600\"\n");
+    let d = conf.start();
+    d.wait_state("web", "running");
+    let prom_port = free_port();
+    let data = tempfile::tempdir().expect("tempdir");
+    let cfg = data.path().join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: guardian\n    scrape_interval: 1s\n    authorization:\n      type: Bearer\n      credentials: {READ_TOKEN}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        ),
+    )
+    .expect("prometheus.yml");
+    let log = std::fs::File::create(data.path().join("prometheus.log")).expect("log");
+    let _prom = Kill(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                data.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .arg("--query.lookback-delta=3s")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("start prometheus"),
+    );
+    let query = |q: &str| -> Option<String> {
+        let path = format!(
+            "/api/v1/query?query={}",
+            q.replace('{', "%7B")
+                .replace('}', "%7D")
+                .replace('"', "%22")
+                .replace('=', "%3D")
+        );
+        let mut s = TcpStream::connect(("127.0.0.1", prom_port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).ok()?;
+        let a = parse(&raw)?;
+        let v: Value = serde_json::from_slice(&a.body).ok()?;
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .map(str::to_string)
+    };
+    let prom_log =
+        || std::fs::read_to_string(data.path().join("prometheus.log")).unwrap_or_default();
+    let q = "guardian_job_up{name=\"web\"}";
+    let start = Instant::now();
+    while query(q).as_deref() != Some("1") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "Prometheus never saw web up:\n{}",
+            prom_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    d.ok(&["stop", "web"], 0);
+    let start = Instant::now();
+    while query(q).as_deref() != Some("0") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "Prometheus never saw web down:\n{}",
+            prom_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A process of the test's, killed when the test ends however it ends.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
