@@ -284,8 +284,21 @@ async fn serve(
     );
 
     let mut stops_seen = 0;
+    let mut record_written = std::time::Instant::now();
     while !daemon.finished() {
-        let next = daemon.timers.next_deadline();
+        // While nobody asks, the record is written at most once per RECORD_PACE (a
+        // start or a shutdown of many jobs moves some every turn): the wake-up for it
+        // is one of the loop's deadlines.
+        let record_due = daemon
+            .book
+            .dirty
+            .then(|| record_written.checked_add(RECORD_PACE))
+            .flatten();
+        let next = match (daemon.timers.next_deadline(), record_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut asked = daemon.has_waiters();
         let sleep = async {
             match next {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -301,14 +314,19 @@ async fn serve(
                     Err(e) => tracing::error!("reload on SIGHUP refused, nothing changed:\n{e}"),
                 }
             }
-            Some((request, reply)) = rx.recv() => daemon.request(request, reply),
+            Some((request, reply)) = rx.recv() => { asked = true; daemon.request(request, reply) }
             Some(msg) = internal_rx.recv() => daemon.internal(msg),
             _ = sleep => daemon.fire_timers(),
             _ = notify::tick(&mut notify_tick) => daemon.notify_tick(),
         }
         // Before this turn's answers reach their clients (they are sent once the loop
         // waits again): status never shows a job running that the record does not hold.
-        daemon.flush_record();
+        // A turn that took a request, or one while a client waits for a job to move,
+        // writes it now; any other turn once RECORD_PACE has passed since the last.
+        if daemon.book.dirty && (asked || record_written.elapsed() >= RECORD_PACE) {
+            daemon.flush_record();
+            record_written = std::time::Instant::now();
+        }
     }
     daemon.rest_at_exit();
     daemon.record_clean_exit();
@@ -324,7 +342,16 @@ async fn serve(
     Ok(())
 }
 
+/// How often the record is written at most while no client asks anything.
+const RECORD_PACE: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl Daemon {
+    /// Whether a client waits for a job to reach a state (`start --wait`, ...): its
+    /// answer can come in any turn.
+    fn has_waiters(&self) -> bool {
+        self.jobs.values().any(|j| !j.waiters.is_empty())
+    }
+
     fn new(
         config: Config,
         internal: mpsc::UnboundedSender<Internal>,
