@@ -299,6 +299,7 @@ async fn serve(
             (a, b) => a.or(b),
         };
         let mut asked = daemon.has_waiters();
+        crate::process::escaped::turn_begins();
         let sleep = async {
             match next {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -319,6 +320,7 @@ async fn serve(
             _ = sleep => daemon.fire_timers(),
             _ = notify::tick(&mut notify_tick) => daemon.notify_tick(),
         }
+        crate::process::escaped::turn_ends();
         // Before this turn's answers reach their clients (they are sent once the loop
         // waits again): status never shows a job running that the record does not hold.
         // A turn that took a request, or one while a client waits for a job to move,
