@@ -324,6 +324,7 @@ class Daemon:
         self.proc = None
         self.tracked = {}  # pid -> start time of every job process seen
         self.leftovers = 0
+        self.stop_secs = None  # SIGTERM -> the daemon exited, if it did by itself
 
     def start(self):
         """Starts the daemon; returns time.perf_counter() taken just before Popen."""
@@ -392,8 +393,10 @@ class Daemon:
             if self.proc.poll() is None:
                 self.track(children_all_tasks(self.pid))
                 try:
+                    t = time.perf_counter()
                     self.proc.send_signal(signal.SIGTERM)
                     self.proc.wait(timeout=STOP_TIMEOUT)
+                    self.stop_secs = time.perf_counter() - t
                 except subprocess.TimeoutExpired:
                     log(f"warning: daemon {self.pid} ignored SIGTERM for "
                         f"{STOP_TIMEOUT:.0f} s; killing its process group")
@@ -695,9 +698,13 @@ def scale(binary, keep, njobs):
     before Popen to njobs children that have exec'd sleep. The last one is then
     left alone for SCALE_QUIET_SECS (its CPU time over that window), its PSS is
     read, and `guardian summary` is timed against it."""
-    out = {"njobs": njobs, "launch": [], "first": [], "log": [], "status_retries": 0}
+    out = {"njobs": njobs, "launch": [], "first": [], "log": [], "status_retries": 0,
+           "shutdown": []}
+    daemons = []
     for run in range(SCALE_LAUNCHES):
-        with Daemon(binary, njobs, keep=keep) as d:
+        d = Daemon(binary, njobs, keep=keep)
+        daemons.append(d)
+        with d:
             t_first, t_all = timed_start(d, njobs, SCALE_POLL, run,
                                          timeout=scale_timeout(njobs))
             check_one_thread_children(d)
@@ -730,6 +737,10 @@ def scale(binary, keep, njobs):
             summary_check(d, njobs)
             out["summary"] = timed_summaries(d, SCALE_SUMMARY_RUNS)
             out["rollup_after"] = smaps_rollup(d.pid)
+    for d in daemons:
+        if d.stop_secs is None:
+            raise RuntimeError("a daemon did not exit by itself on SIGTERM")
+        out["shutdown"].append(d.stop_secs)
     return out
 
 
@@ -1259,6 +1270,10 @@ def scale_rows(sc):
                  f"{med:.0f} ms", f"<= {SCALE_TARGET_MS:g} ms", verdict(med, SCALE_TARGET_MS)))
     rows.append((f"scale, {n} jobs: launch -> all running, min / max",
                  f"{min(v):.0f} / {max(v):.0f} ms", "", ""))
+    if sc.get("shutdown"):
+        v = [ms(x) for x in sc["shutdown"]]
+        rows.append((f"scale, {n} jobs: SIGTERM -> daemon exited, every job stopped, "
+                     f"median of {len(v)}", f"{statistics.median(v):.0f} ms", "", ""))
     s = [ms(x) for x in sc["summary"]]
     med, mx = statistics.median(s), max(s)
     t = f"<= {SCALE_SUMMARY_TARGET_MS:g} ms"

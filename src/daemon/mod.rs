@@ -296,8 +296,22 @@ async fn serve(
     );
 
     let mut stops_seen = 0;
+    let mut record_written = std::time::Instant::now();
     while !daemon.finished() {
-        let next = daemon.timers.next_deadline();
+        // While nobody asks, the record is written at most once per RECORD_PACE (a
+        // start or a shutdown of many jobs moves some every turn): the wake-up for it
+        // is one of the loop's deadlines.
+        let record_due = daemon
+            .book
+            .dirty
+            .then(|| record_written.checked_add(RECORD_PACE))
+            .flatten();
+        let next = match (daemon.timers.next_deadline(), record_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut asked = daemon.has_waiters();
+        crate::process::escaped::turn_begins();
         let sleep = async {
             match next {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -317,6 +331,7 @@ async fn serve(
                 }
             }
             Some((request, reply)) = rx.recv() => {
+                asked = true;
                 // `guardian reload` re-reads the HTTP interface's files as SIGHUP does.
                 if let (Some(h), crate::control::protocol::Request::ReloadConfig) = (&http, &request) {
                     h.reload();
@@ -327,9 +342,15 @@ async fn serve(
             _ = sleep => daemon.fire_timers(),
             _ = notify::tick(&mut notify_tick) => daemon.notify_tick(),
         }
+        crate::process::escaped::turn_ends();
         // Before this turn's answers reach their clients (they are sent once the loop
         // waits again): status never shows a job running that the record does not hold.
-        daemon.flush_record();
+        // A turn that took a request, or one while a client waits for a job to move,
+        // writes it now; any other turn once RECORD_PACE has passed since the last.
+        if daemon.book.dirty && (asked || record_written.elapsed() >= RECORD_PACE) {
+            daemon.flush_record();
+            record_written = std::time::Instant::now();
+        }
     }
     daemon.rest_at_exit();
     daemon.record_clean_exit();
@@ -348,7 +369,16 @@ async fn serve(
     Ok(())
 }
 
+/// How often the record is written at most while no client asks anything.
+const RECORD_PACE: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl Daemon {
+    /// Whether a client waits for a job to reach a state (`start --wait`, ...): its
+    /// answer can come in any turn.
+    fn has_waiters(&self) -> bool {
+        self.jobs.values().any(|j| !j.waiters.is_empty())
+    }
+
     fn new(
         config: Config,
         internal: mpsc::UnboundedSender<Internal>,

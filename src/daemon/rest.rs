@@ -86,7 +86,7 @@ impl Daemon {
         }
     }
 
-    /// The `cgroup.procs` the next process of `name` joins, its cgroup made if need be;
+    /// The cgroup directory the next process of `name` is born in, made if need be;
     /// None without cgroups, or (said in the log) when it cannot be made.
     pub(super) fn cgroup_to_join(&mut self, name: &str) -> Option<OwnedFd> {
         let cg = self.rest.cgroups.as_ref()?;

@@ -13,8 +13,10 @@
 //! (`cpu.stat`) without one, and that is all guardian needs. `memory.current` is read
 //! where the memory controller is there.
 //!
-//! A process joins its job's cgroup between fork and exec ([`super::spawn`] writes `0`
-//! to the `cgroup.procs` opened here), so nothing it forks is ever outside. A stop ends
+//! A process is born in its job's cgroup (clone3 with `CLONE_INTO_CGROUP` and the
+//! directory opened here, see [`super::spawn`]), or where the kernel cannot do that
+//! joins it between fork and exec (writes `0` to its `cgroup.procs`), so nothing it
+//! forks is ever outside. A stop ends
 //! whatever is left with `cgroup.kill` (or SIGKILL to every pid in `cgroup.procs`
 //! where the kernel has no `cgroup.kill`), and the empty cgroup is removed.
 
@@ -98,17 +100,17 @@ impl Cgroups {
         self.base.join(dir_name(job))
     }
 
-    /// Opens the `cgroup.procs` of `job` for a child to join it (write `0` to it
-    /// between fork and exec), creating the cgroup first unless `made` says it is there
-    /// (and also when it turns out not to be).
+    /// Opens the cgroup directory of `job` for a child to be born in it (clone3 with
+    /// `CLONE_INTO_CGROUP`) or to join it (its `cgroup.procs`, between fork and exec),
+    /// creating the cgroup first unless `made` says it is there (and also when it
+    /// turns out not to be).
     pub fn join_handle(&self, job: &str, made: bool) -> io::Result<OwnedFd> {
         let dir = self.dir(job);
-        let procs = dir.join("cgroup.procs");
         let open = || {
             OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(&procs)
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+                .open(&dir)
         };
         if made {
             match open() {

@@ -8,8 +8,43 @@
 
 use checks::tree;
 
+use std::cell::RefCell;
+
+thread_local! {
+    /// Within one turn of the daemon's loop ([`turn_begins`] to [`turn_ends`]): the
+    /// children read first in that turn (None before). Outside a turn, nothing is kept.
+    static TURN: RefCell<Option<Option<Vec<u32>>>> = const { RefCell::new(None) };
+}
+
+/// A turn of the daemon's loop begins: [`children`] reads /proc once in it, however
+/// many jobs stop in it (a shutdown of 2,000 jobs asked some 6,000 times).
+pub fn turn_begins() {
+    TURN.with(|t| *t.borrow_mut() = Some(None));
+}
+
+/// The turn is over: what was read goes.
+pub fn turn_ends() {
+    TURN.with(|t| *t.borrow_mut() = None);
+}
+
 /// The children of guardian (of any of its threads), zombies among them: see [`live`].
+/// Within a turn of the loop, as they were at its first call in the turn.
 pub fn children() -> Vec<u32> {
+    TURN.with(|t| {
+        let mut t = t.borrow_mut();
+        match t.as_mut() {
+            None => read_children(),
+            Some(Some(cached)) => cached.clone(),
+            Some(slot) => {
+                let now = read_children();
+                *slot = Some(now.clone());
+                now
+            }
+        }
+    })
+}
+
+fn read_children() -> Vec<u32> {
     let mut out = Vec::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return out;
@@ -83,6 +118,21 @@ mod tests {
             job = super::job_of(pid);
         }
         let listed = super::children().contains(&pid) && super::live(pid);
+        // Within a turn, one read serves every call.
+        super::turn_begins();
+        let first = super::children();
+        let mut again = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .expect("sleep");
+        let cached = super::children();
+        super::turn_ends();
+        let fresh = super::children();
+        let _ = again.kill();
+        let _ = again.wait();
+        assert_eq!(first, cached);
+        assert!(!cached.contains(&again.id()));
+        assert!(fresh.contains(&again.id()));
         let command = super::command(pid);
         let _ = child.kill();
         let _ = child.wait();

@@ -30,7 +30,7 @@ pub trait Os: Send {
         output: Output,
     ) -> io::Result<Spawned>;
 
-    /// [`Os::spawn`], the child joining the cgroup whose `cgroup.procs` is `cgroup`
+    /// [`Os::spawn`], the child in the cgroup whose directory is `cgroup`
     /// before it execs (see [`super::spawn::spawn_into`]). Without a cgroup of its own
     /// a system has nothing to join.
     fn spawn_into(

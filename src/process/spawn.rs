@@ -2,10 +2,15 @@
 //! user, group, umask, nice value and limits, stdin from /dev/null and output wherever
 //! the caller says. The child is never waited for here: the reaper owns `wait`.
 
-use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{ChildStderr, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
@@ -55,9 +60,11 @@ pub fn spawn(
     spawn_into(spec, program, extra_env, output, None)
 }
 
-/// [`spawn`], and the child joins the cgroup whose `cgroup.procs` is `cgroup` (see
+/// [`spawn`], and the child is in the cgroup whose directory `cgroup` is (see
 /// [`super::cgroup::Cgroups::join_handle`]) before it execs, so that nothing it forks
-/// is ever outside. A child that cannot join fails to spawn.
+/// is ever outside: born there with clone3 and `CLONE_INTO_CGROUP` (see
+/// [`born_into`]), or, where the kernel refuses that, moved there between fork and
+/// exec by writing `0` to its `cgroup.procs`. A child that cannot join fails to spawn.
 pub fn spawn_into(
     spec: &JobSpec,
     program: &Program,
@@ -76,16 +83,6 @@ pub fn spawn_into(
     cmd.envs(extra_env.iter().copied());
     cmd.current_dir(&spec.chdir);
     cmd.stdin(Stdio::null());
-    match output {
-        Output::Log(fd) => {
-            cmd.stdout(Stdio::from(fd.try_clone()?));
-            cmd.stderr(Stdio::from(fd));
-        }
-        Output::Capture => {
-            cmd.stdout(Stdio::piped());
-            cmd.stderr(Stdio::piped());
-        }
-    }
     cmd.process_group(0);
 
     // Everything the child needs is computed here, in the parent: between fork and exec
@@ -118,19 +115,82 @@ pub fn spawn_into(
     }
     let nice = spec.nice;
     let umask = spec.umask;
-    let join = cgroup.map(|fd| fd.as_raw_fd());
-    if join.is_none()
-        && ids.is_none()
-        && group_only.is_none()
-        && limits.is_empty()
-        && nice.is_none()
-        && umask.is_none()
+    let Some(dir) = cgroup else {
+        if ids.is_none()
+            && group_only.is_none()
+            && limits.is_empty()
+            && nice.is_none()
+            && umask.is_none()
+        {
+            // Nothing to do between fork and exec: std can then use posix_spawn (vfork),
+            // which does not copy guardian's page tables and starts a job faster.
+            set_output(&mut cmd, output)?;
+            return finish(cmd);
+        }
+        let child = Child {
+            limits,
+            nice,
+            umask,
+            ids,
+            group_only,
+        };
+        set_output(&mut cmd, output)?;
+        return with_pre_exec(cmd, child, None);
+    };
+    let child = Child {
+        limits,
+        nice,
+        umask,
+        ids,
+        group_only,
+    };
+    if CLONE3.load(Ordering::Relaxed) != CLONE3_REFUSED
+        && path.as_os_str().as_bytes().contains(&b'/')
     {
-        // Nothing to do between fork and exec: std can then use posix_spawn (vfork),
-        // which does not copy guardian's page tables and starts a job faster.
-        return finish(cmd);
+        match born_into(dir, &path, &argv, spec, extra_env, &output, &child) {
+            Ok(spawned) => {
+                CLONE3.store(CLONE3_WORKS, Ordering::Relaxed);
+                return Ok(spawned);
+            }
+            Err(Born::Refused(e)) => {
+                if CLONE3.swap(CLONE3_REFUSED, Ordering::Relaxed) != CLONE3_REFUSED {
+                    tracing::debug!(
+                        "clone3 into a cgroup refused ({e}): a job's process joins its cgroup before exec"
+                    );
+                }
+            }
+            Err(Born::Elsewise(e)) => {
+                tracing::debug!("clone3 into a cgroup failed ({e}): joining it before exec");
+            }
+            Err(Born::Failed(e)) => return Err(e),
+        }
     }
+    set_output(&mut cmd, output)?;
+    // The present way: the child writes itself into the cgroup's `cgroup.procs`
+    // between fork and exec (std then forks instead of using posix_spawn).
+    let procs = openat_procs(dir)?;
+    let out = with_pre_exec(cmd, child, Some(procs.as_raw_fd()));
+    drop(procs);
+    out
+}
 
+/// What the child does between fork and exec, computed in the parent.
+struct Child {
+    limits: Vec<(Resource, u64, u64)>,
+    nice: Option<i32>,
+    umask: Option<u32>,
+    ids: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
+    group_only: Option<libc::gid_t>,
+}
+
+fn with_pre_exec(mut cmd: Command, child: Child, join: Option<RawFd>) -> io::Result<Spawned> {
+    let Child {
+        limits,
+        nice,
+        umask,
+        ids,
+        group_only,
+    } = child;
     // SAFETY: the closure runs in the child between fork and exec. It calls only
     // write, setrlimit, setpriority, umask, setgroups, setgid and setuid, all
     // async-signal-safe system calls, on data prepared above; it allocates nothing and
@@ -177,6 +237,20 @@ pub fn spawn_into(
     finish(cmd)
 }
 
+fn set_output(cmd: &mut Command, output: Output) -> io::Result<()> {
+    match output {
+        Output::Log(fd) => {
+            cmd.stdout(Stdio::from(fd.try_clone()?));
+            cmd.stderr(Stdio::from(fd));
+        }
+        Output::Capture => {
+            cmd.stdout(Stdio::piped());
+            cmd.stderr(Stdio::piped());
+        }
+    }
+    Ok(())
+}
+
 fn finish(mut cmd: Command) -> io::Result<Spawned> {
     let mut child = cmd.spawn()?;
     let pid = child.id();
@@ -189,4 +263,357 @@ fn finish(mut cmd: Command) -> io::Result<Spawned> {
         stdout,
         stderr,
     })
+}
+
+// ---------------------------------------------------------------- born in its cgroup
+
+/// Whether clone3 with `CLONE_INTO_CGROUP` works here: not tried yet, works, refused
+/// (no clone3, a kernel before 5.7, a seccomp filter, no cgroup v2): then every child
+/// joins its cgroup between fork and exec instead, as before.
+static CLONE3: AtomicU8 = AtomicU8::new(CLONE3_UNTRIED);
+const CLONE3_UNTRIED: u8 = 0;
+const CLONE3_WORKS: u8 = 1;
+const CLONE3_REFUSED: u8 = 2;
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7): the child starts in the cgroup `CloneArgs::cgroup`.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `struct clone_args` of linux/sched.h, up to `cgroup` (`CLONE_ARGS_SIZE_VER2`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+enum Born {
+    /// clone3 cannot do it on this system: never try again.
+    Refused(io::Error),
+    /// clone3 could not put this child in this cgroup: join it the other way.
+    Elsewise(io::Error),
+    /// The spawn failed (the program cannot be run): as std would say it.
+    Failed(io::Error),
+}
+
+/// Opens `cgroup.procs` in the cgroup directory `dir`, for writing.
+fn openat_procs(dir: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: a NUL-terminated name and a descriptor the caller holds open; the new
+    // descriptor is owned by nothing else.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c"cgroup.procs".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just opened and is owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn cstring(b: &[u8]) -> Result<CString, Born> {
+    CString::new(b).map_err(|_| {
+        Born::Failed(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "nul byte found in provided data",
+        ))
+    })
+}
+
+fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
+}
+
+/// Starts the process with clone3 and `CLONE_INTO_CGROUP`, so that it is born in the
+/// cgroup `dir` and nothing has to move it there: moving a process between cgroups
+/// takes a lock whose write side waits for an RCU grace period, which made a start of
+/// many jobs with cgroups take a second longer. Everything else is what
+/// [`with_pre_exec`] and std's `Command` do: stdin from /dev/null, the output, the
+/// directory, a process group of its own, an empty signal mask and SIGPIPE back to
+/// its default, the limits, nice value, umask and ids, and an error from `execve`
+/// handed back through a pipe.
+fn born_into(
+    dir: BorrowedFd<'_>,
+    path: &std::path::Path,
+    argv: &[String],
+    spec: &JobSpec,
+    extra_env: &[(&str, &str)],
+    output: &Output,
+    child: &Child,
+) -> Result<Spawned, Born> {
+    let failed = Born::Failed;
+    let c_path = cstring(path.as_os_str().as_bytes())?;
+    let mut c_argv = Vec::with_capacity(argv.len().max(1));
+    if argv.is_empty() {
+        c_argv.push(c_path.clone());
+    }
+    for a in argv {
+        c_argv.push(cstring(a.as_bytes())?);
+    }
+    // As std's Command: one value per name, the last given wins, sorted by name.
+    let env = environment(spec);
+    let mut vars: BTreeMap<&str, &str> = BTreeMap::new();
+    for (k, v) in &env {
+        vars.insert(k, v);
+    }
+    for &(k, v) in extra_env {
+        vars.insert(k, v);
+    }
+    let mut c_env = Vec::with_capacity(vars.len());
+    for (k, v) in vars {
+        let mut kv = Vec::with_capacity(k.len().saturating_add(v.len()).saturating_add(1));
+        kv.extend_from_slice(k.as_bytes());
+        kv.push(b'=');
+        kv.extend_from_slice(v.as_bytes());
+        c_env.push(cstring(&kv)?);
+    }
+    let c_dir = cstring(spec.chdir.as_os_str().as_bytes())?;
+    let argv_ptrs: Vec<*const libc::c_char> = c_argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let env_ptrs: Vec<*const libc::c_char> = c_env
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open("/dev/null")
+        .map_err(failed)?;
+    let null = OwnedFd::from(null);
+    let (out_fd, err_fd, captured) = match output {
+        Output::Log(fd) => (fd.as_raw_fd(), fd.as_raw_fd(), None),
+        Output::Capture => {
+            let (out_r, out_w) = cloexec_pipe().map_err(failed)?;
+            let (err_r, err_w) = cloexec_pipe().map_err(failed)?;
+            let fds = (out_w.as_raw_fd(), err_w.as_raw_fd());
+            (fds.0, fds.1, Some((out_r, out_w, err_r, err_w)))
+        }
+    };
+    let (report_r, report_w) = cloexec_pipe().map_err(failed)?;
+    let in_fd = null.as_raw_fd();
+    let report = report_w.as_raw_fd();
+    if [in_fd, out_fd, err_fd, report].iter().any(|&fd| fd <= 2) {
+        // guardian's own stdin, stdout or stderr is closed: dup2 onto 0, 1 and 2 would
+        // need care that std's Command takes.
+        return Err(Born::Elsewise(io::Error::other(
+            "a standard descriptor is closed",
+        )));
+    }
+    let ids = child
+        .ids
+        .as_ref()
+        .map(|(uid, gid, groups)| (*uid, *gid, groups.as_slice()));
+
+    let mut args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: dir.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 without CLONE_VM and without a stack of its own is fork: the
+    // child gets a copy of this thread's memory, and runs `exec_child`, which makes
+    // only async-signal-safe system calls on the data prepared above, allocates
+    // nothing, takes no lock, and ends in execve or _exit.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if ret == 0 {
+        // SAFETY: see above; this is the child.
+        unsafe {
+            exec_child(ExecChild {
+                path: c_path.as_ptr(),
+                argv: argv_ptrs.as_ptr(),
+                envp: env_ptrs.as_ptr(),
+                dir: c_dir.as_ptr(),
+                fds: [in_fd, out_fd, err_fd],
+                report,
+                limits: &child.limits,
+                nice: child.nice,
+                umask: child.umask,
+                ids,
+                group_only: child.group_only,
+            })
+        }
+    }
+    if ret < 0 {
+        let e = io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::ENOSYS | libc::EPERM | libc::EINVAL | libc::E2BIG) => Born::Refused(e),
+            Some(libc::EAGAIN | libc::ENOMEM) => Born::Failed(e),
+            _ => Born::Elsewise(e),
+        });
+    }
+    let pid = ret as libc::pid_t;
+    drop(report_w);
+    drop(null);
+    let (stdout, stderr) = match captured {
+        Some((out_r, out_w, err_r, err_w)) => {
+            drop(out_w);
+            drop(err_w);
+            (
+                Some(ChildStdout::from(out_r)),
+                Some(ChildStderr::from(err_r)),
+            )
+        }
+        None => (None, None),
+    };
+    // The child writes one byte as soon as it runs; then the report pipe is closed by
+    // a successful exec, or a failed step writes its errno into it first.
+    let mut report = [0u8; 5];
+    let mut got = 0usize;
+    let mut report_r = std::fs::File::from(report_r);
+    while got < report.len() {
+        match report_r.read(&mut report[got..]) {
+            Ok(0) => break,
+            Ok(n) => got = got.saturating_add(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Born::Failed(e)),
+        }
+    }
+    if got == 1 {
+        return Ok(Spawned {
+            pid: pid as u32,
+            stdout,
+            stderr,
+        });
+    }
+    // As std does: the child that could not exec is collected here.
+    loop {
+        // SAFETY: waits for this one child, which is ours.
+        let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        if r >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break;
+        }
+    }
+    if got == 0 {
+        // It never ran: killed at birth. Linux 6.18 takes a child cloned into a cgroup
+        // that was ever killed through `cgroup.kill` for one born during that kill
+        // (it compares the kill count of the parent's cgroup with the target's).
+        return Err(Born::Elsewise(io::Error::other(
+            "the child was killed before it ran",
+        )));
+    }
+    let Some(errno) = report.get(1..5).and_then(|b| <[u8; 4]>::try_from(b).ok()) else {
+        return Err(Born::Failed(io::Error::other(
+            "the child's report of its failure was cut short",
+        )));
+    };
+    if got < report.len() {
+        return Err(Born::Failed(io::Error::other(
+            "the child's report of its failure was cut short",
+        )));
+    }
+    Err(Born::Failed(io::Error::from_raw_os_error(
+        i32::from_ne_bytes(errno),
+    )))
+}
+
+/// What [`exec_child`] works from: pointers into the parent's data, copied into the
+/// child with the rest of its memory.
+struct ExecChild<'a> {
+    path: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    dir: *const libc::c_char,
+    fds: [RawFd; 3],
+    report: RawFd,
+    limits: &'a [(Resource, u64, u64)],
+    nice: Option<i32>,
+    umask: Option<u32>,
+    ids: Option<(libc::uid_t, libc::gid_t, &'a [libc::gid_t])>,
+    group_only: Option<libc::gid_t>,
+}
+
+/// The child, between clone3 and execve. The ids are set with the raw system calls:
+/// glibc's setuid would signal every thread of the parent, which the child does not
+/// have.
+///
+/// # Safety
+///
+/// Only in the child of a fork-like clone3, with pointers that are valid there.
+unsafe fn exec_child(c: ExecChild<'_>) -> ! {
+    // SAFETY: all of it is system calls on valid pointers and descriptors; see the
+    // caller.
+    unsafe {
+        let fail = |report: RawFd| -> ! {
+            let errno = *libc::__errno_location();
+            let bytes = errno.to_ne_bytes();
+            libc::write(report, bytes.as_ptr().cast(), bytes.len());
+            libc::_exit(127)
+        };
+        // "Running": a child killed before it gets here is told apart from one that
+        // exec'd (both close the pipe).
+        if libc::write(c.report, b"+".as_ptr().cast(), 1) != 1 {
+            fail(c.report);
+        }
+        for (target, &fd) in c.fds.iter().enumerate() {
+            if libc::dup2(fd, target as RawFd) < 0 {
+                fail(c.report);
+            }
+        }
+        if libc::chdir(c.dir) != 0 {
+            fail(c.report);
+        }
+        if libc::setpgid(0, 0) != 0 {
+            fail(c.report);
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        if libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
+            fail(c.report);
+        }
+        if libc::signal(libc::SIGPIPE, libc::SIG_DFL) == libc::SIG_ERR {
+            fail(c.report);
+        }
+        for &(res, soft, hard) in c.limits {
+            if setrlimit(res, soft, hard).is_err() {
+                fail(c.report);
+            }
+        }
+        if let Some(n) = c.nice
+            && libc::setpriority(libc::PRIO_PROCESS, 0, n) != 0
+        {
+            fail(c.report);
+        }
+        if let Some(mask) = c.umask {
+            libc::umask(mask as libc::mode_t);
+        }
+        if let Some((uid, gid, groups)) = c.ids {
+            if libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0 {
+                fail(c.report);
+            }
+            if libc::syscall(libc::SYS_setgid, gid) != 0 {
+                fail(c.report);
+            }
+            if libc::syscall(libc::SYS_setuid, uid) != 0 {
+                fail(c.report);
+            }
+        } else if let Some(gid) = c.group_only
+            && libc::syscall(libc::SYS_setgid, gid) != 0
+        {
+            fail(c.report);
+        }
+        libc::execve(c.path, c.argv, c.envp);
+        fail(c.report)
+    }
 }
