@@ -421,6 +421,9 @@ fn nginx_conf(prefix: &str, port: u16, daemon: bool) -> String {
 }
 
 /// A job running nginx on a configuration of its own.
+/// The check runs every 200 ms with a timeout of its own: left to default to `every`,
+/// one answer slower than 200 ms on a loaded machine failed the check and restarted
+/// the job in the middle of a handover.
 fn nginx_job(c: &Conf, nginx: &str, port: u16, daemon: bool) -> String {
     let prefix = c.file("nginx");
     std::fs::create_dir_all(format!("{prefix}/tmp")).expect("nginx prefix");
@@ -434,7 +437,7 @@ fn nginx_job(c: &Conf, nginx: &str, port: u16, daemon: bool) -> String {
         "exec = \"{nginx} -p {prefix}/ -c {prefix}/nginx.conf -e {prefix}/error.log\"\n\
          {expect}pidfile = \"{prefix}/nginx.pid\"\nrespawn = true\n\
          [ready]\ntype = \"http\"\nurl = \"http://127.0.0.1:{port}/\"\nevery = \"50ms\"\n\
-         [[check]]\nname = \"http\"\ntype = \"http\"\nurl = \"http://127.0.0.1:{port}/\"\nevery = \"200ms\"\n"
+         [[check]]\nname = \"http\"\ntype = \"http\"\nurl = \"http://127.0.0.1:{port}/\"\nevery = \"200ms\"\ntimeout = \"5s\"\n"
     )
 }
 
@@ -565,6 +568,9 @@ fn nginx_as_a_daemon_upgrades_its_binary_without_a_failed_request() {
 
 /// A job serving tests/fixtures/wsgi_app.py with gunicorn; `daemon`: gunicorn
 /// daemonizes itself (fork, setsid, fork) and is followed through its pid file.
+/// The check runs every 200 ms with a timeout of its own: left to default to `every`,
+/// one answer slower than 200 ms on a loaded machine failed the check and restarted
+/// the job in the middle of a handover.
 fn gunicorn_job(c: &Conf, gunicorn: &str, port: u16, daemon: bool) -> String {
     let pidfile = c.file("gunicorn.pid");
     let log = c.file("gunicorn.log");
@@ -578,7 +584,7 @@ fn gunicorn_job(c: &Conf, gunicorn: &str, port: u16, daemon: bool) -> String {
         "exec = \"{gunicorn}{flag} --bind 127.0.0.1:{port} --workers 2 --graceful-timeout 5 --pid {pidfile} --error-logfile {log} --chdir {fixtures} wsgi_app:application\"\n\
          {expect}pidfile = \"{pidfile}\"\nrespawn = true\nreload-signal = \"USR2\"\n\
          [ready]\ntype = \"http\"\nurl = \"http://127.0.0.1:{port}/\"\nevery = \"50ms\"\n\
-         [[check]]\nname = \"http\"\ntype = \"http\"\nurl = \"http://127.0.0.1:{port}/\"\nevery = \"200ms\"\n"
+         [[check]]\nname = \"http\"\ntype = \"http\"\nurl = \"http://127.0.0.1:{port}/\"\nevery = \"200ms\"\ntimeout = \"5s\"\n"
     )
 }
 
