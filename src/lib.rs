@@ -9,6 +9,7 @@ pub mod control;
 pub mod daemon;
 pub mod event;
 pub mod files;
+pub mod import;
 pub mod invariants;
 pub mod job;
 pub mod logtext;

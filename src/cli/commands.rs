@@ -58,6 +58,7 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
         Some(Command::Check) => return check(&args.config),
         Some(Command::Graph) => return graph(&args.config),
         Some(Command::Generate(what)) => return super::generate::generate(what),
+        Some(Command::Import(_)) => return import(args),
         Some(_) => socket_path(&args)?,
     };
     let socket = Socket {
@@ -145,7 +146,9 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
         }
         Command::Alerts { json } => alerts(&socket, json),
         Command::TestAlert => ask(&socket, Request::TestAlert),
-        Command::Check | Command::Graph | Command::Generate(_) => Ok(Exit::Error),
+        Command::Check | Command::Graph | Command::Generate(_) | Command::Import(_) => {
+            Ok(Exit::Error)
+        }
     }
 }
 
@@ -204,6 +207,13 @@ fn init_tracing() {
         .with_ansi(ansi)
         .with_target(false)
         .init();
+}
+
+fn import(args: Args) -> anyhow::Result<Exit> {
+    match args.command {
+        Some(Command::Import(import)) => crate::import::run(&args.config, import),
+        _ => Ok(Exit::Error),
+    }
 }
 
 fn check(dir: &std::path::Path) -> anyhow::Result<Exit> {
