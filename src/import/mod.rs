@@ -170,7 +170,7 @@ pub fn glob(base: &Path, pattern: &str) -> Vec<PathBuf> {
     let full = if Path::new(pattern).is_absolute() {
         PathBuf::from(pattern)
     } else {
-        base.join(pattern)
+        std::path::absolute(base.join(pattern)).unwrap_or_else(|_| base.join(pattern))
     };
     let has_wild = |s: &str| s.contains(['*', '?', '[']);
     if !has_wild(&full.to_string_lossy()) {
@@ -313,6 +313,34 @@ pub fn command(out: &mut Output, at: &At, line: &str, env_path: Option<&str>) ->
     };
     match crate::config::program::resolve(program, env_path.unwrap_or(DEFAULT_PATH), Path::new("/"))
     {
+        Ok(_) => Command::Exec(line.to_string()),
+        Err(why) => {
+            out.report(
+                at,
+                Kind::Note,
+                format!(
+                    "{why} on this host, so it is run through `sh -c` (which `check` does not look into); install it, or fix the path"
+                ),
+            );
+            Command::Shell(line.to_string())
+        }
+    }
+}
+
+/// As [`command`] for a command line that is split into words and run without a shell
+/// (supervisord's `command`, Monit's programs): a shell is used only when the program
+/// is not on this host (or the line cannot be split into words).
+pub fn command_words(out: &mut Output, at: &At, line: &str, env_path: Option<&str>) -> Command {
+    let line = line.trim();
+    let words = match crate::config::words::split(line) {
+        Ok(w) if !w.is_empty() => w,
+        _ => return Command::Shell(line.to_string()),
+    };
+    match crate::config::program::resolve(
+        &words[0],
+        env_path.unwrap_or(DEFAULT_PATH),
+        Path::new("/"),
+    ) {
         Ok(_) => Command::Exec(line.to_string()),
         Err(why) => {
             out.report(
