@@ -9,6 +9,7 @@ mod fuzz_regressions;
 mod handover;
 mod hardening_config;
 mod hardening_socket;
+mod import;
 mod lifecycle;
 mod log_fifo;
 mod real_programs;
