@@ -205,7 +205,13 @@ pub fn glob(base: &Path, pattern: &str) -> Vec<PathBuf> {
 
 /// Shell-style matching: `*`, `?` and `[...]` (with `!` or `^` to negate).
 pub fn wildcard(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
+    // Consecutive stars match what one does: collapsing them keeps the search small.
+    let mut p: Vec<char> = Vec::new();
+    for c in pattern.chars() {
+        if !(c == '*' && p.last() == Some(&'*')) {
+            p.push(c);
+        }
+    }
     let n: Vec<char> = name.chars().collect();
     fn class(p: &[char], c: char) -> Option<(bool, usize)> {
         // p starts after '['; returns (matched, length consumed including ']').

@@ -209,12 +209,15 @@ fn expand(out: &mut Output, v: &Value, program: &str, here: &Path) -> String {
         let end = start.saturating_add(end_rel);
         let name = s[start.saturating_add(2)..end].to_string();
         // The conversion letter after `)`: s or d, with an optional width (02d).
-        let conv_len = s[end.saturating_add(1)..]
+        let after = end.saturating_add(1);
+        let digits = s[after..]
             .chars()
             .take_while(|c| c.is_ascii_digit())
-            .count()
-            .saturating_add(1);
-        let stop = end.saturating_add(1).saturating_add(conv_len).min(s.len());
+            .count();
+        let stop = match s[after.saturating_add(digits)..].chars().next() {
+            Some(c) => after.saturating_add(digits).saturating_add(c.len_utf8()),
+            None => s.len(),
+        };
         let value = match name.as_str() {
             "program_name" | "group_name" => program.to_string(),
             "here" => here.display().to_string(),

@@ -285,20 +285,17 @@ fn translate(out: &mut Output, p: Parsed, known: &BTreeSet<String>) -> Doc {
         let mut comments = std::mem::take(&mut carried);
         comments.extend(s.comments.iter().cloned());
         let at = &s.at;
-        let mut used = true;
         match s.kind.as_str() {
             "description" => doc.set(comments, "description", writer::string(&unquote(&s.args))),
             "author" | "version" | "usage" => {
                 comments.push(format!(" Upstart: {} {}", s.kind, s.args));
                 carried = comments;
-                used = false;
             }
             "emits" => {
                 for e in s.args.split_whitespace() {
                     comments.push(format!(" Upstart: this job emits {e} (guardian emit {e})"));
                 }
                 carried = comments;
-                used = false;
             }
             "start on" | "stop on" => {
                 let start = s.kind == "start on";
@@ -320,7 +317,6 @@ fn translate(out: &mut Output, p: Parsed, known: &BTreeSet<String>) -> Doc {
                             }
                         ));
                         carried = comments;
-                        used = false;
                     }
                 }
             }
@@ -360,7 +356,6 @@ fn translate(out: &mut Output, p: Parsed, known: &BTreeSet<String>) -> Doc {
                         format!("`expect {other}` is not one of fork, daemon, stop"),
                     );
                     carried = comments;
-                    used = false;
                 }
             },
             "respawn" => doc.set(comments, "respawn", "true".into()),
@@ -372,7 +367,6 @@ fn translate(out: &mut Output, p: Parsed, known: &BTreeSet<String>) -> Doc {
                         "expected `respawn limit COUNT INTERVAL` or `respawn limit unlimited`",
                     );
                     carried = comments;
-                    used = false;
                 }
             },
             "normal exit" => {
@@ -406,7 +400,6 @@ fn translate(out: &mut Output, p: Parsed, known: &BTreeSet<String>) -> Doc {
                 Err(_) => {
                     out.drop_line(at, "the kill timeout is not a number of seconds");
                     carried = comments;
-                    used = false;
                 }
             },
             "env" => {
@@ -426,7 +419,6 @@ fn translate(out: &mut Output, p: Parsed, known: &BTreeSet<String>) -> Doc {
                     "guardian's job events carry no variables of the job's environment",
                 );
                 carried = comments;
-                used = false;
             }
             "setuid" | "setgid" => {
                 let who = unquote(&s.args);
@@ -466,7 +458,6 @@ fn translate(out: &mut Output, p: Parsed, known: &BTreeSet<String>) -> Doc {
                 _ => {
                     out.drop_line(at, "nice is a number from -20 to 19");
                     carried = comments;
-                    used = false;
                 }
             },
             "limit" => {
@@ -483,6 +474,10 @@ fn translate(out: &mut Output, p: Parsed, known: &BTreeSet<String>) -> Doc {
                     w.get(1).and_then(|v| value(v)),
                     w.get(2).and_then(|v| value(v)),
                 ) {
+                    (Some(&"nofile"), _, _) if s.args.contains("unlimited") => {
+                        out.drop_line(at, "nofile cannot be unlimited (the kernel caps it at fs.nr_open): give a number");
+                        carried = comments;
+                    }
                     (Some(res), Some(soft), Some(hard)) if w.len() == 3 => {
                         let v = if soft == hard {
                             soft
@@ -494,7 +489,6 @@ fn translate(out: &mut Output, p: Parsed, known: &BTreeSet<String>) -> Doc {
                     _ => {
                         out.drop_line(at, "expected `limit RESOURCE SOFT HARD`");
                         carried = comments;
-                        used = false;
                     }
                 }
             }
@@ -503,18 +497,15 @@ fn translate(out: &mut Output, p: Parsed, known: &BTreeSet<String>) -> Doc {
                     comments
                         .push(" Upstart: console log (the output goes to the job's log)".into());
                     carried = comments;
-                    used = false;
                 }
                 other => {
                     out.approx(at, format!("`console {other}`: guardian writes a job's output to its log, LOG-DIR/JOB.log"));
                     carried = comments;
-                    used = false;
                 }
             },
             "instance" => {
                 out.drop_line(at, "instances are not supported yet");
                 carried = comments;
-                used = false;
             }
             other => {
                 let why = match other {
@@ -529,10 +520,8 @@ fn translate(out: &mut Output, p: Parsed, known: &BTreeSet<String>) -> Doc {
                 };
                 out.drop_line(at, why);
                 carried = comments;
-                used = false;
             }
         }
-        let _ = used;
     }
     if !env.is_empty() {
         doc.set(env_comments, "env", writer::inline_strings(&env));

@@ -216,6 +216,11 @@ fn push_comment(out: &mut String, text: &str) {
 }
 
 fn push_entry(out: &mut String, e: &Entry, indent: &str) {
+    // A key with comments above it starts a paragraph of its own.
+    if (!e.comments.is_empty() || e.disabled.is_some()) && !out.is_empty() && !out.ends_with("\n\n")
+    {
+        out.push('\n');
+    }
     for c in &e.comments {
         push_comment(out, c);
     }
