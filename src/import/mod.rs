@@ -243,24 +243,46 @@ pub fn wildcard(pattern: &str, name: &str) -> bool {
         }
         None
     }
-    fn go(p: &[char], n: &[char], depth: usize) -> bool {
-        if depth > 64 {
-            return false;
+    // The classic matcher with one backtracking point, the last star: time linear in
+    // the pattern times the name, whatever the stars.
+    let (mut pi, mut ni) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if let Some(&pc) = p.get(pi) {
+            let c = n[ni];
+            let step = match pc {
+                '*' => {
+                    star = Some((pi, ni));
+                    pi = pi.saturating_add(1);
+                    continue;
+                }
+                '?' => Some(1),
+                '[' => match class(&p[pi.saturating_add(1)..], c) {
+                    Some((true, len)) => Some(len.saturating_add(1)),
+                    Some((false, _)) => None,
+                    None => (c == '[').then_some(1),
+                },
+                other => (other == c).then_some(1),
+            };
+            if let Some(len) = step {
+                pi = pi.saturating_add(len);
+                ni = ni.saturating_add(1);
+                continue;
+            }
         }
-        match p.first() {
-            None => n.is_empty(),
-            Some('*') => (0..=n.len()).any(|k| go(&p[1..], &n[k..], depth.saturating_add(1))),
-            Some('?') => !n.is_empty() && go(&p[1..], &n[1..], depth),
-            Some('[') => match (n.first(), class(&p[1..], *n.first().unwrap_or(&'\0'))) {
-                (Some(_), Some((true, len))) => go(&p[len.saturating_add(1)..], &n[1..], depth),
-                (Some(_), Some((false, _))) => false,
-                (_, None) => n.first() == Some(&'[') && go(&p[1..], &n[1..], depth),
-                (None, _) => false,
-            },
-            Some(c) => n.first() == Some(c) && go(&p[1..], &n[1..], depth),
+        match star {
+            Some((sp, sn)) => {
+                pi = sp.saturating_add(1);
+                ni = sn.saturating_add(1);
+                star = Some((sp, ni));
+            }
+            None => return false,
         }
     }
-    go(&p, &n, 0)
+    while p.get(pi) == Some(&'*') {
+        pi = pi.saturating_add(1);
+    }
+    pi == p.len()
 }
 
 /// A job name from another tool's: kept when guardian takes it, else with every other
@@ -579,4 +601,78 @@ fn write(dir: &Path, output: &mut Output, force: bool) -> Result<Vec<PathBuf>, S
         written.push(path);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_match_as_a_shell_does() {
+        assert!(wildcard("*.conf", "web.conf"));
+        assert!(!wildcard("*.conf", "web.conf~"));
+        assert!(wildcard("config??.conf", "config01.conf"));
+        assert!(wildcard("[a-c]*", "beta"));
+        assert!(!wildcard("[!a-c]*", "beta"));
+        assert!(wildcard(
+            "**********x",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaax"
+        ));
+        assert!(!wildcard("*a*a*a*a*a*a*a*b", &"a".repeat(60)));
+        assert!(wildcard("[", "["));
+    }
+
+    #[test]
+    fn job_names_are_made_valid() {
+        assert_eq!(job_name("redis-server"), "redis-server");
+        assert_eq!(job_name("web:app"), "web-app");
+        assert_eq!(job_name(".hidden"), "-hidden");
+        assert!(crate::config::valid_name(&job_name("all")));
+        assert!(crate::config::valid_name(&job_name("")));
+    }
+
+    /// Whatever the importers are given (cut short anywhere, with a character changed
+    /// into one their readers treat specially) they answer, and do not panic.
+    #[test]
+    fn importers_never_panic_on_mangled_input() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import");
+        let samples = [
+            ("upstart", root.join("upstart/django/celeryd.conf")),
+            ("upstart", root.join("upstart/django/uwsgi.conf")),
+            ("supervisor", root.join("supervisor/docs-example.conf")),
+            ("monit", root.join("monit/monitrc")),
+        ];
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let specials = [
+            '"', '\'', '(', ')', '{', '}', '%', '\\', '[', ']', '#', ';', '=', '\n', 'é',
+        ];
+        let existing = BTreeSet::new();
+        for (tool, path) in samples {
+            let text = std::fs::read_to_string(&path).expect("fixture");
+            let chars: Vec<char> = text.chars().collect();
+            let file = dir.path().join(format!("input-{tool}.conf"));
+            let mut variants: Vec<String> = Vec::new();
+            for cut in (0..chars.len()).step_by(11) {
+                variants.push(chars[..cut].iter().collect());
+            }
+            for (k, at) in (0..chars.len()).step_by(5).enumerate() {
+                let mut c = chars.clone();
+                c[at] = specials[k % specials.len()];
+                variants.push(c.into_iter().collect());
+            }
+            for v in variants {
+                std::fs::write(&file, &v).expect("write");
+                let mut out = match tool {
+                    "upstart" => upstart::import(std::slice::from_ref(&file), &existing),
+                    "supervisor" => supervisor::import(&file, &existing),
+                    _ => monit::import(&file, &existing),
+                };
+                if let Ok(o) = &mut out {
+                    for (_, doc) in &o.jobs {
+                        let _ = doc.render();
+                    }
+                }
+            }
+        }
+    }
 }
