@@ -11,6 +11,7 @@ pub mod diagnose;
 pub mod event;
 pub mod files;
 pub mod http;
+pub mod import;
 pub mod invariants;
 pub mod job;
 pub mod logtext;

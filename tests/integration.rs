@@ -12,6 +12,7 @@ mod handover;
 mod hardening_config;
 mod hardening_socket;
 mod http;
+mod import;
 mod json_output;
 mod lifecycle;
 mod log_fifo;

@@ -166,6 +166,9 @@ pub enum Command {
         #[arg(long)]
         file: Option<PathBuf>,
     },
+    /// Turn Upstart jobs, a supervisord.conf or a monitrc into job files, and report
+    /// every line that could not be carried over exactly (exit 1 when there is one).
+    Import(crate::import::ImportArgs),
     /// Write the man pages or a shell's completions into a directory (for packaging).
     #[command(hide = true, subcommand)]
     Generate(Generate),

@@ -62,6 +62,7 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
         Some(Command::Passwd { user, role, file }) => {
             return crate::http::passwd::run(&args.config, user, role, file.as_deref());
         }
+        Some(Command::Import(_)) => return import(args),
         Some(_) => socket_path(&args)?,
     };
     let socket = Socket {
@@ -161,7 +162,8 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
         Command::Check { .. }
         | Command::Graph { .. }
         | Command::Generate(_)
-        | Command::Passwd { .. } => Ok(Exit::Error),
+        | Command::Passwd { .. }
+        | Command::Import(_) => Ok(Exit::Error),
     }
 }
 
@@ -220,6 +222,13 @@ fn init_tracing() {
         .with_ansi(ansi)
         .with_target(false)
         .init();
+}
+
+fn import(args: Args) -> anyhow::Result<Exit> {
+    match args.command {
+        Some(Command::Import(import)) => crate::import::run(&args.config, import),
+        _ => Ok(Exit::Error),
+    }
 }
 
 fn check(dir: &std::path::Path, json: bool) -> anyhow::Result<Exit> {
