@@ -128,6 +128,9 @@ pub struct JobSpec {
     /// None: no limit.
     pub restart_limit: Option<RespawnLimit>,
     pub alert: Rare<super::alert::JobAlert>,
+    /// Of what the job's file says (see [`super::fingerprint`]); 0 for a spec not read
+    /// from a file.
+    pub fingerprint: u64,
 }
 
 impl JobSpec {
@@ -164,6 +167,7 @@ impl JobSpec {
             checks: Rare::default(),
             restart_limit: Some(RespawnLimit::RESTART),
             alert: Rare::default(),
+            fingerprint: 0,
         }
     }
 

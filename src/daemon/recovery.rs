@@ -185,7 +185,7 @@ impl Daemon {
                 self.end_removed(&name, entry, &procs);
                 continue;
             }
-            match self.adoptable(&name, entry, &procs) {
+            match self.adoptable(rec.version, &name, entry, &procs) {
                 Ok((main, since_ticks)) => {
                     if self.adopt(&name, entry, main) {
                         adopted.push((since_ticks, name.clone()));
@@ -208,6 +208,7 @@ impl Daemon {
     /// Whether job `name` can be adopted: its main process and its start time, or why not.
     fn adoptable(
         &mut self,
+        version: u32,
         name: &str,
         entry: Option<&Entry>,
         procs: &[Leftover],
@@ -220,10 +221,7 @@ impl Daemon {
         if entry.hook.is_some() {
             return Err("a hook of it was running");
         }
-        let fp = job
-            .fingerprint
-            .get_or_insert_with(|| record::fingerprint(&job.spec));
-        if *fp != entry.fingerprint {
+        if record::fingerprint_for(version, &job.spec) != entry.fingerprint {
             return Err("its configuration changed");
         }
         if job.spec.task {
