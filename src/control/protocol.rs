@@ -65,6 +65,11 @@ pub enum Request {
     Alerts,
     /// Send a test alert to every recipient and webhook now.
     TestAlert,
+    /// What the daemon is: its version and build, pid, how many times it re-executed.
+    Daemon,
+    /// Execute the binary at the daemon's path again, in place, keeping every job
+    /// (`guardian reexec`). Answered before the exec; see [`DaemonInfo`] for its end.
+    Reexec,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -107,6 +112,31 @@ pub enum Response {
     Alerts {
         pending: Vec<crate::alert::Delivery>,
     },
+    Daemon {
+        info: DaemonInfo,
+    },
+}
+
+/// The start of the error a daemon gives, while it re-executes, to a request it has not
+/// carried out: asking again (the new image answers) is safe. The client does so itself
+/// for a short time.
+pub const REEXECUTING: &str = "guardian is re-executing; nothing was done, ask again";
+
+/// The daemon, as `guardian reexec` follows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DaemonInfo {
+    /// `0.1.0 (build MARK)`, as `guardian --version` says it.
+    pub version: String,
+    pub pid: u32,
+    /// The binary it executes again on `reexec`.
+    pub exe: String,
+    /// How many times this daemon re-executed itself (0 for one just started).
+    pub generation: u64,
+    /// Re-executions tried by this image (each failed, or it would not answer).
+    pub reexec_attempts: u64,
+    /// Why the last one failed.
+    #[serde(default)]
+    pub reexec_failure: Option<String>,
 }
 
 /// Where a job is headed, as `status` shows it: `start` or `stop`.
@@ -388,7 +418,9 @@ impl Request {
             | Request::ReloadConfig
             | Request::ReloadAllJobs
             | Request::Alerts
-            | Request::TestAlert => Ok(()),
+            | Request::TestAlert
+            | Request::Daemon
+            | Request::Reexec => Ok(()),
             Request::Status { job: Some(job) } | Request::Logs { job } | Request::Env { job } => {
                 check_name("job", job)
             }
@@ -424,6 +456,7 @@ impl Request {
                 | Request::Logs { .. }
                 | Request::Env { .. }
                 | Request::Alerts
+                | Request::Daemon
         )
     }
 
@@ -444,6 +477,8 @@ impl Request {
             Request::Emit { .. } => "emit",
             Request::Alerts => "alerts",
             Request::TestAlert => "test-alert",
+            Request::Daemon => "daemon",
+            Request::Reexec => "reexec",
         }
     }
 }

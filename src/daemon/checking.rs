@@ -93,6 +93,11 @@ impl CheckRt {
         self.slot.runs.load(Ordering::Relaxed)
     }
 
+    /// Takes the runs counted by the image of the daemon before an exec.
+    pub fn carry_runs(&self, runs: u64) {
+        self.slot.runs.fetch_add(runs, Ordering::Relaxed);
+    }
+
     fn halt(&mut self) {
         if let Some(t) = self.task.take() {
             t.abort();

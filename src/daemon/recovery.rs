@@ -266,7 +266,7 @@ impl Daemon {
 
     /// Opens a watch on `h` and checks, after opening it, that the process is still the
     /// one recorded: then its end will be seen. False if it is not (gone, or not it).
-    fn watch_held(&mut self, name: &str, h: Held) -> bool {
+    pub(super) fn watch_held(&mut self, name: &str, h: Held) -> bool {
         let exit = match self.os.watch_exit(h.pid) {
             Ok(exit) => exit,
             Err(e) => {

@@ -72,6 +72,10 @@ impl Daemon {
             Request::Emit { event, env, wait } => return self.emit(event, env, wait, reply),
             Request::Alerts => return self.list_alerts(reply),
             Request::TestAlert => return self.test_alert(reply),
+            Request::Daemon => Response::Daemon {
+                info: self.daemon_info(),
+            },
+            Request::Reexec => return self.ask_reexec(Some(reply)),
         };
         let _ = reply.send(response);
     }
