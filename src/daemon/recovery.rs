@@ -203,6 +203,24 @@ impl Daemon {
         for (_, name) in adopted {
             self.graph.started(&name);
         }
+        // An adopted job emits no `started` (it did when it started): the watches set up
+        // now count it as started, as on a reload.
+        self.assume_watches();
+    }
+
+    /// Marks `started JOB` / `stopped JOB` in every job's `start-on` from the jobs'
+    /// states now, for watches set up after those events went by.
+    pub(super) fn assume_watches(&mut self) {
+        let up: BTreeMap<String, bool> = self
+            .jobs
+            .iter()
+            .map(|(n, j)| (n.clone(), j.m.state() == State::Running))
+            .collect();
+        for job in self.jobs.values_mut() {
+            if let Some(w) = &mut job.start_on {
+                w.assume(|j| up.get(j).copied());
+            }
+        }
     }
 
     /// Whether job `name` can be adopted: its main process and its start time, or why not.

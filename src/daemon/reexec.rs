@@ -586,19 +586,12 @@ impl Daemon {
             }
         }
         // Watches set up now see the jobs as they are; new jobs start as on a reload.
-        let up: BTreeMap<String, bool> = self
-            .jobs
-            .iter()
-            .map(|(n, j)| (n.clone(), j.m.state() == State::Running))
-            .collect();
+        self.assume_watches();
         let names: Vec<String> = self.jobs.keys().cloned().collect();
         for name in names {
-            let Some(job) = self.jobs.get_mut(&name) else {
+            let Some(job) = self.jobs.get(&name) else {
                 continue;
             };
-            if let Some(w) = &mut job.start_on {
-                w.assume(|j| up.get(j).copied());
-            }
             if handed.contains(&name) {
                 continue;
             }
