@@ -155,11 +155,22 @@ fn reexec_and_sigusr2_keep_every_job_its_pid_checks_go_on_and_no_client_fails() 
         "rx-web",
         "exec = \"sleep 100000\"\nrespawn = true\n\n[[check]]\ntype = \"program\"\nexec = \"true\"\nevery = \"100ms\"\n",
     );
+    conf.job("rx-idle", "exec = \"sleep 100000\"\n");
+    let ran = conf.file("ran");
+    conf.job(
+        "rx-once",
+        &format!("exec = \"sh -c 'echo once >> {ran}'\"\ntask = true\n"),
+    );
     let bin = bin_in(&conf);
     install(&bin, &mark(0));
     let d = conf.start_bin(&bin);
     d.wait_state("rx-count", "running");
+    d.wait_state("rx-idle", "running");
+    d.wait_until("the task to have run", || lines(&ran).len() == 1);
     d.wait_until("the check to run", || check_runs(&d.status("rx-web")) >= 3);
+    // What a person decided holds across the exec.
+    d.ok(&["unmonitor", "rx-count"], 0);
+    d.ok(&["stop", "rx-idle"], 0);
     let count_pid = pid_of(&d.status("rx-count"));
     let web_pid = pid_of(&d.status("rx-web"));
     let asker = ask_in_a_loop(&conf);
@@ -206,6 +217,15 @@ fn reexec_and_sigusr2_keep_every_job_its_pid_checks_go_on_and_no_client_fails() 
         "{}",
         d.daemon_log()
     );
+    assert_eq!(d.status("rx-count")["monitored"], false);
+    let idle = d.status("rx-idle");
+    assert_eq!(
+        (&idle["state"], &idle["manual_stop"]),
+        (&"waiting".into(), &true.into())
+    );
+    // A task that ran to completion is not run again, nor is `startup` emitted again.
+    assert_eq!(lines(&ran), vec!["once".to_string()]);
+    assert_eq!(d.log_count("event: startup"), 1);
     // Not one line of the numbering job lost or written twice.
     let log = conf.file("log/rx-count.log");
     let n = assert_numbered(&log);

@@ -130,7 +130,7 @@ pub struct JobSpec {
     pub alert: Rare<super::alert::JobAlert>,
     /// Of what the job's file says (see [`super::fingerprint`]); 0 for a spec not read
     /// from a file.
-    pub fingerprint: u64,
+    pub fingerprint: super::fingerprint::Fingerprint,
 }
 
 impl JobSpec {
@@ -167,7 +167,7 @@ impl JobSpec {
             checks: Rare::default(),
             restart_limit: Some(RespawnLimit::RESTART),
             alert: Rare::default(),
-            fingerprint: 0,
+            fingerprint: super::fingerprint::Fingerprint(0),
         }
     }
 

@@ -115,7 +115,7 @@ pub fn read_job_text(name: &str, path: &Path, bytes: &[u8]) -> JobText {
     let mut r = Reader::new(path, text);
     if let Some(table) = r.parse() {
         let mut spec = job::read(&mut r, name, table.get_ref());
-        spec.fingerprint = fingerprint::of(name, table.get_ref());
+        spec.fingerprint = fingerprint::Fingerprint(fingerprint::of(name, table.get_ref()));
         out.spec = Some(spec);
     }
     out.errors = r.errors;

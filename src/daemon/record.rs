@@ -149,7 +149,7 @@ pub fn save(state_dir: &Path, clean_exit: bool, jobs: &BTreeMap<String, Entry>) 
 /// A fingerprint of a job's configuration: of what its file says, the same in every
 /// build (see `config::fingerprint`).
 pub fn fingerprint(spec: &crate::config::JobSpec) -> u64 {
-    spec.fingerprint
+    spec.fingerprint.0
 }
 
 /// The fingerprint a record of version 1 holds: FNV-1a over the debug form of the spec,
@@ -158,7 +158,7 @@ pub fn fingerprint(spec: &crate::config::JobSpec) -> u64 {
 /// previous release left.
 pub fn legacy_fingerprint(spec: &crate::config::JobSpec) -> u64 {
     let text = format!("{spec:?}");
-    let tail = format!(", fingerprint: {} }}", spec.fingerprint);
+    let tail = format!(", fingerprint: {} }}", spec.fingerprint.0);
     let text = match text.strip_suffix(&tail) {
         Some(head) => Cow::Owned(format!("{head} }}")),
         None => Cow::Borrowed(text.as_str()),
@@ -256,10 +256,10 @@ mod tests {
     fn the_legacy_fingerprint_leaves_the_new_field_out() {
         let a = spec("exec = \"/bin/sleep 100\"\n");
         let mut b = a.clone();
-        b.fingerprint = 12345;
+        b.fingerprint = crate::config::fingerprint::Fingerprint(12345);
         assert_eq!(legacy_fingerprint(&a), legacy_fingerprint(&b));
         let text = format!("{a:?}");
-        assert!(text.ends_with(&format!(", fingerprint: {} }}", a.fingerprint)));
+        assert!(text.ends_with(&format!(", fingerprint: {} }}", a.fingerprint.0)));
     }
 
     /// A record the previous release (version 1) wrote is read, not refused.
