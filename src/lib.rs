@@ -3,6 +3,7 @@
 //! protocol directly.
 
 pub mod alert;
+pub mod build;
 pub mod cli;
 pub mod config;
 pub mod control;

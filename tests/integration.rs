@@ -18,5 +18,6 @@ mod lifecycle;
 mod log_fifo;
 mod real_programs;
 mod recovery;
+mod reexec;
 mod systemd;
 mod util;

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "guardian",
-    version,
+    version = crate::build::version(),
     about = "A health-checking process supervisor",
     long_about = "Runs the jobs of a configuration directory as its children, in their own process groups, \
                   and keeps them running. Without a command, runs the daemon in the foreground."
@@ -169,6 +169,9 @@ pub enum Command {
     /// Turn Upstart jobs, a supervisord.conf or a monitrc into job files, and report
     /// every line that could not be carried over exactly (exit 1 when there is one).
     Import(crate::import::ImportArgs),
+    /// Make the daemon execute its binary again, in place (after an upgrade), keeping
+    /// every job running; wait until the new binary answers and say its version.
+    Reexec,
     /// Write the man pages or a shell's completions into a directory (for packaging).
     #[command(hide = true, subcommand)]
     Generate(Generate),

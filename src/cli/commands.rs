@@ -2,13 +2,13 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
 use crate::config;
 use crate::control::client::{CONNECT_TIMEOUT, Client, ClientError};
-use crate::control::protocol::{JobState, Request, Response};
+use crate::control::protocol::{JobState, REEXECUTING, Request, Response};
 
 use super::Exit;
 use super::args::{Args, Command};
@@ -47,9 +47,80 @@ impl Socket {
         Client::connect(&self.path, self.timeout.unwrap_or(CONNECT_TIMEOUT))
     }
 
-    /// Connects, sends one request and returns its answer, each step bounded.
+    /// Connects, sends one request and returns its answer, each step bounded. While the
+    /// daemon re-executes (`guardian reexec`), it is asked again for up to
+    /// [`RETRY_FOR`]: when it said so ([`REEXECUTING`]: nothing was done), when the
+    /// connection ended before the request was sent, or, for a request that only
+    /// reads, before its answer came.
     pub fn call(&self, request: &Request) -> Result<Response, ClientError> {
-        self.connect()?.call(request, self.timeout_for(request))
+        let until = Instant::now() + RETRY_FOR;
+        loop {
+            let (answer, retry) = match self.connect() {
+                Err(e) => {
+                    let retry = matches!(e, ClientError::Frame(_));
+                    (Err(e), retry)
+                }
+                Ok(mut client) => {
+                    let answer = client.call(request, self.timeout_for(request));
+                    let retry = match &answer {
+                        Ok(Response::Error { message }) => message.starts_with(REEXECUTING),
+                        Err(ClientError::Frame(_)) => request.is_read_only(),
+                        _ => false,
+                    };
+                    (answer, retry)
+                }
+            };
+            if !retry || Instant::now() >= until {
+                return answer;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// How long a client asks again while the daemon re-executes.
+const RETRY_FOR: Duration = Duration::from_secs(10);
+
+/// `guardian reexec`: asks for the exec, then waits until the daemon answers as a new
+/// image (its generation went up) or says the exec failed.
+fn reexec(socket: &Socket) -> anyhow::Result<Exit> {
+    let info = |r: Response| match r {
+        Response::Daemon { info } => Some(info),
+        _ => None,
+    };
+    let Some(before) = info(socket.call(&Request::Daemon)?) else {
+        anyhow::bail!("the daemon does not say what it is: it is older than `reexec`");
+    };
+    match socket.call(&Request::Reexec)? {
+        Response::Done { .. } => {}
+        other => return answer(other),
+    }
+    let wait = socket.timeout.unwrap_or(QUICK_DEFAULT);
+    let until = Instant::now() + wait;
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        if let Ok(Some(now)) = socket.call(&Request::Daemon).map(info) {
+            if now.generation > before.generation {
+                println!(
+                    "guardian re-executed: {} now runs {} (pid {})",
+                    now.exe, now.version, now.pid
+                );
+                return Ok(Exit::Ok);
+            }
+            if now.reexec_attempts > before.reexec_attempts
+                && let Some(why) = now.reexec_failure
+            {
+                eprintln!("guardian: re-execution failed: {why}; the daemon goes on as before");
+                return Ok(Exit::Error);
+            }
+        }
+        if Instant::now() >= until {
+            eprintln!(
+                "guardian: the daemon did not answer as re-executed within {}: see its log",
+                humantime::format_duration(wait)
+            );
+            return Ok(Exit::Error);
+        }
     }
 }
 
@@ -159,6 +230,7 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
         Command::TestAlert { json: true } => test_alert_json(&socket),
         Command::Diagnose { job, json } => super::reports::diagnose(&socket, job, json),
         Command::Reports { job, which, json } => super::reports::reports(&socket, job, which, json),
+        Command::Reexec => reexec(&socket),
         Command::Check { .. }
         | Command::Graph { .. }
         | Command::Generate(_)
@@ -185,7 +257,20 @@ fn socket_path(args: &Args) -> anyhow::Result<PathBuf> {
 }
 
 fn run_daemon(dir: &std::path::Path) -> anyhow::Result<Exit> {
+    // First, while this is the only thread: an image of the daemon before an exec may
+    // have handed over its state (`guardian reexec`).
+    let handed = crate::daemon::reexec::take_from_env();
     init_tracing();
+    let handed = match handed {
+        Some(Ok(h)) => Some(h),
+        Some(Err(e)) => {
+            tracing::error!(
+                "re-executed, but the state handed over cannot be read ({e}): going on as after a crash"
+            );
+            None
+        }
+        None => None,
+    };
     let config = match config::load(dir) {
         Ok(c) => c,
         Err(diags) => {
@@ -202,8 +287,17 @@ fn run_daemon(dir: &std::path::Path) -> anyhow::Result<Exit> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let listener = crate::daemon::bind(&config)?;
-        crate::daemon::run_until_signalled(config, listener).await
+        let (listener, handed) = match handed {
+            Some(mut h) => match h.take_socket(&config.settings.socket) {
+                Ok(bound) => (bound, Some(h)),
+                Err(e) => {
+                    tracing::error!("the control socket handed over cannot be used ({e})");
+                    (crate::daemon::bind(&config)?, None)
+                }
+            },
+            None => (crate::daemon::bind(&config)?, None),
+        };
+        crate::daemon::run_until_signalled(config, listener, handed).await
     })?;
     Ok(Exit::Ok)
 }

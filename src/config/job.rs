@@ -132,6 +132,9 @@ pub struct JobSpec {
     pub alert: Rare<super::alert::JobAlert>,
     /// A program that looks inside the job for its reports (`py-spy dump --pid $MAINPID`).
     pub diagnose: Option<Box<Diagnose>>,
+    /// Of what the job's file says (see [`super::fingerprint`]); 0 for a spec not read
+    /// from a file.
+    pub fingerprint: super::fingerprint::Fingerprint,
 }
 
 /// `diagnose` and `diagnose-timeout`.
@@ -177,6 +180,7 @@ impl JobSpec {
             restart_limit: Some(RespawnLimit::RESTART),
             alert: Rare::default(),
             diagnose: None,
+            fingerprint: super::fingerprint::Fingerprint(0),
         }
     }
 

@@ -6,6 +6,7 @@ pub mod check;
 pub mod client;
 pub mod deps;
 pub mod diag;
+pub mod fingerprint;
 pub mod http;
 pub mod job;
 pub mod limits;
@@ -114,7 +115,9 @@ pub fn read_job_text(name: &str, path: &Path, bytes: &[u8]) -> JobText {
     };
     let mut r = Reader::new(path, text);
     if let Some(table) = r.parse() {
-        out.spec = Some(job::read(&mut r, name, table.get_ref()));
+        let mut spec = job::read(&mut r, name, table.get_ref());
+        spec.fingerprint = fingerprint::Fingerprint(fingerprint::of(name, table.get_ref()));
+        out.spec = Some(spec);
     }
     out.errors = r.errors;
     out.text = Some(text.to_string());

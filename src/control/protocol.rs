@@ -74,6 +74,11 @@ pub enum Request {
         job: String,
         which: Option<String>,
     },
+    /// What the daemon is: its version and build, pid, how many times it re-executed.
+    Daemon,
+    /// Execute the binary at the daemon's path again, in place, keeping every job
+    /// (`guardian reexec`). Answered before the exec; see [`DaemonInfo`] for its end.
+    Reexec,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -126,6 +131,31 @@ pub enum Response {
         job: String,
         reports: Vec<crate::diagnose::Entry>,
     },
+    Daemon {
+        info: DaemonInfo,
+    },
+}
+
+/// The start of the error a daemon gives, while it re-executes, to a request it has not
+/// carried out: asking again (the new image answers) is safe. The client does so itself
+/// for a short time.
+pub const REEXECUTING: &str = "guardian is re-executing; nothing was done, ask again";
+
+/// The daemon, as `guardian reexec` follows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DaemonInfo {
+    /// `0.1.0 (build MARK)`, as `guardian --version` says it.
+    pub version: String,
+    pub pid: u32,
+    /// The binary it executes again on `reexec`.
+    pub exe: String,
+    /// How many times this daemon re-executed itself (0 for one just started).
+    pub generation: u64,
+    /// Re-executions tried by this image (each failed, or it would not answer).
+    pub reexec_attempts: u64,
+    /// Why the last one failed.
+    #[serde(default)]
+    pub reexec_failure: Option<String>,
 }
 
 /// Where a job is headed, as `status` shows it: `start` or `stop`.
@@ -410,7 +440,9 @@ impl Request {
             | Request::ReloadConfig
             | Request::ReloadAllJobs
             | Request::Alerts
-            | Request::TestAlert => Ok(()),
+            | Request::TestAlert
+            | Request::Daemon
+            | Request::Reexec => Ok(()),
             Request::Status { job: Some(job) }
             | Request::Logs { job }
             | Request::Env { job }
@@ -456,6 +488,7 @@ impl Request {
                 | Request::Env { .. }
                 | Request::Alerts
                 | Request::Reports { .. }
+                | Request::Daemon
         )
     }
 
@@ -478,6 +511,8 @@ impl Request {
             Request::TestAlert => "test-alert",
             Request::Diagnose { .. } => "diagnose",
             Request::Reports { .. } => "reports",
+            Request::Daemon => "daemon",
+            Request::Reexec => "reexec",
         }
     }
 }

@@ -133,6 +133,38 @@ pub struct Bound {
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
+impl Bound {
+    /// The lock's descriptor, to hand over across an exec.
+    pub fn lock_fd(&self) -> std::os::fd::RawFd {
+        self._lock.as_raw_fd()
+    }
+
+    /// The socket at `path` that the image of this daemon before an exec bound and
+    /// handed over: its listener and its lock (still held: the lock belongs to the open
+    /// file, which the exec kept). Must run inside the runtime.
+    pub fn handed(
+        path: &Path,
+        listener: std::os::fd::OwnedFd,
+        lock: std::os::fd::OwnedFd,
+    ) -> io::Result<Bound> {
+        let std_listener = std::os::unix::net::UnixListener::from(listener);
+        std_listener.set_nonblocking(true)?;
+        let listener = UnixListener::from_std(std_listener)?;
+        let lock = match nix::fcntl::Flock::lock(
+            std::fs::File::from(lock),
+            nix::fcntl::FlockArg::LockExclusiveNonblock,
+        ) {
+            Ok(l) => l,
+            Err((_, e)) => return Err(io::Error::from(e)),
+        };
+        Ok(Bound {
+            listener: Some(listener),
+            path: path.to_path_buf(),
+            _lock: lock,
+        })
+    }
+}
+
 impl Drop for Bound {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
@@ -636,7 +668,7 @@ async fn connection(
                 &mut stream,
                 &Response::Hello {
                     version: PROTOCOL_VERSION,
-                    daemon: env!("CARGO_PKG_VERSION").into(),
+                    daemon: crate::build::version().into(),
                 },
             )
             .await?;

@@ -102,6 +102,11 @@ impl CheckRt {
         self.slot.failures.load(Ordering::Relaxed)
     }
 
+    /// Takes the runs counted by the image of the daemon before an exec.
+    pub fn carry_runs(&self, runs: u64) {
+        self.slot.runs.fetch_add(runs, Ordering::Relaxed);
+    }
+
     fn halt(&mut self) {
         if let Some(t) = self.task.take() {
             t.abort();

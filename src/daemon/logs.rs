@@ -122,6 +122,17 @@ impl LogPipe {
         Ok(LogPipe { fd, task })
     }
 
+    /// The pipe of job `name` handed over by the image of the daemon before an exec
+    /// (`reexec.rs`): the same pipe, so an unfinished line in the log goes on.
+    pub fn handed(fd: OwnedFd, log: LogSpec) -> io::Result<LogPipe> {
+        LogPipe::read(fd, true, log)
+    }
+
+    /// The daemon's descriptor of the pipe, to hand over across an exec.
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+
     /// A new descriptor of the pipe, for the standard output and error of one process of
     /// the job. It is blocking, as a pipe a program inherits is expected to be, and
     /// read-write: the process itself holds a reader of its pipe, so that it never gets

@@ -18,6 +18,7 @@ mod notify;
 mod ready;
 mod record;
 mod recovery;
+pub mod reexec;
 mod reports;
 mod requests;
 mod rest;
@@ -148,6 +149,10 @@ pub struct Daemon {
     own_sid: u32,
     /// The service manager to tell READY=1, STATUS=, RELOADING=1, STOPPING=1.
     notify: Option<notify::Notifier>,
+    /// The binary and arguments to execute again on `reexec`, and how that went.
+    image: reexec::SelfImage,
+    /// Log pipes the image before an exec handed over, until each job takes its own.
+    handed_pipes: HashMap<String, std::os::fd::OwnedFd>,
 }
 
 /// Binds the control socket `config` names (open to its `read-group`), for [`run`].
@@ -172,17 +177,23 @@ pub async fn run(
     listener: Bound,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    serve(config, listener, Once(Some(Box::pin(shutdown)))).await
+    serve(config, listener, Once(Some(Box::pin(shutdown))), None).await
 }
 
 /// The daemon as the binary runs it: SIGTERM or SIGINT stops it as [`run`]'s
-/// `shutdown` does, and a second one kills every job at once.
-pub async fn run_until_signalled(config: Config, listener: Bound) -> anyhow::Result<()> {
+/// `shutdown` does, and a second one kills every job at once. `handed`: what the image
+/// of the daemon before an exec handed over (`guardian reexec`), the socket's
+/// descriptors already taken into `listener`.
+pub async fn run_until_signalled(
+    config: Config,
+    listener: Bound,
+    handed: Option<reexec::Handover>,
+) -> anyhow::Result<()> {
     let stops = Signals {
         term: signal(SignalKind::terminate())?,
         int: signal(SignalKind::interrupt())?,
     };
-    serve(config, listener, stops).await
+    serve(config, listener, stops, handed).await
 }
 
 /// Where requests to stop come from. The first stops every job in order; another,
@@ -228,6 +239,7 @@ async fn serve(
     config: Config,
     mut bound: Bound,
     mut stops: impl StopRequests,
+    mut handed: Option<reexec::Handover>,
 ) -> anyhow::Result<()> {
     let s = &config.settings;
     let log_access = files::Access::private_or_group(s.log_group.as_ref().map(|g| g.gid));
@@ -250,6 +262,9 @@ async fn serve(
 
     let mut sigchld = signal(SignalKind::child())?;
     let mut sighup = signal(SignalKind::hangup())?;
+    let mut sigusr2 = signal(SignalKind::user_defined2())?;
+    // Signals an image before an exec left blocked have their handlers now.
+    reexec::unblock_signals();
     let (tx, mut rx) = mpsc::channel::<server::Envelope>(256);
     let (internal_tx, mut internal_rx) = mpsc::unbounded_channel();
     // The HTTP interface sends its requests into the same channel as the socket.
@@ -262,11 +277,24 @@ async fn serve(
         None => None,
     };
 
-    let mut daemon = Daemon::new(config, internal_tx, Box::new(RealOs))?;
+    let pipes = handed.as_mut().map(reexec::Handover::take_pipes);
+    let generation = handed.as_ref().map_or(0, |h| h.generation);
+    let mut daemon = Daemon::with(
+        config,
+        internal_tx,
+        Box::new(RealOs),
+        pipes.unwrap_or_default(),
+        generation,
+    )?;
     daemon.open_cgroups();
     tracing::info!(
-        "guardian {} started: {} jobs, control socket {}",
-        env!("CARGO_PKG_VERSION"),
+        "guardian {} {}: {} jobs, control socket {}",
+        crate::build::version(),
+        if generation > 0 {
+            "re-executed"
+        } else {
+            "started"
+        },
         daemon.jobs.len(),
         crate::logtext::EscPath(&bound.path)
     );
@@ -274,26 +302,36 @@ async fn serve(
         .listener
         .take()
         .context("control socket already in use")?;
-    let server = server::start(listener, tx, access);
+    let mut listener_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+    let lock_fd = bound.lock_fd();
+    let mut server = Some(server::start(listener, tx.clone(), access.clone()));
     daemon.start_alerts();
-    daemon.recover();
-    daemon.startup();
+    match handed {
+        Some(h) => daemon.resume_handed(h),
+        None => {
+            daemon.recover();
+            daemon.startup();
+        }
+    }
     daemon.flush_record();
     daemon.start_host_checks();
     daemon.notify = notify::Notifier::from_env();
     let mut notify_tick = daemon.notify_ready();
     release_free_memory();
-    daemon.alert(
-        alerts::About::Daemon,
-        crate::alert::Kind::DaemonStarted,
-        None,
-        format!(
-            "guardian {} started with {} jobs",
-            env!("CARGO_PKG_VERSION"),
-            daemon.jobs.len()
-        ),
-        None,
-    );
+    // A re-execution is the same daemon going on: no "started" alert.
+    if generation == 0 {
+        daemon.alert(
+            alerts::About::Daemon,
+            crate::alert::Kind::DaemonStarted,
+            None,
+            format!(
+                "guardian {} started with {} jobs",
+                env!("CARGO_PKG_VERSION"),
+                daemon.jobs.len()
+            ),
+            None,
+        );
+    }
 
     let mut stops_seen = 0;
     let mut record_written = std::time::Instant::now();
@@ -314,6 +352,13 @@ async fn serve(
         crate::process::escaped::turn_begins();
         let sleep = async {
             match next {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let reexec_by = daemon.reexec_deadline();
+        let reexec_due = async {
+            match reexec_by {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
                 None => std::future::pending().await,
             }
@@ -341,6 +386,8 @@ async fn serve(
             Some(msg) = internal_rx.recv() => daemon.internal(msg),
             _ = sleep => daemon.fire_timers(),
             _ = notify::tick(&mut notify_tick) => daemon.notify_tick(),
+            _ = sigusr2.recv() => daemon.ask_reexec(None),
+            _ = reexec_due => {}
         }
         crate::process::escaped::turn_ends();
         // Before this turn's answers reach their clients (they are sent once the loop
@@ -350,6 +397,19 @@ async fn serve(
         if daemon.book.dirty && (asked || record_written.elapsed() >= RECORD_PACE) {
             daemon.flush_record();
             record_written = std::time::Instant::now();
+        }
+        if daemon.reexec_due() && daemon.shutdown.is_none() {
+            let socket = (listener_fd, lock_fd, &tx, &access);
+            let again = reexec_turn(&mut daemon, server, &mut rx, socket).await;
+            server = again.map(|(server, fd)| {
+                listener_fd = fd;
+                server
+            });
+            if server.is_none() {
+                // The socket could not be taken back: nothing more can be asked.
+                tracing::error!("the control socket is lost; guardian stops");
+                daemon.begin_shutdown(1);
+            }
         }
     }
     daemon.rest_at_exit();
@@ -362,7 +422,9 @@ async fn serve(
     if let Some(h) = http {
         h.close().await;
     }
-    server.close(server::CLOSE_TIMEOUT).await;
+    if let Some(server) = server {
+        server.close(server::CLOSE_TIMEOUT).await;
+    }
     // Remove the socket and release its lock only now: a new daemon may take over.
     drop(bound);
     tracing::info!("every job is down; guardian exits");
@@ -372,6 +434,63 @@ async fn serve(
 /// How often the record is written at most while no client asks anything.
 const RECORD_PACE: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// The exec of a re-execution: the server stops accepting and answers what it took
+/// but the loop did not carry out with [`reexec::retry`], then the binary is executed
+/// with the socket's descriptors. Returns only if the exec failed, with the server
+/// running again on the same socket, and the listener's descriptor now (None if that
+/// could not be).
+async fn reexec_turn(
+    daemon: &mut Daemon,
+    server: Option<server::Server>,
+    rx: &mut mpsc::Receiver<server::Envelope>,
+    (listener_fd, lock_fd, tx, access): (
+        std::os::fd::RawFd,
+        std::os::fd::RawFd,
+        &mpsc::Sender<server::Envelope>,
+        &server::Access,
+    ),
+) -> Option<(server::Server, std::os::fd::RawFd)> {
+    let kept = match reexec::keep_listener(listener_fd) {
+        Ok(fd) => fd,
+        Err(e) => {
+            daemon.image.pending = None;
+            daemon.reexec_failed(format!("cannot keep the control socket: {e}"));
+            return server.map(|s| (s, listener_fd));
+        }
+    };
+    daemon.reexec_begins();
+    if let Some(server) = server {
+        let close = server.close(std::time::Duration::from_secs(2));
+        tokio::pin!(close);
+        loop {
+            tokio::select! {
+                _ = &mut close => break,
+                Some((_, reply)) = rx.recv() => { let _ = reply.send(reexec::retry()); }
+            }
+        }
+    }
+    while let Ok((_, reply)) = rx.try_recv() {
+        let _ = reply.send(reexec::retry());
+    }
+    daemon.flush_record();
+    let why = daemon.exec_self(std::os::fd::AsRawFd::as_raw_fd(&kept), lock_fd);
+    daemon.reexec_failed(why);
+    let listener = std::os::unix::net::UnixListener::from(kept);
+    let started = listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixListener::from_std(listener));
+    match started {
+        Ok(l) => {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&l);
+            Some((server::start(l, tx.clone(), access.clone()), fd))
+        }
+        Err(e) => {
+            tracing::error!("cannot serve the control socket again: {e}");
+            None
+        }
+    }
+}
+
 impl Daemon {
     /// Whether a client waits for a job to reach a state (`start --wait`, ...): its
     /// answer can come in any turn.
@@ -379,10 +498,23 @@ impl Daemon {
         self.jobs.values().any(|j| !j.waiters.is_empty())
     }
 
+    #[cfg(test)]
     fn new(
         config: Config,
         internal: mpsc::UnboundedSender<Internal>,
         os: Box<dyn Os>,
+    ) -> anyhow::Result<Daemon> {
+        Daemon::with(config, internal, os, HashMap::new(), 0)
+    }
+
+    /// A daemon of `config`; `handed_pipes` and `generation` come from the image before
+    /// an exec (none and 0 for a daemon just started).
+    fn with(
+        config: Config,
+        internal: mpsc::UnboundedSender<Internal>,
+        os: Box<dyn Os>,
+        handed_pipes: HashMap<String, std::os::fd::OwnedFd>,
+        generation: u64,
     ) -> anyhow::Result<Daemon> {
         let (persisted, warning) = state::load(&config.settings.state_dir);
         if let Some(w) = warning {
@@ -411,6 +543,8 @@ impl Daemon {
             held: HashMap::new(),
             own_sid: nix::unistd::getsid(None).map_or(0, |s| s.as_raw().unsigned_abs()),
             notify: None,
+            image: reexec::SelfImage::new(generation),
+            handed_pipes,
         };
         // The specs move into the jobs: the loaded configuration keeps only its settings.
         let specs = std::mem::take(&mut daemon.config.jobs);
@@ -422,6 +556,8 @@ impl Daemon {
         for name in daemon.pipes.stale(|n| daemon.jobs.contains_key(n)) {
             LogPipe::drain(&daemon.pipes, &name, daemon.log_spec(&name));
         }
+        // Pipes handed over for jobs gone from the configuration: read above, if FIFOs.
+        daemon.handed_pipes.clear();
         Ok(daemon)
     }
 
@@ -437,8 +573,11 @@ impl Daemon {
     }
 
     fn add_job(&mut self, spec: JobSpec) -> anyhow::Result<()> {
-        let log = LogPipe::open(&self.pipes, &spec.name, self.log_spec(&spec.name))
-            .with_context(|| format!("{}: cannot set up its log", spec.name))?;
+        let log = match self.handed_pipes.remove(&spec.name) {
+            Some(fd) => LogPipe::handed(fd, self.log_spec(&spec.name)),
+            None => LogPipe::open(&self.pipes, &spec.name, self.log_spec(&spec.name)),
+        }
+        .with_context(|| format!("{}: cannot set up its log", spec.name))?;
         let stopped = self.persisted.stopped.contains(&spec.name);
         let monitored = !self.persisted.unmonitored.contains(&spec.name);
         let job = Job::new(spec, log, stopped, monitored);

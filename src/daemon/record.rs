@@ -22,8 +22,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::files;
 
-/// The format's version: a record of another version is not read.
-pub const VERSION: u32 = 1;
+/// The format's version. 2: the fingerprint is of the job's file, canonical
+/// (`config::fingerprint`). A record of version 1 (guardian before 2) is read too, its
+/// fingerprints compared as that version made them ([`legacy_fingerprint`]); one of
+/// another version is not read.
+pub const VERSION: u32 = 2;
+/// The oldest version still read.
+pub const OLDEST: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -82,7 +87,7 @@ pub fn load(state_dir: &Path) -> (Option<Record>, Option<String>) {
     let file = path(state_dir);
     match std::fs::read(&file) {
         Ok(bytes) => match serde_json::from_slice::<Record>(&bytes) {
-            Ok(r) if r.version == VERSION => (Some(r), None),
+            Ok(r) if (OLDEST..=VERSION).contains(&r.version) => (Some(r), None),
             Ok(r) => (
                 None,
                 Some(format!(
@@ -141,23 +146,38 @@ pub fn save(state_dir: &Path, clean_exit: bool, jobs: &BTreeMap<String, Entry>) 
     std::fs::rename(&tmp, path(state_dir))
 }
 
-/// A fingerprint of a job's configuration as guardian reads it: two specs that differ
-/// in anything have different ones (FNV-1a over its debug form, which holds every
-/// field, in an order of its own: no hash map is in it).
+/// A fingerprint of a job's configuration: of what its file says, the same in every
+/// build (see `config::fingerprint`).
 pub fn fingerprint(spec: &crate::config::JobSpec) -> u64 {
-    struct Fnv(u64);
-    impl std::fmt::Write for Fnv {
-        fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            for b in s.bytes() {
-                self.0 ^= u64::from(b);
-                self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-            }
-            Ok(())
-        }
+    spec.fingerprint.0
+}
+
+/// The fingerprint a record of version 1 holds: FNV-1a over the debug form of the spec,
+/// as guardian 1 wrote it (without the `fingerprint` field it did not have). Only as
+/// stable as that form, which is why version 2 left it: used only to read a record the
+/// previous release left.
+pub fn legacy_fingerprint(spec: &crate::config::JobSpec) -> u64 {
+    let text = format!("{spec:?}");
+    let tail = format!(", fingerprint: {} }}", spec.fingerprint.0);
+    let text = match text.strip_suffix(&tail) {
+        Some(head) => Cow::Owned(format!("{head} }}")),
+        None => Cow::Borrowed(text.as_str()),
+    };
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-    let _ = std::fmt::Write::write_fmt(&mut h, format_args!("{spec:?}"));
-    h.0
+    h
+}
+
+/// The fingerprint of `spec` as a record of `version` holds it.
+pub fn fingerprint_for(version: u32, spec: &crate::config::JobSpec) -> u64 {
+    if version == 1 {
+        legacy_fingerprint(spec)
+    } else {
+        fingerprint(spec)
+    }
 }
 
 #[cfg(test)]
@@ -209,12 +229,61 @@ mod tests {
         assert!(dir.path().join("running.json.damaged").exists());
     }
 
+    fn spec(text: &str) -> crate::config::JobSpec {
+        let read = crate::config::read_job_text(
+            "web",
+            Path::new("/etc/guardian/jobs/web.toml"),
+            text.as_bytes(),
+        );
+        assert!(read.errors.is_empty(), "{:?}", read.errors);
+        read.spec.expect("a spec")
+    }
+
     #[test]
     fn a_changed_spec_has_another_fingerprint() {
-        let mut a = crate::config::JobSpec::new("web", Path::new("/etc/guardian/jobs/web.toml"));
-        let fa = fingerprint(&a);
-        assert_eq!(fa, fingerprint(&a.clone()));
-        a.respawn = true;
-        assert_ne!(fa, fingerprint(&a));
+        let a = spec("exec = \"/bin/sleep 100\"\n");
+        assert_eq!(fingerprint(&a), fingerprint(&a.clone()));
+        let b = spec("exec = \"/bin/sleep 100\"\nrespawn = true\n");
+        assert_ne!(fingerprint(&a), fingerprint(&b));
+        assert_ne!(legacy_fingerprint(&a), legacy_fingerprint(&b));
+        // Reordered, re-spelled: the same job.
+        let c = spec("respawn = true\n  exec = '/bin/sleep 100'\n");
+        assert_eq!(fingerprint(&b), fingerprint(&c));
+    }
+
+    /// The debug form version 1 hashed had no `fingerprint` field: it is left out.
+    #[test]
+    fn the_legacy_fingerprint_leaves_the_new_field_out() {
+        let a = spec("exec = \"/bin/sleep 100\"\n");
+        let mut b = a.clone();
+        b.fingerprint = crate::config::fingerprint::Fingerprint(12345);
+        assert_eq!(legacy_fingerprint(&a), legacy_fingerprint(&b));
+        let text = format!("{a:?}");
+        assert!(text.ends_with(&format!(", fingerprint: {} }}", a.fingerprint.0)));
+    }
+
+    /// A record the previous release (version 1) wrote is read, not refused.
+    #[test]
+    fn a_version_1_record_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/running-v1.json"
+        );
+        std::fs::copy(fixture, path(dir.path())).expect("copy the fixture");
+        let (r, w) = load(dir.path());
+        assert_eq!(w, None);
+        let r = r.expect("a record");
+        assert_eq!((r.version, r.clean_exit), (1, false));
+        let web = r.jobs.get("web").expect("web");
+        assert_eq!(
+            (web.state.as_ref(), web.goal.as_ref()),
+            ("running", "start")
+        );
+        assert_eq!(
+            web.main.map(|p| (p.pid, p.start_time)),
+            Some((4242, 987654))
+        );
+        assert_eq!(web.fingerprint, 11_400_714_819_323_198_485);
     }
 }

@@ -185,7 +185,7 @@ impl Daemon {
                 self.end_removed(&name, entry, &procs);
                 continue;
             }
-            match self.adoptable(&name, entry, &procs) {
+            match self.adoptable(rec.version, &name, entry, &procs) {
                 Ok((main, since_ticks)) => {
                     if self.adopt(&name, entry, main) {
                         adopted.push((since_ticks, name.clone()));
@@ -203,11 +203,30 @@ impl Daemon {
         for (_, name) in adopted {
             self.graph.started(&name);
         }
+        // An adopted job emits no `started` (it did when it started): the watches set up
+        // now count it as started, as on a reload.
+        self.assume_watches();
+    }
+
+    /// Marks `started JOB` / `stopped JOB` in every job's `start-on` from the jobs'
+    /// states now, for watches set up after those events went by.
+    pub(super) fn assume_watches(&mut self) {
+        let up: BTreeMap<String, bool> = self
+            .jobs
+            .iter()
+            .map(|(n, j)| (n.clone(), j.m.state() == State::Running))
+            .collect();
+        for job in self.jobs.values_mut() {
+            if let Some(w) = &mut job.start_on {
+                w.assume(|j| up.get(j).copied());
+            }
+        }
     }
 
     /// Whether job `name` can be adopted: its main process and its start time, or why not.
     fn adoptable(
         &mut self,
+        version: u32,
         name: &str,
         entry: Option<&Entry>,
         procs: &[Leftover],
@@ -220,10 +239,7 @@ impl Daemon {
         if entry.hook.is_some() {
             return Err("a hook of it was running");
         }
-        let fp = job
-            .fingerprint
-            .get_or_insert_with(|| record::fingerprint(&job.spec));
-        if *fp != entry.fingerprint {
+        if record::fingerprint_for(version, &job.spec) != entry.fingerprint {
             return Err("its configuration changed");
         }
         if job.spec.task {
@@ -268,7 +284,7 @@ impl Daemon {
 
     /// Opens a watch on `h` and checks, after opening it, that the process is still the
     /// one recorded: then its end will be seen. False if it is not (gone, or not it).
-    fn watch_held(&mut self, name: &str, h: Held) -> bool {
+    pub(super) fn watch_held(&mut self, name: &str, h: Held) -> bool {
         let exit = match self.os.watch_exit(h.pid) {
             Ok(exit) => exit,
             Err(e) => {

@@ -67,6 +67,11 @@ impl Daemon {
         match Cgroups::open(&self.config.settings.state_dir) {
             Ok(c) => {
                 for (job, n) in c.sweep() {
+                    // After a re-execution the jobs' processes are the same daemon's.
+                    if self.image.generation > 0 {
+                        self.rest.made.insert(job);
+                        continue;
+                    }
                     tracing::warn!(
                         "{}: its cgroup from an earlier daemon still holds {n} processes; they are ended when the job stops",
                         crate::logtext::Esc(&job)

@@ -728,6 +728,18 @@ impl Machine {
         fx
     }
 
+    /// After the daemon re-executed itself: the job had given up (`failed`) in the image
+    /// before, with these counts. Only for a job at rest.
+    pub fn restore_failed(&mut self, restarts: u64, runs: u64) {
+        if self.is_down() {
+            self.goal = Goal::Stop;
+            self.state = State::Failed;
+            self.gave_up = true;
+            self.restarts = restarts;
+            self.runs = runs;
+        }
+    }
+
     /// Records a failure of this run, as reported by the caller (spawn errors carry text
     /// the machine cannot know).
     pub fn record_failure(&mut self, process: Proc, kind: FailureKind, status: String, now: Now) {

@@ -98,8 +98,7 @@ impl Conf {
     /// Starts the daemon through a wrapper that ends by exec-ing its arguments, e.g.
     /// `["sh", "-c", "umask 022 && exec \"$@\"", "sh"]`, so the pid is the daemon's.
     pub fn start_via(&self, wrapper: &[&str]) -> Daemon<'_> {
-        let log = std::fs::File::create(self.path().join("daemon.log")).expect("daemon log");
-        let mut cmd = match wrapper.split_first() {
+        let cmd = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
                 c.args(args).arg(BIN);
@@ -107,6 +106,16 @@ impl Conf {
             }
             None => Command::new(BIN),
         };
+        self.start_cmd(cmd)
+    }
+
+    /// Starts the daemon from another copy of the binary, at `bin`.
+    pub fn start_bin(&self, bin: &Path) -> Daemon<'_> {
+        self.start_cmd(Command::new(bin))
+    }
+
+    fn start_cmd(&self, mut cmd: Command) -> Daemon<'_> {
+        let log = std::fs::File::create(self.path().join("daemon.log")).expect("daemon log");
         let child = cmd
             .arg("-c")
             .arg(self.path())

@@ -75,6 +75,10 @@ impl Daemon {
             Request::TestAlert => return self.test_alert(reply),
             Request::Diagnose { job } => return self.diagnose(&job, reply),
             Request::Reports { job, which } => return self.reports(&job, which, reply),
+            Request::Daemon => Response::Daemon {
+                info: self.daemon_info(),
+            },
+            Request::Reexec => return self.ask_reexec(Some(reply)),
         };
         let _ = reply.send(response);
     }
