@@ -280,10 +280,27 @@ async fn deliver(
             match req.send().await {
                 Ok(r) if r.status().is_success() => Ok(url.clone()),
                 Ok(r) => Err(format!("HTTP {}", r.status().as_u16())),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(with_causes(&e)),
             }
         }
     }
+}
+
+/// An error with the causes under it: reqwest's own text is only "error sending
+/// request for url (...)", and why (refused, a timeout, a certificate) is in its
+/// sources. A cause already said by the text above it is not repeated.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Subject and body: one alert through the templates, or a digest of several.
