@@ -2,6 +2,7 @@
 //! client the CLI uses.
 
 pub mod client;
+pub mod conns;
 pub mod frame;
 pub mod protocol;
 pub mod server;

@@ -25,18 +25,18 @@
 //! [`Server::close`] stops accepting, ends the connections that wait for their client,
 //! and waits (a bounded time) for those still writing an answer.
 
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+use tokio::task::{JoinHandle, JoinSet};
 
+use super::conns::{Connections, Room, Ticket};
 use super::frame::{self, FrameError};
 use super::protocol::{self, PROTOCOL_VERSION, Request, Response};
 use crate::config::settings::GroupRef;
@@ -235,59 +235,6 @@ pub fn bind(path: &Path, read_gid: Option<u32>) -> Result<Bound, BindError> {
     })
 }
 
-/// The open connections: which are waiting for their client, since when.
-#[derive(Default)]
-struct Registry {
-    next: u64,
-    open: HashMap<u64, Slot>,
-}
-
-struct Slot {
-    /// Waiting for the client since then; None while the daemon works on a request.
-    idle_since: Option<Instant>,
-    abort: Option<AbortHandle>,
-}
-
-type Shared = Arc<Mutex<Registry>>;
-
-fn lock(r: &Shared) -> MutexGuard<'_, Registry> {
-    r.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl Registry {
-    /// Takes out the connection that has waited longest for its client.
-    fn evict(&mut self) -> Option<AbortHandle> {
-        let id = self
-            .open
-            .iter()
-            .filter(|(_, s)| s.abort.is_some())
-            .filter_map(|(id, s)| s.idle_since.map(|t| (t, *id)))
-            .min()?
-            .1;
-        self.open.remove(&id).and_then(|s| s.abort)
-    }
-}
-
-/// A connection's place in the registry; gone with the connection's task.
-struct Ticket {
-    id: u64,
-    registry: Shared,
-}
-
-impl Ticket {
-    fn idle(&self, idle: bool) {
-        if let Some(slot) = lock(&self.registry).open.get_mut(&self.id) {
-            slot.idle_since = idle.then(Instant::now);
-        }
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        lock(&self.registry).open.remove(&self.id);
-    }
-}
-
 /// The pause after failed accepts: doubling while they fail, reset by a success.
 #[derive(Debug, Default)]
 struct Backoff {
@@ -377,7 +324,7 @@ async fn serve(
     access: Access,
     mut closing: watch::Receiver<Option<Duration>>,
 ) {
-    let registry: Shared = Arc::default();
+    let registry = Connections::default();
     let access = Arc::new(access);
     let mut connections: JoinSet<()> = JoinSet::new();
     let mut backoff = Backoff::default();
@@ -413,39 +360,18 @@ async fn serve(
                 }
             }
         };
-        let full = lock(&registry).open.len() >= MAX_CONNECTIONS;
-        if full {
-            let victim = lock(&registry).evict();
-            match victim {
-                Some(task) => {
-                    task.abort();
-                    tracing::debug!(
-                        "control socket: {MAX_CONNECTIONS} connections open; closed the one that waited longest for its client"
-                    );
-                }
-                None => {
-                    busy(&stream);
-                    continue;
-                }
+        match registry.make_room(MAX_CONNECTIONS) {
+            Room::Free => {}
+            Room::Made => tracing::debug!(
+                "control socket: {MAX_CONNECTIONS} connections open; closed the one that waited longest for its client"
+            ),
+            Room::Full => {
+                busy(&stream);
+                continue;
             }
         }
-        let id = {
-            let mut r = lock(&registry);
-            r.next = r.next.wrapping_add(1);
-            let id = r.next;
-            r.open.insert(
-                id,
-                Slot {
-                    idle_since: Some(Instant::now()),
-                    abort: None,
-                },
-            );
-            id
-        };
-        let ticket = Ticket {
-            id,
-            registry: registry.clone(),
-        };
+        let ticket = registry.admit();
+        let id = ticket.id();
         let tx = to_daemon.clone();
         let access = access.clone();
         let conn_closing = closing.clone();
@@ -455,9 +381,7 @@ async fn serve(
             }
             drop(ticket);
         });
-        if let Some(slot) = lock(&registry).open.get_mut(&id) {
-            slot.abort = Some(task);
-        }
+        registry.serving(id, task);
     };
     drop(listener);
     drop(to_daemon);
@@ -748,34 +672,6 @@ async fn connection(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn the_longest_idle_goes_and_busy_ones_stay() {
-        let mut r = Registry::default();
-        let now = Instant::now();
-        let task = || Some(tokio::spawn(std::future::pending::<()>()).abort_handle());
-        for (id, idle) in [
-            (1, None),
-            (2, Some(now)),
-            (3, now.checked_sub(Duration::from_secs(3))),
-            (4, now.checked_sub(Duration::from_secs(1))),
-        ] {
-            r.open.insert(
-                id,
-                Slot {
-                    idle_since: idle,
-                    abort: task(),
-                },
-            );
-        }
-        assert!(r.evict().is_some());
-        assert!(!r.open.contains_key(&3), "idle longest");
-        assert!(r.evict().is_some());
-        assert!(!r.open.contains_key(&4));
-        assert!(r.evict().is_some());
-        assert!(r.evict().is_none(), "a connection at work is never evicted");
-        assert!(r.open.contains_key(&1));
-    }
 
     #[test]
     fn accept_failures_back_off_and_are_said_once() {

@@ -19,21 +19,22 @@ pub mod metrics;
 pub mod passwd;
 pub mod tls;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
 use std::net::TcpListener as StdListener;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
-use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::http::HttpSettings;
+pub use crate::control::conns::Ticket;
+use crate::control::conns::{Connections, Room};
 use crate::control::server::Envelope;
 
 pub use api::Body;
@@ -82,7 +83,7 @@ pub struct Shared {
     tls: RwLock<Option<tokio_rustls::TlsAcceptor>>,
     /// One argon2 verification at a time: each takes ~20 MB and tens of ms.
     pub verify_gate: Semaphore,
-    registry: Mutex<Registry>,
+    registry: Connections,
     /// Log streams (`?follow=1`) open now; at most half the connections.
     pub follows: Arc<Semaphore>,
 }
@@ -100,57 +101,6 @@ fn write<T>(l: &RwLock<T>, v: T) {
 impl Shared {
     pub fn auth(&self) -> Arc<Auth> {
         read(&self.auth)
-    }
-}
-
-/// The open connections: which wait for their client, since when.
-#[derive(Default)]
-struct Registry {
-    next: u64,
-    open: HashMap<u64, Slot>,
-}
-
-struct Slot {
-    /// Waiting for the client since then; None while a request is being answered.
-    idle_since: Option<Instant>,
-    abort: Option<AbortHandle>,
-}
-
-fn lock(r: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
-    r.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl Registry {
-    fn evict(&mut self) -> Option<AbortHandle> {
-        let id = self
-            .open
-            .iter()
-            .filter(|(_, s)| s.abort.is_some())
-            .filter_map(|(id, s)| s.idle_since.map(|t| (t, *id)))
-            .min()?
-            .1;
-        self.open.remove(&id).and_then(|s| s.abort)
-    }
-}
-
-/// A connection's place in the registry; gone with the connection's task.
-pub struct Ticket {
-    id: u64,
-    shared: Arc<Shared>,
-}
-
-impl Ticket {
-    /// Marks the connection as waiting for its client (evictable) or not.
-    pub fn idle(&self, idle: bool) {
-        if let Some(slot) = lock(&self.shared.registry).open.get_mut(&self.id) {
-            slot.idle_since = idle.then(Instant::now);
-        }
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        lock(&self.shared.registry).open.remove(&self.id);
     }
 }
 
@@ -179,7 +129,7 @@ pub fn start(
         auth: RwLock::new(Arc::new(auth)),
         tls: RwLock::new(acceptor),
         verify_gate: Semaphore::new(1),
-        registry: Mutex::default(),
+        registry: Connections::default(),
         follows: Arc::new(Semaphore::new(follows)),
     });
     let reload = Arc::new(Notify::new());
@@ -269,44 +219,21 @@ async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let full = lock(&shared.registry).open.len() >= shared.settings.max_connections;
-        if full {
-            let victim = lock(&shared.registry).evict();
-            match victim {
-                Some(task) => {
-                    task.abort();
-                    tracing::debug!(
-                        "http: {} connections open; closed the one idle longest",
-                        shared.settings.max_connections
-                    );
-                }
-                None => {
-                    connections.spawn(busy(stream));
-                    continue;
-                }
+        match shared.registry.make_room(shared.settings.max_connections) {
+            Room::Free => {}
+            Room::Made => tracing::debug!(
+                "http: {} connections open; closed the one idle longest",
+                shared.settings.max_connections
+            ),
+            Room::Full => {
+                connections.spawn(busy(stream));
+                continue;
             }
         }
-        let id = {
-            let mut r = lock(&shared.registry);
-            r.next = r.next.wrapping_add(1);
-            let id = r.next;
-            r.open.insert(
-                id,
-                Slot {
-                    idle_since: Some(Instant::now()),
-                    abort: None,
-                },
-            );
-            id
-        };
-        let ticket = Ticket {
-            id,
-            shared: Arc::clone(&shared),
-        };
-        let abort = connections.spawn(connection(stream, ticket));
-        if let Some(slot) = lock(&shared.registry).open.get_mut(&id) {
-            slot.abort = Some(abort);
-        }
+        let ticket = shared.registry.admit();
+        let id = ticket.id();
+        let abort = connections.spawn(connection(stream, Arc::clone(&shared), ticket));
+        shared.registry.serving(id, abort);
     }
     drop(listener);
     connections.shutdown().await;
@@ -322,8 +249,7 @@ async fn busy(mut stream: TcpStream) {
     .await;
 }
 
-async fn connection(stream: TcpStream, ticket: Ticket) {
-    let shared = Arc::clone(&ticket.shared);
+async fn connection(stream: TcpStream, shared: Arc<Shared>, ticket: Ticket) {
     let header_timeout = shared.settings.header_timeout;
     let acceptor = read(&shared.tls);
     let ticket = Arc::new(ticket);
