@@ -7,6 +7,12 @@ use crate::process::stat;
 
 use super::Job;
 
+/// Seconds to the millisecond: what a reader of `status --json` can use, without the
+/// float's noise (`12.345678901234`).
+fn to_ms(secs: f64) -> f64 {
+    (secs * 1000.0).round() / 1000.0
+}
+
 /// What `status` says of `job`; `cgroups`, when the daemon's jobs have cgroups, is where
 /// its CPU time and memory are read (falling back to its main process for what the
 /// cgroup does not count).
@@ -40,11 +46,13 @@ pub fn of(job: &Job, cgroups: Option<&Cgroups>) -> JobStatus {
         health: health(job).into(),
         restarts: m.restarts(),
         respawn_in_secs: m.respawn_due().map(|t| {
-            t.saturating_duration_since(std::time::Instant::now())
-                .as_secs_f64()
+            to_ms(
+                t.saturating_duration_since(std::time::Instant::now())
+                    .as_secs_f64(),
+            )
         }),
-        uptime_secs: m.running_since().map(|t| t.elapsed().as_secs_f64()),
-        cpu_secs: cpu,
+        uptime_secs: m.running_since().map(|t| to_ms(t.elapsed().as_secs_f64())),
+        cpu_secs: cpu.map(to_ms),
         rss_bytes: rss,
         manual_stop: m.manual_stop(),
         last_failure: m.last_failure().map(|f| FailureReport {
