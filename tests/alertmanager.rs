@@ -295,6 +295,41 @@ fn a_restart_carries_its_report_and_resolves_when_the_check_passes() {
     });
 }
 
+/// A job that gave up fires `GuardianRespawnLimit`, critical, while it stays failed;
+/// the deaths before are told once each; a start that holds resolves it.
+#[test]
+fn a_job_in_failed_fires_until_it_is_started() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hook_port, got) = receiver();
+    let am = Alertmanager::start(dir.path(), free_port(), hook_port);
+    let c = Conf::new();
+    settings(&c, am.port, "");
+    let ok = c.path().join("ok");
+    c.job(
+        "flaky",
+        &format!(
+            "exec = \"sh -c 'test -e {} && exec sleep 1000; exit 1'\"\nrespawn = true\nrespawn-limit = {{ count = 1, interval = \"60s\" }}\n",
+            ok.display()
+        ),
+    );
+    let d = c.start();
+    wait(&d, Some(&am), "the respawn limit firing", || {
+        notified(&got, "firing", "GuardianRespawnLimit", "flaky").is_some()
+    });
+    let a = notified(&got, "firing", "GuardianRespawnLimit", "flaky").unwrap_or_default();
+    assert_eq!(a["labels"]["severity"], "critical", "{a}");
+    assert!(a["labels"].get("check").is_none(), "{a}");
+    wait(&d, Some(&am), "the death before it", || {
+        notified(&got, "firing", "GuardianJobDied", "flaky").is_some()
+    });
+    assert_eq!(d.state("flaky"), "failed");
+    std::fs::write(&ok, "").expect("ok file");
+    d.ok(&["start", "flaky"], 0);
+    wait(&d, Some(&am), "the respawn limit resolved", || {
+        notified(&got, "resolved", "GuardianRespawnLimit", "flaky").is_some()
+    });
+}
+
 #[test]
 fn alerts_wait_while_alertmanager_is_down() {
     let dir = tempfile::tempdir().expect("tempdir");
