@@ -405,7 +405,7 @@ fn alertmanager_urls_are_checked() {
     let c = Conf::new();
     std::fs::write(
         c.path().join("guardian.toml"),
-        "socket = \"run/g.sock\"\nlog-dir = \"log\"\nstate-dir = \"state\"\n[alert]\nalertmanager = [\"127.0.0.1:9093\", \"http://am.test:9093/api/v2/alerts\", \"http://:9093\"]\nalertmanager-resend = \"0s\"\n",
+        "socket = \"run/g.sock\"\nlog-dir = \"log\"\nstate-dir = \"state\"\n[alert]\nalertmanager = [\"127.0.0.1:9093\", \"http://am.test:9093/api/v2/alerts\", \"http://:9093\", \"http://u:secret@am.test:9093\", \"http://\"]\nalertmanager-resend = \"0s\"\n",
     )
     .expect("guardian.toml");
     let out = c.cli(&["check"]);
@@ -415,7 +415,9 @@ fn alertmanager_urls_are_checked() {
         "guardian.toml:5:17: ",
         "`127.0.0.1:9093` does not start with http:// or https://",
         "guardian adds /api/v2/alerts",
-        "`http://:9093` cannot be requested: empty host",
+        "`http://:9093` names no host",
+        "`http://` names no host",
+        "holds a user or password",
         "alertmanager-resend",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");

@@ -477,7 +477,20 @@ fn alertmanager_url(url: &str) -> Result<(), String> {
     if url.trim_end_matches('/').ends_with("/api/v2/alerts") {
         return Err("names the API: give the base URL, guardian adds /api/v2/alerts".into());
     }
-    checks::check_url(&alertmanager_endpoint(url)).map_err(|e| format!("cannot be requested: {e}"))
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || authority.starts_with(':') {
+        return Err("names no host".into());
+    }
+    // The URL is shown in the log and by `guardian alerts`: no secret in it.
+    if authority.contains('@') {
+        return Err(
+            "holds a user or password, which the log and `guardian alerts` would show".into(),
+        );
+    }
+    checks::check_url(url)
+        .and_then(|()| checks::check_url(&alertmanager_endpoint(url)))
+        .map_err(|e| format!("cannot be requested: {e}"))
 }
 
 /// A job's `alert`: false (no alerts about this job) or more recipients.
