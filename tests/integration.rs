@@ -1,5 +1,6 @@
 //! guardian's integration tests: one binary, the real guardian against real processes.
 
+mod alertmanager;
 mod alerts;
 mod cgroup;
 mod checks;

@@ -60,6 +60,41 @@ impl Kind {
         }
     }
 
+    /// The `alertname` label in Alertmanager. A recovery is sent as the end of its
+    /// failure's alert, so it carries that name; reminders are Alertmanager's own
+    /// `repeat_interval` and never go there.
+    pub fn alertname(self) -> &'static str {
+        match self {
+            Kind::CheckFailed | Kind::CheckRecovered => "GuardianCheckFailed",
+            Kind::Unmonitored => "GuardianUnmonitored",
+            Kind::Died => "GuardianJobDied",
+            Kind::StartFailed => "GuardianStartFailed",
+            Kind::HookFailed => "GuardianHookFailed",
+            Kind::RespawnLimit => "GuardianRespawnLimit",
+            Kind::Reminder => "GuardianReminder",
+            Kind::DaemonStarted => "GuardianDaemonStarted",
+            Kind::DaemonStopping => "GuardianDaemonStopping",
+            Kind::Test => "GuardianTest",
+        }
+    }
+
+    /// The `severity` label in Alertmanager: `critical` for a job that stays down,
+    /// `info` for news that is not bad and the test, `warning` for the rest.
+    pub fn severity(self) -> &'static str {
+        match self {
+            Kind::RespawnLimit => "critical",
+            Kind::DaemonStarted | Kind::DaemonStopping | Kind::Test => "info",
+            // A recovery ends the alert of its failure: the same labels.
+            Kind::CheckFailed
+            | Kind::CheckRecovered
+            | Kind::Unmonitored
+            | Kind::Died
+            | Kind::StartFailed
+            | Kind::HookFailed
+            | Kind::Reminder => "warning",
+        }
+    }
+
     /// News that is not bad: logged as information rather than as a warning.
     pub fn is_good_news(self) -> bool {
         matches!(
@@ -138,6 +173,21 @@ pub struct Alert {
     pub host: String,
     /// RFC 3339.
     pub time: String,
+    /// The report taken on the job before the action, when one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportNote>,
+    /// When what the alert tells ended (RFC 3339): set on what resolves an alert in
+    /// Alertmanager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
+}
+
+/// A report in an alert: its short summary and where it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportNote {
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 impl Alert {
@@ -150,7 +200,57 @@ impl Alert {
             action: None,
             host: hostname(),
             time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            report: None,
+            ended: None,
         }
+    }
+
+    /// The alert as Alertmanager's API v2 takes it: labels, annotations, `startsAt`
+    /// and `endsAt` (when it ended, or `ends` for an alert that still fires, after
+    /// which Alertmanager resolves it unless it is sent again).
+    pub fn alertmanager(&self, ends: std::time::SystemTime) -> serde_json::Value {
+        let mut labels = serde_json::Map::new();
+        let mut label = |k: &str, v: &str| {
+            labels.insert(k.into(), serde_json::Value::String(v.into()));
+        };
+        label("alertname", self.kind.alertname());
+        label("name", &self.job);
+        if let Some(c) = &self.check {
+            label("check", c);
+        }
+        label("instance", &self.host);
+        label("severity", self.kind.severity());
+        let mut annotations = serde_json::Map::new();
+        let mut note = |k: &str, v: String| {
+            annotations.insert(k.into(), serde_json::Value::String(v));
+        };
+        note("summary", format!("{}: {}", self.job, self.event()));
+        note("description", self.description.clone());
+        if let Some(a) = self.action {
+            note("action", a.as_str().into());
+        }
+        if let Some(r) = &self.report {
+            note("report_summary", r.summary.clone());
+            if let Some(p) = &r.path {
+                note("report", p.clone());
+            }
+        }
+        let ends = self
+            .ended
+            .clone()
+            .unwrap_or_else(|| humantime::format_rfc3339_seconds(ends).to_string());
+        serde_json::json!({
+            "labels": labels,
+            "annotations": annotations,
+            "startsAt": self.time,
+            "endsAt": ends,
+        })
+    }
+
+    /// What tells this alert apart in Alertmanager: its labels but `instance` and
+    /// `severity` (the same on every one this host sends for it).
+    pub fn alertmanager_key(&self) -> (&'static str, &str, Option<&str>) {
+        (self.kind.alertname(), &self.job, self.check.as_deref())
     }
 
     /// The event in words, for a subject line.
@@ -190,12 +290,14 @@ pub fn hostname() -> String {
 pub enum To {
     Email(String),
     Webhook(String),
+    /// An Alertmanager's base URL.
+    Alertmanager(String),
 }
 
 impl To {
     pub fn shown(&self) -> &str {
         match self {
-            To::Email(a) | To::Webhook(a) => a,
+            To::Email(a) | To::Webhook(a) | To::Alertmanager(a) => a,
         }
     }
 }
@@ -240,7 +342,7 @@ pub fn route(
 
 /// Whether any alert can go anywhere.
 pub fn configured(settings: &AlertSettings) -> bool {
-    !settings.to.is_empty() || !settings.webhooks.is_empty()
+    !settings.to.is_empty() || !settings.webhooks.is_empty() || !settings.alertmanager.is_empty()
 }
 
 #[cfg(test)]
@@ -298,6 +400,62 @@ mod tests {
                 a.host
             )
         );
+    }
+
+    #[test]
+    fn alertmanager_labels_and_annotations() {
+        let mut a = Alert::new("web", Kind::CheckFailed, "HTTP 503 after 3 ms".into());
+        a.check = Some("health".into());
+        a.action = Some(Action::Restart);
+        a.report = Some(ReportNote {
+            summary: "main thread in futex_wait".into(),
+            path: Some("/var/lib/guardian/reports/web/1.json".into()),
+        });
+        let ends = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let v = a.alertmanager(ends);
+        assert_eq!(v["labels"]["alertname"], "GuardianCheckFailed");
+        assert_eq!(v["labels"]["name"], "web");
+        assert_eq!(v["labels"]["check"], "health");
+        assert_eq!(v["labels"]["instance"], a.host.as_str());
+        assert_eq!(v["labels"]["severity"], "warning");
+        assert_eq!(v["annotations"]["summary"], "web: check health failed");
+        assert_eq!(v["annotations"]["description"], "HTTP 503 after 3 ms");
+        assert_eq!(v["annotations"]["action"], "restart");
+        assert_eq!(
+            v["annotations"]["report_summary"],
+            "main thread in futex_wait"
+        );
+        assert_eq!(
+            v["annotations"]["report"],
+            "/var/lib/guardian/reports/web/1.json"
+        );
+        assert_eq!(v["startsAt"], a.time.as_str());
+        assert_eq!(v["endsAt"], "2027-01-15T08:00:00Z");
+        // What ended carries when it did; a recovery has the labels of its failure.
+        a.ended = Some("2026-12-01T00:00:00Z".into());
+        assert_eq!(a.alertmanager(ends)["endsAt"], "2026-12-01T00:00:00Z");
+        let mut r = Alert::new("web", Kind::CheckRecovered, "HTTP 200".into());
+        r.check = Some("health".into());
+        assert_eq!(r.alertmanager(ends)["labels"], v["labels"]);
+        let d = Alert::new("guardian", Kind::DaemonStarted, "started".into());
+        let dv = d.alertmanager(ends);
+        assert_eq!(dv["labels"]["severity"], "info");
+        assert!(dv["labels"].get("check").is_none());
+        assert!(dv["annotations"].get("action").is_none());
+        // Every name is one Alertmanager takes, and each kind has its own.
+        let mut names: Vec<&str> = Kind::ALL
+            .iter()
+            .filter(|k| **k != Kind::CheckRecovered)
+            .map(|k| k.alertname())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .all(|n| n.chars().all(|c| c.is_ascii_alphanumeric()))
+        );
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Kind::ALL.len() - 1);
     }
 
     #[test]

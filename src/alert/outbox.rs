@@ -27,7 +27,7 @@ pub enum Msg {
     /// Send this alert to these now, outside the outbox, and say how it went.
     Test(
         Vec<To>,
-        Alert,
+        Box<Alert>,
         oneshot::Sender<Vec<(String, Result<String, String>)>>,
     ),
     /// Try to deliver everything now; answer when done.
@@ -147,6 +147,9 @@ async fn run(
                     Msg::Queue(items) => {
                         let due = crate::config::limits::deadline(settings.digest);
                         for (to, alert) in items {
+                            if matches!(to, To::Alertmanager(_)) && alert.ended.is_none() {
+                                supersede(&dir, &mut pending, &to, &alert);
+                            }
                             let d = Delivery { id: new_id(), to, alert, attempts: 0, last_error: None };
                             if let Err(e) = write(&dir, &d) {
                                 tracing::error!("outbox: cannot write {}: {e}; delivering from memory only", EscPath(&dir));
@@ -179,6 +182,32 @@ async fn run(
     }
 }
 
+/// Alertmanager keeps one state per alert: an alert that fires, sent again, takes the
+/// place of what waits to say the same, so that an Alertmanager that was down for an
+/// hour gets one message per alert, not sixty re-sends. What says an alert ended is
+/// never dropped, nor the firing it ends (Alertmanager tells no one of an alert it
+/// never saw fire).
+fn supersede(dir: &Path, pending: &mut Vec<Entry>, to: &To, alert: &Alert) {
+    let key = alert.alertmanager_key();
+    let ends_wait = pending
+        .iter()
+        .any(|e| e.d.to == *to && e.d.alert.ended.is_some() && e.d.alert.alertmanager_key() == key);
+    if ends_wait {
+        return;
+    }
+    pending.retain(|e| {
+        let older =
+            e.d.to == *to && e.d.alert.ended.is_none() && e.d.alert.alertmanager_key() == key;
+        if older
+            && let Err(err) = std::fs::remove_file(file_of(dir, &e.d.id))
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::error!("outbox: cannot remove {}: {err}", e.d.id);
+        }
+        !older
+    });
+}
+
 /// Delivers what is due: per recipient, one message (a digest when several alerts wait).
 async fn work(
     settings: &AlertSettings,
@@ -191,6 +220,8 @@ async fn work(
         To::Email(a) => format!("email:{a}"),
         // Webhooks get one request per alert: a digest would change their shape.
         To::Webhook(u) => format!("webhook:{u}:{}", d.id),
+        // Alertmanager takes a list: everything for one goes in one request.
+        To::Alertmanager(u) => format!("alertmanager:{u}"),
     };
     let due: std::collections::BTreeSet<String> = pending
         .iter()
@@ -283,6 +314,39 @@ async fn deliver(
                 Err(e) => Err(with_causes(&e)),
             }
         }
+        To::Alertmanager(base) => {
+            let Some(client) = http else {
+                return Err("no HTTP client".into());
+            };
+            // An alert that still fires ends after four re-sends that did not come (as
+            // Prometheus does): Alertmanager resolves what a guardian gone quiet left.
+            let ends = std::time::SystemTime::now()
+                .checked_add(settings.alertmanager_resend.saturating_mul(4))
+                .unwrap_or_else(std::time::SystemTime::now);
+            let body: Vec<serde_json::Value> =
+                alerts.iter().map(|a| a.alertmanager(ends)).collect();
+            let endpoint = crate::config::alert::alertmanager_endpoint(base);
+            let req = client
+                .post(&endpoint)
+                .timeout(settings.timeout)
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&body).map_err(|e| e.to_string())?);
+            match req.send().await {
+                Ok(r) if r.status().is_success() => Ok(endpoint),
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    // Alertmanager says in the body what it did not like.
+                    let said = r.text().await.unwrap_or_default();
+                    let said: String = said.trim().chars().take(300).collect();
+                    if said.is_empty() {
+                        Err(format!("HTTP {status}"))
+                    } else {
+                        Err(format!("HTTP {status}: {said}"))
+                    }
+                }
+                Err(e) => Err(with_causes(&e)),
+            }
+        }
     }
 }
 
@@ -339,17 +403,23 @@ pub mod sent {
 
     /// Deliveries waiting in the outbox.
     pub static PENDING: AtomicU64 = AtomicU64::new(0);
-    /// [channel][result]: channel 0 email, 1 webhook; result 0 sent, 1 failed.
-    static SENT: [[AtomicU64; 2]; 2] = [
+    /// [channel][result]: channel 0 email, 1 webhook, 2 alertmanager; result 0 sent,
+    /// 1 failed.
+    static SENT: [[AtomicU64; 2]; 3] = [
+        [AtomicU64::new(0), AtomicU64::new(0)],
         [AtomicU64::new(0), AtomicU64::new(0)],
         [AtomicU64::new(0), AtomicU64::new(0)],
     ];
 
-    pub const CHANNELS: [&str; 2] = ["email", "webhook"];
+    pub const CHANNELS: [&str; 3] = ["email", "webhook", "alertmanager"];
     pub const RESULTS: [&str; 2] = ["sent", "failed"];
 
     pub(super) fn count(to: &To, ok: bool) {
-        let c = usize::from(matches!(to, To::Webhook(_)));
+        let c = match to {
+            To::Email(_) => 0,
+            To::Webhook(_) => 1,
+            To::Alertmanager(_) => 2,
+        };
         SENT[c][usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -358,5 +428,60 @@ pub mod sent {
         SENT.get(channel)
             .and_then(|r| r.get(result))
             .map_or(0, |n| n.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::Kind;
+
+    fn entry(to: &To, alert: Alert) -> Entry {
+        Entry {
+            d: Delivery {
+                id: new_id(),
+                to: to.clone(),
+                alert,
+                attempts: 0,
+                last_error: None,
+            },
+            due: Instant::now(),
+        }
+    }
+
+    fn failed(job: &str) -> Alert {
+        let mut a = Alert::new(job, Kind::CheckFailed, "refused".into());
+        a.check = Some("port".into());
+        a
+    }
+
+    #[test]
+    fn a_resend_takes_the_place_of_what_waits_but_an_end_stays() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let am = To::Alertmanager("http://127.0.0.1:9093".into());
+        let other = To::Alertmanager("http://127.0.0.1:9094".into());
+        let mut pending = vec![
+            entry(&am, failed("web")),
+            entry(&am, failed("db")),
+            entry(&other, failed("web")),
+        ];
+        supersede(dir.path(), &mut pending, &am, &failed("web"));
+        let left: Vec<(&str, &str)> = pending
+            .iter()
+            .map(|e| (e.d.to.shown(), e.d.alert.job.as_str()))
+            .collect();
+        assert_eq!(
+            left,
+            [
+                ("http://127.0.0.1:9093", "db"),
+                ("http://127.0.0.1:9094", "web")
+            ]
+        );
+        // A firing followed by its end: both stay, and so does the next firing.
+        let mut ended = failed("db");
+        ended.ended = Some("2026-12-01T00:00:00Z".into());
+        pending.push(entry(&am, ended));
+        supersede(dir.path(), &mut pending, &am, &failed("db"));
+        assert_eq!(pending.len(), 3);
     }
 }

@@ -134,9 +134,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Send a test alert to every recipient and webhook now, and say how it went.
+    /// Send a test alert to every recipient, webhook and Alertmanager now, and say how it went.
     TestAlert {
-        /// One object: `ok` and a result per recipient and webhook.
+        /// One object: `ok` and a result per recipient, webhook and Alertmanager.
         #[arg(long)]
         json: bool,
     },

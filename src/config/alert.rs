@@ -83,6 +83,10 @@ pub struct AlertSettings {
     pub subject: String,
     pub body: String,
     pub webhooks: Vec<Webhook>,
+    /// Alertmanager base URLs (`http://host:9093`); each gets every alert.
+    pub alertmanager: Vec<String>,
+    /// How often alerts that still fire are sent to Alertmanager again.
+    pub alertmanager_resend: Duration,
 }
 
 pub const DEFAULT_SUBJECT: &str = "[{host}] {job}: {event}";
@@ -104,6 +108,8 @@ impl Default for AlertSettings {
             subject: DEFAULT_SUBJECT.into(),
             body: DEFAULT_BODY.into(),
             webhooks: Vec::new(),
+            alertmanager: Vec::new(),
+            alertmanager_resend: Duration::from_secs(60),
         }
     }
 }
@@ -121,6 +127,8 @@ const KEYS: &[&str] = &[
     "subject",
     "body",
     "webhook",
+    "alertmanager",
+    "alertmanager-resend",
 ];
 
 const PLACEHOLDERS: &[&str] = &[
@@ -409,6 +417,34 @@ pub fn read(r: &mut Reader<'_>, dir: &std::path::Path, v: &Value<'_>) -> Option<
                     });
                 }
             }
+            "alertmanager" => {
+                let items: Vec<&Value<'_>> = match val.get_ref() {
+                    DeValue::Array(items) => items.iter().collect(),
+                    _ => vec![val],
+                };
+                for item in items {
+                    let Some(url) = r.string(k, item) else {
+                        continue;
+                    };
+                    match alertmanager_url(&url) {
+                        Ok(()) => {
+                            if !a.alertmanager.contains(&url) {
+                                a.alertmanager.push(url);
+                            }
+                        }
+                        Err(e) => r.error(
+                            item.span(),
+                            format!("`alertmanager`: `{url}` {e}"),
+                            Some(
+                                "give Alertmanager's base URL, as \"http://127.0.0.1:9093\"".into(),
+                            ),
+                        ),
+                    }
+                }
+            }
+            "alertmanager-resend" => {
+                a.alertmanager_resend = r.positive_duration(k, val).unwrap_or(a.alertmanager_resend)
+            }
             _ => r.unknown_key(key, KEYS),
         }
     }
@@ -423,6 +459,38 @@ pub fn read(r: &mut Reader<'_>, dir: &std::path::Path, v: &Value<'_>) -> Option<
         r.error(v.span(), "`user` and `password-file` go together", None);
     }
     Some(a)
+}
+
+/// Where alerts for the Alertmanager at base URL `base` are posted.
+pub fn alertmanager_endpoint(base: &str) -> String {
+    format!("{}/api/v2/alerts", base.trim_end_matches('/'))
+}
+
+/// Whether `url` can be an Alertmanager's base URL; why not, after the URL.
+fn alertmanager_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err("does not start with http:// or https://".into());
+    }
+    if url.contains(['?', '#']) {
+        return Err("has a query or a fragment: give the base URL only".into());
+    }
+    if url.trim_end_matches('/').ends_with("/api/v2/alerts") {
+        return Err("names the API: give the base URL, guardian adds /api/v2/alerts".into());
+    }
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || authority.starts_with(':') {
+        return Err("names no host".into());
+    }
+    // The URL is shown in the log and by `guardian alerts`: no secret in it.
+    if authority.contains('@') {
+        return Err(
+            "holds a user or password, which the log and `guardian alerts` would show".into(),
+        );
+    }
+    checks::check_url(url)
+        .and_then(|()| checks::check_url(&alertmanager_endpoint(url)))
+        .map_err(|e| format!("cannot be requested: {e}"))
 }
 
 /// A job's `alert`: false (no alerts about this job) or more recipients.

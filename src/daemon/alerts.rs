@@ -37,6 +37,21 @@ impl About<'_> {
     }
 }
 
+/// A failure that lasts, as Alertmanager is told of it: a check that fails (of a job, or
+/// with `host` a host check), or with no check a job in `failed`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) struct Lasting {
+    pub host: bool,
+    pub job: String,
+    pub check: Option<String>,
+}
+
+/// An alert that fires in Alertmanager, and the failure it belongs to.
+pub(super) struct Firing {
+    alert: Alert,
+    episode: u64,
+}
+
 impl Daemon {
     pub(super) fn start_alerts(&mut self) {
         let settings = self.config.settings.alert.clone();
@@ -44,7 +59,7 @@ impl Daemon {
         if !alert::configured(&settings) && !job_recipients {
             return;
         }
-        let http = if settings.webhooks.is_empty() {
+        let http = if settings.webhooks.is_empty() && settings.alertmanager.is_empty() {
             None
         } else {
             match checks::http_client() {
@@ -74,9 +89,23 @@ impl Daemon {
         description: String,
         action: Option<Action>,
     ) {
+        self.alert_with(about, kind, check, description, action, None);
+    }
+
+    /// An alert that may carry the report taken before its action.
+    pub(super) fn alert_with(
+        &mut self,
+        about: About<'_>,
+        kind: Kind,
+        check: Option<&str>,
+        description: String,
+        action: Option<Action>,
+        report: Option<alert::ReportNote>,
+    ) {
         let mut a = Alert::new(about.name(), kind, description);
         a.check = check.map(str::to_string);
         a.action = action;
+        a.report = report;
         let line = format!(
             "alert: {}: {}: {}{}",
             about.name(),
@@ -108,6 +137,167 @@ impl Daemon {
             let _ = tx.send(alert::Msg::Queue(
                 targets.into_iter().map(|t| (t, a.clone())).collect(),
             ));
+        }
+        if !off {
+            self.tell_alertmanager(about, a);
+        }
+    }
+
+    /// Alertmanager gets every kind of alert (it routes and silences them itself). A
+    /// failure that lasts (a check that fails, a job in `failed`) fires until it ends,
+    /// re-sent on a timer of its own; a recovery resolves it; anything else is sent
+    /// once and ends by itself.
+    fn tell_alertmanager(&mut self, about: About<'_>, a: Alert) {
+        if self.config.settings.alert.alertmanager.is_empty() {
+            return;
+        }
+        let lasting = Lasting {
+            host: about == About::Host,
+            job: a.job.clone(),
+            check: a.check.clone(),
+        };
+        match a.kind {
+            // Alertmanager repeats what fires itself (`repeat_interval`).
+            Kind::Reminder => {}
+            Kind::CheckRecovered => {
+                if let Some(f) = self.am_firing.remove(&lasting) {
+                    self.am_resolve(f.alert, a.description, a.time);
+                }
+            }
+            Kind::CheckFailed | Kind::RespawnLimit => {
+                let Some(episode) = self.lasting_episode(&lasting) else {
+                    // Over already (a check that recovered while its report was taken):
+                    // told once, and it ends by itself.
+                    self.am_send(a);
+                    return;
+                };
+                let known = self
+                    .am_firing
+                    .get(&lasting)
+                    .is_some_and(|f| f.episode == episode);
+                self.am_firing.insert(
+                    lasting.clone(),
+                    Firing {
+                        alert: a.clone(),
+                        episode,
+                    },
+                );
+                if !known {
+                    let every = self.config.settings.alert.alertmanager_resend;
+                    self.timers
+                        .arm_in(self.now().mono, every, Timer::Resend { lasting, episode });
+                }
+                self.am_send(a);
+            }
+            _ => self.am_send(a),
+        }
+    }
+
+    /// Which turn into failing of `lasting` is under way, if it still lasts.
+    fn lasting_episode(&self, lasting: &Lasting) -> Option<u64> {
+        let failing = |c: &super::checking::CheckRt, name: &str| {
+            (c.spec.name == name && c.failing).then_some(c.episode)
+        };
+        match (&lasting.check, lasting.host) {
+            (Some(name), true) => self.host_checks.iter().find_map(|c| failing(c, name)),
+            (Some(name), false) => {
+                let j = self.jobs.get(&lasting.job)?;
+                if j.spec.alert.off {
+                    return None;
+                }
+                j.checks.iter().find_map(|c| failing(c, name))
+            }
+            (None, _) => {
+                let j = self.jobs.get(&lasting.job)?;
+                if j.spec.alert.off || j.m.state() != State::Failed {
+                    return None;
+                }
+                self.failed_episode.get(&lasting.job).copied()
+            }
+        }
+    }
+
+    /// An alert that fires is due to be sent again: sent if it still fires, resolved if
+    /// its failure ended unseen (the job stopped, was restarted or removed).
+    pub(super) fn am_resend(&mut self, lasting: Lasting, episode: u64) {
+        if self
+            .am_firing
+            .get(&lasting)
+            .is_none_or(|f| f.episode != episode)
+        {
+            return;
+        }
+        if self.lasting_episode(&lasting) == Some(episode) || self.restarted_from(&lasting) {
+            if let Some(f) = self.am_firing.get(&lasting) {
+                let a = f.alert.clone();
+                self.am_send(a);
+            }
+            let every = self.config.settings.alert.alertmanager_resend;
+            self.timers
+                .arm_in(self.now().mono, every, Timer::Resend { lasting, episode });
+        } else {
+            self.am_ended(&lasting, "no longer failing".into());
+        }
+    }
+
+    /// Whether `lasting` is a check whose failure restarted its job, and that has not
+    /// passed since: the failure lasts until it does (or the job is down, or gone).
+    fn restarted_from(&self, lasting: &Lasting) -> bool {
+        let (Some(check), false) = (&lasting.check, lasting.host) else {
+            return false;
+        };
+        self.jobs.get(&lasting.job).is_some_and(|j| {
+            !j.spec.alert.off
+                && !j.m.state().is_down()
+                && j.checks.iter().any(|c| c.spec.name == *check)
+        })
+    }
+
+    /// A check of `job` passed without a recovery (the failure that fired restarted
+    /// the job, which starts its checks afresh): its alert in Alertmanager ends.
+    pub(super) fn am_passed(&mut self, job: &str, check: &str, reason: &str) {
+        let lasting = Lasting {
+            host: false,
+            job: job.to_string(),
+            check: Some(check.to_string()),
+        };
+        if self.lasting_episode(&lasting).is_none() {
+            self.am_ended(&lasting, format!("passes again: {reason}"));
+        }
+    }
+
+    /// The failure `lasting` ended without a recovery of its own to tell (its job
+    /// stopped, left `failed`...): Alertmanager hears that its alert is resolved.
+    pub(super) fn am_ended(&mut self, lasting: &Lasting, why: String) {
+        if let Some(f) = self.am_firing.remove(lasting) {
+            let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+            self.am_resolve(f.alert, why, now);
+        }
+    }
+
+    /// Tells Alertmanager that `firing` ended at `at`, saying why.
+    fn am_resolve(&mut self, firing: Alert, why: String, at: String) {
+        let mut a = firing;
+        a.description = why;
+        a.action = None;
+        a.ended = Some(at);
+        self.am_send(a);
+    }
+
+    fn am_send(&self, a: Alert) {
+        let Some(tx) = &self.alerts else {
+            return;
+        };
+        let items: Vec<(To, Alert)> = self
+            .config
+            .settings
+            .alert
+            .alertmanager
+            .iter()
+            .map(|u| (To::Alertmanager(u.clone()), a.clone()))
+            .collect();
+        if !items.is_empty() {
+            let _ = tx.send(alert::Msg::Queue(items));
         }
     }
 
@@ -151,7 +341,18 @@ impl Daemon {
             .get(name)
             .is_some_and(|j| j.m.state() == State::Failed);
         if !failed {
-            self.failed_episode.remove(name);
+            if self.failed_episode.remove(name).is_some() {
+                let lasting = Lasting {
+                    host: false,
+                    job: name.to_string(),
+                    check: None,
+                };
+                let state = self
+                    .jobs
+                    .get(name)
+                    .map_or("removed", |j| j.m.state().as_str());
+                self.am_ended(&lasting, format!("no longer failed: {state}"));
+            }
         } else if !self.failed_episode.contains_key(name) {
             let episode = next_episode();
             self.failed_episode.insert(name.to_string(), episode);

@@ -58,6 +58,9 @@ pub(crate) struct CheckRt {
     pub start: u64,
     /// When the current run of failures began (for reports).
     failing_since: Option<Instant>,
+    /// The next launch tells the loop of its first passes too (which it otherwise
+    /// keeps to the slot): an alert that fires in Alertmanager waits for one.
+    pub tell_passes: bool,
 }
 
 impl Drop for CheckRt {
@@ -79,6 +82,7 @@ impl CheckRt {
             generation: 0,
             start: 0,
             failing_since: None,
+            tell_passes: false,
         }
     }
 
@@ -147,7 +151,11 @@ impl CheckRt {
         let task = tokio::spawn(check_loop(CheckLoop {
             slot: self.slot.clone(),
             within: self.spec.within.max(1),
-            since_failed: u32::MAX,
+            since_failed: if std::mem::take(&mut self.tell_passes) {
+                0
+            } else {
+                u32::MAX
+            },
             ctx,
             probe: self.spec.probe.clone(),
             every,
@@ -296,6 +304,13 @@ impl Daemon {
             let pid = job.main_pid_shared.clone();
             let (start, since) = (job.m.runs(), job.m.running_since());
             let c = &mut job.checks[idx];
+            if !self.am_firing.is_empty() {
+                c.tell_passes = self.am_firing.contains_key(&super::alerts::Lasting {
+                    host: false,
+                    job: name.to_string(),
+                    check: Some(c.spec.name.clone()),
+                });
+            }
             let since = Some(since.unwrap_or_else(Instant::now));
             c.launch(ctx, default_every, pid, owner, idx, start, since, tx);
         }
@@ -384,6 +399,10 @@ impl Daemon {
         let verdict = c.record(outcome.passed);
         let check = c.spec.name.clone();
         let action = c.spec.action.clone();
+        // Passing again after the restart its failure caused: what fires in
+        // Alertmanager for it ends.
+        let passed = (outcome.passed && verdict == Verdict::Nothing && !self.am_firing.is_empty())
+            .then(|| outcome.reason().into_owned());
         if verdict == Verdict::Act {
             // Failing now, whether or not it acts: reminders of it, for who wants them.
             let episode = c.episode;
@@ -445,6 +464,9 @@ impl Daemon {
             }
         }
         slot.put(outcome);
+        if let Some(reason) = passed {
+            self.am_passed(name, &check, &reason);
+        }
     }
 
     /// A host check's outcome: host checks only alert.

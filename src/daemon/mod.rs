@@ -137,6 +137,8 @@ pub struct Daemon {
     alerts: Option<mpsc::UnboundedSender<crate::alert::Msg>>,
     /// Jobs in `failed`, with the episode their reminders belong to.
     failed_episode: HashMap<String, u64>,
+    /// The alerts Alertmanager is told still fire, each re-sent on a timer of its own.
+    am_firing: HashMap<alerts::Lasting, alerts::Firing>,
     /// `state-dir/pipes`: the jobs' log pipes, which outlive the daemon.
     pipes: PipeDir,
     /// The jobs' cgroups, and what of a job is outside its process group.
@@ -537,6 +539,7 @@ impl Daemon {
             host_checks: Vec::new(),
             alerts: None,
             failed_episode: HashMap::new(),
+            am_firing: HashMap::new(),
             pipes,
             rest: rest::Rest::default(),
             book: recovery::Book::default(),
@@ -862,6 +865,7 @@ impl Daemon {
                     to,
                     episode,
                 } => self.remind(job, check, to, episode),
+                Timer::Resend { lasting, episode } => self.am_resend(lasting, episode),
             }
         }
     }

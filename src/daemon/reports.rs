@@ -17,6 +17,7 @@ use crate::diagnose::{self, DiagnoseRun, Report, store};
 use crate::job::{Input, State};
 use crate::logtext::{Esc, EscPath};
 
+use super::alerts::About;
 use super::run::RunRequest;
 use super::{Daemon, Internal, Work};
 
@@ -189,6 +190,10 @@ impl Daemon {
                 Esc(&report.summary)
             ),
         }
+        let note = alert::ReportNote {
+            summary: report.summary.clone(),
+            path: path.as_ref().map(|p| p.display().to_string()),
+        };
         let with_report = |reason: &str| format!("{reason}; {}; report: {shown}", report.summary);
         match then {
             Then::Reply(reply) => {
@@ -202,12 +207,13 @@ impl Daemon {
                 check,
                 reason,
             } => {
-                self.check_alert(
-                    &name,
-                    &check,
+                self.alert_with(
+                    About::Job(&name),
                     Kind::CheckFailed,
-                    &with_report(&reason),
+                    Some(&check),
+                    with_report(&reason),
                     Some(alert::Action::Restart),
+                    Some(note.clone()),
                 );
                 let Some(job) = self.jobs.get(&name) else {
                     return;
@@ -226,12 +232,13 @@ impl Daemon {
                 self.pump();
             }
             Then::Stop { check, reason } => {
-                self.check_alert(
-                    &name,
-                    &check,
+                self.alert_with(
+                    About::Job(&name),
                     Kind::CheckFailed,
-                    &with_report(&reason),
+                    Some(&check),
+                    with_report(&reason),
                     Some(alert::Action::Stop),
+                    Some(note),
                 );
                 if self.shutdown.is_some() || !self.jobs.contains_key(&name) {
                     return;

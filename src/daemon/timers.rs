@@ -40,6 +40,11 @@ pub(super) enum Timer {
         to: String,
         episode: u64,
     },
+    /// Alertmanager is due to hear again of an alert that fires, if it still does.
+    Resend {
+        lasting: super::alerts::Lasting,
+        episode: u64,
+    },
 }
 
 #[derive(Default)]

@@ -25,7 +25,7 @@ impl Daemon {
         let Some(tx) = &self.alerts else {
             let _ = reply.send(Response::Error {
                 message:
-                    "no alert recipients or webhooks are configured ([alert] in guardian.toml)"
+                    "no alert recipients, webhooks or Alertmanagers are configured ([alert] in guardian.toml)"
                         .into(),
             });
             return;
@@ -44,13 +44,19 @@ impl Daemon {
             }
         }
         targets.extend(settings.webhooks.iter().map(|w| To::Webhook(w.url.clone())));
+        targets.extend(
+            settings
+                .alertmanager
+                .iter()
+                .map(|u| To::Alertmanager(u.clone())),
+        );
         let alert = Alert::new(
             "guardian",
             crate::alert::Kind::Test,
             "a test alert sent by `guardian test-alert`: if you read this, alerts reach you".into(),
         );
         let (result_tx, result_rx) = oneshot::channel();
-        let _ = tx.send(crate::alert::Msg::Test(targets, alert, result_tx));
+        let _ = tx.send(crate::alert::Msg::Test(targets, Box::new(alert), result_tx));
         tokio::spawn(async move {
             let results = result_rx.await.unwrap_or_default();
             let all_ok = results.iter().all(|(_, r)| r.is_ok());
