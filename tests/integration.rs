@@ -8,6 +8,7 @@ mod diagnose;
 mod django_stack;
 mod events;
 mod fuzz_regressions;
+mod groups;
 mod handover;
 mod hardening_config;
 mod hardening_socket;

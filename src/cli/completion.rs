@@ -3,11 +3,16 @@
 //! `--config DIR`, else /etc/guardian), read from its `jobs/*.toml` file names by the
 //! shell itself: no process is started and the daemon is not asked, so a completion
 //! takes a few milliseconds with hundreds of jobs, and works when the daemon is down.
+//! After `-g` / `--group`, the group names are those of the `groups = [...]` lines of
+//! the same files, read by the shell's own `read` (an array written over several lines
+//! is not seen).
 
 use clap_complete::Shell;
 
 /// Commands whose first argument is a job or `all`.
 const TARGETS: &str = "start stop restart monitor unmonitor";
+/// Commands that take `-g GROUP`.
+const GROUPS: &str = "start stop restart monitor unmonitor summary status";
 /// Commands whose first argument is a job (`reload all` is refused, so not offered).
 const JOBS: &str = "status reload logs env run";
 
@@ -39,6 +44,25 @@ _guardian_job_names() {{
     done
 }}
 
+# Group names: the `groups = [...]` lines of the same files, read without a process.
+_guardian_group_names() {{
+    local dir=$1 f line rest
+    local -A seen=()
+    dir=${{dir/#\~/$HOME}}
+    for f in "$dir"/jobs/*.toml; do
+        [[ -e $f ]] || continue
+        while IFS= read -r line || [[ -n $line ]]; do
+            [[ $line =~ ^[[:space:]]*groups[[:space:]]*=[[:space:]]*\[(.*)$ ]] || continue
+            rest=${{BASH_REMATCH[1]}}
+            while [[ $rest =~ [\"\']([A-Za-z0-9._@-]+)[\"\'](.*)$ ]]; do
+                seen[${{BASH_REMATCH[1]}}]=1
+                rest=${{BASH_REMATCH[2]}}
+            done
+        done < "$f"
+    done
+    (( ${{#seen[@]}} )) && printf '%s\n' "${{!seen[@]}}"
+}}
+
 _guardian_with_jobs() {{
     local cur=${{COMP_WORDS[COMP_CWORD]}} dir=/etc/guardian sub= pos=0 i=1 w
     while (( i < COMP_CWORD )); do
@@ -51,11 +75,25 @@ _guardian_with_jobs() {{
                 [[ $w == -c || $w == --config ]] && dir=${{COMP_WORDS[i]}}
                 ;;
             -n|--lines) [[ $sub == logs ]] && (( i++ )) ;;
+            -g|--group)
+                (( i + 1 < COMP_CWORD )) || break
+                (( i++ ))
+                if [[ ${{COMP_WORDS[i]}} == = ]]; then (( i + 1 < COMP_CWORD )) || break; (( i++ )); fi
+                ;;
             -*) ;;
             *) if [[ -z $sub ]]; then sub=$w; else (( pos++ )); fi ;;
         esac
         (( i++ ))
     done
+    local prev=${{COMP_WORDS[COMP_CWORD-1]}}
+    [[ $prev == = ]] && (( COMP_CWORD > 1 )) && prev=${{COMP_WORDS[COMP_CWORD-2]}}
+    if [[ $prev == -g || $prev == --group ]] && [[ -n $sub ]]; then
+        case " {GROUPS} " in *" $sub "*)
+            [[ $cur == = ]] && cur=
+            COMPREPLY=( $(compgen -W "$(_guardian_group_names "$dir")" -- "$cur") )
+            return 0 ;;
+        esac
+    fi
     if (( i == COMP_CWORD )) && (( pos == 0 )) && [[ -n $sub && $cur != -* ]]; then
         local names
         case " {TARGETS} " in *" $sub "*)
@@ -83,10 +121,29 @@ fi
 }
 
 fn zsh(script: &str) -> Result<String, String> {
-    let replaced = script
+    // The commands whose target may be `all` get the targets; `reload`, the jobs.
+    let mut replaced = String::with_capacity(script.len());
+    let mut rest = script;
+    while let Some(at) = rest.find("\n(") {
+        let (before, section) = rest.split_at(at + 1);
+        replaced.push_str(before);
+        let end = section[1..].find("\n(").map_or(section.len(), |e| e + 1);
+        let (this, next) = section.split_at(end);
+        let sub = this[1..].split(')').next().unwrap_or("");
+        let all = TARGETS.split(' ').any(|t| t == sub);
+        replaced.push_str(&if all {
+            this.replace("'::target:_default'", "'::target:_guardian_targets'")
+        } else {
+            this.to_string()
+        });
+        rest = next;
+    }
+    replaced.push_str(rest);
+    let replaced = replaced
         .replace("'::target:_default'", "'::target:_guardian_jobs'")
         .replace("':target:_default'", "':target:_guardian_targets'")
-        .replace(":job:_default'", ":job:_guardian_jobs'");
+        .replace(":job:_default'", ":job:_guardian_jobs'")
+        .replace(":GROUP:_default'", ":GROUP:_guardian_groups'");
     let tail = "if [ \"$funcstack[1]\" = \"_guardian\" ]; then";
     let Some(at) = replaced.find(tail) else {
         return Err("the zsh script has no registration where it was expected".into());
@@ -116,6 +173,39 @@ _guardian_jobs() {
     local -a reply
     _guardian_job_names
     _describe -t jobs 'job' reply
+}
+(( $+functions[_guardian_group_names] )) ||
+_guardian_group_names() {
+    setopt localoptions extendedglob
+    local dir=/etc/guardian i f line rest
+    local -a line_words
+    local -aU groups
+    line_words=( ${(z)BUFFER} )
+    for (( i = 1; i < ${#line_words}; i++ )); do
+        case ${line_words[i]} in
+            -c|--config) dir=${line_words[i+1]} ;;
+            --config=*) dir=${line_words[i]#--config=} ;;
+        esac
+    done
+    dir=${~dir}
+    for f in $dir/jobs/*.toml(N); do
+        while IFS= read -r line || [[ -n $line ]]; do
+            [[ $line == [[:space:]]#groups[[:space:]]#=[[:space:]]#\[* ]] || continue
+            rest=${line#*\[}
+            while [[ $rest == *[\"\'][A-Za-z0-9._@-]##[\"\']* ]]; do
+                rest=${rest#*[\"\']}
+                groups+=( ${rest%%[\"\']*} )
+                rest=${rest#*[\"\']}
+            done
+        done < $f
+    done
+    reply=( $groups )
+}
+(( $+functions[_guardian_groups] )) ||
+_guardian_groups() {
+    local -a reply
+    _guardian_group_names
+    _describe -t groups 'group' reply
 }
 (( $+functions[_guardian_targets] )) ||
 _guardian_targets() {
@@ -158,6 +248,36 @@ function __guardian_job_names
     string replace -r '^.*/(.*)\.toml$' '$1' -- $files
 end
 
+# Group names: the `groups = [...]` lines of the same files.
+function __guardian_group_names
+    set -l tokens (commandline -opc)
+    set -l dir /etc/guardian
+    set -l take 0
+    for t in $tokens
+        if test $take = 1
+            set dir $t
+            set take 0
+            continue
+        end
+        switch $t
+            case -c --config
+                set take 1
+            case '--config=*'
+                set dir (string replace -- '--config=' '' $t)
+        end
+    end
+    set -l names
+    for f in $dir/jobs/*.toml
+        while read -l line
+            set -l inside (string match -rg '^\s*groups\s*=\s*\[(.*)$' -- $line); or continue
+            for n in (string match -rag '["\']([A-Za-z0-9._@-]+)["\']' -- $inside)
+                contains -- $n $names; or set -a names $n
+            end
+        end < $f
+    end
+    printf '%s\n' $names
+end
+
 # True when the word being completed is the first argument of one of the commands given.
 function __guardian_wants_job
     set -l tokens (commandline -opc)
@@ -171,7 +291,7 @@ function __guardian_wants_job
             continue
         end
         switch $t
-            case -c --config --socket --timeout -n --lines
+            case -c --config --socket --timeout -n --lines -g --group
                 set skip 1
             case '-*'
             case '*'
@@ -187,6 +307,9 @@ end
 
 complete -c guardian -n '__guardian_wants_job {TARGETS}' -f -a 'all (__guardian_job_names)'
 complete -c guardian -n '__guardian_wants_job {JOBS}' -f -a '(__guardian_job_names)'
+for sub in {GROUPS}
+    complete -c guardian -n "__fish_guardian_using_subcommand $sub" -s g -l group -x -a '(__guardian_group_names)'
+end
 "#
     ));
     out

@@ -110,6 +110,61 @@ pub fn check(
     }
 }
 
+/// The jobs `start-on` of `spec` names (`started redis`, `stopped migrate`), without
+/// patterns.
+pub fn named_in_start_on(spec: &JobSpec) -> impl Iterator<Item = &str> {
+    spec.start_on
+        .iter()
+        .flat_map(|on| on.expr.atoms())
+        .filter_map(|atom| atom.job())
+        .filter(|job| !job.contains(['*', '?']))
+}
+
+/// `members` in dependency order: each after every job its `start-on` names, directly or
+/// through jobs that are not members; else in the order given. Stopping goes the other
+/// way. A cycle (of events other than `started` / `starting`, which `check` refuses)
+/// is cut where it closes. `spec_of` finds a job by name.
+pub fn dependency_order<'a, S>(
+    members: &[S],
+    spec_of: impl Fn(&str) -> Option<&'a JobSpec>,
+) -> Vec<String>
+where
+    S: AsRef<str>,
+{
+    let wanted: BTreeSet<&str> = members.iter().map(AsRef::as_ref).collect();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut out = Vec::with_capacity(members.len());
+    for m in members {
+        // Depth first, without recursion: a job is written once all it names are.
+        let mut stack: Vec<(String, bool)> = vec![(m.as_ref().to_string(), false)];
+        while let Some((name, expanded)) = stack.pop() {
+            if expanded {
+                if wanted.contains(name.as_str()) {
+                    out.push(name);
+                }
+                continue;
+            }
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let Some(spec) = spec_of(&name) else {
+                continue;
+            };
+            stack.push((name, true));
+            let mut deps: Vec<&str> = named_in_start_on(spec).collect();
+            deps.sort_unstable();
+            deps.dedup();
+            // Pushed last to first, so that they are written in name order.
+            for d in deps.into_iter().rev() {
+                if !seen.contains(d) {
+                    stack.push((d.to_string(), false));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// A cycle of `start-on` waits on `started` / `starting` of other jobs, if any.
 fn find_cycle(jobs: &BTreeMap<String, JobSpec>) -> Option<Vec<String>> {
     let mut waits: BTreeMap<&str, Vec<String>> = BTreeMap::new();

@@ -103,6 +103,11 @@ pub(crate) enum Internal {
     Gone { job: String, pid: u32 },
     /// A report on a job was taken; what waited for it goes on.
     Diagnosed(Box<reports::Diagnosed>),
+    /// A request the daemon sends itself: a step of a command on a group's jobs.
+    Ask(
+        crate::control::protocol::Request,
+        oneshot::Sender<crate::control::protocol::Response>,
+    ),
 }
 
 enum Work {
@@ -889,6 +894,7 @@ impl Daemon {
             } => self.handover_found(&job, generation, pid),
             Internal::Gone { job, pid } => self.held_gone(&job, pid),
             Internal::Diagnosed(d) => self.diagnosed(*d),
+            Internal::Ask(request, reply) => self.request(request, reply),
         }
     }
 
@@ -1010,6 +1016,13 @@ impl Daemon {
                         }
                     }
                 }
+                Some(job) if job.spec != *spec && only_groups_differ(&job.spec, spec) => {
+                    // Which groups a job is in says nothing about how it runs.
+                    changed += 1;
+                    job.spec.groups = spec.groups.clone();
+                    job.spec.fingerprint = spec.fingerprint;
+                    job.fingerprint = None;
+                }
                 Some(job) if job.spec != *spec => {
                     changed += 1;
                     if job.m.is_down() {
@@ -1108,4 +1121,11 @@ fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// Whether `a` and `b` are the same job but for the groups it is in.
+fn only_groups_differ(a: &JobSpec, b: &JobSpec) -> bool {
+    let mut b = b.clone();
+    b.groups = a.groups.clone();
+    *a == b
 }
