@@ -14,6 +14,7 @@ mod hardening_config;
 mod hardening_socket;
 mod http;
 mod import;
+mod imported_stack;
 mod json_output;
 mod lifecycle;
 mod log_fifo;
