@@ -201,3 +201,28 @@ fn a_bad_group_name_is_said_with_its_place() {
         text(&out)
     );
 }
+
+#[test]
+fn a_reload_that_changes_only_groups_leaves_the_job_running() {
+    let c = Conf::new();
+    c.job("web", "groups = [\"frontend\"]\nexec = \"sleep 600\"\n");
+    let d = c.start();
+    d.wait_state("web", "running");
+    let pid = d.main_pid("web");
+    c.job(
+        "web",
+        "groups = [\"site\", \"frontend\"]\nexec = \"sleep 600\"\n",
+    );
+    let said = stdout(&d.ok(&["reload"], 0));
+    assert!(said.contains("1 changed"), "{said}");
+    let site = json(&d.ok(&["status", "-g", "site", "--json"], 0));
+    assert_eq!(names(&site), ["web"]);
+    assert_eq!(site[0]["groups"], serde_json::json!(["site", "frontend"]));
+    assert_eq!(d.main_pid("web"), pid, "the job was not restarted");
+    assert_eq!(d.status("web")["restarts"], 0);
+    // Out of every group: the group is gone, as an unknown one.
+    c.job("web", "exec = \"sleep 600\"\n");
+    d.ok(&["reload"], 0);
+    d.ok(&["summary", "-g", "site"], 2);
+    assert_eq!(d.main_pid("web"), pid);
+}

@@ -64,7 +64,7 @@ _guardian_group_names() {{
 }}
 
 _guardian_with_jobs() {{
-    local cur=${{COMP_WORDS[COMP_CWORD]}} dir=/etc/guardian sub= pos=0 i=1 w
+    local cur=${{COMP_WORDS[COMP_CWORD]}} dir=/etc/guardian sub= pos=0 i=1 w grp=
     while (( i < COMP_CWORD )); do
         w=${{COMP_WORDS[i]}}
         case $w in
@@ -76,6 +76,7 @@ _guardian_with_jobs() {{
                 ;;
             -n|--lines) [[ $sub == logs ]] && (( i++ )) ;;
             -g|--group)
+                grp=1
                 (( i + 1 < COMP_CWORD )) || break
                 (( i++ ))
                 if [[ ${{COMP_WORDS[i]}} == = ]]; then (( i + 1 < COMP_CWORD )) || break; (( i++ )); fi
@@ -94,7 +95,8 @@ _guardian_with_jobs() {{
             return 0 ;;
         esac
     fi
-    if (( i == COMP_CWORD )) && (( pos == 0 )) && [[ -n $sub && $cur != -* ]]; then
+    # A group in place of the job: no job after `-g GROUP`.
+    if (( i == COMP_CWORD )) && (( pos == 0 )) && [[ -z $grp && -n $sub && $cur != -* ]]; then
         local names
         case " {TARGETS} " in *" $sub "*)
             names="all $(_guardian_job_names "$dir")"
@@ -337,12 +339,20 @@ mod tests {
         assert!(bash.contains("complete -F _guardian_with_jobs"), "{bash}");
         assert!(!bash.contains("complete -F _guardian -o"), "{bash}");
         let zsh = with_job_names(Shell::Zsh, &generated(Shell::Zsh)).unwrap_or_default();
-        assert!(zsh.contains("':target:_guardian_targets'"), "{zsh}");
+        // start's target may be `all`; reload's may not.
+        assert!(zsh.contains("'::target:_guardian_targets'"), "{zsh}");
+        assert!(zsh.contains("'::target:_guardian_jobs'"), "{zsh}");
+        assert!(zsh.contains(":GROUP:_guardian_groups'"), "{zsh}");
+        assert!(!zsh.contains(":GROUP:_default"), "{zsh}");
         assert!(zsh.contains("'::job:_guardian_jobs'"), "{zsh}");
         assert!(!zsh.contains(":target:_default"), "{zsh}");
         assert!(zsh.find("_guardian_targets() {") < zsh.find("if [ \"$funcstack[1]\""));
         let fish = with_job_names(Shell::Fish, &generated(Shell::Fish));
-        assert!(fish.is_ok_and(|f| f.contains("__guardian_wants_job start stop restart")));
+        assert!(fish.is_ok_and(|f| {
+            f.contains("__guardian_wants_job start stop restart")
+                && f.contains("-s g -l group -x -a '(__guardian_group_names)'")
+        }));
+        assert!(bash.contains("_guardian_group_names \"$dir\""), "{bash}");
     }
 
     #[test]

@@ -228,3 +228,59 @@ fn find_cycle(jobs: &BTreeMap<String, JobSpec>) -> Option<Vec<String>> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn jobs(files: &[(&str, &str)]) -> BTreeMap<String, JobSpec> {
+        files
+            .iter()
+            .filter_map(|(name, text)| {
+                let file = Path::new("/etc/guardian/jobs").join(format!("{name}.toml"));
+                let read = crate::config::read_job_text(name, &file, text.as_bytes());
+                assert!(read.errors.is_empty(), "{name}: {:?}", read.errors);
+                Some((name.to_string(), read.spec?))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_group_is_ordered_by_what_its_jobs_start_on_even_through_other_jobs() {
+        let all = jobs(&[
+            (
+                "web",
+                "exec = \"/bin/true\"\nstart-on = \"started mid and started api\"\n",
+            ),
+            ("mid", "exec = \"/bin/true\"\nstart-on = \"started zdb\"\n"),
+            (
+                "api",
+                "exec = \"/bin/true\"\nstart-on = \"started zdb or started *\"\n",
+            ),
+            ("zdb", "exec = \"/bin/true\"\n"),
+            ("cache", "exec = \"/bin/true\"\n"),
+        ]);
+        let spec_of = |n: &str| all.get(n);
+        // mid is not a member, but web waits for it and it waits for zdb.
+        assert_eq!(
+            dependency_order(&["api", "cache", "web", "zdb"], spec_of),
+            ["zdb", "api", "cache", "web"]
+        );
+        assert_eq!(dependency_order(&["web", "zdb"], spec_of), ["zdb", "web"]);
+        assert_eq!(dependency_order(&["cache"], spec_of), ["cache"]);
+        // A job that does not exist any more is left out, not an error.
+        assert_eq!(dependency_order(&["gone", "zdb"], spec_of), ["zdb"]);
+    }
+
+    #[test]
+    fn a_cycle_of_other_events_is_cut_not_followed_forever() {
+        let all = jobs(&[
+            ("a", "exec = \"/bin/true\"\nstart-on = \"stopped b\"\n"),
+            ("b", "exec = \"/bin/true\"\nstart-on = \"stopped a\"\n"),
+        ]);
+        let order = dependency_order(&["a", "b"], |n| all.get(n));
+        assert_eq!(order.len(), 2, "{order:?}");
+    }
+}

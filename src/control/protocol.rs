@@ -620,6 +620,24 @@ mod tests {
         })
         .unwrap_or_default();
         assert!(refused(&stop).contains("control characters"));
+        let both = serde_json::to_vec(&Request::Start {
+            target: "web".into(),
+            group: Some("frontend".into()),
+            wait: true,
+        })
+        .unwrap_or_default();
+        assert!(refused(&both).contains("a job and a group at once"));
+        let status = serde_json::to_vec(&Request::Status {
+            job: Some("web".into()),
+            group: Some("frontend".into()),
+        })
+        .unwrap_or_default();
+        assert!(refused(&status).contains("not both"));
+        // A group's request names no job; an older client's names no group.
+        assert!(decode_request(br#"{"request":"stop","group":"frontend","wait":true}"#).is_ok());
+        assert!(decode_request(br#"{"request":"stop","target":"web","wait":true}"#).is_ok());
+        let long = format!(r#"{{"request":"monitor","group":"{}"}}"#, "g".repeat(300));
+        assert!(refused(long.as_bytes()).contains("group"));
     }
 
     #[test]
