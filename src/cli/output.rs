@@ -438,7 +438,8 @@ mod tests {
         job_details(&mut out, &j).expect("written");
         let text = String::from_utf8(out).expect("utf-8");
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 14, "{text}");
+        assert_eq!(lines.len(), 15, "{text}");
+        assert!(text.contains("\ngroups:          frontend\n"), "{text}");
         for line in &lines {
             let colon = line.find(':').expect("a label");
             assert!(colon < LABEL_WIDTH, "{line}");
