@@ -226,3 +226,60 @@ fn a_reload_that_changes_only_groups_leaves_the_job_running() {
     d.ok(&["summary", "-g", "site"], 2);
     assert_eq!(d.main_pid("web"), pid);
 }
+
+/// A CLI command run in the background.
+fn spawn(c: &Conf, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(crate::util::BIN)
+        .arg("-c")
+        .arg(c.path())
+        .args(args)
+        .env_remove("GUARDIAN_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the guardian CLI")
+}
+
+#[test]
+fn a_reexec_waits_for_a_group_command_between_its_jobs() {
+    let c = Conf::new();
+    // Each job's post-start holds it until its file appears: the test says when.
+    for (name, on) in [("first", ""), ("second", "start-on = \"started first\"\n")] {
+        let go = c.file(&format!("go-{name}"));
+        c.job(
+            name,
+            &format!(
+                "manual = true\ngroups = [\"pair\"]\n{on}exec = \"sleep 600\"\n\
+                 post-start = \"while [ ! -e {go} ]; do sleep 0.02; done\"\n"
+            ),
+        );
+    }
+    let d = c.start();
+    let start = spawn(&c, &["start", "-g", "pair"]);
+    d.wait_state("first", "post-start");
+    let reexec = spawn(&c, &["reexec"]);
+    d.wait_until("the re-execution to be asked for", || {
+        d.daemon_log().contains("re-execut")
+    });
+    // first comes up; the group's command goes on to second, the exec still waits.
+    std::fs::write(c.file("go-first"), "").expect("go");
+    d.wait_state("second", "post-start");
+    assert!(
+        !d.daemon_log().contains(") re-executed"),
+        "re-executed in the middle of the group's start:\n{}",
+        d.daemon_log()
+    );
+    std::fs::write(c.file("go-second"), "").expect("go");
+    let started = start.wait_with_output().expect("start -g");
+    assert_eq!(started.status.code(), Some(0), "{}", text(&started));
+    let said = stdout(&started);
+    assert!(
+        said.contains("first: running") && said.contains("second: running"),
+        "{said}"
+    );
+    let reexec = reexec.wait_with_output().expect("reexec");
+    assert_eq!(reexec.status.code(), Some(0), "{}", text(&reexec));
+    d.wait_until("the new image", || d.daemon_log().contains(") re-executed"));
+    assert_eq!(d.state("second"), "running");
+}

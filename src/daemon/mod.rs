@@ -108,6 +108,9 @@ pub(crate) enum Internal {
         crate::control::protocol::Request,
         oneshot::Sender<crate::control::protocol::Response>,
     ),
+    /// Nothing to do: the loop looks again at what waits for a quiet moment (a
+    /// re-execution).
+    Wake,
 }
 
 enum Work {
@@ -158,6 +161,9 @@ pub struct Daemon {
     image: reexec::SelfImage,
     /// Log pipes the image before an exec handed over, until each job takes its own.
     handed_pipes: HashMap<String, std::os::fd::OwnedFd>,
+    /// Commands on a group under way: a re-execution waits for them as it waits for
+    /// clients waiting on a job.
+    group_commands: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Binds the control socket `config` names (open to its `read-group`), for [`run`].
@@ -550,6 +556,7 @@ impl Daemon {
             notify: None,
             image: reexec::SelfImage::new(generation),
             handed_pipes,
+            group_commands: Default::default(),
         };
         // The specs move into the jobs: the loaded configuration keeps only its settings.
         let specs = std::mem::take(&mut daemon.config.jobs);
@@ -895,6 +902,7 @@ impl Daemon {
             Internal::Gone { job, pid } => self.held_gone(&job, pid),
             Internal::Diagnosed(d) => self.diagnosed(*d),
             Internal::Ask(request, reply) => self.request(request, reply),
+            Internal::Wake => {}
         }
     }
 

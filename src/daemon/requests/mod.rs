@@ -188,7 +188,9 @@ async fn in_order(
     steps: Vec<Request>,
     internal: tokio::sync::mpsc::UnboundedSender<super::Internal>,
     reply: oneshot::Sender<Response>,
+    under_way: UnderWay,
 ) {
+    let _under_way = under_way;
     let mut lines = Vec::with_capacity(steps.len());
     let (mut no, mut error) = (false, false);
     for request in steps {
@@ -227,4 +229,32 @@ async fn in_order(
     } else {
         Response::Done { message }
     });
+}
+
+/// One command on a group under way, counted while it lives; its end wakes the loop,
+/// for a re-execution that waited for it.
+pub(super) struct UnderWay {
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    internal: tokio::sync::mpsc::UnboundedSender<super::Internal>,
+}
+
+impl UnderWay {
+    pub(super) fn new(
+        count: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        internal: &tokio::sync::mpsc::UnboundedSender<super::Internal>,
+    ) -> UnderWay {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        UnderWay {
+            count: count.clone(),
+            internal: internal.clone(),
+        }
+    }
+}
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        self.count
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.internal.send(super::Internal::Wake);
+    }
 }

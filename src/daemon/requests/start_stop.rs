@@ -61,7 +61,13 @@ impl Daemon {
                         },
                     })
                     .collect();
-                tokio::spawn(super::in_order(steps, self.internal.clone(), reply));
+                let under_way = super::UnderWay::new(&self.group_commands, &self.internal);
+                tokio::spawn(super::in_order(
+                    steps,
+                    self.internal.clone(),
+                    reply,
+                    under_way,
+                ));
                 return;
             }
         } else if target == "all" {
