@@ -201,3 +201,85 @@ fn zsh_finds_job_names_in_the_directory_on_the_line() {
         assert_eq!(got, ["web", "worker"], "{line}");
     }
 }
+
+/// Jobs in groups, one written as an operator might (spaces, single quotes).
+fn grouped() -> Conf {
+    let c = Conf::new();
+    c.job(
+        "web",
+        "exec = \"sleep 600\"\ngroups = [\"frontend\", \"django\"]\n",
+    );
+    c.job("db", "exec = \"sleep 600\"\n  groups=[ 'django' ]\n");
+    c.job("solo", "exec = \"sleep 600\"\n");
+    c
+}
+
+#[test]
+fn every_shell_completes_group_names_after_g() {
+    let c = grouped();
+    let dir = c.path().display().to_string();
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    for shell in ["bash", "zsh", "fish"] {
+        let status = Command::new(BIN)
+            .args(["generate", "completions", shell])
+            .arg(out_dir.path())
+            .status()
+            .expect("generate");
+        assert!(status.success());
+    }
+    let bash = out_dir.path().join("guardian.bash");
+    assert_eq!(
+        complete(&bash, &["guardian", "-c", &dir, "start", "-g", ""]),
+        ["django", "frontend"]
+    );
+    assert_eq!(
+        complete(
+            &bash,
+            &["guardian", "-c", &dir, "summary", "--group", "=", "f"]
+        ),
+        ["frontend"]
+    );
+    assert_eq!(
+        complete(
+            &bash,
+            &["guardian", "-c", &dir, "unmonitor", "--group", "d"]
+        ),
+        ["django"]
+    );
+    // After the group, no job is asked for: -g takes its word.
+    let after = complete(&bash, &["guardian", "-c", &dir, "stop", "-g", "django", ""]);
+    assert!(!after.contains(&"web".to_string()), "{after:?}");
+
+    if have("fish") {
+        let script = out_dir.path().join("guardian.fish");
+        let program = format!(
+            "source '{}'; complete -C'guardian -c {dir} restart -g '",
+            script.display()
+        );
+        let got = lines(
+            &Command::new("fish")
+                .arg("--no-config")
+                .arg("-c")
+                .arg(program)
+                .output()
+                .expect("fish"),
+        );
+        assert_eq!(got, ["django", "frontend"]);
+    }
+    if have("zsh") {
+        let script = out_dir.path().join("_guardian");
+        let program = format!(
+            "autoload -U compinit && compinit -u -D && source '{}' && BUFFER='guardian -c {dir} stop -g ' && _guardian_group_names && print -l -- $reply",
+            script.display()
+        );
+        let got = lines(
+            &Command::new("zsh")
+                .arg("-f")
+                .arg("-c")
+                .arg(program)
+                .output()
+                .expect("zsh"),
+        );
+        assert_eq!(got, ["django", "frontend"]);
+    }
+}

@@ -45,7 +45,7 @@ const LOCAL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/django/local.py")
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/django");
 
 /// The seed article's Figure 1: each job and the jobs it starts after.
-const FIGURE_1: &[(&str, &[&str])] = &[
+pub(crate) const FIGURE_1: &[(&str, &[&str])] = &[
     ("redis-server", &[]),
     ("celeryd", &["redis-server"]),
     ("celerybeat", &["celeryd"]),
@@ -106,7 +106,7 @@ fn replace_number(text: &str, from: u16, to: u16) -> String {
 }
 
 /// The jobs each job starts on (`started JOB` in its `start-on`), from the job files.
-fn start_deps(jobs: &Path) -> BTreeMap<String, Vec<String>> {
+pub(crate) fn start_deps(jobs: &Path) -> BTreeMap<String, Vec<String>> {
     let mut deps = BTreeMap::new();
     for entry in std::fs::read_dir(jobs).expect("jobs dir").flatten() {
         let path = entry.path();
@@ -136,7 +136,7 @@ fn start_deps(jobs: &Path) -> BTreeMap<String, Vec<String>> {
 
 /// The daemon's info and warning lines, in order, as (job, what): "nginx: stopped" is
 /// ("nginx", "stopped"); a line about no job has the job "".
-fn job_lines(log: &str) -> Vec<(String, String)> {
+pub(crate) fn job_lines(log: &str) -> Vec<(String, String)> {
     log.lines()
         .filter_map(|l| {
             let (_, rest) = l.split_once(" INFO ").or_else(|| l.split_once(" WARN "))?;
@@ -158,14 +158,20 @@ fn find(lines: &[(String, String)], from: usize, job: &str, what: &str) -> Optio
 }
 
 /// Like `find`, failing the test with the log when the line is missing.
-fn must(lines: &[(String, String)], from: usize, job: &str, what: &str, log: &str) -> usize {
+pub(crate) fn must(
+    lines: &[(String, String)],
+    from: usize,
+    job: &str,
+    what: &str,
+    log: &str,
+) -> usize {
     find(lines, from, job, what)
         .unwrap_or_else(|| panic!("no `{job}: {what}` after line {from} of the log:\n{log}"))
 }
 
 /// From line `from` on, every job was started only once the jobs it starts on were
 /// running, and reached running after them.
-fn assert_start_order(log: &str, from: usize, deps: &BTreeMap<String, Vec<String>>) {
+pub(crate) fn assert_start_order(log: &str, from: usize, deps: &BTreeMap<String, Vec<String>>) {
     let lines = job_lines(log);
     for (job, needs) in deps {
         let up = must(&lines, from, job, "running", log);
@@ -184,7 +190,12 @@ fn assert_start_order(log: &str, from: usize, deps: &BTreeMap<String, Vec<String
 }
 
 /// From line `from` on, every job stopped before the jobs it starts on.
-fn assert_stop_order(log: &str, from: usize, deps: &BTreeMap<String, Vec<String>>, but: &str) {
+pub(crate) fn assert_stop_order(
+    log: &str,
+    from: usize,
+    deps: &BTreeMap<String, Vec<String>>,
+    but: &str,
+) {
     let lines = job_lines(log);
     for (job, needs) in deps {
         if job == but {
@@ -407,7 +418,7 @@ impl Stack<'_> {
 }
 
 /// The daemon and its descendants, as (pid, start time).
-fn tree_of(root: u32) -> Vec<(u32, u64)> {
+pub(crate) fn tree_of(root: u32) -> Vec<(u32, u64)> {
     let all: Vec<(u32, tree::Stat)> = tree::pids()
         .into_iter()
         .flatten()
@@ -429,7 +440,7 @@ fn tree_of(root: u32) -> Vec<(u32, u64)> {
 
 /// Live processes of the stack: one of `known` still running, or any process whose
 /// command line or working directory names `root`, or whose command line has `mark`.
-fn leftovers(root: &Path, known: &[(u32, u64)], mark: &str) -> Vec<String> {
+pub(crate) fn leftovers(root: &Path, known: &[(u32, u64)], mark: &str) -> Vec<String> {
     let me = std::process::id();
     let root_text = root.display().to_string();
     let mut left = Vec::new();

@@ -425,7 +425,7 @@ fn http_api_round_trip_matches_its_openapi_document() {
     let out = conf.file("out.txt");
     conf.job(
         "web",
-        "exec = \"sh -c 'echo one; echo two; echo three; exec sleep 600'\"\n[[check]]\ntype = \"memory\"\nmax = \"1GB\"\nevery = \"1s\"\n",
+        "groups = [\"frontend\"]\nexec = \"sh -c 'echo one; echo two; echo three; exec sleep 600'\"\n[[check]]\ntype = \"memory\"\nmax = \"1GB\"\nevery = \"1s\"\n",
     );
     conf.job(
         "hook",
@@ -447,6 +447,27 @@ fn http_api_round_trip_matches_its_openapi_document() {
         .filter_map(|j| j["name"].as_str())
         .collect();
     assert_eq!(names, ["hook", "web"]);
+    // A group's jobs, with their groups, and no host checks.
+    let frontend = get("/api/v1/jobs?group=frontend");
+    assert_eq!(
+        frontend["jobs"].as_array().map(Vec::len),
+        Some(1),
+        "{frontend}"
+    );
+    assert_eq!(frontend["jobs"][0]["name"], "web");
+    assert_eq!(
+        frontend["jobs"][0]["groups"],
+        serde_json::json!(["frontend"])
+    );
+    assert_eq!(frontend["host"], serde_json::json!([]));
+    assert_eq!(jobs["jobs"][0]["groups"], serde_json::json!([]));
+    let no_group = request(port, "GET", "/api/v1/jobs?group=backend", &t, "");
+    assert_eq!(no_group.status, 404, "{}", no_group.text());
+    assert!(
+        no_group.text().contains("no group named `backend`"),
+        "{}",
+        no_group.text()
+    );
     let web = get("/api/v1/jobs/web");
     assert_eq!(web["state"], "running");
     assert_eq!(web["pid"], d.status("web")["pid"]);
@@ -511,6 +532,8 @@ fn http_api_round_trip_matches_its_openapi_document() {
     drop(s);
     validate(&[
         (&schema("/api/v1/jobs", 200), jobs),
+        (&schema("/api/v1/jobs", 200), frontend),
+        (&schema("/api/v1/jobs", 404), no_group.json()),
         (&schema("/api/v1/jobs/{name}", 200), web),
         (&schema("/api/v1/jobs/{name}", 404), missing.json()),
         (&schema("/api/v1/jobs/{name}/logs", 200), logs),

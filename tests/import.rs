@@ -339,7 +339,10 @@ fn import_supervisor_documentation_example() {
     assert_eq!(v["normal-exit"].as_array().map(Vec::len), Some(0));
     for said in [
         "web.conf:15: not translated: instances are not supported yet",
-        "docs-example.conf:56: not translated: groups are not supported yet",
+        // The documentation's [group:foo] names programs it does not define.
+        "docs-example.conf:56: not translated: there is no [program:bar] for the group `foo`",
+        "docs-example.conf:56: not translated: there is no [program:baz] for the group `foo`",
+        "docs-example.conf:57: not translated: guardian takes a group's jobs in dependency order",
         "docs-example.conf:59: not translated: an event listener",
         "docs-example.conf:30: not translated: guardian orders starts by `start-on`",
     ] {
@@ -432,8 +435,17 @@ fn import_monit_manual_example_into_jobs_and_host_checks() {
     std::fs::write(alone.path().join("guardian.toml"), &imported).expect("write");
     check(alone.path());
 
+    // `group server` is exact: no line of the report.
+    assert!(!report.contains("monitrc:64:"), "{report}");
+    let (t, v) = job(conf.path(), "apache");
+    assert_eq!(
+        v["groups"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|g| g.as_str()).collect::<Vec<_>>()),
+        Some(vec!["server"]),
+        "{t}"
+    );
     for said in [
-        "monitrc:64: not translated: groups are not supported yet",
         "monitrc:62: not translated: `apache_bin` is not a process check here",
         "mysql.cfg:8: not translated: `check file`",
     ] {
@@ -527,7 +539,8 @@ fn import_supervisor_conf_runs_the_same_programs_as_real_supervisord() {
              [supervisorctl]\nserverurl=unix://{s}/supervisor.sock\n\n\
              ; A web server on a port of its own.\n\
              [program:web]\ncommand={python} -m http.server {port} --bind 127.0.0.1\ndirectory=/tmp\nautorestart=unexpected\nexitcodes=0\nstopsignal=INT\nstopwaitsecs=5\n\n\
-             [program:sleeper]\ncommand=/bin/sleep 3600\nenvironment=KIND=\"sleeper\"\n"
+             [program:sleeper]\ncommand=/bin/sleep 3600\nenvironment=KIND=\"sleeper\"\n\n\
+             [group:site]\nprograms=web,sleeper\n"
         ),
     )
     .expect("supervisord.conf");
@@ -556,7 +569,11 @@ fn import_supervisor_conf_runs_the_same_programs_as_real_supervisord() {
         st.lines().filter(|l| l.contains("RUNNING")).count() == 2
     });
     let st = status();
-    assert!(st.contains("web") && st.contains("sleeper"), "{st}");
+    // supervisorctl names a group's programs GROUP:PROGRAM.
+    assert!(
+        st.contains("site:web") && st.contains("site:sleeper"),
+        "{st}"
+    );
     wait("the web program under supervisord to answer", || {
         http_ok(port)
     });
@@ -584,6 +601,15 @@ fn import_supervisor_conf_runs_the_same_programs_as_real_supervisord() {
     d.wait_until("the web program under guardian to answer", || http_ok(port));
     let env = d.ok(&["env", "sleeper"], 0);
     assert!(stdout(&env).contains("KIND=sleeper"), "{}", text(&env));
-    d.ok(&["stop", "web"], 0);
+    // [group:site] is the group `site`: both programs, stopped together.
+    let site = d.ok(&["summary", "-g", "site", "--json"], 0);
+    let site: serde_json::Value = serde_json::from_slice(&site.stdout).expect("summary --json");
+    let names: Vec<&str> = site["jobs"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|j| j["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["sleeper", "web"]);
+    d.ok(&["stop", "-g", "site"], 0);
     assert!(!http_ok(port));
+    assert_eq!(d.state("sleeper"), "waiting");
 }

@@ -26,6 +26,7 @@ fn status(socket: &Path, job: &str) -> JobStatus {
         socket,
         Request::Status {
             job: Some(job.into()),
+            group: None,
         },
     ) {
         Response::Jobs { mut jobs, .. } if jobs.len() == 1 => jobs.remove(0),
@@ -75,6 +76,7 @@ fn a_daemon_runs_in_process_and_stops_when_its_shutdown_fires() {
         &socket,
         Request::Stop {
             target: "sleeper".into(),
+            group: None,
             wait: true,
         },
     );
@@ -90,6 +92,7 @@ fn a_daemon_runs_in_process_and_stops_when_its_shutdown_fires() {
         &socket,
         Request::Start {
             target: "sleeper".into(),
+            group: None,
             wait: true,
         },
     );

@@ -52,6 +52,9 @@ pub enum Command {
         /// An object: `jobs` (as `status --json`) and `host` (the host checks).
         #[arg(long)]
         json: bool,
+        /// Only the jobs of a group (and no host checks).
+        #[arg(short = 'g', long = "group", value_name = "GROUP")]
+        group: Option<String>,
     },
     /// Everything about one job, or the summary table; --json for scripts.
     Status {
@@ -62,22 +65,52 @@ pub enum Command {
         /// line per check, or with --json an array of them.
         #[arg(long, conflicts_with = "job")]
         host: bool,
+        /// The summary of a group's jobs (with --json, an array of them).
+        #[arg(short = 'g', long = "group", value_name = "GROUP", conflicts_with_all = ["job", "host"])]
+        group: Option<String>,
     },
-    /// Start a job (or `all`) and wait until it runs.
+    /// Start a job (or `all`) and wait until it runs; `-g GROUP` for a group's jobs.
     Start {
-        target: String,
+        #[arg(required_unless_present = "group", value_name = "TARGET")]
+        target: Option<String>,
+        /// The jobs of a group instead, in dependency order.
+        #[arg(
+            short = 'g',
+            long = "group",
+            value_name = "GROUP",
+            conflicts_with = "target"
+        )]
+        group: Option<String>,
         #[arg(long)]
         no_wait: bool,
     },
-    /// Stop a job (or `all`) and wait until it is down. It stays down until `start`.
+    /// Stop a job (or `all`) and wait until it is down. It stays down until `start`; `-g GROUP` for a group's jobs.
     Stop {
-        target: String,
+        #[arg(required_unless_present = "group", value_name = "TARGET")]
+        target: Option<String>,
+        /// The jobs of a group instead, in dependency order (dependents first).
+        #[arg(
+            short = 'g',
+            long = "group",
+            value_name = "GROUP",
+            conflicts_with = "target"
+        )]
+        group: Option<String>,
         #[arg(long)]
         no_wait: bool,
     },
-    /// Stop and start a job (or `all`) and wait until it runs again.
+    /// Stop and start a job (or `all`) and wait until it runs again; `-g GROUP` for a group's jobs.
     Restart {
-        target: String,
+        #[arg(required_unless_present = "group", value_name = "TARGET")]
+        target: Option<String>,
+        /// The jobs of a group instead, in dependency order (one after another).
+        #[arg(
+            short = 'g',
+            long = "group",
+            value_name = "GROUP",
+            conflicts_with = "target"
+        )]
+        group: Option<String>,
         #[arg(long)]
         no_wait: bool,
     },
@@ -90,10 +123,33 @@ pub enum Command {
         #[arg(long, conflicts_with = "target")]
         all_jobs: bool,
     },
-    /// Act on a job's checks again (or `all`).
-    Monitor { target: String },
-    /// Keep a job running but stop acting on its checks (or `all`), e.g. during a deploy.
-    Unmonitor { target: String },
+    /// Act on a job's checks again (or `all`, or `-g GROUP`).
+    Monitor {
+        #[arg(required_unless_present = "group", value_name = "TARGET")]
+        target: Option<String>,
+        /// The jobs of a group instead.
+        #[arg(
+            short = 'g',
+            long = "group",
+            value_name = "GROUP",
+            conflicts_with = "target"
+        )]
+        group: Option<String>,
+    },
+    /// Keep a job running but stop acting on its checks (or `all`, or `-g GROUP`), e.g.
+    /// during a deploy.
+    Unmonitor {
+        #[arg(required_unless_present = "group", value_name = "TARGET")]
+        target: Option<String>,
+        /// The jobs of a group instead.
+        #[arg(
+            short = 'g',
+            long = "group",
+            value_name = "GROUP",
+            conflicts_with = "target"
+        )]
+        group: Option<String>,
+    },
     /// Print the end of a job's log; -f to follow it.
     Logs {
         job: String,

@@ -145,29 +145,49 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
     };
     let wait = |no_wait: bool| !no_wait;
     match command {
-        Command::Summary { json } => summary(&socket, json),
+        Command::Summary { json, group } => summary(&socket, group, json),
         Command::Status {
             host: true, json, ..
         } => host_status(&socket, json),
+        Command::Status {
+            group: Some(group),
+            json,
+            ..
+        } => status_of_group(&socket, group, json),
         Command::Status { job, json, .. } => status(&socket, job, json),
-        Command::Start { target, no_wait } => ask(
+        Command::Start {
+            target,
+            group,
+            no_wait,
+        } => ask(
             &socket,
             Request::Start {
-                target,
+                target: target.unwrap_or_default(),
+                group,
                 wait: wait(no_wait),
             },
         ),
-        Command::Stop { target, no_wait } => ask(
+        Command::Stop {
+            target,
+            group,
+            no_wait,
+        } => ask(
             &socket,
             Request::Stop {
-                target,
+                target: target.unwrap_or_default(),
+                group,
                 wait: wait(no_wait),
             },
         ),
-        Command::Restart { target, no_wait } => ask(
+        Command::Restart {
+            target,
+            group,
+            no_wait,
+        } => ask(
             &socket,
             Request::Restart {
-                target,
+                target: target.unwrap_or_default(),
+                group,
                 wait: wait(no_wait),
             },
         ),
@@ -194,8 +214,20 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
             target: Some(target),
             ..
         } => ask(&socket, Request::ReloadJob { target }),
-        Command::Monitor { target } => ask(&socket, Request::Monitor { target }),
-        Command::Unmonitor { target } => ask(&socket, Request::Unmonitor { target }),
+        Command::Monitor { target, group } => ask(
+            &socket,
+            Request::Monitor {
+                target: target.unwrap_or_default(),
+                group,
+            },
+        ),
+        Command::Unmonitor { target, group } => ask(
+            &socket,
+            Request::Unmonitor {
+                target: target.unwrap_or_default(),
+                group,
+            },
+        ),
         Command::Logs {
             job,
             lines,
@@ -397,7 +429,10 @@ fn check_json(dir: &std::path::Path) -> anyhow::Result<Exit> {
 
 /// `status --host`: the host checks only.
 fn host_status(socket: &Socket, json: bool) -> anyhow::Result<Exit> {
-    let response = socket.call(&Request::Status { job: None })?;
+    let response = socket.call(&Request::Status {
+        job: None,
+        group: None,
+    })?;
     let Response::Jobs { host, .. } = response else {
         return answer(response);
     };
@@ -472,7 +507,7 @@ pub(super) fn answer(response: Response) -> anyhow::Result<Exit> {
 
 fn status(socket: &Socket, job: Option<String>, json: bool) -> anyhow::Result<Exit> {
     let one = job.is_some();
-    let response = socket.call(&Request::Status { job })?;
+    let response = socket.call(&Request::Status { job, group: None })?;
     let Response::Jobs { jobs, host } = response else {
         return answer(response);
     };
@@ -503,12 +538,36 @@ fn status(socket: &Socket, job: Option<String>, json: bool) -> anyhow::Result<Ex
     Ok(Exit::Ok)
 }
 
-/// `summary`: the table, or with `--json` the jobs and the host checks in one object.
-fn summary(socket: &Socket, json: bool) -> anyhow::Result<Exit> {
-    if !json {
-        return status(socket, None, false);
+/// `status -g GROUP`: the summary table of the group's jobs, or with `--json` an array
+/// of them as `status --json` shows every job.
+fn status_of_group(socket: &Socket, group: String, json: bool) -> anyhow::Result<Exit> {
+    let response = socket.call(&Request::Status {
+        job: None,
+        group: Some(group),
+    })?;
+    let Response::Jobs { jobs, host } = response else {
+        return answer(response);
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &jobs)?;
+        writeln!(out)?;
+    } else {
+        output::summary(&mut out, &jobs, &host)?;
     }
-    let response = socket.call(&Request::Status { job: None })?;
+    Ok(Exit::Ok)
+}
+
+/// `summary`: the table, or with `--json` the jobs and the host checks in one object;
+/// with `-g GROUP`, of the group's jobs only.
+fn summary(socket: &Socket, group: Option<String>, json: bool) -> anyhow::Result<Exit> {
+    if !json {
+        return match group {
+            Some(g) => status_of_group(socket, g, false),
+            None => status(socket, None, false),
+        };
+    }
+    let response = socket.call(&Request::Status { job: None, group })?;
     let Response::Jobs { jobs, host } = response else {
         return answer(response);
     };

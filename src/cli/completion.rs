@@ -3,11 +3,16 @@
 //! `--config DIR`, else /etc/guardian), read from its `jobs/*.toml` file names by the
 //! shell itself: no process is started and the daemon is not asked, so a completion
 //! takes a few milliseconds with hundreds of jobs, and works when the daemon is down.
+//! After `-g` / `--group`, the group names are those of the `groups = [...]` lines of
+//! the same files, read by the shell's own `read` (an array written over several lines
+//! is not seen).
 
 use clap_complete::Shell;
 
 /// Commands whose first argument is a job or `all`.
 const TARGETS: &str = "start stop restart monitor unmonitor";
+/// Commands that take `-g GROUP`.
+const GROUPS: &str = "start stop restart monitor unmonitor summary status";
 /// Commands whose first argument is a job (`reload all` is refused, so not offered).
 const JOBS: &str = "status reload logs env run";
 
@@ -39,8 +44,27 @@ _guardian_job_names() {{
     done
 }}
 
+# Group names: the `groups = [...]` lines of the same files, read without a process.
+_guardian_group_names() {{
+    local dir=$1 f line rest
+    local -A seen=()
+    dir=${{dir/#\~/$HOME}}
+    for f in "$dir"/jobs/*.toml; do
+        [[ -e $f ]] || continue
+        while IFS= read -r line || [[ -n $line ]]; do
+            [[ $line =~ ^[[:space:]]*groups[[:space:]]*=[[:space:]]*\[(.*)$ ]] || continue
+            rest=${{BASH_REMATCH[1]}}
+            while [[ $rest =~ [\"\']([A-Za-z0-9._@-]+)[\"\'](.*)$ ]]; do
+                seen[${{BASH_REMATCH[1]}}]=1
+                rest=${{BASH_REMATCH[2]}}
+            done
+        done < "$f"
+    done
+    (( ${{#seen[@]}} )) && printf '%s\n' "${{!seen[@]}}"
+}}
+
 _guardian_with_jobs() {{
-    local cur=${{COMP_WORDS[COMP_CWORD]}} dir=/etc/guardian sub= pos=0 i=1 w
+    local cur=${{COMP_WORDS[COMP_CWORD]}} dir=/etc/guardian sub= pos=0 i=1 w grp=
     while (( i < COMP_CWORD )); do
         w=${{COMP_WORDS[i]}}
         case $w in
@@ -51,12 +75,28 @@ _guardian_with_jobs() {{
                 [[ $w == -c || $w == --config ]] && dir=${{COMP_WORDS[i]}}
                 ;;
             -n|--lines) [[ $sub == logs ]] && (( i++ )) ;;
+            -g|--group)
+                grp=1
+                (( i + 1 < COMP_CWORD )) || break
+                (( i++ ))
+                if [[ ${{COMP_WORDS[i]}} == = ]]; then (( i + 1 < COMP_CWORD )) || break; (( i++ )); fi
+                ;;
             -*) ;;
             *) if [[ -z $sub ]]; then sub=$w; else (( pos++ )); fi ;;
         esac
         (( i++ ))
     done
-    if (( i == COMP_CWORD )) && (( pos == 0 )) && [[ -n $sub && $cur != -* ]]; then
+    local prev=${{COMP_WORDS[COMP_CWORD-1]}}
+    [[ $prev == = ]] && (( COMP_CWORD > 1 )) && prev=${{COMP_WORDS[COMP_CWORD-2]}}
+    if [[ $prev == -g || $prev == --group ]] && [[ -n $sub ]]; then
+        case " {GROUPS} " in *" $sub "*)
+            [[ $cur == = ]] && cur=
+            COMPREPLY=( $(compgen -W "$(_guardian_group_names "$dir")" -- "$cur") )
+            return 0 ;;
+        esac
+    fi
+    # A group in place of the job: no job after `-g GROUP`.
+    if (( i == COMP_CWORD )) && (( pos == 0 )) && [[ -z $grp && -n $sub && $cur != -* ]]; then
         local names
         case " {TARGETS} " in *" $sub "*)
             names="all $(_guardian_job_names "$dir")"
@@ -83,10 +123,29 @@ fi
 }
 
 fn zsh(script: &str) -> Result<String, String> {
-    let replaced = script
+    // The commands whose target may be `all` get the targets; `reload`, the jobs.
+    let mut replaced = String::with_capacity(script.len());
+    let mut rest = script;
+    while let Some(at) = rest.find("\n(") {
+        let (before, section) = rest.split_at(at + 1);
+        replaced.push_str(before);
+        let end = section[1..].find("\n(").map_or(section.len(), |e| e + 1);
+        let (this, next) = section.split_at(end);
+        let sub = this[1..].split(')').next().unwrap_or("");
+        let all = TARGETS.split(' ').any(|t| t == sub);
+        replaced.push_str(&if all {
+            this.replace("'::target:_default'", "'::target:_guardian_targets'")
+        } else {
+            this.to_string()
+        });
+        rest = next;
+    }
+    replaced.push_str(rest);
+    let replaced = replaced
         .replace("'::target:_default'", "'::target:_guardian_jobs'")
         .replace("':target:_default'", "':target:_guardian_targets'")
-        .replace(":job:_default'", ":job:_guardian_jobs'");
+        .replace(":job:_default'", ":job:_guardian_jobs'")
+        .replace(":GROUP:_default'", ":GROUP:_guardian_groups'");
     let tail = "if [ \"$funcstack[1]\" = \"_guardian\" ]; then";
     let Some(at) = replaced.find(tail) else {
         return Err("the zsh script has no registration where it was expected".into());
@@ -116,6 +175,39 @@ _guardian_jobs() {
     local -a reply
     _guardian_job_names
     _describe -t jobs 'job' reply
+}
+(( $+functions[_guardian_group_names] )) ||
+_guardian_group_names() {
+    setopt localoptions extendedglob
+    local dir=/etc/guardian i f line rest
+    local -a line_words
+    local -aU groups
+    line_words=( ${(z)BUFFER} )
+    for (( i = 1; i < ${#line_words}; i++ )); do
+        case ${line_words[i]} in
+            -c|--config) dir=${line_words[i+1]} ;;
+            --config=*) dir=${line_words[i]#--config=} ;;
+        esac
+    done
+    dir=${~dir}
+    for f in $dir/jobs/*.toml(N); do
+        while IFS= read -r line || [[ -n $line ]]; do
+            [[ $line == [[:space:]]#groups[[:space:]]#=[[:space:]]#\[* ]] || continue
+            rest=${line#*\[}
+            while [[ $rest == *[\"\'][A-Za-z0-9._@-]##[\"\']* ]]; do
+                rest=${rest#*[\"\']}
+                groups+=( ${rest%%[\"\']*} )
+                rest=${rest#*[\"\']}
+            done
+        done < $f
+    done
+    reply=( $groups )
+}
+(( $+functions[_guardian_groups] )) ||
+_guardian_groups() {
+    local -a reply
+    _guardian_group_names
+    _describe -t groups 'group' reply
 }
 (( $+functions[_guardian_targets] )) ||
 _guardian_targets() {
@@ -158,6 +250,36 @@ function __guardian_job_names
     string replace -r '^.*/(.*)\.toml$' '$1' -- $files
 end
 
+# Group names: the `groups = [...]` lines of the same files.
+function __guardian_group_names
+    set -l tokens (commandline -opc)
+    set -l dir /etc/guardian
+    set -l take 0
+    for t in $tokens
+        if test $take = 1
+            set dir $t
+            set take 0
+            continue
+        end
+        switch $t
+            case -c --config
+                set take 1
+            case '--config=*'
+                set dir (string replace -- '--config=' '' $t)
+        end
+    end
+    set -l names
+    for f in $dir/jobs/*.toml
+        while read -l line
+            set -l inside (string match -rg '^\s*groups\s*=\s*\[(.*)$' -- $line); or continue
+            for n in (string match -rag '["\']([A-Za-z0-9._@-]+)["\']' -- $inside)
+                contains -- $n $names; or set -a names $n
+            end
+        end < $f
+    end
+    printf '%s\n' $names
+end
+
 # True when the word being completed is the first argument of one of the commands given.
 function __guardian_wants_job
     set -l tokens (commandline -opc)
@@ -171,7 +293,7 @@ function __guardian_wants_job
             continue
         end
         switch $t
-            case -c --config --socket --timeout -n --lines
+            case -c --config --socket --timeout -n --lines -g --group
                 set skip 1
             case '-*'
             case '*'
@@ -187,6 +309,9 @@ end
 
 complete -c guardian -n '__guardian_wants_job {TARGETS}' -f -a 'all (__guardian_job_names)'
 complete -c guardian -n '__guardian_wants_job {JOBS}' -f -a '(__guardian_job_names)'
+for sub in {GROUPS}
+    complete -c guardian -n "__fish_guardian_using_subcommand $sub" -s g -l group -x -a '(__guardian_group_names)'
+end
 "#
     ));
     out
@@ -214,12 +339,20 @@ mod tests {
         assert!(bash.contains("complete -F _guardian_with_jobs"), "{bash}");
         assert!(!bash.contains("complete -F _guardian -o"), "{bash}");
         let zsh = with_job_names(Shell::Zsh, &generated(Shell::Zsh)).unwrap_or_default();
-        assert!(zsh.contains("':target:_guardian_targets'"), "{zsh}");
+        // start's target may be `all`; reload's may not.
+        assert!(zsh.contains("'::target:_guardian_targets'"), "{zsh}");
+        assert!(zsh.contains("'::target:_guardian_jobs'"), "{zsh}");
+        assert!(zsh.contains(":GROUP:_guardian_groups'"), "{zsh}");
+        assert!(!zsh.contains(":GROUP:_default"), "{zsh}");
         assert!(zsh.contains("'::job:_guardian_jobs'"), "{zsh}");
         assert!(!zsh.contains(":target:_default"), "{zsh}");
         assert!(zsh.find("_guardian_targets() {") < zsh.find("if [ \"$funcstack[1]\""));
         let fish = with_job_names(Shell::Fish, &generated(Shell::Fish));
-        assert!(fish.is_ok_and(|f| f.contains("__guardian_wants_job start stop restart")));
+        assert!(fish.is_ok_and(|f| {
+            f.contains("__guardian_wants_job start stop restart")
+                && f.contains("-s g -l group -x -a '(__guardian_group_names)'")
+        }));
+        assert!(bash.contains("_guardian_group_names \"$dir\""), "{bash}");
     }
 
     #[test]

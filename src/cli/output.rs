@@ -125,6 +125,9 @@ pub fn job_details(out: &mut impl Write, j: &JobStatus) -> io::Result<()> {
     if let Some(d) = &j.description {
         field(out, "description", d)?;
     }
+    if !j.groups.is_empty() {
+        field(out, "groups", j.groups.join(", "))?;
+    }
     field(out, "goal", j.goal)?;
     field(out, "state", j.state)?;
     field(out, "pid", or_dash(j.pid, |p| p.to_string()))?;
@@ -408,6 +411,7 @@ mod tests {
         let j = JobStatus {
             name: "web".into(),
             description: Some("the site".into()),
+            groups: vec!["frontend".into()],
             goal: Goal::Start,
             state: JobState::Waiting,
             pid: None,
@@ -434,7 +438,8 @@ mod tests {
         job_details(&mut out, &j).expect("written");
         let text = String::from_utf8(out).expect("utf-8");
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 14, "{text}");
+        assert_eq!(lines.len(), 15, "{text}");
+        assert!(text.contains("\ngroups:          frontend\n"), "{text}");
         for line in &lines {
             let colon = line.find(':').expect("a label");
             assert!(colon < LABEL_WIDTH, "{line}");

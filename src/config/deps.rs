@@ -110,6 +110,61 @@ pub fn check(
     }
 }
 
+/// The jobs `start-on` of `spec` names (`started redis`, `stopped migrate`), without
+/// patterns.
+pub fn named_in_start_on(spec: &JobSpec) -> impl Iterator<Item = &str> {
+    spec.start_on
+        .iter()
+        .flat_map(|on| on.expr.atoms())
+        .filter_map(|atom| atom.job())
+        .filter(|job| !job.contains(['*', '?']))
+}
+
+/// `members` in dependency order: each after every job its `start-on` names, directly or
+/// through jobs that are not members; else in the order given. Stopping goes the other
+/// way. A cycle (of events other than `started` / `starting`, which `check` refuses)
+/// is cut where it closes. `spec_of` finds a job by name.
+pub fn dependency_order<'a, S>(
+    members: &[S],
+    spec_of: impl Fn(&str) -> Option<&'a JobSpec>,
+) -> Vec<String>
+where
+    S: AsRef<str>,
+{
+    let wanted: BTreeSet<&str> = members.iter().map(AsRef::as_ref).collect();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut out = Vec::with_capacity(members.len());
+    for m in members {
+        // Depth first, without recursion: a job is written once all it names are.
+        let mut stack: Vec<(String, bool)> = vec![(m.as_ref().to_string(), false)];
+        while let Some((name, expanded)) = stack.pop() {
+            if expanded {
+                if wanted.contains(name.as_str()) {
+                    out.push(name);
+                }
+                continue;
+            }
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let Some(spec) = spec_of(&name) else {
+                continue;
+            };
+            stack.push((name, true));
+            let mut deps: Vec<&str> = named_in_start_on(spec).collect();
+            deps.sort_unstable();
+            deps.dedup();
+            // Pushed last to first, so that they are written in name order.
+            for d in deps.into_iter().rev() {
+                if !seen.contains(d) {
+                    stack.push((d.to_string(), false));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// A cycle of `start-on` waits on `started` / `starting` of other jobs, if any.
 fn find_cycle(jobs: &BTreeMap<String, JobSpec>) -> Option<Vec<String>> {
     let mut waits: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -172,4 +227,60 @@ fn find_cycle(jobs: &BTreeMap<String, JobSpec>) -> Option<Vec<String>> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn jobs(files: &[(&str, &str)]) -> BTreeMap<String, JobSpec> {
+        files
+            .iter()
+            .filter_map(|(name, text)| {
+                let file = Path::new("/etc/guardian/jobs").join(format!("{name}.toml"));
+                let read = crate::config::read_job_text(name, &file, text.as_bytes());
+                assert!(read.errors.is_empty(), "{name}: {:?}", read.errors);
+                Some((name.to_string(), read.spec?))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_group_is_ordered_by_what_its_jobs_start_on_even_through_other_jobs() {
+        let all = jobs(&[
+            (
+                "web",
+                "exec = \"/bin/true\"\nstart-on = \"started mid and started api\"\n",
+            ),
+            ("mid", "exec = \"/bin/true\"\nstart-on = \"started zdb\"\n"),
+            (
+                "api",
+                "exec = \"/bin/true\"\nstart-on = \"started zdb or started *\"\n",
+            ),
+            ("zdb", "exec = \"/bin/true\"\n"),
+            ("cache", "exec = \"/bin/true\"\n"),
+        ]);
+        let spec_of = |n: &str| all.get(n);
+        // mid is not a member, but web waits for it and it waits for zdb.
+        assert_eq!(
+            dependency_order(&["api", "cache", "web", "zdb"], spec_of),
+            ["zdb", "api", "cache", "web"]
+        );
+        assert_eq!(dependency_order(&["web", "zdb"], spec_of), ["zdb", "web"]);
+        assert_eq!(dependency_order(&["cache"], spec_of), ["cache"]);
+        // A job that does not exist any more is left out, not an error.
+        assert_eq!(dependency_order(&["gone", "zdb"], spec_of), ["zdb"]);
+    }
+
+    #[test]
+    fn a_cycle_of_other_events_is_cut_not_followed_forever() {
+        let all = jobs(&[
+            ("a", "exec = \"/bin/true\"\nstart-on = \"stopped b\"\n"),
+            ("b", "exec = \"/bin/true\"\nstart-on = \"stopped a\"\n"),
+        ]);
+        let order = dependency_order(&["a", "b"], |n| all.get(n));
+        assert_eq!(order.len(), 2, "{order:?}");
+    }
 }

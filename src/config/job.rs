@@ -37,6 +37,7 @@ pub use limits::Limit;
 
 const KEYS: &[&str] = &[
     "description",
+    "groups",
     "exec",
     "script",
     "pre-start",
@@ -97,6 +98,8 @@ pub struct JobSpec {
     pub name: String,
     pub file: PathBuf,
     pub description: Option<String>,
+    /// The groups the job belongs to (`guardian start -g GROUP`), in the file's order.
+    pub groups: Rare<Vec<String>>,
     pub main: Option<Program>,
     pub hooks: Rare<Hooks>,
     pub env: BTreeMap<String, String>,
@@ -151,6 +154,7 @@ impl JobSpec {
             name: name.to_string(),
             file: file.to_path_buf(),
             description: None,
+            groups: Rare::default(),
             main: None,
             hooks: Rare::default(),
             env: BTreeMap::new(),
@@ -207,6 +211,7 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
         let k = key.get_ref().as_ref();
         match k {
             "description" => job.description = r.string(k, v),
+            "groups" => job.groups = groups(r, v).into(),
             "exec" => exec = Some(v),
             "script" => script = Some(v),
             "pre-start" => job.hooks.pre_start = program::hook(r, k, v),
@@ -353,6 +358,44 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
         ));
     }
     job
+}
+
+/// `groups = ["frontend", ...]`: each a name such as a job's, once.
+fn groups(r: &mut Reader<'_>, v: &Value<'_>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let Some(items) = r.array("groups", v) else {
+        return out;
+    };
+    for item in items {
+        let Some(name) = r.string("groups", item) else {
+            continue;
+        };
+        if !super::valid_name(&name) {
+            r.error(
+                item.span(),
+                format!(
+                    "`{}` is not a valid group name: use at most {} letters, digits, `-`, `_`, `.` and `@`, not starting with `.`{}",
+                    crate::logtext::escape(&name),
+                    bounds::MAX_NAME,
+                    if super::RESERVED_NAMES.contains(&name.as_str()) {
+                        " (and not `all`, which means every job)"
+                    } else {
+                        ""
+                    }
+                ),
+                None,
+            );
+        } else if out.contains(&name) {
+            r.error(
+                item.span(),
+                format!("the group `{name}` is listed twice"),
+                None,
+            );
+        } else {
+            out.push(name);
+        }
+    }
+    out
 }
 
 fn commands(r: &mut Reader<'_>, v: &Value<'_>) -> BTreeMap<String, String> {

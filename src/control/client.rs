@@ -212,15 +212,23 @@ fn decode(answer: &[u8]) -> serde_json::Result<Response> {
 /// `stop web`, `status`, `emit deploy-done`: the command a request comes from.
 fn describe(request: &Request) -> String {
     let object = match request {
-        Request::Status { job: Some(j) } | Request::Logs { job: j } | Request::Env { job: j } => {
+        Request::Status { group: Some(g), .. }
+        | Request::Start { group: Some(g), .. }
+        | Request::Stop { group: Some(g), .. }
+        | Request::Restart { group: Some(g), .. }
+        | Request::Monitor { group: Some(g), .. }
+        | Request::Unmonitor { group: Some(g), .. } => format!(" -g {g}"),
+        Request::Status { job: Some(j), .. }
+        | Request::Logs { job: j }
+        | Request::Env { job: j } => {
             format!(" {j}")
         }
         Request::Start { target, .. }
         | Request::Stop { target, .. }
         | Request::Restart { target, .. }
         | Request::ReloadJob { target }
-        | Request::Monitor { target }
-        | Request::Unmonitor { target } => format!(" {target}"),
+        | Request::Monitor { target, .. }
+        | Request::Unmonitor { target, .. } => format!(" {target}"),
         Request::ReloadAllJobs => " --all-jobs".to_string(),
         Request::Run { job, command } => format!(" {job} {command}"),
         Request::Emit { event, .. } => format!(" {event}"),
@@ -335,6 +343,7 @@ mod tests {
             jobs: vec![JobStatus {
                 name: "web".into(),
                 description: Some("the site".into()),
+                groups: vec!["frontend".into()],
                 goal: Goal::Start,
                 state: JobState::Running,
                 pid: Some(42),

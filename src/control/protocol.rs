@@ -15,20 +15,34 @@ pub enum Request {
     Hello {
         version: u32,
     },
-    /// Every job, or one.
+    /// Every job, or one, or the jobs of a group.
     Status {
         job: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
     },
     Start {
+        #[serde(default)]
         target: String,
+        /// A group's jobs instead (`-g GROUP`): then `target` is empty.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
         wait: bool,
     },
     Stop {
+        #[serde(default)]
         target: String,
+        /// A group's jobs instead (`-g GROUP`): then `target` is empty.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
         wait: bool,
     },
     Restart {
+        #[serde(default)]
         target: String,
+        /// A group's jobs instead (`-g GROUP`): then `target` is empty.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
         wait: bool,
     },
     /// Send the job's reload signal to its main process. Not `all`: see `ReloadAllJobs`.
@@ -40,10 +54,18 @@ pub enum Request {
     /// Re-read the configuration directory.
     ReloadConfig,
     Monitor {
+        #[serde(default)]
         target: String,
+        /// A group's jobs instead (`-g GROUP`): then `target` is empty.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
     },
     Unmonitor {
+        #[serde(default)]
         target: String,
+        /// A group's jobs instead (`-g GROUP`): then `target` is empty.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
     },
     Logs {
         job: String,
@@ -245,6 +267,9 @@ pub const HEALTH_DONE: &str = "done";
 pub struct JobStatus {
     pub name: String,
     pub description: Option<String>,
+    /// The groups the job is in (`groups` of its file), in the file's order.
+    #[serde(default)]
+    pub groups: Vec<String>,
     pub goal: Goal,
     pub state: JobState,
     pub pid: Option<u32>,
@@ -436,14 +461,28 @@ impl Request {
     pub fn validate(&self) -> Result<(), String> {
         match self {
             Request::Hello { .. }
-            | Request::Status { job: None }
+            | Request::Status {
+                job: None,
+                group: None,
+            }
             | Request::ReloadConfig
             | Request::ReloadAllJobs
             | Request::Alerts
             | Request::TestAlert
             | Request::Daemon
             | Request::Reexec => Ok(()),
-            Request::Status { job: Some(job) }
+            Request::Status {
+                job: Some(_),
+                group: Some(_),
+            } => Err("a status is of one job or of a group, not both".into()),
+            Request::Status {
+                job: None,
+                group: Some(group),
+            } => check_name("group", group),
+            Request::Status {
+                job: Some(job),
+                group: None,
+            }
             | Request::Logs { job }
             | Request::Env { job }
             | Request::Diagnose { job }
@@ -455,12 +494,19 @@ impl Request {
                 check_name("job", job)?;
                 check_name("report", which)
             }
-            Request::Start { target, .. }
-            | Request::Stop { target, .. }
-            | Request::Restart { target, .. }
-            | Request::ReloadJob { target }
-            | Request::Monitor { target }
-            | Request::Unmonitor { target } => check_name("job", target),
+            Request::Start { target, group, .. }
+            | Request::Stop { target, group, .. }
+            | Request::Restart { target, group, .. }
+            | Request::Monitor { target, group }
+            | Request::Unmonitor { target, group } => match group {
+                None => check_name("job", target),
+                Some(_) if !target.is_empty() => Err(format!(
+                    "`{}` asks for a job and a group at once: name one or the other",
+                    self.verb()
+                )),
+                Some(group) => check_name("group", group),
+            },
+            Request::ReloadJob { target } => check_name("job", target),
             Request::Run { job, command } => {
                 check_name("job", job)?;
                 check_name("command", command)
@@ -569,10 +615,29 @@ mod tests {
         assert!(refused(br#"{"request":"nope"}"#).starts_with("malformed request"));
         let stop = serde_json::to_vec(&Request::Stop {
             target: "a\nb".into(),
+            group: None,
             wait: true,
         })
         .unwrap_or_default();
         assert!(refused(&stop).contains("control characters"));
+        let both = serde_json::to_vec(&Request::Start {
+            target: "web".into(),
+            group: Some("frontend".into()),
+            wait: true,
+        })
+        .unwrap_or_default();
+        assert!(refused(&both).contains("a job and a group at once"));
+        let status = serde_json::to_vec(&Request::Status {
+            job: Some("web".into()),
+            group: Some("frontend".into()),
+        })
+        .unwrap_or_default();
+        assert!(refused(&status).contains("not both"));
+        // A group's request names no job; an older client's names no group.
+        assert!(decode_request(br#"{"request":"stop","group":"frontend","wait":true}"#).is_ok());
+        assert!(decode_request(br#"{"request":"stop","target":"web","wait":true}"#).is_ok());
+        let long = format!(r#"{{"request":"monitor","group":"{}"}}"#, "g".repeat(300));
+        assert!(refused(long.as_bytes()).contains("group"));
     }
 
     #[test]

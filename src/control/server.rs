@@ -804,6 +804,7 @@ mod tests {
         assert_eq!(access.role(&peer(1001, 1001, &[7])), None);
         let stop = Request::Stop {
             target: "web".into(),
+            group: None,
             wait: true,
         };
         let reader = peer(1001, 50, &[]);
@@ -812,7 +813,10 @@ mod tests {
                 .refusal(&reader, Role::Read, &stop)
                 .is_some_and(|m| m.contains("`stop` acts on jobs"))
         );
-        let status = Request::Status { job: None };
+        let status = Request::Status {
+            job: None,
+            group: None,
+        };
         assert!(access.refusal(&reader, Role::Read, &status).is_none());
         let none = Access {
             owner: 0,

@@ -103,6 +103,14 @@ pub(crate) enum Internal {
     Gone { job: String, pid: u32 },
     /// A report on a job was taken; what waited for it goes on.
     Diagnosed(Box<reports::Diagnosed>),
+    /// A request the daemon sends itself: a step of a command on a group's jobs.
+    Ask(
+        crate::control::protocol::Request,
+        oneshot::Sender<crate::control::protocol::Response>,
+    ),
+    /// Nothing to do: the loop looks again at what waits for a quiet moment (a
+    /// re-execution).
+    Wake,
 }
 
 enum Work {
@@ -155,6 +163,9 @@ pub struct Daemon {
     image: reexec::SelfImage,
     /// Log pipes the image before an exec handed over, until each job takes its own.
     handed_pipes: HashMap<String, std::os::fd::OwnedFd>,
+    /// Commands on a group under way: a re-execution waits for them as it waits for
+    /// clients waiting on a job.
+    group_commands: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Binds the control socket `config` names (open to its `read-group`), for [`run`].
@@ -548,6 +559,7 @@ impl Daemon {
             notify: None,
             image: reexec::SelfImage::new(generation),
             handed_pipes,
+            group_commands: Default::default(),
         };
         // The specs move into the jobs: the loaded configuration keeps only its settings.
         let specs = std::mem::take(&mut daemon.config.jobs);
@@ -893,6 +905,8 @@ impl Daemon {
             } => self.handover_found(&job, generation, pid),
             Internal::Gone { job, pid } => self.held_gone(&job, pid),
             Internal::Diagnosed(d) => self.diagnosed(*d),
+            Internal::Ask(request, reply) => self.request(request, reply),
+            Internal::Wake => {}
         }
     }
 
@@ -1014,6 +1028,13 @@ impl Daemon {
                         }
                     }
                 }
+                Some(job) if job.spec != *spec && only_groups_differ(&job.spec, spec) => {
+                    // Which groups a job is in says nothing about how it runs.
+                    changed += 1;
+                    job.spec.groups = spec.groups.clone();
+                    job.spec.fingerprint = spec.fingerprint;
+                    job.fingerprint = None;
+                }
                 Some(job) if job.spec != *spec => {
                     changed += 1;
                     if job.m.is_down() {
@@ -1112,4 +1133,11 @@ fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// Whether `a` and `b` are the same job but for the groups it is in.
+fn only_groups_differ(a: &JobSpec, b: &JobSpec) -> bool {
+    let mut b = b.clone();
+    b.groups = a.groups.clone();
+    *a == b
 }

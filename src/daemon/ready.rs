@@ -377,14 +377,23 @@ impl Daemon {
         self.pump();
     }
 
-    /// The most recently started live child of guardian that belongs to job `name` (its
-    /// environment says so) and is not known yet: a process that a job's main process
-    /// left behind when it forked and exited.
+    /// The most recently started live child of guardian that belongs to job `name` (it
+    /// is in the job's cgroup, or its environment says so) and is not known yet: a
+    /// process that a job's main process left behind when it forked and exited. The
+    /// cgroup is asked first: a daemon that sets its process title (redis-server,
+    /// nginx) writes over the environment that /proc shows.
     fn newest_orphan(&self, name: &str) -> Option<u32> {
         let me = std::process::id();
+        let in_cgroup = self
+            .rest
+            .cgroups()
+            .map(|c| c.procs(name))
+            .unwrap_or_default();
         lineage::live()
             .filter(|(pid, s)| {
-                s.ppid == me && !self.pids.contains_key(pid) && lineage::marked_for(*pid, name)
+                s.ppid == me
+                    && !self.pids.contains_key(pid)
+                    && (in_cgroup.contains(pid) || lineage::marked_for(*pid, name))
             })
             // Of two started in the same tick, the first found.
             .min_by_key(|(_, s)| std::cmp::Reverse(s.start_time))

@@ -357,13 +357,20 @@ impl Daemon {
     }
 
     /// Whether a pending re-execution is to happen now: every job still (running with
-    /// no hook, or down), no client waiting on a job; or its time is up.
+    /// no hook, or down), no client waiting on a job or a group; or its time is up.
     pub(super) fn reexec_due(&self) -> bool {
         let Some(p) = &self.image.pending else {
             return false;
         };
         if Instant::now() >= p.due_by {
             return true;
+        }
+        if self
+            .group_commands
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+        {
+            return false;
         }
         self.jobs.values().all(|j| {
             j.waiters.is_empty()

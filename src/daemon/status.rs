@@ -36,6 +36,7 @@ pub fn of(job: &Job, cgroups: Option<&Cgroups>) -> JobStatus {
     JobStatus {
         name: job.spec.name.clone(),
         description: job.spec.description.clone(),
+        groups: job.spec.groups.to_vec(),
         goal: match m.goal() {
             Goal::Start => protocol::Goal::Start,
             Goal::Stop => protocol::Goal::Stop,

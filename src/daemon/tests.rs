@@ -381,6 +381,7 @@ async fn a_stop_sends_the_kill_signal_then_sigkill_after_the_kill_timeout() {
     let pid = h.main_pid("db");
     let mut answer = h.request(Request::Stop {
         target: "db".into(),
+        group: None,
         wait: true,
     });
     let sent = h.signals();
@@ -423,6 +424,7 @@ async fn a_main_that_ends_within_its_kill_timeout_gets_no_sigkill() {
     let pid = h.main_pid("db");
     let _answer = h.request(Request::Stop {
         target: "db".into(),
+        group: None,
         wait: false,
     });
     h.advance(Duration::from_millis(500)).await;
@@ -568,6 +570,7 @@ async fn an_adopted_job_is_stopped_through_its_group_and_its_pidfd() {
     let mut h = h.crash_and_restart(&[("db", pid)]);
     let _answer = h.request(Request::Stop {
         target: "db".into(),
+        group: None,
         wait: false,
     });
     assert!(
@@ -683,6 +686,7 @@ async fn the_record_holds_every_job_that_is_not_at_rest() {
     );
     let _answer = h.request(Request::Stop {
         target: "web".into(),
+        group: None,
         wait: false,
     });
     h.exits(pid, ProcessEnd::Signaled(Signal::SIGTERM));

@@ -129,7 +129,11 @@ async fn call(shared: &Shared, request: Request) -> Result<Response, hyper::Resp
 pub fn status_of(response: &Response) -> StatusCode {
     match response {
         Response::No { .. } => StatusCode::CONFLICT,
-        Response::Error { message } if message.starts_with("no job named") => StatusCode::NOT_FOUND,
+        Response::Error { message }
+            if message.starts_with("no job named") || message.starts_with("no group named") =>
+        {
+            StatusCode::NOT_FOUND
+        }
         Response::Error { .. } => StatusCode::BAD_REQUEST,
         _ => StatusCode::OK,
     }
@@ -366,7 +370,8 @@ async fn route(
         }
         ["jobs"] => {
             want(method, &Method::GET, "GET")?;
-            match call(shared, Request::Status { job: None }).await? {
+            let group = query(uri, "group");
+            match call(shared, Request::Status { job: None, group }).await? {
                 Response::Jobs { jobs, host } => Ok(json_reply(
                     StatusCode::OK,
                     &json!({"jobs": jobs, "host": host}),
@@ -376,7 +381,15 @@ async fn route(
         }
         ["host"] => {
             want(method, &Method::GET, "GET")?;
-            match call(shared, Request::Status { job: None }).await? {
+            match call(
+                shared,
+                Request::Status {
+                    job: None,
+                    group: None,
+                },
+            )
+            .await?
+            {
                 Response::Jobs { host, .. } => {
                     Ok(json_reply(StatusCode::OK, &json!({"host": host})))
                 }
@@ -404,7 +417,15 @@ async fn route(
         ["jobs", name] => {
             want(method, &Method::GET, "GET")?;
             let job = decoded(name)?;
-            match call(shared, Request::Status { job: Some(job) }).await? {
+            match call(
+                shared,
+                Request::Status {
+                    job: Some(job),
+                    group: None,
+                },
+            )
+            .await?
+            {
                 Response::Jobs { mut jobs, .. } if jobs.len() == 1 => {
                     Ok(json_reply(StatusCode::OK, &jobs.remove(0)))
                 }
@@ -438,11 +459,29 @@ async fn route(
             want(method, &Method::POST, "POST")?;
             let target = decoded(name)?;
             let request = match *action {
-                "start" => Request::Start { target, wait },
-                "stop" => Request::Stop { target, wait },
-                "restart" => Request::Restart { target, wait },
-                "monitor" => Request::Monitor { target },
-                "unmonitor" => Request::Unmonitor { target },
+                "start" => Request::Start {
+                    target,
+                    group: None,
+                    wait,
+                },
+                "stop" => Request::Stop {
+                    target,
+                    group: None,
+                    wait,
+                },
+                "restart" => Request::Restart {
+                    target,
+                    group: None,
+                    wait,
+                },
+                "monitor" => Request::Monitor {
+                    target,
+                    group: None,
+                },
+                "unmonitor" => Request::Unmonitor {
+                    target,
+                    group: None,
+                },
                 "reload" => Request::ReloadJob { target },
                 _ => {
                     return Err(error(
@@ -496,7 +535,15 @@ fn emit_request(body: &[u8], wait: bool) -> Result<Request, hyper::Response<Body
 }
 
 async fn metrics(shared: &Shared) -> Answer {
-    match call(shared, Request::Status { job: None }).await? {
+    match call(
+        shared,
+        Request::Status {
+            job: None,
+            group: None,
+        },
+    )
+    .await?
+    {
         Response::Jobs { jobs, host } => {
             let text = super::metrics::render(&jobs, &host, std::time::SystemTime::now());
             Ok(reply(

@@ -360,6 +360,7 @@ struct Proc {
     comments: Vec<String>,
     doc: Doc,
     depends: Vec<(At, String)>,
+    groups: Vec<String>,
     checks: Vec<Table>,
     every_cycles: u64,
     has_start: bool,
@@ -859,7 +860,25 @@ fn process_body(p: &mut Parser<'_>, out: &mut Output, pr: &mut Proc, cycle: u64)
                 pr.depends.push((at.clone(), t.text.clone()));
             }
         } else if tok.is("group") {
-            out.drop_line(&at, "groups are not supported yet");
+            match rest.first() {
+                Some(t) if rest.len() == 1 => {
+                    let group = super::job_name(&t.text);
+                    if group != t.text {
+                        out.approx(
+                            &at,
+                            format!(
+                                "`{}` is not a group name guardian takes: the group is `{group}`",
+                                t.text
+                            ),
+                        );
+                    }
+                    if !pr.groups.contains(&group) {
+                        pr.groups.push(group);
+                    }
+                    pr.doc.set(comments, "groups", writer::strings(&pr.groups));
+                }
+                _ => out.drop_line(&at, "`group` takes one name"),
+            }
         } else if tok.is("every") {
             match rest.first().and_then(|t| t.text.parse::<u64>().ok()) {
                 Some(n) if n > 0 && rest.get(1).is_some_and(|t| t.is("cycles")) => {

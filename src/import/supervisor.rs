@@ -1,6 +1,6 @@
 //! supervisord.conf (with the files its `[include]` names) to job files.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::writer::{self, Doc};
@@ -135,6 +135,7 @@ pub fn import(file: &Path, existing: &BTreeSet<String>) -> Result<Output, Error>
     }
     sections.extend(included);
     let here = std::path::absolute(&base).unwrap_or(base);
+    let mut group_sections = Vec::new();
     for s in sections {
         let (kind, name) = match s.name.split_once(':') {
             Some((k, n)) => (k.trim().to_string(), n.trim().to_string()),
@@ -150,14 +151,8 @@ pub fn import(file: &Path, existing: &BTreeSet<String>) -> Result<Output, Error>
                 out.jobs.push((job, doc));
             }
             "include" => {}
-            "group" => {
-                for v in &s.values {
-                    out.drop_line(&v.at, "groups are not supported yet");
-                }
-                if s.values.is_empty() {
-                    out.drop_line(&s.at, "groups are not supported yet");
-                }
-            }
+            // Once every program is read: a group may come before its programs.
+            "group" => group_sections.push((name, s)),
             "eventlistener" => out.drop_line(
                 &s.at,
                 format!(
@@ -190,7 +185,59 @@ pub fn import(file: &Path, existing: &BTreeSet<String>) -> Result<Output, Error>
             }
         }
     }
+    groups(&mut out, group_sections);
     Ok(out)
+}
+
+/// `[group:x]` with `programs=a,b`: `groups = ["x"]` in the jobs of a and b.
+fn groups(out: &mut Output, sections: Vec<(String, Section)>) {
+    let mut of_job: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, s) in sections {
+        let group = super::job_name(&name);
+        if group != name {
+            out.approx(
+                &s.at,
+                format!("`{name}` is not a group name guardian takes: the group is `{group}`"),
+            );
+        }
+        if !s.values.iter().any(|v| v.key == "programs") {
+            out.drop_line(&s.at, "a group without `programs` has no jobs");
+        }
+        for v in &s.values {
+            match v.key.as_str() {
+                "programs" => {
+                    for program in v.value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                        let job = super::job_name(program);
+                        if !out.jobs.iter().any(|(j, _)| *j == job) {
+                            out.drop_line(
+                                &v.at,
+                                format!("there is no [program:{program}] for the group `{group}`"),
+                            );
+                            continue;
+                        }
+                        let list = of_job.entry(job).or_default();
+                        if !list.contains(&group) {
+                            list.push(group.clone());
+                        }
+                    }
+                }
+                "priority" => out.drop_line(
+                    &v.at,
+                    "guardian takes a group's jobs in dependency order (`start-on`), not by priority",
+                ),
+                _ => out.drop_line(&v.at, "not a key of [group:x]: `programs` and `priority` are"),
+            }
+        }
+    }
+    for (job, list) in of_job {
+        if let Some((_, doc)) = out.jobs.iter_mut().find(|(j, _)| *j == job) {
+            let comment = vec![format!(
+                " supervisord's [group:{}]: guardian start|stop|restart -g GROUP",
+                list.join("], [group:")
+            )];
+            doc.set(comment, "groups", writer::strings(&list));
+        }
+    }
 }
 
 /// supervisord's `%(name)s` expansions that have a meaning for one program.

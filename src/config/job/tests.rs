@@ -116,3 +116,24 @@ fn diagnose_and_its_timeout() {
     let (_, errors) = read("script = \"true\"\ndiagnose = \"x\"\ndiagnose-timeout = \"0s\"\n");
     assert_eq!(errors, ["`diagnose-timeout` must be more than 0"]);
 }
+
+#[test]
+fn groups_are_read_in_order_and_checked_like_job_names() {
+    let (job, errors) = read("script = \"true\"\ngroups = [\"frontend\", \"web@2\"]\n");
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(*job.groups, ["frontend", "web@2"]);
+    let (job, errors) = read("script = \"true\"\n");
+    assert!(errors.is_empty() && job.groups.is_empty(), "{errors:?}");
+    let (job, errors) =
+        read("script = \"true\"\ngroups = [\"a b\", \".x\", \"all\", \"ok\", \"ok\", 3]\n");
+    assert_eq!(errors.len(), 5, "{errors:?}");
+    assert!(
+        errors[0].contains("`a b` is not a valid group name"),
+        "{errors:?}"
+    );
+    assert!(errors[2].contains("not `all`"), "{errors:?}");
+    assert!(errors[3].contains("`ok` is listed twice"), "{errors:?}");
+    assert_eq!(*job.groups, ["ok"]);
+    let (_, errors) = read("script = \"true\"\ngroups = \"frontend\"\n");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+}

@@ -52,21 +52,37 @@ impl Daemon {
             Request::Hello { .. } => Response::Error {
                 message: "already said hello".into(),
             },
-            Request::Status { job } => self.status(job.as_deref()),
-            Request::Start { target, wait } => {
-                return self.command(Command::Start, &target, wait, reply);
+            Request::Status { job, group } => self.status(job.as_deref(), group.as_deref()),
+            Request::Start {
+                target,
+                group,
+                wait,
+            } => {
+                return self.command(Command::Start, &target, group.as_deref(), wait, reply);
             }
-            Request::Stop { target, wait } => {
-                return self.command(Command::Stop, &target, wait, reply);
+            Request::Stop {
+                target,
+                group,
+                wait,
+            } => {
+                return self.command(Command::Stop, &target, group.as_deref(), wait, reply);
             }
-            Request::Restart { target, wait } => {
-                return self.command(Command::Restart, &target, wait, reply);
+            Request::Restart {
+                target,
+                group,
+                wait,
+            } => {
+                return self.command(Command::Restart, &target, group.as_deref(), wait, reply);
             }
             Request::ReloadJob { target } => self.reload_job(&target),
             Request::ReloadAllJobs => self.reload_jobs(None),
             Request::ReloadConfig => self.reload_config(),
-            Request::Monitor { target } => self.set_monitored(&target, true),
-            Request::Unmonitor { target } => self.set_monitored(&target, false),
+            Request::Monitor { target, group } => {
+                self.set_monitored(&target, group.as_deref(), true)
+            }
+            Request::Unmonitor { target, group } => {
+                self.set_monitored(&target, group.as_deref(), false)
+            }
             Request::Logs { job } => self.log_file(&job),
             Request::Env { job } => self.env(&job),
             Request::Run { job, command } => return self.run_command(&job, &command, reply),
@@ -95,12 +111,46 @@ impl Daemon {
         })
     }
 
-    /// `all`, or one job's name.
-    fn targets(&self, target: &str) -> Result<Vec<String>, Response> {
+    /// The jobs a request acts on, in the order to start them: with a `group`, its jobs
+    /// in dependency order (each after the jobs its `start-on` names); else `target`,
+    /// `all` (every job, by name) or one job's name. An unknown job or group is an
+    /// error, as the client shows it.
+    fn select(&self, target: &str, group: Option<&str>) -> Result<Vec<String>, Response> {
+        if let Some(group) = group {
+            let members: Vec<&str> = self
+                .jobs
+                .values()
+                .filter(|j| j.spec.groups.iter().any(|g| g == group))
+                .map(|j| j.spec.name.as_str())
+                .collect();
+            if members.is_empty() {
+                return Err(self.no_group(group));
+            }
+            return Ok(crate::config::deps::dependency_order(&members, |n| {
+                self.jobs.get(n).map(|j| &j.spec)
+            }));
+        }
         if target == "all" {
             Ok(self.jobs.keys().cloned().collect())
         } else {
             self.job_named(target).map(|j| vec![j.spec.name.clone()])
+        }
+    }
+
+    fn no_group(&self, group: &str) -> Response {
+        let names: std::collections::BTreeSet<&str> = self
+            .jobs
+            .values()
+            .flat_map(|j| j.spec.groups.iter().map(String::as_str))
+            .collect();
+        let names: Vec<&str> = names.into_iter().collect();
+        let hint = match did_you_mean(group, &names) {
+            Some(n) => format!(" (did you mean `{n}`?)"),
+            None if names.is_empty() => " (no job is in a group: `groups = [...]`)".to_string(),
+            None => String::new(),
+        };
+        Response::Error {
+            message: format!("no group named `{}`{hint}", crate::logtext::escape(group)),
         }
     }
 }
@@ -128,4 +178,83 @@ async fn collect(answers: Vec<oneshot::Receiver<Outcome>>, reply: oneshot::Sende
     } else {
         Response::No { message }
     });
+}
+
+/// Carries out `steps`, each a request about one job, one after another: each is sent to
+/// the loop once the one before is answered, so a group's jobs start (or stop) in order,
+/// each with the outcome it would have alone. One reply: an error if a step was one, no
+/// if a step's answer was no, else done; with every step's lines.
+async fn in_order(
+    steps: Vec<Request>,
+    internal: tokio::sync::mpsc::UnboundedSender<super::Internal>,
+    reply: oneshot::Sender<Response>,
+    under_way: UnderWay,
+) {
+    let _under_way = under_way;
+    let mut lines = Vec::with_capacity(steps.len());
+    let (mut no, mut error) = (false, false);
+    for request in steps {
+        let (tx, rx) = oneshot::channel();
+        if internal.send(super::Internal::Ask(request, tx)).is_err() {
+            error = true;
+            lines.push("guardian is shutting down".to_string());
+            break;
+        }
+        match rx.await {
+            Ok(Response::Done { message }) => lines.push(message),
+            Ok(Response::No { message }) => {
+                no = true;
+                lines.push(message);
+            }
+            Ok(Response::Error { message }) => {
+                error = true;
+                lines.push(message);
+            }
+            Ok(other) => {
+                error = true;
+                lines.push(format!("unexpected answer: {other:?}"));
+            }
+            Err(_) => {
+                error = true;
+                lines.push("guardian is shutting down".into());
+                break;
+            }
+        }
+    }
+    let message = lines.join("\n");
+    let _ = reply.send(if error {
+        Response::Error { message }
+    } else if no {
+        Response::No { message }
+    } else {
+        Response::Done { message }
+    });
+}
+
+/// One command on a group under way, counted while it lives; its end wakes the loop,
+/// for a re-execution that waited for it.
+pub(super) struct UnderWay {
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    internal: tokio::sync::mpsc::UnboundedSender<super::Internal>,
+}
+
+impl UnderWay {
+    pub(super) fn new(
+        count: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        internal: &tokio::sync::mpsc::UnboundedSender<super::Internal>,
+    ) -> UnderWay {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        UnderWay {
+            count: count.clone(),
+            internal: internal.clone(),
+        }
+    }
+}
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        self.count
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.internal.send(super::Internal::Wake);
+    }
 }

@@ -4,8 +4,13 @@ use crate::control::protocol::Response;
 use crate::daemon::Daemon;
 
 impl Daemon {
-    pub(super) fn set_monitored(&mut self, target: &str, monitored: bool) -> Response {
-        let names = match self.targets(target) {
+    pub(super) fn set_monitored(
+        &mut self,
+        target: &str,
+        group: Option<&str>,
+        monitored: bool,
+    ) -> Response {
+        let names = match self.select(target, group) {
             Ok(n) => n,
             Err(e) => return e,
         };

@@ -1,8 +1,10 @@
-//! `start`, `stop` and `restart`: of one job or `all`, waited for unless `--no-wait`.
+//! `start`, `stop` and `restart`: of one job, `all` or a group's jobs, waited for unless
+//! `--no-wait`. A group's jobs are taken one at a time in dependency order (stopped in
+//! reverse), each once the one before is up (or down).
 
 use tokio::sync::oneshot;
 
-use crate::control::protocol::Response;
+use crate::control::protocol::{Request, Response};
 use crate::daemon::{Daemon, Waiter};
 use crate::job::{AutoStart, Input, Until};
 
@@ -20,17 +22,55 @@ impl Daemon {
         &mut self,
         command: Command,
         target: &str,
+        group: Option<&str>,
         wait: bool,
         reply: oneshot::Sender<Response>,
     ) {
-        let mut names = match self.targets(target) {
+        let mut names = match self.select(target, group) {
             Ok(n) => n,
             Err(e) => {
                 let _ = reply.send(e);
                 return;
             }
         };
-        if target == "all" {
+        if group.is_some() {
+            if command == Command::Stop {
+                // Dependents first.
+                names.reverse();
+            }
+            if wait {
+                // One job at a time, each once the one before has done it, as if each
+                // were asked for by name.
+                let steps = names
+                    .into_iter()
+                    .map(|target| match command {
+                        Command::Start => Request::Start {
+                            target,
+                            group: None,
+                            wait,
+                        },
+                        Command::Stop => Request::Stop {
+                            target,
+                            group: None,
+                            wait,
+                        },
+                        Command::Restart => Request::Restart {
+                            target,
+                            group: None,
+                            wait,
+                        },
+                    })
+                    .collect();
+                let under_way = super::UnderWay::new(&self.group_commands, &self.internal);
+                tokio::spawn(super::in_order(
+                    steps,
+                    self.internal.clone(),
+                    reply,
+                    under_way,
+                ));
+                return;
+            }
+        } else if target == "all" {
             // `all` means the jobs that run with the daemon: `start all` leaves `manual`
             // jobs alone, and `restart all` does not bring up what a person stopped.
             // `start all` starts what the daemon would start, in the same order: jobs

@@ -5,10 +5,23 @@ use crate::daemon::{Daemon, status};
 use crate::process::env;
 
 impl Daemon {
-    /// `status` / `summary`: every job, or one. Every job's CPU and memory are its main
+    /// `status` / `summary`: every job, or one, or a group's (in dependency order). Every job's CPU and memory are its main
     /// process's (one read of /proc each, as `summary` of 2,000 jobs must stay quick);
     /// one job's come from its cgroup where it has one, with its processes.
-    pub(super) fn status(&self, job: Option<&str>) -> Response {
+    pub(super) fn status(&self, job: Option<&str>, group: Option<&str>) -> Response {
+        if let Some(group) = group {
+            return match self.select("", Some(group)) {
+                Ok(names) => Response::Jobs {
+                    jobs: names
+                        .iter()
+                        .filter_map(|n| self.jobs.get(n))
+                        .map(|j| status::of(j, None))
+                        .collect(),
+                    host: Vec::new(),
+                },
+                Err(e) => e,
+            };
+        }
         match job {
             None => Response::Jobs {
                 jobs: self.jobs.values().map(|j| status::of(j, None)).collect(),
