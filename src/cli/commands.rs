@@ -145,7 +145,11 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
     };
     let wait = |no_wait: bool| !no_wait;
     match command {
-        Command::Summary { json } => summary(&socket, json),
+        Command::Summary {
+            job,
+            instances,
+            json,
+        } => summary(&socket, job, instances, json),
         Command::Status {
             host: true, json, ..
         } => host_status(&socket, json),
@@ -164,11 +168,16 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
                 wait: wait(no_wait),
             },
         ),
-        Command::Restart { target, no_wait } => ask(
+        Command::Restart {
+            target,
+            no_wait,
+            all_at_once,
+        } => ask(
             &socket,
             Request::Restart {
                 target,
                 wait: wait(no_wait),
+                all_at_once,
             },
         ),
         Command::Reload {
@@ -406,7 +415,7 @@ fn host_status(socket: &Socket, json: bool) -> anyhow::Result<Exit> {
         serde_json::to_writer_pretty(&mut out, &host)?;
         writeln!(out)?;
     } else {
-        output::summary(&mut out, &[], &host)?;
+        output::summary(&mut out, &[], &host, false)?;
     }
     Ok(Exit::Ok)
 }
@@ -471,42 +480,69 @@ pub(super) fn answer(response: Response) -> anyhow::Result<Exit> {
 }
 
 fn status(socket: &Socket, job: Option<String>, json: bool) -> anyhow::Result<Exit> {
+    let Some(target) = job else {
+        return table(socket, None, true, json);
+    };
+    let response = socket.call(&Request::Status {
+        job: Some(target.clone()),
+    })?;
+    let Response::Jobs { jobs, .. } = response else {
+        return answer(response);
+    };
+    let mut out = std::io::stdout().lock();
+    // One job: its object; the instances of a job file: an array of theirs.
+    let set = jobs.len() != 1 || jobs.iter().any(|j| j.name != target);
+    if jobs.is_empty() {
+        anyhow::bail!("the daemon sent no job");
+    }
+    if json && set {
+        serde_json::to_writer_pretty(&mut out, &jobs)?;
+        writeln!(out)?;
+    }
+    let mut all_up = true;
+    for (i, j) in jobs.iter().enumerate() {
+        if json && !set {
+            serde_json::to_writer_pretty(&mut out, j)?;
+            writeln!(out)?;
+        } else if !json {
+            if i > 0 {
+                writeln!(out)?;
+            }
+            output::job_details(&mut out, j)?;
+        }
+        let up = j.state == JobState::Running && j.health != "unhealthy";
+        all_up &= up || j.health == crate::control::protocol::HEALTH_DONE;
+    }
+    Ok(if all_up { Exit::Ok } else { Exit::No })
+}
+
+/// The summary table of every job (the instances of a job file as one row when
+/// `group`), or of `job`'s instances, or `--json` of every job.
+fn table(socket: &Socket, job: Option<String>, group: bool, json: bool) -> anyhow::Result<Exit> {
     let one = job.is_some();
     let response = socket.call(&Request::Status { job })?;
     let Response::Jobs { jobs, host } = response else {
         return answer(response);
     };
     let mut out = std::io::stdout().lock();
-    if one {
-        let Some(j) = jobs.first() else {
-            anyhow::bail!("the daemon sent no job");
-        };
-        if json {
-            serde_json::to_writer_pretty(&mut out, j)?;
-            writeln!(out)?;
-        } else {
-            output::job_details(&mut out, j)?;
-        }
-        let up = j.state == JobState::Running && j.health != "unhealthy";
-        return Ok(if up || j.health == crate::control::protocol::HEALTH_DONE {
-            Exit::Ok
-        } else {
-            Exit::No
-        });
-    }
     if json {
         serde_json::to_writer_pretty(&mut out, &jobs)?;
         writeln!(out)?;
     } else {
-        output::summary(&mut out, &jobs, &host)?;
+        output::summary(&mut out, &jobs, &host, group && !one)?;
     }
     Ok(Exit::Ok)
 }
 
 /// `summary`: the table, or with `--json` the jobs and the host checks in one object.
-fn summary(socket: &Socket, json: bool) -> anyhow::Result<Exit> {
-    if !json {
-        return status(socket, None, false);
+fn summary(
+    socket: &Socket,
+    job: Option<String>,
+    instances: bool,
+    json: bool,
+) -> anyhow::Result<Exit> {
+    if !json || job.is_some() {
+        return table(socket, job, !instances, json);
     }
     let response = socket.call(&Request::Status { job: None })?;
     let Response::Jobs { jobs, host } = response else {

@@ -71,6 +71,7 @@ const KEYS: &[&str] = &[
     "alert",
     "diagnose",
     "diagnose-timeout",
+    "instances",
 ];
 
 /// The processes of a job's lifecycle that are not the main process.
@@ -135,6 +136,8 @@ pub struct JobSpec {
     /// Of what the job's file says (see [`super::fingerprint`]); 0 for a spec not read
     /// from a file.
     pub fingerprint: super::fingerprint::Fingerprint,
+    /// Which instance this is, for a job file with `instances`.
+    pub instance: Option<Box<super::instances::Instance>>,
 }
 
 /// `diagnose` and `diagnose-timeout`.
@@ -181,6 +184,7 @@ impl JobSpec {
             alert: Rare::default(),
             diagnose: None,
             fingerprint: super::fingerprint::Fingerprint(0),
+            instance: None,
         }
     }
 
@@ -291,6 +295,8 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
             "diagnose-timeout" => {
                 diagnose_timeout = r.positive_duration(k, v).map(|d| (d, v));
             }
+            // Read before the rest: see `instances::count`.
+            "instances" => {}
             _ => r.unknown_key(key, KEYS),
         }
     }

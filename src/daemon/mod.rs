@@ -22,6 +22,7 @@ pub mod reexec;
 mod reports;
 mod requests;
 mod rest;
+mod rolling;
 mod run;
 mod runtime;
 mod shutdown;
@@ -103,6 +104,12 @@ pub(crate) enum Internal {
     Gone { job: String, pid: u32 },
     /// A report on a job was taken; what waited for it goes on.
     Diagnosed(Box<reports::Diagnosed>),
+    /// A step of a rolling restart ended.
+    Rolled {
+        rolling: Box<rolling::Rolling>,
+        name: String,
+        step: rolling::Step,
+    },
 }
 
 enum Work {
@@ -110,6 +117,9 @@ enum Work {
     Record(String, Proc, FailureKind, String),
     Dispatch {
         event: Event,
+        /// The same move told of the job file whose instance moved (see
+        /// `Daemon::set_event`), offered with it.
+        also: Option<Box<Event>>,
         /// The job whose `starting` / `stopping` waits for what the event sets off.
         blocks: Option<String>,
     },
@@ -600,6 +610,7 @@ impl Daemon {
         }
         self.work.push_back(Work::Dispatch {
             event: Event::new("startup"),
+            also: None,
             blocks: None,
         });
         self.pump();
@@ -625,7 +636,11 @@ impl Daemon {
                         job.m.record_failure(p, kind, text, self.os.now());
                     }
                 }
-                Work::Dispatch { event, blocks } => self.dispatch(event, blocks),
+                Work::Dispatch {
+                    event,
+                    also,
+                    blocks,
+                } => self.dispatch(event, also.map(|e| *e), blocks),
             }
         }
         self.pumping = false;
@@ -889,6 +904,11 @@ impl Daemon {
             } => self.handover_found(&job, generation, pid),
             Internal::Gone { job, pid } => self.held_gone(&job, pid),
             Internal::Diagnosed(d) => self.diagnosed(*d),
+            Internal::Rolled {
+                rolling,
+                name,
+                step,
+            } => self.rolled(rolling, name, step),
         }
     }
 
@@ -906,6 +926,7 @@ impl Daemon {
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };
+        job.health_settle();
         for w in std::mem::take(&mut job.waiters) {
             match requests::outcome(w.until, &job.m, name) {
                 Some(outcome) => {

@@ -440,7 +440,11 @@ async fn route(
             let request = match *action {
                 "start" => Request::Start { target, wait },
                 "stop" => Request::Stop { target, wait },
-                "restart" => Request::Restart { target, wait },
+                "restart" => Request::Restart {
+                    target,
+                    wait,
+                    all_at_once: flag(uri, "all-at-once", false)?,
+                },
                 "monitor" => Request::Monitor { target },
                 "unmonitor" => Request::Unmonitor { target },
                 "reload" => Request::ReloadJob { target },

@@ -59,8 +59,17 @@ impl Daemon {
             Request::Stop { target, wait } => {
                 return self.command(Command::Stop, &target, wait, reply);
             }
-            Request::Restart { target, wait } => {
-                return self.command(Command::Restart, &target, wait, reply);
+            Request::Restart {
+                target,
+                wait,
+                all_at_once,
+            } => {
+                let command = if all_at_once {
+                    Command::Restart
+                } else {
+                    Command::RollingRestart
+                };
+                return self.command(command, &target, wait, reply);
             }
             Request::ReloadJob { target } => self.reload_job(&target),
             Request::ReloadAllJobs => self.reload_jobs(None),
@@ -95,12 +104,18 @@ impl Daemon {
         })
     }
 
-    /// `all`, or one job's name.
+    /// `all`, one job's name, or the name of a job file with `instances` (every
+    /// instance, in order).
     fn targets(&self, target: &str) -> Result<Vec<String>, Response> {
         if target == "all" {
-            Ok(self.jobs.keys().cloned().collect())
-        } else {
+            return Ok(self.jobs.keys().cloned().collect());
+        }
+        let names =
+            crate::config::instances::members(target, self.jobs.iter().map(|(n, j)| (n, &j.spec)));
+        if names.is_empty() {
             self.job_named(target).map(|j| vec![j.spec.name.clone()])
+        } else {
+            Ok(names)
         }
     }
 }
