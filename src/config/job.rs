@@ -133,11 +133,11 @@ pub struct JobSpec {
     pub alert: Rare<super::alert::JobAlert>,
     /// A program that looks inside the job for its reports (`py-spy dump --pid $MAINPID`).
     pub diagnose: Option<Box<Diagnose>>,
-    /// Of what the job's file says (see [`super::fingerprint`]); 0 for a spec not read
-    /// from a file.
-    pub fingerprint: super::fingerprint::Fingerprint,
     /// Which instance this is, for a job file with `instances`.
     pub instance: Option<Box<super::instances::Instance>>,
+    /// Of what the job's file says (see [`super::fingerprint`]); 0 for a spec not read
+    /// from a file. Last: see `daemon::record::legacy_fingerprint`.
+    pub fingerprint: super::fingerprint::Fingerprint,
 }
 
 /// `diagnose` and `diagnose-timeout`.
