@@ -13,6 +13,7 @@ mod hardening_config;
 mod hardening_socket;
 mod http;
 mod import;
+mod instances;
 mod json_output;
 mod lifecycle;
 mod log_fifo;

@@ -404,10 +404,19 @@ async fn route(
         ["jobs", name] => {
             want(method, &Method::GET, "GET")?;
             let job = decoded(name)?;
-            match call(shared, Request::Status { job: Some(job) }).await? {
-                Response::Jobs { mut jobs, .. } if jobs.len() == 1 => {
+            match call(
+                shared,
+                Request::Status {
+                    job: Some(job.clone()),
+                },
+            )
+            .await?
+            {
+                Response::Jobs { mut jobs, .. } if jobs.len() == 1 && jobs[0].name == job => {
                     Ok(json_reply(StatusCode::OK, &jobs.remove(0)))
                 }
+                // The instances of a job file.
+                Response::Jobs { jobs, .. } => Ok(json_reply(StatusCode::OK, &jobs)),
                 other => Ok(outcome(other)),
             }
         }
