@@ -172,6 +172,14 @@ fn three_instances_answer_and_a_rolling_restart_keeps_two_up() {
     assert!(at(&format!("web@0: running, pid {}", after[0])) < restart1);
     assert!(restart1 < at("web@2: restarting (rolling)"));
 
+    // `logs web`: each instance's last lines under its name.
+    let logs = text(&d.ok(&["logs", "web", "-n", "3"], 0));
+    assert!(
+        (0..N).all(|i| logs.contains(&format!("==> web@{i} <=="))),
+        "{logs}"
+    );
+    assert!(logs.contains("\"GET / HTTP/1."), "{logs}");
+
     // One instance: only its pid changes.
     let before = pids(&d, N);
     d.ok(&["restart", "web@1"], 0);
