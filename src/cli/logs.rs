@@ -89,7 +89,7 @@ pub fn show(
         for (i, name) in set.iter().enumerate() {
             if !json {
                 let gap = if i > 0 { "\n" } else { "" };
-                print!("{gap}==> {name} <==\n");
+                println!("{gap}==> {name} <==");
             }
             let exit = show(socket, dir, name, lines, false, json)?;
             if exit != Exit::Ok {
