@@ -812,3 +812,60 @@ impl Drop for Kill {
         let _ = self.0.wait();
     }
 }
+
+/// The instances of a job file are jobs named `web@0` ...: the name works in URLs, as
+/// written and percent-encoded, and in the labels of /metrics; the job file's name
+/// lists its instances; a restart of `web@1` restarts only that one.
+#[test]
+fn http_names_with_an_at_sign() {
+    let (conf, port) = conf_with_http("");
+    conf.job("web", "instances = 2\nexec = \"sleep 60$INSTANCE\"\n");
+    let d = conf.start();
+    d.wait_state("web@0", "running");
+    d.wait_state("web@1", "running");
+    let admin = Cred::Bearer(ADMIN_TOKEN);
+    for path in ["/api/v1/jobs/web@1", "/api/v1/jobs/web%401"] {
+        let a = request(port, "GET", path, &admin, "");
+        assert_eq!(a.status, 200, "GET {path}: {}", a.text());
+        let j = a.json();
+        assert_eq!(j["name"], "web@1");
+        assert_eq!(j["instance"], 1);
+        assert_eq!(j["base"], "web");
+    }
+    let set = request(port, "GET", "/api/v1/jobs/web", &admin, "");
+    assert_eq!(set.status, 200, "{}", set.text());
+    let names: Vec<String> = set
+        .json()
+        .as_array()
+        .expect("an array of the instances")
+        .iter()
+        .filter_map(|j| j["name"].as_str().map(String::from))
+        .collect();
+    assert_eq!(names, ["web@0", "web@1"]);
+    validate(&[
+        (&schema("/api/v1/jobs/{name}", 200), set.json()),
+        (
+            &schema("/api/v1/jobs/{name}", 200),
+            request(port, "GET", "/api/v1/jobs/web@0", &admin, "").json(),
+        ),
+    ]);
+    let metrics = request(port, "GET", "/metrics", &admin, "").text();
+    assert!(
+        metrics.contains("guardian_job_up{name=\"web@1\"} 1"),
+        "{metrics}"
+    );
+    let (p0, p1) = (pid_of(&d, "web@0"), pid_of(&d, "web@1"));
+    let a = request(port, "POST", "/api/v1/jobs/web%401/restart", &admin, "");
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(pid_of(&d, "web@0"), p0);
+    assert_ne!(pid_of(&d, "web@1"), p1);
+    let a = request(
+        port,
+        "POST",
+        "/api/v1/jobs/web/restart?all-at-once=1",
+        &admin,
+        "",
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_ne!(pid_of(&d, "web@0"), p0);
+}

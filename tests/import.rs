@@ -338,7 +338,8 @@ fn import_supervisor_documentation_example() {
     assert_eq!(v["manual"].as_bool(), Some(true));
     assert_eq!(v["normal-exit"].as_array().map(Vec::len), Some(0));
     for said in [
-        "web.conf:15: not translated: instances are not supported yet",
+        "web.conf:16: approximated: the processes are the jobs worker@0 to worker@3",
+        "web.conf:16: approximated: %(process_num)02d is written without its leading zeros",
         // The documentation's [group:foo] names programs it does not define.
         "docs-example.conf:56: not translated: there is no [program:bar] for the group `foo`",
         "docs-example.conf:56: not translated: there is no [program:baz] for the group `foo`",
@@ -612,4 +613,81 @@ fn import_supervisor_conf_runs_the_same_programs_as_real_supervisord() {
     d.ok(&["stop", "-g", "site"], 0);
     assert!(!http_ok(port));
     assert_eq!(d.state("sleeper"), "waiting");
+}
+
+/// Supervisor's numprocs, run by real supervisord and then, imported, by guardian: the
+/// same servers on the same ports, `%(process_num)d` numbered from `numprocs_start`.
+#[test]
+fn numprocs_becomes_instances_on_the_same_ports() {
+    let Some(python) = supervisor_python() else {
+        return;
+    };
+    let conf = Conf::new();
+    let sup = tempfile::Builder::new()
+        .prefix("sup")
+        .tempdir()
+        .expect("temporary directory");
+    // Two ports in a row, both free.
+    let base = loop {
+        let p = free_port();
+        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            break p;
+        }
+    };
+    let file = sup.path().join("supervisord.conf");
+    let s = sup.path().display();
+    std::fs::write(
+        &file,
+        format!(
+            "[unix_http_server]\nfile={s}/supervisor.sock\n\n\
+             [supervisord]\nlogfile={s}/supervisord.log\npidfile={s}/supervisord.pid\nnodaemon=true\nchildlogdir={s}\n\n\
+             [rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n\
+             [supervisorctl]\nserverurl=unix://{s}/supervisor.sock\n\n\
+             [program:pool]\ncommand={python} -m http.server %(process_num)d --bind 127.0.0.1\ndirectory=/tmp\n\
+             numprocs=2\nnumprocs_start={base}\nprocess_name=%(program_name)s_%(process_num)d\n"
+        ),
+    )
+    .expect("supervisord.conf");
+    let daemon = Command::new(&python)
+        .args(["-m", "supervisor.supervisord", "-c"])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start supervisord");
+    let mut daemon = Killed(daemon);
+    wait("both servers under supervisord to answer", || {
+        http_ok(base) && http_ok(base + 1)
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.0.id().to_string()])
+        .status();
+    let deadline = Instant::now() + DEADLINE * 3;
+    while daemon.0.try_wait().ok().flatten().is_none() {
+        assert!(Instant::now() < deadline, "supervisord did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait("the ports to be free", || {
+        !http_ok(base) && !http_ok(base + 1)
+    });
+
+    let out = import(conf.path(), &["supervisor", &file.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("the processes are the jobs pool@0 to pool@1"),
+        "{}",
+        text(&out)
+    );
+    check(conf.path());
+    let (_, pool) = job(conf.path(), "pool");
+    assert_eq!(pool["instances"].as_integer(), Some(2));
+    let d = conf.start();
+    d.wait_state("pool@0", "running");
+    d.wait_state("pool@1", "running");
+    d.wait_until("both servers under guardian to answer", || {
+        http_ok(base) && http_ok(base + 1)
+    });
+    d.ok(&["stop", "pool"], 0);
+    assert!(!http_ok(base) && !http_ok(base + 1));
 }

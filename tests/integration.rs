@@ -16,6 +16,7 @@ mod hardening_socket;
 mod http;
 mod import;
 mod imported_stack;
+mod instances;
 mod json_output;
 mod lifecycle;
 mod log_fifo;

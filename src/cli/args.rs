@@ -49,11 +49,21 @@ pub enum Command {
     /// One line per job: goal, state, health, pid, uptime, cpu, memory, monitored; a
     /// `system` line and one line per host check when there are host checks.
     Summary {
+        /// One job, or every instance of a job file (`summary web`), a row each.
+        job: Option<String>,
+        /// A row for each instance, not one for all the instances of a job file.
+        #[arg(long)]
+        instances: bool,
         /// An object: `jobs` (as `status --json`) and `host` (the host checks).
         #[arg(long)]
         json: bool,
         /// Only the jobs of a group (and no host checks).
-        #[arg(short = 'g', long = "group", value_name = "GROUP")]
+        #[arg(
+            short = 'g',
+            long = "group",
+            value_name = "GROUP",
+            conflicts_with = "job"
+        )]
         group: Option<String>,
     },
     /// Everything about one job, or the summary table; --json for scripts.
@@ -99,7 +109,9 @@ pub enum Command {
         #[arg(long)]
         no_wait: bool,
     },
-    /// Stop and start a job (or `all`) and wait until it runs again; `-g GROUP` for a group's jobs.
+    /// Stop and start a job (or `all`) and wait until it runs again; `-g GROUP` for a group's
+    /// jobs. The instances of a job file (`restart web`) go one after another, each once the
+    /// one before runs again and its checks pass, unless --all-at-once.
     Restart {
         #[arg(required_unless_present = "group", value_name = "TARGET")]
         target: Option<String>,
@@ -113,6 +125,9 @@ pub enum Command {
         group: Option<String>,
         #[arg(long)]
         no_wait: bool,
+        /// Restart every instance of the job file at once, not one after another.
+        #[arg(long)]
+        all_at_once: bool,
     },
     /// Without a job: re-read the configuration. With a job: send its reload signal.
     /// `--all-jobs` signals every running job (`reload all` is refused: one word away

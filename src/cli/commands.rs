@@ -145,7 +145,12 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
     };
     let wait = |no_wait: bool| !no_wait;
     match command {
-        Command::Summary { json, group } => summary(&socket, group, json),
+        Command::Summary {
+            job,
+            instances,
+            json,
+            group,
+        } => summary(&socket, job, group, instances, json),
         Command::Status {
             host: true, json, ..
         } => host_status(&socket, json),
@@ -183,12 +188,14 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
             target,
             group,
             no_wait,
+            all_at_once,
         } => ask(
             &socket,
             Request::Restart {
                 target: target.unwrap_or_default(),
                 group,
                 wait: wait(no_wait),
+                all_at_once,
             },
         ),
         Command::Reload {
@@ -441,7 +448,7 @@ fn host_status(socket: &Socket, json: bool) -> anyhow::Result<Exit> {
         serde_json::to_writer_pretty(&mut out, &host)?;
         writeln!(out)?;
     } else {
-        output::summary(&mut out, &[], &host)?;
+        output::summary(&mut out, &[], &host, false)?;
     }
     Ok(Exit::Ok)
 }
@@ -506,34 +513,63 @@ pub(super) fn answer(response: Response) -> anyhow::Result<Exit> {
 }
 
 fn status(socket: &Socket, job: Option<String>, json: bool) -> anyhow::Result<Exit> {
+    let Some(target) = job else {
+        return table(socket, None, None, true, json);
+    };
+    let response = socket.call(&Request::Status {
+        job: Some(target.clone()),
+        group: None,
+    })?;
+    let Response::Jobs { jobs, .. } = response else {
+        return answer(response);
+    };
+    let mut out = std::io::stdout().lock();
+    // One job: its object; the instances of a job file: an array of theirs.
+    let set = jobs.len() != 1 || jobs.iter().any(|j| j.name != target);
+    if jobs.is_empty() {
+        anyhow::bail!("the daemon sent no job");
+    }
+    if json && set {
+        serde_json::to_writer_pretty(&mut out, &jobs)?;
+        writeln!(out)?;
+    }
+    let mut all_up = true;
+    for (i, j) in jobs.iter().enumerate() {
+        if json && !set {
+            serde_json::to_writer_pretty(&mut out, j)?;
+            writeln!(out)?;
+        } else if !json {
+            if i > 0 {
+                writeln!(out)?;
+            }
+            output::job_details(&mut out, j)?;
+        }
+        let up = j.state == JobState::Running && j.health != "unhealthy";
+        all_up &= up || j.health == crate::control::protocol::HEALTH_DONE;
+    }
+    Ok(if all_up { Exit::Ok } else { Exit::No })
+}
+
+/// The summary table of every job (the instances of a job file as one row when
+/// `rows_per_file`), of `job`'s instances or of `group`'s jobs, or `--json` of them.
+fn table(
+    socket: &Socket,
+    job: Option<String>,
+    group: Option<String>,
+    rows_per_file: bool,
+    json: bool,
+) -> anyhow::Result<Exit> {
     let one = job.is_some();
-    let response = socket.call(&Request::Status { job, group: None })?;
+    let response = socket.call(&Request::Status { job, group })?;
     let Response::Jobs { jobs, host } = response else {
         return answer(response);
     };
     let mut out = std::io::stdout().lock();
-    if one {
-        let Some(j) = jobs.first() else {
-            anyhow::bail!("the daemon sent no job");
-        };
-        if json {
-            serde_json::to_writer_pretty(&mut out, j)?;
-            writeln!(out)?;
-        } else {
-            output::job_details(&mut out, j)?;
-        }
-        let up = j.state == JobState::Running && j.health != "unhealthy";
-        return Ok(if up || j.health == crate::control::protocol::HEALTH_DONE {
-            Exit::Ok
-        } else {
-            Exit::No
-        });
-    }
     if json {
         serde_json::to_writer_pretty(&mut out, &jobs)?;
         writeln!(out)?;
     } else {
-        output::summary(&mut out, &jobs, &host)?;
+        output::summary(&mut out, &jobs, &host, rows_per_file && !one)?;
     }
     Ok(Exit::Ok)
 }
@@ -541,31 +577,20 @@ fn status(socket: &Socket, job: Option<String>, json: bool) -> anyhow::Result<Ex
 /// `status -g GROUP`: the summary table of the group's jobs, or with `--json` an array
 /// of them as `status --json` shows every job.
 fn status_of_group(socket: &Socket, group: String, json: bool) -> anyhow::Result<Exit> {
-    let response = socket.call(&Request::Status {
-        job: None,
-        group: Some(group),
-    })?;
-    let Response::Jobs { jobs, host } = response else {
-        return answer(response);
-    };
-    let mut out = std::io::stdout().lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, &jobs)?;
-        writeln!(out)?;
-    } else {
-        output::summary(&mut out, &jobs, &host)?;
-    }
-    Ok(Exit::Ok)
+    table(socket, None, Some(group), true, json)
 }
 
 /// `summary`: the table, or with `--json` the jobs and the host checks in one object;
 /// with `-g GROUP`, of the group's jobs only.
-fn summary(socket: &Socket, group: Option<String>, json: bool) -> anyhow::Result<Exit> {
-    if !json {
-        return match group {
-            Some(g) => status_of_group(socket, g, false),
-            None => status(socket, None, false),
-        };
+fn summary(
+    socket: &Socket,
+    job: Option<String>,
+    group: Option<String>,
+    instances: bool,
+    json: bool,
+) -> anyhow::Result<Exit> {
+    if !json || job.is_some() {
+        return table(socket, job, group, !instances, json);
     }
     let response = socket.call(&Request::Status { job: None, group })?;
     let Response::Jobs { jobs, host } = response else {

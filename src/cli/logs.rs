@@ -53,6 +53,20 @@ fn log_path(socket: &Socket, dir: &Path, job: &str) -> anyhow::Result<Result<Pat
     }
 }
 
+/// The instances `job` names, when it is the name of a job file with `instances` (and
+/// the daemon runs to say so).
+fn instances_of(socket: &Socket, job: &str) -> Vec<String> {
+    match socket.call(&Request::Status {
+        job: Some(job.to_string()),
+        group: None,
+    }) {
+        Ok(Response::Jobs { jobs, .. }) if jobs.iter().any(|j| j.name != job) => {
+            jobs.into_iter().map(|j| j.name).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
 pub fn show(
     socket: &Socket,
     dir: &Path,
@@ -61,6 +75,30 @@ pub fn show(
     follow: bool,
     json: bool,
 ) -> anyhow::Result<Exit> {
+    let set = instances_of(socket, job);
+    if !set.is_empty() {
+        if follow {
+            eprintln!(
+                "guardian: `{}` is {} instances: follow one, as `guardian logs {} -f`",
+                crate::logtext::Esc(job),
+                set.len(),
+                set[0]
+            );
+            return Ok(Exit::Error);
+        }
+        // Each instance's last lines under its name, as `tail` shows several files.
+        for (i, name) in set.iter().enumerate() {
+            if !json {
+                let gap = if i > 0 { "\n" } else { "" };
+                println!("{gap}==> {name} <==");
+            }
+            let exit = show(socket, dir, name, lines, false, json)?;
+            if exit != Exit::Ok {
+                return Ok(exit);
+            }
+        }
+        return Ok(Exit::Ok);
+    }
     let path = match log_path(socket, dir, job)? {
         Ok(p) => p,
         Err(exit) => return Ok(exit),

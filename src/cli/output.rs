@@ -41,25 +41,123 @@ fn host_health(host: &[CheckReport]) -> &'static str {
     }
 }
 
-pub fn summary(out: &mut impl Write, jobs: &[JobStatus], host: &[CheckReport]) -> io::Result<()> {
+/// One row of the summary table for one job.
+fn job_row(j: &JobStatus, indent: &str) -> [String; 9] {
+    [
+        format!("{indent}{}", j.name),
+        j.goal.to_string(),
+        j.state.to_string(),
+        j.health.clone(),
+        or_dash(j.pid, |p| p.to_string()),
+        or_dash(j.uptime_secs, duration),
+        or_dash(j.cpu_secs, |c| format!("{c:.1}s")),
+        or_dash(j.rss_bytes, bytes),
+        if j.monitored { "yes" } else { "no" }.to_string(),
+    ]
+}
+
+/// The row of a job file's instances as one: `web  start  3/3 running  healthy ...`,
+/// the goal and health they share (the worst health if they differ), the shortest
+/// uptime, the sum of their CPU and memory.
+fn set_row(base: &str, set: &[&JobStatus]) -> [String; 9] {
+    let n = set.len();
+    let running = set
+        .iter()
+        .filter(|j| j.state == crate::control::protocol::JobState::Running)
+        .count();
+    let goal = match set.first() {
+        Some(f) if set.iter().all(|j| j.goal == f.goal) => f.goal.to_string(),
+        _ => "mixed".to_string(),
+    };
+    let health = if set.iter().any(|j| j.health == "unhealthy") {
+        "unhealthy".to_string()
+    } else {
+        set.iter()
+            .map(|j| j.health.as_str())
+            .find(|h| *h != "healthy")
+            .unwrap_or("healthy")
+            .to_string()
+    };
+    let uptime = set
+        .iter()
+        .filter_map(|j| j.uptime_secs)
+        .min_by(f64::total_cmp);
+    let cpu = set.iter().filter_map(|j| j.cpu_secs).reduce(|a, b| a + b);
+    let mem = set
+        .iter()
+        .filter_map(|j| j.rss_bytes)
+        .reduce(u64::saturating_add);
+    let monitored = set.iter().filter(|j| j.monitored).count();
+    [
+        base.to_string(),
+        goal,
+        format!("{running}/{n} running"),
+        health,
+        "-".to_string(),
+        or_dash(uptime, duration),
+        or_dash(cpu, |c| format!("{c:.1}s")),
+        or_dash(mem, bytes),
+        match monitored {
+            0 => "no",
+            m if m == n => "yes",
+            _ => "some",
+        }
+        .to_string(),
+    ]
+}
+
+/// Whether the instances of a set all say the same, so that one line tells them.
+fn alike(set: &[&JobStatus]) -> bool {
+    set.windows(2).all(|w| {
+        w[0].goal == w[1].goal
+            && w[0].state == w[1].state
+            && w[0].health == w[1].health
+            && w[0].monitored == w[1].monitored
+    })
+}
+
+/// The summary's rows: a job a row; with `group`, the instances of a job file as one
+/// row of their own (followed by a row per instance, indented, when they differ).
+fn rows_of(jobs: &[JobStatus], group: bool) -> Vec<[String; 9]> {
+    let mut order: Vec<&JobStatus> = jobs.iter().collect();
+    // `web@2` before `web@10`.
+    order.sort_by(|a, b| {
+        let key = |j: &JobStatus| (j.base.clone().unwrap_or_else(|| j.name.clone()), j.instance);
+        key(a).cmp(&key(b))
+    });
+    let mut rows = Vec::new();
+    let mut i = 0;
+    while i < order.len() {
+        let j = order[i];
+        let Some(base) = j.base.as_deref().filter(|_| group) else {
+            rows.push(job_row(j, ""));
+            i += 1;
+            continue;
+        };
+        let mut end = i;
+        while end < order.len() && order[end].base.as_deref() == Some(base) {
+            end += 1;
+        }
+        let set = &order[i..end];
+        rows.push(set_row(base, set));
+        if !alike(set) {
+            rows.extend(set.iter().map(|j| job_row(j, "  ")));
+        }
+        i = end;
+    }
+    rows
+}
+
+/// The summary table. With `group`, the instances of a job file make one row.
+pub fn summary(
+    out: &mut impl Write,
+    jobs: &[JobStatus],
+    host: &[CheckReport],
+    group: bool,
+) -> io::Result<()> {
     // One write for the table, not one per line (stdout is line-buffered).
     let mut out = io::BufWriter::with_capacity(64 * 1024, out);
-    let mut rows: Vec<[String; 9]> = jobs
-        .iter()
-        .map(|j| {
-            [
-                j.name.clone(),
-                j.goal.to_string(),
-                j.state.to_string(),
-                j.health.clone(),
-                or_dash(j.pid, |p| p.to_string()),
-                or_dash(j.uptime_secs, duration),
-                or_dash(j.cpu_secs, |c| format!("{c:.1}s")),
-                or_dash(j.rss_bytes, bytes),
-                if j.monitored { "yes" } else { "no" }.to_string(),
-            ]
-        })
-        .collect();
+    let mut rows = rows_of(jobs, group);
     if !host.is_empty() {
         // Like monit's `System` line; a job of that name keeps it, the host's is bracketed.
         let name = if jobs.iter().any(|j| j.name == "system") {
@@ -433,6 +531,8 @@ mod tests {
             cpu_from: None,
             rss_from: None,
             processes: None,
+            instance: None,
+            base: None,
         };
         let mut out = Vec::new();
         job_details(&mut out, &j).expect("written");

@@ -60,7 +60,7 @@ pub fn check(
             let On { expr, .. } = &**on;
             for atom in expr.atoms() {
                 let Some(job) = atom.job() else { continue };
-                if job.contains(['*', '?']) || jobs.contains_key(job) {
+                if job.contains(['*', '?']) || !super::instances::members(job, jobs).is_empty() {
                     continue;
                 }
                 let hint = did_you_mean(job, &names).map(|n| format!("did you mean `{n}`?"));
@@ -192,8 +192,14 @@ fn find_cycle(jobs: &BTreeMap<String, JobSpec>) -> Option<Vec<String>> {
     ) -> Option<Vec<String>> {
         mark.insert(n, Mark::Open);
         path.push(n);
-        for next in waits.get(n).into_iter().flatten() {
-            let Some((next, _)) = jobs.get_key_value(next) else {
+        // A set of instances is waited for through each of its jobs.
+        let nexts = waits
+            .get(n)
+            .into_iter()
+            .flatten()
+            .flat_map(|w| super::instances::members(w, jobs));
+        for next in nexts {
+            let Some((next, _)) = jobs.get_key_value(&next) else {
                 continue;
             };
             let next = next.as_str();

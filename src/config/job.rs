@@ -72,6 +72,7 @@ const KEYS: &[&str] = &[
     "alert",
     "diagnose",
     "diagnose-timeout",
+    "instances",
 ];
 
 /// The processes of a job's lifecycle that are not the main process.
@@ -135,8 +136,10 @@ pub struct JobSpec {
     pub alert: Rare<super::alert::JobAlert>,
     /// A program that looks inside the job for its reports (`py-spy dump --pid $MAINPID`).
     pub diagnose: Option<Box<Diagnose>>,
+    /// Which instance this is, for a job file with `instances`.
+    pub instance: Option<Box<super::instances::Instance>>,
     /// Of what the job's file says (see [`super::fingerprint`]); 0 for a spec not read
-    /// from a file.
+    /// from a file. Last: see `daemon::record::legacy_fingerprint`.
     pub fingerprint: super::fingerprint::Fingerprint,
 }
 
@@ -185,6 +188,7 @@ impl JobSpec {
             alert: Rare::default(),
             diagnose: None,
             fingerprint: super::fingerprint::Fingerprint(0),
+            instance: None,
         }
     }
 
@@ -296,6 +300,8 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
             "diagnose-timeout" => {
                 diagnose_timeout = r.positive_duration(k, v).map(|d| (d, v));
             }
+            // Read before the rest: see `instances::count`.
+            "instances" => {}
             _ => r.unknown_key(key, KEYS),
         }
     }

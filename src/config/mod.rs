@@ -8,6 +8,7 @@ pub mod deps;
 pub mod diag;
 pub mod fingerprint;
 pub mod http;
+pub mod instances;
 pub mod job;
 pub mod limits;
 pub mod probe;
@@ -78,7 +79,10 @@ fn name_error(name: &str, file: &Path) -> Option<Diagnostic> {
 /// every problem found in it.
 #[derive(Debug)]
 pub struct JobText {
+    /// The job's spec, or, for a file with `instances`, the first instance's.
     pub spec: Option<JobSpec>,
+    /// Every job the file makes: the spec alone, or each instance's.
+    pub specs: Vec<JobSpec>,
     pub text: Option<String>,
     pub errors: Vec<Diagnostic>,
 }
@@ -89,6 +93,7 @@ pub struct JobText {
 pub fn read_job_text(name: &str, path: &Path, bytes: &[u8]) -> JobText {
     let mut out = JobText {
         spec: None,
+        specs: Vec::new(),
         text: None,
         errors: Vec::new(),
     };
@@ -115,10 +120,35 @@ pub fn read_job_text(name: &str, path: &Path, bytes: &[u8]) -> JobText {
     };
     let mut r = Reader::new(path, text);
     if let Some(table) = r.parse() {
-        let mut spec = job::read(&mut r, name, table.get_ref());
-        spec.fingerprint = fingerprint::Fingerprint(fingerprint::of(name, table.get_ref()));
-        out.spec = Some(spec);
+        match instances::count(&mut r, name, table.get_ref()) {
+            None => {
+                let mut spec = job::read(&mut r, name, table.get_ref());
+                spec.fingerprint = fingerprint::Fingerprint(fingerprint::of(name, table.get_ref()));
+                out.specs.push(spec);
+            }
+            Some(n) => {
+                for number in 0..n {
+                    let table = instances::substitute(&mut r, table.get_ref(), number);
+                    let job_name = instances::name(name, number);
+                    r.instance = Some(number);
+                    let mut spec = job::read(&mut r, &job_name, &table);
+                    r.instance = None;
+                    spec.fingerprint = fingerprint::Fingerprint(fingerprint::of(&job_name, &table));
+                    instances::mark(&mut spec, name, number);
+                    out.specs.push(spec);
+                }
+            }
+        }
+        out.spec = out.specs.first().cloned();
     }
+    // Each instance reads the same file: a mistake in it is told once.
+    let mut errors: Vec<Diagnostic> = Vec::new();
+    for e in r.errors {
+        if !errors.contains(&e) {
+            errors.push(e);
+        }
+    }
+    r.errors = errors;
     out.errors = r.errors;
     out.text = Some(text.to_string());
     out
@@ -225,7 +255,7 @@ pub fn load(dir: &Path) -> Result<Config, Diagnostics> {
     }
     files.sort();
 
-    let mut jobs = BTreeMap::new();
+    let mut jobs: BTreeMap<String, JobSpec> = BTreeMap::new();
     let mut texts = BTreeMap::new();
     for file in files {
         let Some(fname) = file
@@ -258,8 +288,24 @@ pub fn load(dir: &Path) -> Result<Config, Diagnostics> {
             }
         };
         let mut read = read_job_text(name, &file, &bytes);
-        if let Some(spec) = read.spec {
-            jobs.insert(name.to_string(), spec);
+        if let Some(text) = &read.text {
+            for spec in read.specs.iter().filter(|s| s.instance.is_some()) {
+                texts.insert(spec.name.clone(), text.clone());
+            }
+        }
+        for spec in read.specs {
+            if let Some(other) = jobs.get(&spec.name) {
+                errors.push(Diagnostic::file(
+                    &file,
+                    format!(
+                        "makes the job `{}`, which {} makes too",
+                        spec.name,
+                        other.file.display()
+                    ),
+                ));
+                continue;
+            }
+            jobs.insert(spec.name.clone(), spec);
         }
         errors.append(&mut read.errors);
         if let Some(text) = read.text {

@@ -18,6 +18,9 @@ pub struct Reader<'a> {
     pub file: &'a Path,
     pub text: &'a str,
     pub errors: Vec<Diagnostic>,
+    /// The instance being read, for a file with `instances`: where an integer is
+    /// expected, a string is an expression of `INSTANCE` (`"8000 + $INSTANCE"`).
+    pub instance: Option<u32>,
 }
 
 impl<'a> Reader<'a> {
@@ -26,6 +29,7 @@ impl<'a> Reader<'a> {
             file,
             text,
             errors: Vec::new(),
+            instance: None,
         }
     }
 
@@ -159,6 +163,19 @@ impl<'a> Reader<'a> {
                     None
                 }
             },
+            DeValue::String(s) if let Some(n) = self.instance => {
+                match super::instances::eval(s, n) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        self.error(
+                            v.span(),
+                            format!("`{key}` must be an integer or an expression of INSTANCE: {e}"),
+                            Some("write it like \"8000 + $INSTANCE\"".into()),
+                        );
+                        None
+                    }
+                }
+            }
             _ => {
                 self.wrong_type(key, v, "an integer");
                 None

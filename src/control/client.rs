@@ -365,6 +365,8 @@ mod tests {
                     ppid: 1,
                     command: "sleep 600".into(),
                 }]),
+                instance: None,
+                base: None,
             }],
             host: vec![crate::control::protocol::CheckReport {
                 name: "root".into(),

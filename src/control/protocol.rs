@@ -44,6 +44,9 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         group: Option<String>,
         wait: bool,
+        /// For the instances of a job file: all at once, not one after another.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        all_at_once: bool,
     },
     /// Send the job's reload signal to its main process. Not `all`: see `ReloadAllJobs`.
     ReloadJob {
@@ -298,6 +301,12 @@ pub struct JobStatus {
     /// Every process of the job (`status JOB` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processes: Option<Vec<ProcessReport>>,
+    /// For an instance of a job file with `instances`: its number (2 for `web@2`)...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<u32>,
+    /// ... and the job file's name (`web`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
 }
 
 /// One process of a job, as `status JOB` lists it.

@@ -61,6 +61,8 @@ pub(crate) struct CheckRt {
     /// The next launch tells the loop of its first passes too (which it otherwise
     /// keeps to the slot): an alert that fires in Alertmanager waits for one.
     pub tell_passes: bool,
+    /// `runs()` when the running task was launched.
+    launched_runs: u64,
 }
 
 impl Drop for CheckRt {
@@ -83,7 +85,18 @@ impl CheckRt {
             start: 0,
             failing_since: None,
             tell_passes: false,
+            launched_runs: 0,
         }
+    }
+
+    /// Whether every pass of the check goes to the loop (see `Slot::watched`).
+    pub fn watch(&self, on: bool) {
+        self.slot.watched.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether the running task's last outcome passed.
+    pub fn passed_since_launch(&self) -> bool {
+        self.running() && self.runs() > self.launched_runs && self.last_passed() == Some(true)
     }
 
     /// The last outcome, and when it came.
@@ -139,6 +152,7 @@ impl CheckRt {
         self.halt();
         self.generation = GENERATION.fetch_add(1, Ordering::Relaxed) + 1;
         self.start = start;
+        self.launched_runs = self.runs();
         self.rearm();
         let (poke_tx, poke_rx) = mpsc::unbounded_channel();
         let mut lock_seen = None;
@@ -225,6 +239,9 @@ struct Slot {
     last: Mutex<Option<(Outcome, SystemTime)>>,
     runs: AtomicU64,
     failures: AtomicU64,
+    /// Someone waits for the check to pass (a rolling restart): every pass goes to
+    /// the loop, not only those that may change the verdict.
+    watched: AtomicBool,
 }
 
 impl Slot {
@@ -411,6 +428,7 @@ impl Daemon {
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };
+        job.health_seen(idx, start, outcome.passed);
         let Some(c) = job.checks.get_mut(idx) else {
             return;
         };
@@ -664,7 +682,10 @@ impl CheckLoop {
     /// only goes to the check's slot; anything else goes to the loop, to be judged.
     /// False: the loop is gone.
     fn record(&mut self, outcome: Outcome) -> bool {
-        if outcome.passed && self.since_failed >= self.within {
+        if outcome.passed
+            && self.since_failed >= self.within
+            && !self.slot.watched.load(Ordering::Relaxed)
+        {
             self.slot.put(outcome);
             return true;
         }

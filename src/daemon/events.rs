@@ -2,7 +2,7 @@
 //! sets off, and holding a job in `starting` / `stopping` until those have moved.
 
 use crate::event::Event;
-use crate::job::{self, AutoStart, Goal, Input, State};
+use crate::job::{self, AutoStart, Goal, Input, Machine, State};
 
 use super::{Daemon, Work};
 
@@ -71,14 +71,51 @@ impl Daemon {
         }
         let blocks =
             matches!(event, job::Event::Starting | job::Event::Stopping).then(|| name.to_string());
-        self.work.push_back(Work::Dispatch { event: e, blocks });
+        let also = self.set_event(name, event, &e).map(Box::new);
+        self.work.push_back(Work::Dispatch {
+            event: e,
+            also,
+            blocks,
+        });
+    }
+
+    /// What the move `event` of `name` (told as `e`) means for the job file it is an
+    /// instance of, if it is one: the instances as one job `web` are `starting` when the
+    /// first begins to start, `started` once all run, `stopping` when one begins to stop
+    /// and all the others are down or on their way down (not a restart or respawn of one
+    /// alone), `stopped` when the last is down.
+    fn set_event(&self, name: &str, event: job::Event, e: &Event) -> Option<Event> {
+        let base = &self.jobs.get(name)?.spec.instance.as_ref()?.base;
+        let others: Vec<&Machine> =
+            crate::config::instances::members(base, self.jobs.iter().map(|(n, j)| (n, &j.spec)))
+                .iter()
+                .filter(|n| n.as_str() != name)
+                .filter_map(|n| self.jobs.get(n).map(|j| &j.m))
+                .collect();
+        let tells = match event {
+            job::Event::Starting => others.iter().all(|m| m.is_down()),
+            job::Event::Started => others.iter().all(|m| m.state() == State::Running),
+            job::Event::Stopping => others.iter().all(|m| m.is_down() || m.goal() == Goal::Stop),
+            job::Event::Stopped { .. } => others.iter().all(|m| m.is_down()),
+        };
+        if !tells {
+            return None;
+        }
+        let mut set = Event::new(&e.name).with("JOB", base.as_str());
+        set.env
+            .extend(e.env.iter().filter(|(k, _)| k != "JOB").cloned());
+        set = set.with("INSTANCE", name);
+        Some(set)
     }
 
     /// Offers `event` to every job's `start-on` and `stop-on`; jobs whose expression
     /// fires are started or stopped. If the event is a `starting` / `stopping`, its job
     /// waits until those jobs have finished moving.
-    pub(super) fn dispatch(&mut self, event: Event, blocks: Option<String>) {
+    pub(super) fn dispatch(&mut self, event: Event, also: Option<Event>, blocks: Option<String>) {
         tracing::debug!("event: {event}");
+        if let Some(a) = &also {
+            tracing::debug!("event: {a}");
+        }
         let mut moved = std::collections::BTreeSet::new();
         let shutting_down = self.shutdown.is_some();
         for name in self.graph.watchers() {
@@ -88,8 +125,12 @@ impl Daemon {
             let Some(job) = self.jobs.get_mut(name) else {
                 continue;
             };
-            let start = job.start_on.as_mut().is_some_and(|w| w.feed(&event));
-            let stop = job.stop_on.as_mut().is_some_and(|w| w.feed(&event));
+            let mut start = job.start_on.as_mut().is_some_and(|w| w.feed(&event));
+            let mut stop = job.stop_on.as_mut().is_some_and(|w| w.feed(&event));
+            if let Some(a) = &also {
+                start |= job.start_on.as_mut().is_some_and(|w| w.feed(a));
+                stop |= job.stop_on.as_mut().is_some_and(|w| w.feed(a));
+            }
             if stop && !job.m.is_down() {
                 if job.m.goal() == Goal::Start {
                     tracing::info!("{name}: stopping on `{event}`");
@@ -141,6 +182,7 @@ impl Daemon {
             .collect();
         self.work.push_back(Work::Dispatch {
             event,
+            also: None,
             blocks: None,
         });
         self.pump();

@@ -22,6 +22,7 @@ pub mod reexec;
 mod reports;
 mod requests;
 mod rest;
+mod rolling;
 mod run;
 mod runtime;
 mod shutdown;
@@ -111,6 +112,12 @@ pub(crate) enum Internal {
     /// Nothing to do: the loop looks again at what waits for a quiet moment (a
     /// re-execution).
     Wake,
+    /// A step of a rolling restart ended.
+    Rolled {
+        rolling: Box<rolling::Rolling>,
+        name: String,
+        step: rolling::Step,
+    },
 }
 
 enum Work {
@@ -118,6 +125,9 @@ enum Work {
     Record(String, Proc, FailureKind, String),
     Dispatch {
         event: Event,
+        /// The same move told of the job file whose instance moved (see
+        /// `Daemon::set_event`), offered with it.
+        also: Option<Box<Event>>,
         /// The job whose `starting` / `stopping` waits for what the event sets off.
         blocks: Option<String>,
     },
@@ -615,6 +625,7 @@ impl Daemon {
         }
         self.work.push_back(Work::Dispatch {
             event: Event::new("startup"),
+            also: None,
             blocks: None,
         });
         self.pump();
@@ -640,7 +651,11 @@ impl Daemon {
                         job.m.record_failure(p, kind, text, self.os.now());
                     }
                 }
-                Work::Dispatch { event, blocks } => self.dispatch(event, blocks),
+                Work::Dispatch {
+                    event,
+                    also,
+                    blocks,
+                } => self.dispatch(event, also.map(|e| *e), blocks),
             }
         }
         self.pumping = false;
@@ -907,6 +922,11 @@ impl Daemon {
             Internal::Diagnosed(d) => self.diagnosed(*d),
             Internal::Ask(request, reply) => self.request(request, reply),
             Internal::Wake => {}
+            Internal::Rolled {
+                rolling,
+                name,
+                step,
+            } => self.rolled(rolling, name, step),
         }
     }
 
@@ -924,6 +944,7 @@ impl Daemon {
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };
+        job.health_settle();
         for w in std::mem::take(&mut job.waiters) {
             match requests::outcome(w.until, &job.m, name) {
                 Some(outcome) => {

@@ -155,10 +155,11 @@ pub fn fingerprint(spec: &crate::config::JobSpec) -> u64 {
 /// The fingerprint a record of version 1 holds: FNV-1a over the debug form of the spec,
 /// as guardian 1 wrote it (without the `fingerprint` field it did not have). Only as
 /// stable as that form, which is why version 2 left it: used only to read a record the
-/// previous release left.
+/// previous release left. Nor the `instance` field, which came later still (that
+/// release had no instances: it is None in every spec it could have written).
 pub fn legacy_fingerprint(spec: &crate::config::JobSpec) -> u64 {
     let text = format!("{spec:?}");
-    let tail = format!(", fingerprint: {} }}", spec.fingerprint.0);
+    let tail = format!(", instance: None, fingerprint: {} }}", spec.fingerprint.0);
     let text = match text.strip_suffix(&tail) {
         Some(head) => Cow::Owned(format!("{head} }}")),
         None => Cow::Borrowed(text.as_str()),

@@ -36,6 +36,8 @@ pub(super) struct Job {
     pub m: Machine,
     pub log: LogPipe,
     pub waiters: Vec<Waiter>,
+    /// Waits for every check of a start to pass (a rolling restart's).
+    pub health_waiters: Vec<super::rolling::HealthWaiter>,
     pub after: After,
     pub start_on: Option<Watch>,
     pub stop_on: Option<Watch>,
@@ -68,6 +70,7 @@ impl Job {
             spec: JobSpec::new(&spec.name, &spec.file),
             log,
             waiters: Vec::new(),
+            health_waiters: Vec::new(),
             after: After::Nothing,
             start_env: Vec::new(),
             readiness: None,

@@ -78,6 +78,7 @@ impl Daemon {
         self.shutdown = Some(Shutdown::new(queue));
         self.work.push_back(Work::Dispatch {
             event: Event::new("shutdown"),
+            also: None,
             blocks: None,
         });
         self.pump();

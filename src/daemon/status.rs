@@ -66,6 +66,8 @@ pub fn of(job: &Job, cgroups: Option<&Cgroups>) -> JobStatus {
         cpu_from: cpu_from.map(String::from),
         rss_from: rss_from.map(String::from),
         processes: None,
+        instance: job.spec.instance.as_ref().map(|i| i.number),
+        base: job.spec.instance.as_ref().map(|i| i.base.clone()),
     }
 }
 

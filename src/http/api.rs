@@ -420,15 +420,17 @@ async fn route(
             match call(
                 shared,
                 Request::Status {
-                    job: Some(job),
+                    job: Some(job.clone()),
                     group: None,
                 },
             )
             .await?
             {
-                Response::Jobs { mut jobs, .. } if jobs.len() == 1 => {
+                Response::Jobs { mut jobs, .. } if jobs.len() == 1 && jobs[0].name == job => {
                     Ok(json_reply(StatusCode::OK, &jobs.remove(0)))
                 }
+                // The instances of a job file.
+                Response::Jobs { jobs, .. } => Ok(json_reply(StatusCode::OK, &jobs)),
                 other => Ok(outcome(other)),
             }
         }
@@ -473,6 +475,7 @@ async fn route(
                     target,
                     group: None,
                     wait,
+                    all_at_once: flag(uri, "all-at-once", false)?,
                 },
                 "monitor" => Request::Monitor {
                     target,

@@ -240,8 +240,17 @@ fn groups(out: &mut Output, sections: Vec<(String, Section)>) {
     }
 }
 
-/// supervisord's `%(name)s` expansions that have a meaning for one program.
-fn expand(out: &mut Output, v: &Value, program: &str, here: &Path) -> String {
+/// A program's `numprocs` and `numprocs_start`, when it runs more than one process.
+#[derive(Clone, Copy)]
+struct Procs {
+    count: u32,
+    start: u32,
+}
+
+/// supervisord's `%(name)s` expansions that have a meaning for one program. With
+/// `procs`, `%(process_num)d` is each instance's: `$INSTANCE`, or `$((START +
+/// INSTANCE))` from `numprocs_start`.
+fn expand(out: &mut Output, v: &Value, program: &str, here: &Path, procs: Option<Procs>) -> String {
     let mut s = v.value.clone();
     let mut approximated = Vec::new();
     let mut guard = 0;
@@ -268,8 +277,23 @@ fn expand(out: &mut Output, v: &Value, program: &str, here: &Path) -> String {
         let value = match name.as_str() {
             "program_name" | "group_name" => program.to_string(),
             "here" => here.display().to_string(),
-            "process_num" => "0".to_string(),
-            "numprocs" => "1".to_string(),
+            "process_num" => match procs {
+                None => "0".to_string(),
+                Some(p) => {
+                    if digits > 0 {
+                        approximated.push(format!(
+                            "%(process_num){}d is written without its leading zeros: guardian's $INSTANCE is 0, 1, 2 ...",
+                            &s[after..after.saturating_add(digits)]
+                        ));
+                    }
+                    if p.start == 0 {
+                        "$INSTANCE".to_string()
+                    } else {
+                        format!("$(({} + INSTANCE))", p.start)
+                    }
+                }
+            },
+            "numprocs" => procs.map_or(1, |p| p.count).to_string(),
             "host_node_name" => {
                 approximated.push(
                     "%(host_node_name)s is this host's name, where the import ran".to_string(),
@@ -381,13 +405,22 @@ fn program(out: &mut Output, s: &Section, name: &str, here: &Path) -> Doc {
     let startsecs: u64 = get("startsecs")
         .and_then(|v| v.value.parse().ok())
         .unwrap_or(1);
+    let procs = get("numprocs")
+        .and_then(|v| v.value.parse::<u32>().ok())
+        .filter(|n| *n > 1 && *n <= crate::config::instances::MAX_INSTANCES)
+        .map(|count| Procs {
+            count,
+            start: get("numprocs_start")
+                .and_then(|v| v.value.parse().ok())
+                .unwrap_or(0),
+        });
     let mut restart_given = false;
     let mut stopwait_given = false;
     let mut exitcodes_done = false;
     for v in &s.values {
         let c = v.comments.clone();
         let at = &v.at;
-        let value = expand(out, v, name, here);
+        let value = expand(out, v, name, here, procs);
         match v.key.as_str() {
             "command" => match super::command_words(out, at, &value, env_path.as_deref()) {
                 Command::Exec(x) => doc.set(c, "exec", writer::string(&x)),
@@ -501,13 +534,35 @@ fn program(out: &mut Output, s: &Section, name: &str, here: &Path) -> Doc {
             },
             "numprocs" => match value.parse::<u32>() {
                 Ok(1) => {}
-                _ => out.drop_line(at, "instances are not supported yet: one process is run"),
+                Ok(n) if procs.is_some() => doc.set(c, "instances", n.to_string()),
+                _ => out.drop_line(
+                    at,
+                    format!(
+                        "guardian runs 1 to {} instances of a job",
+                        crate::config::instances::MAX_INSTANCES
+                    ),
+                ),
             },
-            "process_name" => {
-                if value != name {
-                    out.drop_line(at, "instances are not supported yet: the process is the job, called after the program");
+            // Read with numprocs: it numbers %(process_num)d.
+            "numprocs_start" => {
+                if procs.is_none() {
+                    out.drop_line(at, "numprocs_start without numprocs above 1 numbers nothing")
                 }
             }
+            "process_name" => match procs {
+                Some(p) => out.approx(
+                    at,
+                    format!(
+                        "the processes are the jobs {name}@0 to {name}@{}, not named by process_name",
+                        p.count.saturating_sub(1)
+                    ),
+                ),
+                None if value != name => out.approx(
+                    at,
+                    format!("the process is the job `{name}`, called after the program"),
+                ),
+                None => {}
+            },
             "priority" => {
                 out.drop_line(at, "guardian orders starts by `start-on`, not by priority")
             }

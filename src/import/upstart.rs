@@ -504,7 +504,7 @@ fn translate(out: &mut Output, p: Parsed, known: &BTreeSet<String>) -> Doc {
                 }
             },
             "instance" => {
-                out.drop_line(at, "instances are not supported yet");
+                out.drop_line(at, "Upstart makes an instance for each `start JOB VAR=...`; guardian's are a number fixed in the file: set `instances = N` and use $INSTANCE (0 to N-1) where the job used the variable");
                 carried = comments;
             }
             other => {

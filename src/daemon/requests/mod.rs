@@ -71,8 +71,14 @@ impl Daemon {
                 target,
                 group,
                 wait,
+                all_at_once,
             } => {
-                return self.command(Command::Restart, &target, group.as_deref(), wait, reply);
+                let command = if all_at_once {
+                    Command::Restart
+                } else {
+                    Command::RollingRestart
+                };
+                return self.command(command, &target, group.as_deref(), wait, reply);
             }
             Request::ReloadJob { target } => self.reload_job(&target),
             Request::ReloadAllJobs => self.reload_jobs(None),
@@ -112,9 +118,10 @@ impl Daemon {
     }
 
     /// The jobs a request acts on, in the order to start them: with a `group`, its jobs
-    /// in dependency order (each after the jobs its `start-on` names); else `target`,
-    /// `all` (every job, by name) or one job's name. An unknown job or group is an
-    /// error, as the client shows it.
+    /// in dependency order (each after the jobs its `start-on` names); else `target`:
+    /// `all` (every job, by name), one job's name, or the name of a job file with
+    /// `instances` (every instance, in order). An unknown job or group is an error, as
+    /// the client shows it.
     fn select(&self, target: &str, group: Option<&str>) -> Result<Vec<String>, Response> {
         if let Some(group) = group {
             let members: Vec<&str> = self
@@ -131,9 +138,14 @@ impl Daemon {
             }));
         }
         if target == "all" {
-            Ok(self.jobs.keys().cloned().collect())
-        } else {
+            return Ok(self.jobs.keys().cloned().collect());
+        }
+        let names =
+            crate::config::instances::members(target, self.jobs.iter().map(|(n, j)| (n, &j.spec)));
+        if names.is_empty() {
             self.job_named(target).map(|j| vec![j.spec.name.clone()])
+        } else {
+            Ok(names)
         }
     }
 

@@ -39,8 +39,8 @@ impl Daemon {
     /// Sends one job (or, with None, every job) its reload signal.
     pub(super) fn reload_jobs(&mut self, target: Option<&str>) -> Response {
         let names = match target {
-            Some(name) => match self.job_named(name) {
-                Ok(j) => vec![j.spec.name.clone()],
+            Some(name) => match self.select(name, None) {
+                Ok(names) => names,
                 Err(e) => return e,
             },
             None => self.jobs.keys().cloned().collect(),

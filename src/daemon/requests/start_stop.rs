@@ -15,6 +15,9 @@ pub(super) enum Command {
     Start,
     Stop,
     Restart,
+    /// A restart that takes the instances of a job file one after another (and any
+    /// other target all at once, as `Restart`).
+    RollingRestart,
 }
 
 impl Daemon {
@@ -32,6 +35,16 @@ impl Daemon {
                 let _ = reply.send(e);
                 return;
             }
+        };
+        // Instances of one job file restart one after another; a group's jobs are taken
+        // in turn below anyway.
+        let rolling = group.is_none()
+            && command == Command::RollingRestart
+            && target != "all"
+            && names.iter().any(|n| n != target);
+        let command = match command {
+            Command::RollingRestart => Command::Restart,
+            c => c,
         };
         if group.is_some() {
             if command == Command::Stop {
@@ -54,10 +67,11 @@ impl Daemon {
                             group: None,
                             wait,
                         },
-                        Command::Restart => Request::Restart {
+                        Command::Restart | Command::RollingRestart => Request::Restart {
                             target,
                             group: None,
                             wait,
+                            all_at_once: false,
                         },
                     })
                     .collect();
@@ -89,7 +103,9 @@ impl Daemon {
                         let holds = j.start_on.as_ref().is_none_or(|w| w.holds());
                         j.m.may_autostart(holds, AutoStart::StartAll)
                     }
-                    Command::Restart => !j.m.manual_stop() && !j.m.is_down(),
+                    Command::Restart | Command::RollingRestart => {
+                        !j.m.manual_stop() && !j.m.is_down()
+                    }
                     Command::Stop => true,
                 })
             });
@@ -100,6 +116,16 @@ impl Daemon {
             });
             return;
         }
+        if rolling {
+            if wait {
+                self.roll(names, Some(reply));
+            } else {
+                let message = format!("rolling restart requested for {}", names.join(", "));
+                self.roll(names, None);
+                let _ = reply.send(Response::Done { message });
+            }
+            return;
+        }
         let mut answers = Vec::new();
         for name in &names {
             let Some(job) = self.jobs.get_mut(name) else {
@@ -108,7 +134,9 @@ impl Daemon {
             let (input, until) = match command {
                 Command::Start => (Input::Start, Until::Up),
                 Command::Stop => (Input::Stop, Until::Down),
-                Command::Restart => (Input::Restart, Until::UpAgain(job.m.runs())),
+                Command::Restart | Command::RollingRestart => {
+                    (Input::Restart, Until::UpAgain(job.m.runs()))
+                }
             };
             job.m.set_manual_stop(command == Command::Stop);
             if wait {
@@ -123,7 +151,7 @@ impl Daemon {
             let verb = match command {
                 Command::Start => "start",
                 Command::Stop => "stop",
-                Command::Restart => "restart",
+                Command::Restart | Command::RollingRestart => "restart",
             };
             let _ = reply.send(Response::Done {
                 message: format!("{verb} requested for {}", names.join(", ")),

@@ -27,15 +27,19 @@ impl Daemon {
                 jobs: self.jobs.values().map(|j| status::of(j, None)).collect(),
                 host: self.host_checks.iter().map(status::check).collect(),
             },
-            Some(name) => match self.job_named(name) {
-                Ok(job) => {
-                    let mut s = status::of(job, self.rest.cgroups());
-                    s.processes = Some(self.processes_of(name));
-                    Response::Jobs {
-                        jobs: vec![s],
-                        host: Vec::new(),
-                    }
-                }
+            Some(target) => match self.select(target, None) {
+                Ok(names) => Response::Jobs {
+                    jobs: names
+                        .iter()
+                        .filter_map(|name| {
+                            let job = self.jobs.get(name)?;
+                            let mut s = status::of(job, self.rest.cgroups());
+                            s.processes = Some(self.processes_of(name));
+                            Some(s)
+                        })
+                        .collect(),
+                    host: Vec::new(),
+                },
                 Err(e) => e,
             },
         }
