@@ -897,18 +897,18 @@ fn http_status_page_needs_a_session_and_its_csrf_token_to_act() {
     let restart = "/jobs/web/action";
     // Without the token, with a wrong one, from another site: 403, nothing done.
     for (headers, body) in [
-        (with_ann.clone(), "action=restart".to_string()),
+        (with_ann.clone(), "verb=restart".to_string()),
         (
             with_ann.clone(),
-            format!("action=restart&csrf={}", "0".repeat(64)),
+            format!("verb=restart&csrf={}", "0".repeat(64)),
         ),
         (
             format!("{with_ann}origin: http://evil.example\r\n"),
-            format!("action=restart&csrf={ann_csrf}"),
+            format!("verb=restart&csrf={ann_csrf}"),
         ),
         (
             format!("{with_ann}sec-fetch-site: cross-site\r\n"),
-            format!("action=restart&csrf={ann_csrf}"),
+            format!("verb=restart&csrf={ann_csrf}"),
         ),
     ] {
         let a = page(port, "POST", restart, &headers, &body);
@@ -924,7 +924,7 @@ fn http_status_page_needs_a_session_and_its_csrf_token_to_act() {
         "POST",
         restart,
         &basic,
-        &format!("action=restart&csrf={ann_csrf}"),
+        &format!("verb=restart&csrf={ann_csrf}"),
     );
     assert_eq!(a.status, 403, "{}", a.text());
     assert_eq!(pid_of(&d, "web"), pid, "nothing was restarted");
@@ -934,7 +934,7 @@ fn http_status_page_needs_a_session_and_its_csrf_token_to_act() {
         "POST",
         restart,
         &format!("{with_ann}accept: application/json\r\n"),
-        &format!("action=restart&csrf={ann_csrf}"),
+        &format!("verb=restart&csrf={ann_csrf}"),
     );
     assert_eq!(a.status, 200, "{}", a.text());
     assert_eq!(a.json()["outcome"], "done");
@@ -949,7 +949,7 @@ fn http_status_page_needs_a_session_and_its_csrf_token_to_act() {
         "POST",
         restart,
         &with_ann,
-        &format!("action=monitor&csrf={ann_csrf}&next=%2Fjobs%2Fweb"),
+        &format!("verb=monitor&csrf={ann_csrf}&next=%2Fjobs%2Fweb"),
     );
     assert_eq!(a.status, 303);
     assert_eq!(a.header("location"), Some("/jobs/web"));
@@ -971,7 +971,7 @@ fn http_status_page_needs_a_session_and_its_csrf_token_to_act() {
             "POST",
             restart,
             &with_bob,
-            &format!("action={action}&csrf={bob_csrf}"),
+            &format!("verb={action}&csrf={bob_csrf}"),
         );
         assert_eq!(a.status, 403, "bob {action}: {}", a.text());
     }
@@ -981,7 +981,7 @@ fn http_status_page_needs_a_session_and_its_csrf_token_to_act() {
         "POST",
         restart,
         &with_bob,
-        &format!("action=stop&csrf={ann_csrf}"),
+        &format!("verb=stop&csrf={ann_csrf}"),
     );
     assert_eq!(a.status, 403);
     assert_eq!(d.state("web"), "running");

@@ -1,6 +1,7 @@
 //! guardian's integration tests: one binary, the real guardian against real processes.
 
 mod alerts;
+mod browser;
 mod cgroup;
 mod checks;
 mod completion;

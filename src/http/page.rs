@@ -38,6 +38,7 @@ pub const COOKIE: &str = "guardian_session";
 
 const CSS: &str = include_str!("page/app.css");
 const JS: &str = include_str!("page/app.js");
+const ICON: &str = include_str!("page/icon.svg");
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// What the Content-Security-Policy allows: this server's own style sheet and script,
@@ -130,6 +131,7 @@ pub fn is_page(path: &str) -> bool {
         || path == "/logout"
         || path.starts_with("/jobs/")
         || path.starts_with("/static/")
+        || path == "/favicon.ico"
 }
 
 fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
@@ -259,6 +261,9 @@ async fn route(shared: &Arc<Shared>, parts: &http::request::Parts, incoming: Inc
     if let Some(name) = path.strip_prefix("/static/") {
         return asset(method, name);
     }
+    if path == "/favicon.ico" {
+        return asset(method, "icon.svg");
+    }
     let is_post = method == Method::POST;
     if !is_post && method != Method::GET {
         let mut r = error(
@@ -366,6 +371,7 @@ fn asset(method: &Method, name: &str) -> Answer {
     let (kind, text) = match name {
         "app.css" => ("text/css; charset=utf-8", CSS),
         "app.js" => ("text/javascript; charset=utf-8", JS),
+        "icon.svg" => ("image/svg+xml", ICON),
         _ => return Err(error(StatusCode::NOT_FOUND, "no such file")),
     };
     let mut r = reply(StatusCode::OK, kind, full(text));
@@ -455,7 +461,7 @@ async fn act(
         ));
     }
     let f = form(body);
-    let request = match f.get("action").map(String::as_str) {
+    let request = match f.get("verb").map(String::as_str) {
         Some("start") => Request::Start { target, wait: true },
         Some("stop") => Request::Stop { target, wait: true },
         Some("restart") => Request::Restart { target, wait: true },
@@ -580,7 +586,7 @@ fn login_page(next: &str, message: Option<&str>) -> String {
     let mut out = String::with_capacity(2048);
     let _ = write!(
         out,
-        "<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content=\"width=device-width,initial-scale=1\"><title>Log in · guardian on {host}</title><link rel=stylesheet href=\"/static/app.css?v={VERSION}\"></head><body><form class=login method=post action=\"/login\"><h1>guardian <span class=muted>{host}</span></h1>"
+        "<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content=\"width=device-width,initial-scale=1\"><title>Log in · guardian on {host}</title><link rel=stylesheet href=\"/static/app.css?v={VERSION}\"><link rel=icon href=\"/static/icon.svg?v={VERSION}\"></head><body><form class=login method=post action=\"/login\"><h1>guardian <span class=muted>{host}</span></h1>"
     );
     if let Some(m) = message {
         let _ = write!(out, "<p class=err>{}</p>", escaped(m));
@@ -597,7 +603,7 @@ fn head(out: &mut String, title: &str, who: &Who, live_url: &str) {
     let host = escaped(&hostname());
     let _ = write!(
         out,
-        "<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content=\"width=device-width,initial-scale=1\"><title>{} · guardian on {host}</title><link rel=stylesheet href=\"/static/app.css?v={VERSION}\"><script src=\"/static/app.js?v={VERSION}\" defer></script></head><body data-live=\"{}\"><header class=top><a class=brand href=\"/\">guardian</a><span class=host>{host}</span><span class=grow></span><span class=who>{} <span class=role>{}</span></span>",
+        "<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content=\"width=device-width,initial-scale=1\"><title>{} · guardian on {host}</title><link rel=stylesheet href=\"/static/app.css?v={VERSION}\"><link rel=icon href=\"/static/icon.svg?v={VERSION}\"><script src=\"/static/app.js?v={VERSION}\" defer></script></head><body data-live=\"{}\"><header class=top><a class=brand href=\"/\">guardian</a><span class=host>{host}</span><span class=grow></span><span class=who>{} <span class=role>{}</span></span>",
         escaped(title),
         escaped(live_url),
         escaped(&who.user),
@@ -654,7 +660,7 @@ fn actions(out: &mut String, j: &JobStatus, who: &Who, next: &str) {
     let mut button = |a: &str, cls: &str| {
         let _ = write!(
             out,
-            "<button name=action value={a} class=\"{cls}\">{a}</button>"
+            "<button name=verb value={a} class=\"{cls}\">{a}</button>"
         );
     };
     if j.goal == Goal::Start {
@@ -707,9 +713,10 @@ fn overview_live(out: &mut String, jobs: &[JobStatus], host: &[CheckReport], who
             let (cls, word) = check_outcome(c);
             let _ = write!(
                 out,
-                "<div class=\"hc {cls}\" title=\"{word}\"><span class=dot></span><b>{}</b> <span class=muted>{}</span> {}</div>",
-                escaped(&c.name),
+                "<div class=\"hc {cls}\" title=\"{} {}: {word}\"><span class=dot></span><b>{}</b> {}</div>",
+                escaped(&c.kind),
                 escaped(&c.target),
+                escaped(&c.name),
                 escaped(c.reason.as_deref().unwrap_or(word))
             );
         }

@@ -12,8 +12,9 @@
     const n = Number(v);
     return v !== '' && !Number.isNaN(n) ? n : v.toLowerCase();
   }
-  function sort() {
-    const t = live.querySelector('table.jobs');
+  // Sorts the rows of the jobs table in `root` by the column chosen.
+  function sort(root) {
+    const t = root.querySelector('table.jobs');
     if (!t) return;
     t.querySelectorAll('th').forEach((th, i) => {
       th.classList.toggle('asc', i === sortCol && sortDir > 0);
@@ -28,11 +29,25 @@
     });
     body.append(...rows);
   }
+  // Makes `a` look like `b`, touching only what differs, so that a button under the
+  // pointer stays the same button while the numbers around it change.
+  function morph(a, b) {
+    if (a.isEqualNode(b)) return;
+    if (a.nodeType !== 1 || a.nodeName !== b.nodeName || a.childNodes.length !== b.childNodes.length ||
+        a.childNodes.length === 0) {
+      a.replaceWith(b);
+      return;
+    }
+    for (const at of Array.from(a.attributes)) if (!b.hasAttribute(at.name)) a.removeAttribute(at.name);
+    for (const at of Array.from(b.attributes)) if (a.getAttribute(at.name) !== at.value) a.setAttribute(at.name, at.value);
+    const olds = Array.from(a.childNodes), news = Array.from(b.childNodes);
+    for (let i = 0; i < olds.length; i++) morph(olds[i], news[i]);
+  }
   live.addEventListener('click', (e) => {
     const th = e.target.closest('th[data-sort]');
     if (!th) return;
     if (sortCol === th.cellIndex) sortDir = -sortDir; else { sortCol = th.cellIndex; sortDir = 1; }
-    sort();
+    sort(live);
   });
 
   function toast(text, bad) {
@@ -51,8 +66,12 @@
       const r = await fetch(url, { credentials: 'same-origin', cache: 'no-store' });
       if (r.status === 401) { location.reload(); return; }
       if (!r.ok) throw new Error(r.statusText);
-      live.innerHTML = await r.text();
-      sort();
+      const next = document.createElement('div');
+      next.innerHTML = await r.text();
+      sort(next);
+      const olds = Array.from(live.childNodes), news = Array.from(next.childNodes);
+      if (olds.length !== news.length) live.replaceChildren(...news);
+      else for (let i = 0; i < olds.length; i++) morph(olds[i], news[i]);
       document.body.classList.remove('stale');
     } catch (e) {
       document.body.classList.add('stale');
@@ -71,7 +90,7 @@
     if (e.submitter && e.submitter.name) data.set(e.submitter.name, e.submitter.value);
     f.querySelectorAll('button').forEach((b) => { b.disabled = true; });
     try {
-      const r = await fetch(f.action, {
+      const r = await fetch(f.getAttribute('action'), {
         method: 'POST', body: data, credentials: 'same-origin',
         headers: { accept: 'application/json' },
       });
