@@ -723,7 +723,7 @@ fn overview_live(out: &mut String, jobs: &[JobStatus], host: &[CheckReport], who
         out.push_str("</section>");
     }
     let admin = who.role == Role::Admin && who.session.is_some();
-    out.push_str("<table class=jobs><thead><tr><th data-sort>Name</th><th data-sort>State</th><th data-sort class=o2>Health</th><th data-sort class=\"num o3\">PID</th><th data-sort class=num>Uptime</th><th data-sort class=\"num o1\">CPU</th><th data-sort class=\"num o1\">Memory</th><th data-sort class=\"num o2\">Restarts</th><th data-sort class=o3>Monitored</th>");
+    out.push_str("<table class=jobs><thead><tr><th data-sort>Name</th><th data-sort>State</th><th data-sort>Health</th><th data-sort class=\"num o3\">PID</th><th data-sort class=num>Uptime</th><th data-sort class=\"num o1\">CPU</th><th data-sort class=\"num o1\">Memory</th><th data-sort class=\"num o2\">Restarts</th><th data-sort class=o3>Monitored</th>");
     if admin {
         out.push_str("<th class=actions></th>");
     }
@@ -749,7 +749,7 @@ fn overview_live(out: &mut String, jobs: &[JobStatus], host: &[CheckReport], who
         }
         let _ = write!(
             out,
-            "</td><td class=\"health o2\"><span class=\"dot {}\"></span>{}</td>",
+            "</td><td class=health><span class=\"dot {}\"></span><span class=htext>{}</span></td>",
             health_class(&j.health),
             escaped(&j.health)
         );

@@ -112,6 +112,7 @@
       if (!r.ok || !r.body) throw new Error(r.statusText);
       log.textContent = '';
       if (state) state.textContent = 'following';
+      let first = true;
       const reader = r.body.getReader();
       const text = new TextDecoder();
       for (;;) {
@@ -121,7 +122,8 @@
         log.append(text.decode(value, { stream: true }));
         if (log.childNodes.length > 400) log.normalize();
         if (log.textContent.length > 400000) log.textContent = log.textContent.slice(-300000);
-        if (atEnd) log.scrollTop = log.scrollHeight;
+        if (atEnd || first) log.scrollTop = log.scrollHeight;
+        first = false;
       }
     } catch (e) {
       // Asked again below.
