@@ -679,9 +679,26 @@ fn http_tls_serves_with_the_configured_certificate() {
     assert!(made.status.success(), "{}", text(&made));
     std::fs::write(
         conf.path().join("guardian.toml"),
-        format!("socket = \"run/g.sock\"\nlog-dir = \"log\"\nstate-dir = \"state\"\n[http]\nlisten = \"127.0.0.1:{port}\"\ntls-cert = \"cert.pem\"\ntls-key = \"key.pem\"\ntokens-file = \"tokens\"\n"),
+        format!("socket = \"run/g.sock\"\nlog-dir = \"log\"\nstate-dir = \"state\"\n[http]\nlisten = \"127.0.0.1:{port}\"\ntls-cert = \"cert.pem\"\ntls-key = \"key.pem\"\ntokens-file = \"tokens\"\nusers-file = \"users\"\n"),
     )
     .expect("guardian.toml");
+    let mut passwd = Command::new(BIN)
+        .arg("-c")
+        .arg(conf.path())
+        .args(["passwd", "ann", "--role", "admin", "--file"])
+        .arg(conf.path().join("users"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("guardian passwd");
+    passwd
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"ann-pw\n")
+        .expect("password");
+    assert!(passwd.wait().expect("passwd ends").success());
     std::fs::write(
         conf.path().join("tokens"),
         format!("read-only {READ_TOKEN}\n"),
@@ -701,6 +718,23 @@ fn http_tls_serves_with_the_configured_certificate() {
     let v: Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
     assert_eq!(v["state"], "running");
+    // Under TLS, the status page's session cookie is Secure.
+    let out = Command::new("curl")
+        .args(["-sS", "-i", "--cacert"])
+        .arg(conf.path().join("cert.pem"))
+        .args(["-d", "user=ann&password=ann-pw"])
+        .arg(format!("https://localhost:{port}/login"))
+        .output()
+        .expect("curl");
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    let cookie = head
+        .lines()
+        .find(|l| l.starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no session cookie: {head}"));
+    assert!(
+        cookie.contains("; secure") && cookie.contains("httponly"),
+        "{cookie}"
+    );
     // Plain HTTP on the TLS port gets no answer.
     let plain = Command::new("curl")
         .args(["-sS", "-m", "10"])
