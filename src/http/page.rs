@@ -14,6 +14,9 @@
 //! Basic and Bearer credentials may read the pages too (scripts), but not act there:
 //! the API is for that.
 
+// A handler's error is the answer itself, made once per request: not worth a box.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
@@ -593,9 +596,10 @@ fn login_page(next: &str, message: Option<&str>) -> String {
     }
     let _ = write!(
         out,
-        "<input type=hidden name=next value=\"{}\"><label for=user>User</label><input id=user name=user autocomplete=username autocapitalize=none required autofocus><label for=password>Password</label><input id=password name=password type=password autocomplete=current-password required><button>Log in</button></form></body></html>\n",
+        "<input type=hidden name=next value=\"{}\"><label for=user>User</label><input id=user name=user autocomplete=username autocapitalize=none required autofocus><label for=password>Password</label><input id=password name=password type=password autocomplete=current-password required><button>Log in</button></form></body></html>",
         escaped(next)
     );
+    out.push('\n');
     out
 }
 
