@@ -16,7 +16,7 @@ const READ_TOKEN: &str = "read-0123456789abcdef";
 
 /// One answer: status, headers (lower-cased names), body.
 #[derive(Debug)]
-struct Answer {
+pub(crate) struct Answer {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
@@ -82,6 +82,21 @@ fn request(port: u16, method: &str, path: &str, cred: &Cred<'_>, body: &str) -> 
     parse(&raw).unwrap_or_else(|| panic!("not an HTTP answer: {}", String::from_utf8_lossy(&raw)))
 }
 
+/// A request with the headers given (each ending in CRLF) and a form's body, on a
+/// fresh connection, as a browser's page would send it.
+fn page(port: u16, method: &str, path: &str, headers: &str, body: &str) -> Answer {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\n{headers}content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read the answer");
+    parse(&raw).unwrap_or_else(|| panic!("not an HTTP answer: {}", String::from_utf8_lossy(&raw)))
+}
+
 fn parse(raw: &[u8]) -> Option<Answer> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..end]).ok()?;
@@ -100,7 +115,7 @@ fn parse(raw: &[u8]) -> Option<Answer> {
 
 /// A configuration with [http] on a free port, users ann (admin) and bob (read-only)
 /// written by `guardian passwd`, and an admin and a read-only token.
-fn conf_with_http(extra: &str) -> (Conf, u16) {
+pub(crate) fn conf_with_http(extra: &str) -> (Conf, u16) {
     let conf = Conf::new();
     let port = free_port();
     let toml = format!(
@@ -687,9 +702,26 @@ fn http_tls_serves_with_the_configured_certificate() {
     assert!(made.status.success(), "{}", text(&made));
     std::fs::write(
         conf.path().join("guardian.toml"),
-        format!("socket = \"run/g.sock\"\nlog-dir = \"log\"\nstate-dir = \"state\"\n[http]\nlisten = \"127.0.0.1:{port}\"\ntls-cert = \"cert.pem\"\ntls-key = \"key.pem\"\ntokens-file = \"tokens\"\n"),
+        format!("socket = \"run/g.sock\"\nlog-dir = \"log\"\nstate-dir = \"state\"\n[http]\nlisten = \"127.0.0.1:{port}\"\ntls-cert = \"cert.pem\"\ntls-key = \"key.pem\"\ntokens-file = \"tokens\"\nusers-file = \"users\"\n"),
     )
     .expect("guardian.toml");
+    let mut passwd = Command::new(BIN)
+        .arg("-c")
+        .arg(conf.path())
+        .args(["passwd", "ann", "--role", "admin", "--file"])
+        .arg(conf.path().join("users"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("guardian passwd");
+    passwd
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"ann-pw\n")
+        .expect("password");
+    assert!(passwd.wait().expect("passwd ends").success());
     std::fs::write(
         conf.path().join("tokens"),
         format!("read-only {READ_TOKEN}\n"),
@@ -709,6 +741,23 @@ fn http_tls_serves_with_the_configured_certificate() {
     let v: Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
     assert_eq!(v["state"], "running");
+    // Under TLS, the status page's session cookie is Secure.
+    let out = Command::new("curl")
+        .args(["-sS", "-i", "--cacert"])
+        .arg(conf.path().join("cert.pem"))
+        .args(["-d", "user=ann&password=ann-pw"])
+        .arg(format!("https://localhost:{port}/login"))
+        .output()
+        .expect("curl");
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    let cookie = head
+        .lines()
+        .find(|l| l.starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no session cookie: {head}"));
+    assert!(
+        cookie.contains("; secure") && cookie.contains("httponly"),
+        "{cookie}"
+    );
     // Plain HTTP on the TLS port gets no answer.
     let plain = Command::new("curl")
         .args(["-sS", "-m", "10"])
@@ -868,4 +917,203 @@ fn http_names_with_an_at_sign() {
     );
     assert_eq!(a.status, 200, "{}", a.text());
     assert_ne!(pid_of(&d, "web@0"), p0);
+}
+
+/// The session cookie a login's answer sets (`guardian_session=ID`).
+fn session_cookie(a: &Answer) -> String {
+    a.header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no session cookie: {a:?}"))
+}
+
+/// The CSRF token a page's forms carry.
+fn csrf_of(page: &str) -> String {
+    let at = page
+        .find("name=csrf value=\"")
+        .unwrap_or_else(|| panic!("no CSRF token in the page: {page}"));
+    page[at + 17..].chars().take_while(|c| *c != '"').collect()
+}
+
+fn login(port: u16, user: &str, password: &str) -> (String, String) {
+    let a = page(
+        port,
+        "POST",
+        "/login",
+        "",
+        &format!("user={user}&password={password}&next=%2F"),
+    );
+    assert_eq!(a.status, 303, "login {user}: {}", a.text());
+    assert_eq!(a.header("location"), Some("/"));
+    let cookie = a.header("set-cookie").unwrap_or_default();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
+        assert!(cookie.contains(attribute), "{attribute}: {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "no TLS, no Secure: {cookie}");
+    let cookie = session_cookie(&a);
+    let overview = page(port, "GET", "/", &format!("cookie: {cookie}\r\n"), "");
+    assert_eq!(overview.status, 200, "{}", overview.text());
+    (cookie, csrf_of(&overview.text()))
+}
+
+#[test]
+fn http_status_page_needs_a_session_and_its_csrf_token_to_act() {
+    let (conf, port) = conf_with_http("");
+    conf.job(
+        "web",
+        "exec = \"sleep 600\"\ndescription = \"<b>front</b>\"\n",
+    );
+    let d = conf.start();
+    d.wait_state("web", "running");
+    // No credentials: the login form, with 401, no Basic challenge (no browser prompt),
+    // and the page's headers.
+    for path in ["/", "/jobs/web", "/jobs/web/logs"] {
+        let a = page(port, "GET", path, "", "");
+        assert_eq!(a.status, 401, "GET {path}");
+        assert!(a.header("www-authenticate").is_none());
+        assert!(a.text().contains("action=\"/login\""), "{}", a.text());
+        assert_eq!(a.header("x-frame-options"), Some("DENY"));
+        assert_eq!(a.header("cache-control"), Some("no-store"));
+        let csp = a.header("content-security-policy").unwrap_or_default();
+        assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    }
+    assert!(
+        page(port, "GET", "/jobs/web", "", "")
+            .text()
+            .contains("value=\"/jobs/web\"")
+    );
+    // The style sheet and script are public, and the same for everybody.
+    let css = page(port, "GET", "/static/app.css", "", "");
+    assert_eq!(css.status, 200);
+    assert!(
+        css.header("content-type")
+            .is_some_and(|t| t.starts_with("text/css"))
+    );
+    // A wrong password: the form again, no session.
+    let a = page(port, "POST", "/login", "", "user=ann&password=nope");
+    assert_eq!(a.status, 401);
+    assert!(a.header("set-cookie").is_none());
+    assert!(a.text().contains("Wrong user or password"));
+
+    let (ann, ann_csrf) = login(port, "ann", "ann-pw");
+    let with_ann = format!("cookie: {ann}\r\n");
+    let overview = page(port, "GET", "/", &with_ann, "").text();
+    assert!(overview.contains("data-job=\"web\""), "{overview}");
+    assert!(
+        overview.contains("&lt;b&gt;front&lt;/b&gt;"),
+        "escaped: {overview}"
+    );
+    assert!(overview.contains("value=restart"), "an admin gets buttons");
+    // The API takes no cookie.
+    assert_eq!(page(port, "GET", "/api/v1/jobs", &with_ann, "").status, 401);
+
+    let pid = pid_of(&d, "web");
+    let restart = "/jobs/web/action";
+    // Without the token, with a wrong one, from another site: 403, nothing done.
+    for (headers, body) in [
+        (with_ann.clone(), "verb=restart".to_string()),
+        (
+            with_ann.clone(),
+            format!("verb=restart&csrf={}", "0".repeat(64)),
+        ),
+        (
+            format!("{with_ann}origin: http://evil.example\r\n"),
+            format!("verb=restart&csrf={ann_csrf}"),
+        ),
+        (
+            format!("{with_ann}sec-fetch-site: cross-site\r\n"),
+            format!("verb=restart&csrf={ann_csrf}"),
+        ),
+    ] {
+        let a = page(port, "POST", restart, &headers, &body);
+        assert_eq!(a.status, 403, "{headers} {body}: {}", a.text());
+    }
+    // Basic credentials may read the page, without buttons, and not act there.
+    let basic = format!("authorization: Basic {}\r\n", b64("ann:ann-pw"));
+    let a = page(port, "GET", "/", &basic, "");
+    assert_eq!(a.status, 200);
+    assert!(!a.text().contains("value=restart"));
+    let a = page(
+        port,
+        "POST",
+        restart,
+        &basic,
+        &format!("verb=restart&csrf={ann_csrf}"),
+    );
+    assert_eq!(a.status, 403, "{}", a.text());
+    assert_eq!(pid_of(&d, "web"), pid, "nothing was restarted");
+    // The right token: done, and answered once the job runs again.
+    let a = page(
+        port,
+        "POST",
+        restart,
+        &format!("{with_ann}accept: application/json\r\n"),
+        &format!("verb=restart&csrf={ann_csrf}"),
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.json()["outcome"], "done");
+    let restarted = pid_of(&d, "web");
+    assert!(
+        restarted.is_some() && restarted != pid,
+        "{pid:?} {restarted:?}"
+    );
+    // A form without the script: back to where it was.
+    let a = page(
+        port,
+        "POST",
+        restart,
+        &with_ann,
+        &format!("verb=monitor&csrf={ann_csrf}&next=%2Fjobs%2Fweb"),
+    );
+    assert_eq!(a.status, 303);
+    assert_eq!(a.header("location"), Some("/jobs/web"));
+
+    // A read-only user: no buttons, and 403 with their own valid token.
+    let (bob, bob_csrf) = login(port, "bob", "bob-pw");
+    let with_bob = format!("cookie: {bob}\r\n");
+    let overview = page(port, "GET", "/", &with_bob, "").text();
+    assert!(overview.contains("data-job=\"web\""));
+    assert!(
+        !overview.contains("class=acts"),
+        "no buttons for bob: {overview}"
+    );
+    let job = page(port, "GET", "/jobs/web", &with_bob, "").text();
+    assert!(job.contains("<h1>web</h1>") && !job.contains("class=acts"));
+    for action in ["start", "stop", "restart", "monitor", "unmonitor"] {
+        let a = page(
+            port,
+            "POST",
+            restart,
+            &with_bob,
+            &format!("verb={action}&csrf={bob_csrf}"),
+        );
+        assert_eq!(a.status, 403, "bob {action}: {}", a.text());
+    }
+    // Another session's token is not this one's.
+    let a = page(
+        port,
+        "POST",
+        restart,
+        &with_bob,
+        &format!("verb=stop&csrf={ann_csrf}"),
+    );
+    assert_eq!(a.status, 403);
+    assert_eq!(d.state("web"), "running");
+    assert_eq!(pid_of(&d, "web"), restarted, "nothing done for bob");
+
+    // Logging out ends the session.
+    let a = page(
+        port,
+        "POST",
+        "/logout",
+        &with_ann,
+        &format!("csrf={ann_csrf}"),
+    );
+    assert_eq!(a.status, 303);
+    assert!(
+        a.header("set-cookie")
+            .is_some_and(|c| c.contains("Max-Age=0"))
+    );
+    assert_eq!(page(port, "GET", "/", &with_ann, "").status, 401);
+    assert_eq!(page(port, "GET", "/", &with_bob, "").status, 200);
 }

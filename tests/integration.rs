@@ -2,6 +2,7 @@
 
 mod alertmanager;
 mod alerts;
+mod browser;
 mod cgroup;
 mod checks;
 mod completion;

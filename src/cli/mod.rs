@@ -6,7 +6,7 @@ mod commands;
 mod completion;
 mod generate;
 mod logs;
-mod output;
+pub(crate) mod output;
 mod reports;
 mod roff;
 

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use crate::control::protocol::{CheckReport, JobStatus};
 use crate::process::env::EnvReport;
 
-fn duration(secs: f64) -> String {
+pub(crate) fn duration(secs: f64) -> String {
     let s = secs as u64;
     match s {
         0..60 => format!("{s}s"),
@@ -15,7 +15,7 @@ fn duration(secs: f64) -> String {
     }
 }
 
-fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     let n = n as f64;
     if n >= 1e9 {
         format!("{:.1}GB", n / 1e9)

@@ -40,11 +40,15 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// The most lines `logs?lines=N` gives.
 pub const MAX_LINES: usize = 10_000;
 
-fn full(bytes: impl Into<Bytes>) -> Body {
+pub(super) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed()
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: Body) -> hyper::Response<Body> {
+pub(super) fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Body,
+) -> hyper::Response<Body> {
     let mut r = hyper::Response::new(body);
     *r.status_mut() = status;
     r.headers_mut()
@@ -60,7 +64,7 @@ fn json_reply(status: StatusCode, v: &impl serde::Serialize) -> hyper::Response<
     reply(status, "application/json", full(bytes))
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> hyper::Response<Body> {
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> hyper::Response<Body> {
     json_reply(
         status,
         &json!({"outcome": "error", "message": message.into()}),
@@ -94,24 +98,37 @@ async fn authenticate(
     let auth = shared.auth();
     let role = match offer {
         Offered::Bearer(token) => auth.tokens.verify(&token),
-        Offered::Basic { user, password } => {
-            let Ok(_permit) = shared.verify_gate.acquire().await else {
-                return Err(error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "guardian is shutting down",
-                ));
-            };
-            tokio::task::spawn_blocking(move || auth.users.verify(&user, &password))
-                .await
-                .ok()
-                .flatten()
-        }
+        Offered::Basic { user, password } => verify_user(shared, user, password).await?,
     };
     role.ok_or_else(|| unauthorized("wrong user, password or token"))
 }
 
+/// A user's role if the password is right: argon2 on a blocking thread, one at a time.
+pub(super) async fn verify_user(
+    shared: &Shared,
+    user: String,
+    password: String,
+) -> Result<Option<Role>, hyper::Response<Body>> {
+    let auth = shared.auth();
+    let Ok(_permit) = shared.verify_gate.acquire().await else {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "guardian is shutting down",
+        ));
+    };
+    Ok(
+        tokio::task::spawn_blocking(move || auth.users.verify(&user, &password))
+            .await
+            .ok()
+            .flatten(),
+    )
+}
+
 /// Sends one request to the daemon's loop and waits for its answer.
-async fn call(shared: &Shared, request: Request) -> Result<Response, hyper::Response<Body>> {
+pub(super) async fn call(
+    shared: &Shared,
+    request: Request,
+) -> Result<Response, hyper::Response<Body>> {
     request
         .validate()
         .map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
@@ -140,7 +157,7 @@ pub fn status_of(response: &Response) -> StatusCode {
 }
 
 /// An action's answer: `{"outcome": "done" | "no" | "error", "message": ...}`.
-fn outcome(response: Response) -> hyper::Response<Body> {
+pub(super) fn outcome(response: Response) -> hyper::Response<Body> {
     let status = status_of(&response);
     match response {
         Response::Done { message } => {
@@ -157,7 +174,7 @@ fn outcome(response: Response) -> hyper::Response<Body> {
     }
 }
 
-fn query(uri: &http::Uri, name: &str) -> Option<String> {
+pub(super) fn query(uri: &http::Uri, name: &str) -> Option<String> {
     uri.query()?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (k == name).then(|| percent_decode(v).unwrap_or_default())
@@ -202,7 +219,7 @@ pub fn percent_decode(s: &str) -> Option<String> {
 }
 
 /// Reads a request's body, bounded in size and time.
-async fn body(shared: &Shared, body: Incoming) -> Result<Bytes, hyper::Response<Body>> {
+pub(super) async fn body(shared: &Shared, body: Incoming) -> Result<Bytes, hyper::Response<Body>> {
     let max = usize::try_from(shared.settings.max_body_size).unwrap_or(usize::MAX);
     let limited = Limited::new(body, max);
     match tokio::time::timeout(shared.settings.body_timeout, limited.collect()).await {
@@ -230,6 +247,9 @@ pub async fn handle(
 ) -> hyper::Response<Body> {
     let (parts, incoming) = req.into_parts();
     let path = parts.uri.path().to_string();
+    if super::page::is_page(&path) {
+        return super::page::handle(shared, parts, incoming).await;
+    }
     let open_metrics = path == "/metrics" && !shared.settings.metrics_auth;
     let role = if open_metrics {
         Role::ReadOnly
@@ -304,7 +324,7 @@ fn cross_site(headers: &http::HeaderMap) -> Option<hyper::Response<Body>> {
     None
 }
 
-type Answer = Result<hyper::Response<Body>, hyper::Response<Body>>;
+pub(super) type Answer = Result<hyper::Response<Body>, hyper::Response<Body>>;
 
 fn method_not_allowed(allow: &'static str) -> hyper::Response<Body> {
     let mut r = error(StatusCode::METHOD_NOT_ALLOWED, format!("use {allow}"));
@@ -354,7 +374,7 @@ async fn route(
     let Some(rest) = path.strip_prefix("/api/v1/") else {
         return Err(error(
             StatusCode::NOT_FOUND,
-            "no such page: the API is under /api/v1/ (see /api/v1/openapi.json), metrics at /metrics",
+            "no such page: the status page is at /, the API under /api/v1/ (see /api/v1/openapi.json), metrics at /metrics",
         ));
     };
     let segments: Vec<&str> = rest.split('/').collect();
@@ -600,7 +620,13 @@ fn last_lines(
     Ok((tail.split_off(from), Some(f)))
 }
 
-async fn logs(shared: &Shared, job: String, path: PathBuf, lines: usize, follow: bool) -> Answer {
+pub(super) async fn logs(
+    shared: &Shared,
+    job: String,
+    path: PathBuf,
+    lines: usize,
+    follow: bool,
+) -> Answer {
     let permit = if follow {
         match Arc::clone(&shared_follows(shared)).try_acquire_owned() {
             Ok(p) => Some(p),

@@ -122,6 +122,12 @@ impl Users {
         self.entries.is_empty()
     }
 
+    /// The role of the user of that name, if there is one now (a session's user may
+    /// have been removed or given another role since they logged in).
+    pub fn role_of(&self, name: &str) -> Option<Role> {
+        self.entries.iter().find(|u| u.name == name).map(|u| u.role)
+    }
+
     /// The user's role if the password is right. Slow on purpose (argon2): call it
     /// on a blocking thread. An unknown user costs the same as a wrong password.
     pub fn verify(&self, name: &str, password: &str) -> Option<Role> {
@@ -150,7 +156,7 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-fn getrandom(buf: &mut [u8]) -> Result<(), String> {
+pub(crate) fn getrandom(buf: &mut [u8]) -> Result<(), String> {
     use std::io::Read;
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(buf))

@@ -16,6 +16,7 @@
 pub mod api;
 pub mod auth;
 pub mod metrics;
+pub mod page;
 pub mod passwd;
 pub mod tls;
 
@@ -86,6 +87,8 @@ pub struct Shared {
     registry: Connections,
     /// Log streams (`?follow=1`) open now; at most half the connections.
     pub follows: Arc<Semaphore>,
+    /// The status page's sessions.
+    pub sessions: page::Sessions,
 }
 
 fn read<T: Clone>(l: &RwLock<T>) -> T {
@@ -131,6 +134,7 @@ pub fn start(
         verify_gate: Semaphore::new(1),
         registry: Connections::default(),
         follows: Arc::new(Semaphore::new(follows)),
+        sessions: page::Sessions::default(),
     });
     let reload = Arc::new(Notify::new());
     let (closing, closing_rx) = watch::channel(false);
