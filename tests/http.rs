@@ -789,3 +789,118 @@ impl Drop for Kill {
         let _ = self.0.wait();
     }
 }
+
+/// Schemathesis (PyPI, version 4) against the running daemon: requests made from the
+/// OpenAPI document, valid and not, to every operation; no answer may be a 5xx, or
+/// have a status, a content type or a body the document does not give for it. The
+/// jobs it may start, stop and restart are plain ones; `all` is a name it may pick,
+/// and nothing it can do stops the daemon. The one thing left out is the follow
+/// stream (`follow=1`), which answers until the client goes: the logs operation is
+/// run with `follow=0`. A fixed seed and few examples a phase keep it repeatable and
+/// under a minute.
+#[test]
+fn schemathesis_finds_no_mismatch_with_the_openapi_document() {
+    let python = "python3";
+    let version = Command::new(python)
+        .args(["-c", "import schemathesis; print(schemathesis.__version__)"])
+        .output()
+        .expect("python3");
+    if !version.status.success() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "schemathesis is not installed, and CI=true: .ci/run should have installed it"
+        );
+        eprintln!("SKIPPED: schemathesis is not installed (bash .ci/run installs it)");
+        return;
+    }
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    assert!(
+        version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse::<u32>().ok())
+            >= Some(4),
+        "schemathesis {version}: the command line used here is that of version 4"
+    );
+    let (conf, port) = conf_with_http(
+        "[[check]]\nname = \"root\"\ntype = \"disk\"\npath = \"/\"\nmax = \"100%\"\nevery = \"1s\"\n",
+    );
+    conf.job(
+        "web",
+        "exec = \"sh -c 'echo one; echo two; exec sleep 600'\"\n[[check]]\ntype = \"memory\"\nmax = \"1GB\"\nevery = \"1s\"\n",
+    );
+    conf.job("worker", "exec = \"sleep 600\"\n");
+    conf.job(
+        "deploy",
+        "start-on = \"deploy\"\ntask = true\nexec = \"true\"\n",
+    );
+    let d = conf.start();
+    d.wait_state("web", "running");
+    d.wait_state("worker", "running");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("schemathesis.toml"),
+        "[[operations]]\ninclude-operation-id = \"jobLogs\"\nparameters = { \"query.follow\" = \"0\" }\n",
+    )
+    .expect("schemathesis.toml");
+    let started = Instant::now();
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import sys; from schemathesis.cli import schemathesis; sys.argv[0] = 'schemathesis'; sys.exit(schemathesis())",
+            "--config-file",
+        ])
+        .arg(dir.path().join("schemathesis.toml"))
+        .arg("run")
+        .arg(format!("http://127.0.0.1:{port}/api/v1/openapi.json"))
+        .args([
+            "-H",
+            &format!("Authorization: Bearer {ADMIN_TOKEN}"),
+            "--checks",
+            "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance,response_headers_conformance,positive_data_acceptance,negative_data_rejection,unsupported_method,ignored_auth",
+            "--max-examples",
+            "15",
+            "--seed",
+            "1",
+            "--workers",
+            "1",
+            "--request-timeout",
+            "30",
+            "--no-color",
+            "--report",
+            "junit",
+            "--report-dir",
+        ])
+        .arg(dir.path().join("report"))
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("schemathesis");
+    let said = text(&out);
+    assert!(
+        out.status.success(),
+        "schemathesis found mismatches:\n{said}\ndaemon log:\n{}",
+        d.daemon_log()
+    );
+    assert!(said.contains("Stateful"), "{said}");
+    eprintln!(
+        "schemathesis took {:.1}s: {}",
+        started.elapsed().as_secs_f64(),
+        said.lines()
+            .filter(|l| l.contains("generated"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    // The daemon is still there and still answers.
+    assert_eq!(
+        request(
+            port,
+            "GET",
+            "/api/v1/jobs/worker",
+            &Cred::Bearer(READ_TOKEN),
+            ""
+        )
+        .status,
+        200
+    );
+}

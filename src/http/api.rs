@@ -354,9 +354,19 @@ async fn route(
         ));
     };
     let segments: Vec<&str> = rest.split('/').collect();
+    // A name no job can have (see the document's pattern) is no job's: 404, as the
+    // daemon answers for a name it does not know, not 400 for a request it refuses.
     let decoded = |s: &str| {
-        percent_decode(s)
-            .ok_or_else(|| error(StatusCode::BAD_REQUEST, "a broken %-escape in the path"))
+        let name = percent_decode(s)
+            .ok_or_else(|| error(StatusCode::BAD_REQUEST, "a broken %-escape in the path"))?;
+        if name == "all" || crate::config::valid_name(&name) {
+            Ok(name)
+        } else {
+            Err(error(
+                StatusCode::NOT_FOUND,
+                format!("no job named `{}`", crate::logtext::escape(&name)),
+            ))
+        }
     };
     let wait = flag(uri, "wait", true)?;
     match segments.as_slice() {
