@@ -9,6 +9,7 @@
 //! | error: no such job  | 2        | 404  |
 //! | error (other)       | 2        | 400  |
 //! | daemon shutting down| 2        | 503  |
+//! | daemon re-executing | 2        | 503  |
 
 // A handler's error is the answer itself, made once per request: not worth a box.
 #![allow(clippy::result_large_err)]
@@ -29,7 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::auth::{Offered, Role, offered};
 use super::{Shared, Ticket};
-use crate::control::protocol::{Request, Response};
+use crate::control::protocol::{REEXECUTING, Request, Response};
 
 /// Every answer's body: whole, or a stream of log lines.
 pub type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -61,10 +62,16 @@ fn json_reply(status: StatusCode, v: &impl serde::Serialize) -> hyper::Response<
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> hyper::Response<Body> {
-    json_reply(
+    let mut r = json_reply(
         status,
         &json!({"outcome": "error", "message": message.into()}),
-    )
+    );
+    // Shutting down, re-executing, busy: asking again soon may be answered.
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
 }
 
 fn unauthorized(message: &str) -> hyper::Response<Body> {
@@ -130,6 +137,7 @@ pub fn status_of(response: &Response) -> StatusCode {
     match response {
         Response::No { .. } => StatusCode::CONFLICT,
         Response::Error { message } if message.starts_with("no job named") => StatusCode::NOT_FOUND,
+        Response::Error { message } if message == REEXECUTING => StatusCode::SERVICE_UNAVAILABLE,
         Response::Error { .. } => StatusCode::BAD_REQUEST,
         _ => StatusCode::OK,
     }
@@ -594,9 +602,10 @@ async fn logs(shared: &Shared, job: String, path: PathBuf, lines: usize, follow:
     }
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let _ = tx.try_send(Bytes::from(tail));
+    let closing = shared.closing.clone();
     tokio::spawn(async move {
         let _permit = permit;
-        follow_file(path, file, tx).await;
+        follow_file(path, file, tx, closing).await;
     });
     let stream = ChannelBody { rx };
     let mut r = reply(StatusCode::OK, "text/plain; charset=utf-8", stream.boxed());
@@ -611,11 +620,18 @@ fn shared_follows(shared: &Shared) -> Arc<tokio::sync::Semaphore> {
     Arc::clone(&shared.follows)
 }
 
-/// Sends what is added to the log as it comes, across rotations, until the client goes.
-async fn follow_file(path: PathBuf, mut file: Option<std::fs::File>, tx: mpsc::Sender<Bytes>) {
+/// Sends what is added to the log as it comes, across rotations, until the client goes
+/// or the server closes (then the stream ends, cleanly).
+async fn follow_file(
+    path: PathBuf,
+    mut file: Option<std::fs::File>,
+    tx: mpsc::Sender<Bytes>,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             () = tx.closed() => return,
+            () = async { drop(closing.wait_for(|c| *c).await) } => return,
             () = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
         let p = path.clone();
