@@ -904,3 +904,219 @@ fn schemathesis_finds_no_mismatch_with_the_openapi_document() {
         200
     );
 }
+
+/// A self-signed certificate for localhost, and its key, at `cert` and `key`.
+fn make_cert(cert: &std::path::Path, key: &std::path::Path) {
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+        ])
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{}", text(&made));
+}
+
+/// A renewed certificate is served after SIGHUP, without a restart, and the old one no
+/// longer.
+#[test]
+fn http_tls_certificate_is_read_again_on_sighup() {
+    let conf = Conf::new();
+    let port = free_port();
+    let (cert, key) = (conf.path().join("cert.pem"), conf.path().join("key.pem"));
+    make_cert(&cert, &key);
+    let (old_ca, new_ca) = (
+        conf.path().join("old-ca.pem"),
+        conf.path().join("new-ca.pem"),
+    );
+    std::fs::copy(&cert, &old_ca).expect("keep the old certificate");
+    std::fs::write(
+        conf.path().join("guardian.toml"),
+        format!("socket = \"run/g.sock\"\nlog-dir = \"log\"\nstate-dir = \"state\"\n[http]\nlisten = \"127.0.0.1:{port}\"\ntls-cert = \"cert.pem\"\ntls-key = \"key.pem\"\ntokens-file = \"tokens\"\n"),
+    )
+    .expect("guardian.toml");
+    std::fs::write(
+        conf.path().join("tokens"),
+        format!("read-only {READ_TOKEN}\n"),
+    )
+    .expect("tokens");
+    conf.job("web", "exec = \"sleep 600\"\n");
+    let d = conf.start();
+    d.wait_state("web", "running");
+    let trusted_by = |ca: &std::path::Path| {
+        Command::new("curl")
+            .args([
+                "-sS",
+                "-m",
+                "10",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--cacert",
+            ])
+            .arg(ca)
+            .args(["-H", &format!("authorization: Bearer {READ_TOKEN}")])
+            .arg(format!("https://localhost:{port}/api/v1/jobs/web"))
+            .output()
+            .is_ok_and(|o| o.status.success() && o.stdout == b"200")
+    };
+    assert!(trusted_by(&old_ca), "the first certificate is served");
+    // Renewed, as certbot does: new files in place, then SIGHUP.
+    let (tmp_cert, tmp_key) = (
+        conf.path().join("new-cert.pem"),
+        conf.path().join("new-key.pem"),
+    );
+    make_cert(&tmp_cert, &tmp_key);
+    std::fs::copy(&tmp_cert, &new_ca).expect("keep the new certificate");
+    assert!(
+        !trusted_by(&new_ca),
+        "the new certificate is not served before SIGHUP"
+    );
+    std::fs::rename(&tmp_key, &key).expect("the new key");
+    std::fs::rename(&tmp_cert, &cert).expect("the new certificate");
+    crate::util::signal(d.pid(), "HUP");
+    d.wait_until("the renewed certificate to be served", || {
+        trusted_by(&new_ca)
+    });
+    assert!(!trusted_by(&old_ca), "the old certificate is served still");
+    assert!(
+        d.daemon_log()
+            .contains("users, tokens and certificate read again")
+    );
+}
+
+/// Every metric the interface promises is there, and Prometheus's own linter
+/// (`promtool check metrics`, of Debian's prometheus) finds nothing wrong with the page.
+#[test]
+fn http_metrics_has_every_metric_and_promtool_passes_it() {
+    let (conf, port) = conf_with_http(
+        "[[check]]\nname = \"root\"\ntype = \"disk\"\npath = \"/\"\nmax = \"100%\"\nevery = \"1s\"\n",
+    );
+    conf.job(
+        "web",
+        "exec = \"sleep 600\"\n[[check]]\nname = \"mem\"\ntype = \"memory\"\nmax = \"1GB\"\nevery = \"1s\"\n",
+    );
+    conf.job(
+        "idle",
+        "exec = \"sleep 600\"\nstart-on = \"never-emitted\"\n",
+    );
+    let d = conf.start();
+    d.wait_state("web", "running");
+    let t = Cred::Bearer(READ_TOKEN);
+    let scrape = || request(port, "GET", "/metrics", &t, "").text();
+    d.wait_until("both checks to have run", || {
+        let m = scrape();
+        m.contains("guardian_check_success{name=\"web\",check=\"mem\"} 1")
+            && m.contains("guardian_check_success{check=\"root\"} 1")
+    });
+    let m = scrape();
+    for (name, kind, sample) in [
+        (
+            "guardian_job_up",
+            "gauge",
+            "guardian_job_up{name=\"web\"} 1",
+        ),
+        (
+            "guardian_job_state",
+            "gauge",
+            "guardian_job_state{name=\"idle\",state=\"waiting\"} 1",
+        ),
+        (
+            "guardian_job_monitored",
+            "gauge",
+            "guardian_job_monitored{name=\"web\"} 1",
+        ),
+        (
+            "guardian_job_restarts_total",
+            "counter",
+            "guardian_job_restarts_total{name=\"web\"} 0",
+        ),
+        (
+            "guardian_job_start_time_seconds",
+            "gauge",
+            "guardian_job_start_time_seconds{name=\"web\"} ",
+        ),
+        (
+            "guardian_job_cpu_seconds_total",
+            "counter",
+            "guardian_job_cpu_seconds_total{name=\"web\"} ",
+        ),
+        (
+            "guardian_job_memory_bytes",
+            "gauge",
+            "guardian_job_memory_bytes{name=\"web\"} ",
+        ),
+        (
+            "guardian_check_success",
+            "gauge",
+            "guardian_check_success{check=\"root\"} 1",
+        ),
+        (
+            "guardian_check_duration_seconds",
+            "gauge",
+            "guardian_check_duration_seconds{name=\"web\",check=\"mem\"} ",
+        ),
+        (
+            "guardian_check_failures_total",
+            "counter",
+            "guardian_check_failures_total{name=\"web\",check=\"mem\"} 0",
+        ),
+        (
+            "guardian_alert_outbox_messages",
+            "gauge",
+            "guardian_alert_outbox_messages 0",
+        ),
+        (
+            "guardian_alerts_sent_total",
+            "counter",
+            "guardian_alerts_sent_total{channel=\"webhook\",result=\"failed\"} 0",
+        ),
+        (
+            "guardian_build_info",
+            "gauge",
+            "guardian_build_info{version=\"",
+        ),
+    ] {
+        assert!(
+            m.contains(&format!("# TYPE {name} {kind}\n")),
+            "no {name} {kind}:\n{m}"
+        );
+        assert!(
+            m.lines().any(|l| l.starts_with(sample)),
+            "no {sample}:\n{m}"
+        );
+    }
+    // The job not running has no start time, CPU or memory.
+    assert!(
+        !m.contains("guardian_job_start_time_seconds{name=\"idle\"}"),
+        "{m}"
+    );
+    let mut lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus; .ci/run installs it)");
+    lint.stdin
+        .take()
+        .expect("stdin")
+        .write_all(m.as_bytes())
+        .expect("the page to promtool");
+    let out = lint.wait_with_output().expect("promtool ends");
+    assert!(out.status.success(), "promtool: {}\n{m}", text(&out));
+}
