@@ -12,6 +12,11 @@ seconds) is asked for by an admin logged in through the form: the heaviest page,
 every row's buttons. Also prints the daemon's PSS (from /proc/PID/smaps_rollup).
 
     python3 bench/http_metrics.py target/release/guardian [--jobs 500] [--rounds 200]
+
+With --callgrind the daemon runs under valgrind's callgrind instead, and what is
+printed is the instructions the daemon executed per request (its counters zeroed once
+the jobs run, dumped after the requests of each endpoint): a figure that does not
+move with the machine's load, as wall time does on a shared machine.
 """
 
 import argparse
@@ -35,12 +40,50 @@ def free_port():
         return s.getsockname()[1]
 
 
-def pss_kb(pid):
+def rollup(pid):
+    """Pss, Pss_Anon and Pss_File of /proc/PID/smaps_rollup, in kB."""
+    out = {}
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    return 0
+            k, _, v = line.partition(":")
+            if k in ("Pss", "Pss_Anon", "Pss_File"):
+                out[k] = int(v.split()[0])
+    return out
+
+
+def pss(pid):
+    r = rollup(pid)
+    return (f"{r.get('Pss', 0) / 1024:.1f} MB (anon {r.get('Pss_Anon', 0) / 1024:.1f}, "
+            f"file {r.get('Pss_File', 0) / 1024:.1f})")
+
+
+def instructions(d, pid):
+    """Dumps callgrind's counters and zeroes them: the instructions since the last."""
+    before = set(os.listdir(d))
+    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        new = [f for f in set(os.listdir(d)) - before if f.startswith("cg.out")]
+        for f in new:
+            with open(f"{d}/{f}") as fh:
+                for line in fh:
+                    if line.startswith("totals:") or line.startswith("summary:"):
+                        return int(line.split()[1])
+        time.sleep(0.2)
+    sys.exit("callgrind wrote no dump")
+
+
+def callgrind(a, d, pid, conn):
+    instructions(d, pid)  # what starting took: left out
+    print(f"{a.jobs} jobs, {a.rounds} rounds each, under callgrind")
+    for path in ["/metrics", "/api/v1/jobs"]:
+        for _ in range(a.rounds):
+            conn.request("GET", path, headers={"authorization": f"Bearer {TOKEN}"})
+            r = conn.getresponse()
+            r.read()
+            assert r.status == 200, r.status
+        n = instructions(d, pid)
+        print(f"{path:14} {n / a.rounds / 1e6:8.2f} M instructions a request (daemon, all threads)")
 
 
 def cpu_ms(pid):
@@ -55,6 +98,8 @@ def main():
     ap.add_argument("binary")
     ap.add_argument("--jobs", type=int, default=500)
     ap.add_argument("--rounds", type=int, default=200)
+    ap.add_argument("--callgrind", action="store_true",
+                    help="instructions per request under callgrind, not times")
     a = ap.parse_args()
     port = free_port()
     with tempfile.TemporaryDirectory() as d:
@@ -70,10 +115,13 @@ def main():
             with open(f"{d}/jobs/j{i:04}.toml", "w") as f:
                 f.write('exec = "sleep 100000"\n')
         log = open(f"{d}/daemon.log", "w")
-        daemon = subprocess.Popen([a.binary, "-c", d], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        cmd = [a.binary, "-c", d]
+        if a.callgrind:
+            cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/cg.out.%p"] + cmd
+        daemon = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         try:
             conn = None
-            deadline = time.time() + 120
+            deadline = time.time() + (600 if a.callgrind else 120)
             while time.time() < deadline:
                 try:
                     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -88,7 +136,10 @@ def main():
             else:
                 sys.exit("the jobs did not all start")
             time.sleep(2)
-            print(f"{a.jobs} jobs, {a.rounds} rounds each, daemon PSS {pss_kb(daemon.pid) / 1024:.1f} MB")
+            if a.callgrind:
+                callgrind(a, d, daemon.pid, conn)
+                return
+            print(f"{a.jobs} jobs, {a.rounds} rounds each, load {os.getloadavg()[0]:.2f}, daemon PSS {pss(daemon.pid)}")
             form = urllib.parse.urlencode({"user": "bench", "password": "bench-pw"})
             conn.request("POST", "/login", body=form,
                          headers={"content-type": "application/x-www-form-urlencoded"})
@@ -115,7 +166,7 @@ def main():
                 cpu = (cpu_ms(daemon.pid) - cpu_before) / a.rounds
                 print(f"{path:14} median {statistics.median(times):6.2f} ms  p90 {p90:6.2f} ms  "
                       f"daemon CPU {cpu:5.2f} ms a request  ({size} bytes)")
-            print(f"daemon PSS after the requests {pss_kb(daemon.pid) / 1024:.1f} MB")
+            print(f"daemon PSS after the requests {pss(daemon.pid)}")
         finally:
             daemon.terminate()
             daemon.wait(timeout=120)

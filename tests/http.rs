@@ -1117,3 +1117,334 @@ fn http_status_page_needs_a_session_and_its_csrf_token_to_act() {
     assert_eq!(page(port, "GET", "/", &with_ann, "").status, 401);
     assert_eq!(page(port, "GET", "/", &with_bob, "").status, 200);
 }
+
+/// Schemathesis (PyPI, version 4) against the running daemon: requests made from the
+/// OpenAPI document, valid and not, to every operation; no answer may be a 5xx, or
+/// have a status, a content type or a body the document does not give for it. The
+/// jobs it may start, stop and restart are plain ones; `all` is a name it may pick,
+/// and nothing it can do stops the daemon. The one thing left out is the follow
+/// stream (`follow=1`), which answers until the client goes: the logs operation is
+/// run with `follow=0`. A fixed seed and few examples a phase keep it repeatable and
+/// under a minute.
+#[test]
+fn schemathesis_finds_no_mismatch_with_the_openapi_document() {
+    let python = "python3";
+    let version = Command::new(python)
+        .args(["-c", "import schemathesis; print(schemathesis.__version__)"])
+        .output()
+        .expect("python3");
+    if !version.status.success() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "schemathesis is not installed, and CI=true: .ci/run should have installed it"
+        );
+        eprintln!("SKIPPED: schemathesis is not installed (bash .ci/run installs it)");
+        return;
+    }
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    assert!(
+        version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse::<u32>().ok())
+            >= Some(4),
+        "schemathesis {version}: the command line used here is that of version 4"
+    );
+    let (conf, port) = conf_with_http(
+        "[[check]]\nname = \"root\"\ntype = \"disk\"\npath = \"/\"\nmax = \"100%\"\nevery = \"1s\"\n",
+    );
+    conf.job(
+        "web",
+        "exec = \"sh -c 'echo one; echo two; exec sleep 600'\"\n[[check]]\ntype = \"memory\"\nmax = \"1GB\"\nevery = \"1s\"\n",
+    );
+    conf.job("worker", "exec = \"sleep 600\"\n");
+    conf.job(
+        "deploy",
+        "start-on = \"deploy\"\ntask = true\nexec = \"true\"\n",
+    );
+    let d = conf.start();
+    d.wait_state("web", "running");
+    d.wait_state("worker", "running");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("schemathesis.toml"),
+        "[[operations]]\ninclude-operation-id = \"jobLogs\"\nparameters = { \"query.follow\" = \"0\" }\n",
+    )
+    .expect("schemathesis.toml");
+    let started = Instant::now();
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import sys; from schemathesis.cli import schemathesis; sys.argv[0] = 'schemathesis'; sys.exit(schemathesis())",
+            "--config-file",
+        ])
+        .arg(dir.path().join("schemathesis.toml"))
+        .arg("run")
+        .arg(format!("http://127.0.0.1:{port}/api/v1/openapi.json"))
+        .args([
+            "-H",
+            &format!("Authorization: Bearer {ADMIN_TOKEN}"),
+            "--checks",
+            "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance,response_headers_conformance,positive_data_acceptance,negative_data_rejection,unsupported_method,ignored_auth",
+            "--max-examples",
+            "15",
+            "--seed",
+            "1",
+            "--workers",
+            "1",
+            "--request-timeout",
+            "30",
+            "--no-color",
+            "--report",
+            "junit",
+            "--report-dir",
+        ])
+        .arg(dir.path().join("report"))
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("schemathesis");
+    let said = text(&out);
+    assert!(
+        out.status.success(),
+        "schemathesis found mismatches:\n{said}\ndaemon log:\n{}",
+        d.daemon_log()
+    );
+    assert!(said.contains("Stateful"), "{said}");
+    eprintln!(
+        "schemathesis took {:.1}s: {}",
+        started.elapsed().as_secs_f64(),
+        said.lines()
+            .filter(|l| l.contains("generated"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    // The daemon is still there and still answers.
+    assert_eq!(
+        request(
+            port,
+            "GET",
+            "/api/v1/jobs/worker",
+            &Cred::Bearer(READ_TOKEN),
+            ""
+        )
+        .status,
+        200
+    );
+}
+
+/// A self-signed certificate for localhost, and its key, at `cert` and `key`.
+fn make_cert(cert: &std::path::Path, key: &std::path::Path) {
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+        ])
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{}", text(&made));
+}
+
+/// A renewed certificate is served after SIGHUP, without a restart, and the old one no
+/// longer.
+#[test]
+fn http_tls_certificate_is_read_again_on_sighup() {
+    let conf = Conf::new();
+    let port = free_port();
+    let (cert, key) = (conf.path().join("cert.pem"), conf.path().join("key.pem"));
+    make_cert(&cert, &key);
+    let (old_ca, new_ca) = (
+        conf.path().join("old-ca.pem"),
+        conf.path().join("new-ca.pem"),
+    );
+    std::fs::copy(&cert, &old_ca).expect("keep the old certificate");
+    std::fs::write(
+        conf.path().join("guardian.toml"),
+        format!("socket = \"run/g.sock\"\nlog-dir = \"log\"\nstate-dir = \"state\"\n[http]\nlisten = \"127.0.0.1:{port}\"\ntls-cert = \"cert.pem\"\ntls-key = \"key.pem\"\ntokens-file = \"tokens\"\n"),
+    )
+    .expect("guardian.toml");
+    std::fs::write(
+        conf.path().join("tokens"),
+        format!("read-only {READ_TOKEN}\n"),
+    )
+    .expect("tokens");
+    conf.job("web", "exec = \"sleep 600\"\n");
+    let d = conf.start();
+    d.wait_state("web", "running");
+    let trusted_by = |ca: &std::path::Path| {
+        Command::new("curl")
+            .args([
+                "-sS",
+                "-m",
+                "10",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--cacert",
+            ])
+            .arg(ca)
+            .args(["-H", &format!("authorization: Bearer {READ_TOKEN}")])
+            .arg(format!("https://localhost:{port}/api/v1/jobs/web"))
+            .output()
+            .is_ok_and(|o| o.status.success() && o.stdout == b"200")
+    };
+    assert!(trusted_by(&old_ca), "the first certificate is served");
+    // Renewed, as certbot does: new files in place, then SIGHUP.
+    let (tmp_cert, tmp_key) = (
+        conf.path().join("new-cert.pem"),
+        conf.path().join("new-key.pem"),
+    );
+    make_cert(&tmp_cert, &tmp_key);
+    std::fs::copy(&tmp_cert, &new_ca).expect("keep the new certificate");
+    assert!(
+        !trusted_by(&new_ca),
+        "the new certificate is not served before SIGHUP"
+    );
+    std::fs::rename(&tmp_key, &key).expect("the new key");
+    std::fs::rename(&tmp_cert, &cert).expect("the new certificate");
+    crate::util::signal(d.pid(), "HUP");
+    d.wait_until("the renewed certificate to be served", || {
+        trusted_by(&new_ca)
+    });
+    assert!(!trusted_by(&old_ca), "the old certificate is served still");
+    assert!(
+        d.daemon_log()
+            .contains("users, tokens and certificate read again")
+    );
+}
+
+/// Every metric the interface promises is there, and Prometheus's own linter
+/// (`promtool check metrics`, of Debian's prometheus) finds nothing wrong with the page.
+#[test]
+fn http_metrics_has_every_metric_and_promtool_passes_it() {
+    let (conf, port) = conf_with_http(
+        "[[check]]\nname = \"root\"\ntype = \"disk\"\npath = \"/\"\nmax = \"100%\"\nevery = \"1s\"\n",
+    );
+    conf.job(
+        "web",
+        "exec = \"sleep 600\"\n[[check]]\nname = \"mem\"\ntype = \"memory\"\nmax = \"1GB\"\nevery = \"1s\"\n",
+    );
+    conf.job(
+        "idle",
+        "exec = \"sleep 600\"\nstart-on = \"never-emitted\"\n",
+    );
+    let d = conf.start();
+    d.wait_state("web", "running");
+    let t = Cred::Bearer(READ_TOKEN);
+    let scrape = || request(port, "GET", "/metrics", &t, "").text();
+    d.wait_until("both checks to have run", || {
+        let m = scrape();
+        m.contains("guardian_check_success{name=\"web\",check=\"mem\"} 1")
+            && m.contains("guardian_check_success{check=\"root\"} 1")
+    });
+    let m = scrape();
+    for (name, kind, sample) in [
+        (
+            "guardian_job_up",
+            "gauge",
+            "guardian_job_up{name=\"web\"} 1",
+        ),
+        (
+            "guardian_job_state",
+            "gauge",
+            "guardian_job_state{name=\"idle\",state=\"waiting\"} 1",
+        ),
+        (
+            "guardian_job_monitored",
+            "gauge",
+            "guardian_job_monitored{name=\"web\"} 1",
+        ),
+        (
+            "guardian_job_restarts_total",
+            "counter",
+            "guardian_job_restarts_total{name=\"web\"} 0",
+        ),
+        (
+            "guardian_job_start_time_seconds",
+            "gauge",
+            "guardian_job_start_time_seconds{name=\"web\"} ",
+        ),
+        (
+            "guardian_job_cpu_seconds_total",
+            "counter",
+            "guardian_job_cpu_seconds_total{name=\"web\"} ",
+        ),
+        (
+            "guardian_job_memory_bytes",
+            "gauge",
+            "guardian_job_memory_bytes{name=\"web\"} ",
+        ),
+        (
+            "guardian_check_success",
+            "gauge",
+            "guardian_check_success{check=\"root\"} 1",
+        ),
+        (
+            "guardian_check_duration_seconds",
+            "gauge",
+            "guardian_check_duration_seconds{name=\"web\",check=\"mem\"} ",
+        ),
+        (
+            "guardian_check_failures_total",
+            "counter",
+            "guardian_check_failures_total{name=\"web\",check=\"mem\"} 0",
+        ),
+        (
+            "guardian_alert_outbox_messages",
+            "gauge",
+            "guardian_alert_outbox_messages 0",
+        ),
+        (
+            "guardian_alerts_sent_total",
+            "counter",
+            "guardian_alerts_sent_total{channel=\"webhook\",result=\"failed\"} 0",
+        ),
+        (
+            "guardian_build_info",
+            "gauge",
+            "guardian_build_info{version=\"",
+        ),
+    ] {
+        assert!(
+            m.contains(&format!("# TYPE {name} {kind}\n")),
+            "no {name} {kind}:\n{m}"
+        );
+        assert!(
+            m.lines().any(|l| l.starts_with(sample)),
+            "no {sample}:\n{m}"
+        );
+    }
+    // The job not running has no start time, CPU or memory.
+    assert!(
+        !m.contains("guardian_job_start_time_seconds{name=\"idle\"}"),
+        "{m}"
+    );
+    let mut lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus; .ci/run installs it)");
+    lint.stdin
+        .take()
+        .expect("stdin")
+        .write_all(m.as_bytes())
+        .expect("the page to promtool");
+    let out = lint.wait_with_output().expect("promtool ends");
+    assert!(out.status.success(), "promtool: {}\n{m}", text(&out));
+}

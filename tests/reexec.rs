@@ -320,3 +320,155 @@ fn a_failed_exec_leaves_the_old_daemon_running_and_says_why() {
     let s = d.status("rx-keep");
     assert_eq!((pid_of(&s), s["restarts"].as_u64()), (pid, Some(0)), "{s}");
 }
+
+/// What a client polling `GET /api/v1/jobs` saw, one fresh connection a request.
+#[derive(Default)]
+struct Polled {
+    answered: usize,
+    /// 503 "re-executing, ask again": a request the old image took as it handed over.
+    ask_again: usize,
+    /// Anything else: a refused or reset connection, no answer, another status.
+    failures: Vec<String>,
+}
+
+fn poll_http(port: u16, token: &str) -> Result<u16, String> {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(DEADLINE))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET /api/v1/jobs HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\nauthorization: Bearer {token}\r\n\r\n"
+    )
+    .map_err(|e| format!("send: {e}"))?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| format!("no answer: {text:?}"))?;
+    match status {
+        200 if text.contains("\"jobs\"") => Ok(200),
+        503 if text.contains("re-executing") => Ok(503),
+        _ => Err(format!("answered {status}: {text}")),
+    }
+}
+
+/// The HTTP listener is handed over with the control socket: a client polling the API
+/// through `guardian reexec`, a failed exec and SIGUSR2 is never refused, and every
+/// connection is answered; a log stream open across the exec ends cleanly.
+#[test]
+fn the_http_listener_is_handed_over_and_no_http_client_is_refused() {
+    use std::io::Read;
+    let conf = Conf::new();
+    let port = crate::util::free_port();
+    let token = "admin-0123456789abcdef";
+    std::fs::write(
+        conf.path().join("guardian.toml"),
+        format!(
+            "socket = \"run/g.sock\"\nlog-dir = \"log\"\nstate-dir = \"state\"\n[http]\nlisten = \"127.0.0.1:{port}\"\ntokens-file = \"tokens\"\n"
+        ),
+    )
+    .expect("guardian.toml");
+    std::fs::write(conf.path().join("tokens"), format!("admin {token}\n")).expect("tokens");
+    conf.job(
+        "rx-http",
+        "exec = \"sh -c 'while true; do echo tick; sleep 0.2; done'\"\n",
+    );
+    let bin = bin_in(&conf);
+    install(&bin, &mark(0));
+    let d = conf.start_bin(&bin);
+    d.wait_state("rx-http", "running");
+    d.wait_until("the HTTP interface to answer", || {
+        poll_http(port, token).is_ok()
+    });
+
+    // A log stream, open across the first exec.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    std::io::Write::write_all(
+        &mut stream,
+        format!("GET /api/v1/jobs/rx-http/logs?lines=1&follow=1 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\r\n").as_bytes(),
+    )
+    .expect("send");
+    let mut first = [0u8; 512];
+    let n = stream.read(&mut first).expect("the stream's head");
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let (s, c) = (stop.clone(), polls.clone());
+    let poller = std::thread::spawn(move || {
+        let mut seen = Polled::default();
+        while !s.load(Ordering::Relaxed) {
+            match poll_http(port, token) {
+                Ok(200) => seen.answered += 1,
+                Ok(_) => seen.ask_again += 1,
+                Err(e) => seen.failures.push(e),
+            }
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        seen
+    });
+    let wait_polls = |more: usize| {
+        let target = polls.load(Ordering::Relaxed) + more;
+        let start = Instant::now();
+        while polls.load(Ordering::Relaxed) < target {
+            assert!(start.elapsed() < DEADLINE, "the HTTP polls did not go on");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_polls(5);
+
+    install(&bin, &mark(5));
+    let said = text(&d.ok(&["reexec"], 0));
+    assert!(said.contains(&mark(5)), "{said}");
+    wait_polls(5);
+    // The stream ended, cleanly: the last chunk of a chunked body came.
+    let mut rest = Vec::new();
+    stream
+        .read_to_end(&mut rest)
+        .expect("the stream ends, not reset");
+    assert!(
+        rest.ends_with(b"0\r\n\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&rest)
+    );
+
+    // A failed exec: the old image serves again on the same listener.
+    write_executable(&bin, b"this is not a program\n");
+    let said = text(&d.ok(&["reexec"], 2));
+    assert!(said.contains("xec format error"), "{said}");
+    wait_polls(5);
+
+    install(&bin, &mark(6));
+    signal(d.pid(), "USR2");
+    let new_image = format!("build {}) re-executed", mark(6));
+    d.wait_until("the new image after SIGUSR2", || {
+        d.daemon_log().contains(&new_image)
+    });
+    wait_polls(5);
+    stop.store(true, Ordering::Relaxed);
+    let seen = poller.join().expect("the poller");
+    assert!(
+        seen.failures.is_empty(),
+        "{} of {} polls failed:\n{}",
+        seen.failures.len(),
+        seen.answered + seen.ask_again + seen.failures.len(),
+        seen.failures.join("\n")
+    );
+    assert!(seen.answered >= 20, "{} answered", seen.answered);
+    eprintln!(
+        "{} polls answered, {} told to ask again",
+        seen.answered, seen.ask_again
+    );
+    assert_eq!(
+        d.log_count("was handed over: it serves on"),
+        2,
+        "the listener was not handed over at each exec:\n{}",
+        d.daemon_log()
+    );
+}

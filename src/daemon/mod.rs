@@ -290,11 +290,17 @@ async fn serve(
     reexec::unblock_signals();
     let (tx, mut rx) = mpsc::channel::<server::Envelope>(256);
     let (internal_tx, mut internal_rx) = mpsc::unbounded_channel();
-    // The HTTP interface sends its requests into the same channel as the socket.
-    let http = match &config.settings.http {
+    // The HTTP interface sends its requests into the same channel as the socket. After
+    // an exec it serves the listener the image before handed over, so that the port was
+    // never closed.
+    let handed_http = handed.as_mut().and_then(reexec::Handover::take_http);
+    let mut http = match &config.settings.http {
         Some(h) => {
-            let listener = crate::http::bind(h)
-                .with_context(|| format!("cannot listen on {} ([http] listen)", h.listen))?;
+            let listener = match handed_http.and_then(|l| crate::http::adopt(h, l)) {
+                Some(l) => l,
+                None => crate::http::bind(h)
+                    .with_context(|| format!("cannot listen on {} ([http] listen)", h.listen))?,
+            };
             Some(crate::http::start(h.clone(), listener, tx.clone())?)
         }
         None => None,
@@ -423,7 +429,7 @@ async fn serve(
         }
         if daemon.reexec_due() && daemon.shutdown.is_none() {
             let socket = (listener_fd, lock_fd, &tx, &access);
-            let again = reexec_turn(&mut daemon, server, &mut rx, socket).await;
+            let again = reexec_turn(&mut daemon, server, &mut http, &mut rx, socket).await;
             server = again.map(|(server, fd)| {
                 listener_fd = fd;
                 server
@@ -465,6 +471,7 @@ const RECORD_PACE: std::time::Duration = std::time::Duration::from_millis(100);
 async fn reexec_turn(
     daemon: &mut Daemon,
     server: Option<server::Server>,
+    http: &mut Option<crate::http::Http>,
     rx: &mut mpsc::Receiver<server::Envelope>,
     (listener_fd, lock_fd, tx, access): (
         std::os::fd::RawFd,
@@ -482,22 +489,44 @@ async fn reexec_turn(
         }
     };
     daemon.reexec_begins();
-    if let Some(server) = server {
-        let close = server.close(std::time::Duration::from_secs(2));
-        tokio::pin!(close);
-        loop {
-            tokio::select! {
-                _ = &mut close => break,
-                Some((_, reply)) = rx.recv() => { let _ = reply.send(reexec::retry()); }
-            }
+    // Both servers stop accepting (clients that connect now wait in the backlogs) and
+    // finish what their connections were at; requests that reach the loop meanwhile are
+    // told to ask again.
+    let http_settings = http.as_ref().map(|h| h.shared.settings.clone());
+    let handing = http.take();
+    let closed = async {
+        let (_, listener) = tokio::join!(
+            async {
+                if let Some(server) = server {
+                    server.close(std::time::Duration::from_secs(2)).await;
+                }
+            },
+            async {
+                match handing {
+                    Some(h) => h.hand_over().await,
+                    None => None,
+                }
+            },
+        );
+        listener
+    };
+    tokio::pin!(closed);
+    let http_listener = loop {
+        tokio::select! {
+            l = &mut closed => break l,
+            Some((_, reply)) = rx.recv() => { let _ = reply.send(reexec::retry()); }
         }
-    }
+    };
     while let Ok((_, reply)) = rx.try_recv() {
         let _ = reply.send(reexec::retry());
     }
     daemon.flush_record();
-    let why = daemon.exec_self(std::os::fd::AsRawFd::as_raw_fd(&kept), lock_fd);
+    let http_fd = http_listener.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+    let why = daemon.exec_self(std::os::fd::AsRawFd::as_raw_fd(&kept), lock_fd, http_fd);
     daemon.reexec_failed(why);
+    if let Some(settings) = http_settings {
+        *http = serve_http_again(settings, http_listener, tx);
+    }
     let listener = std::os::unix::net::UnixListener::from(kept);
     let started = listener
         .set_nonblocking(true)
@@ -509,6 +538,31 @@ async fn reexec_turn(
         }
         Err(e) => {
             tracing::error!("cannot serve the control socket again: {e}");
+            None
+        }
+    }
+}
+
+/// The exec failed: the HTTP interface serves again, on the listener it kept (or a new
+/// one, if that was lost). None, said, if it cannot.
+fn serve_http_again(
+    settings: crate::config::http::HttpSettings,
+    kept: Option<std::net::TcpListener>,
+    tx: &mpsc::Sender<server::Envelope>,
+) -> Option<crate::http::Http> {
+    let listener = match kept {
+        Some(l) => Ok(l),
+        None => crate::http::bind(&settings),
+    };
+    let started = listener
+        .map_err(anyhow::Error::from)
+        .and_then(|l| crate::http::start(settings, l, tx.clone()));
+    match started {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::error!(
+                "http: cannot serve again after the failed re-execution: {e:#}; the HTTP interface is off until guardian restarts"
+            );
             None
         }
     }

@@ -9,7 +9,9 @@
 //!
 //! - **descriptors**, with `FD_CLOEXEC` cleared just before the exec: the control
 //!   socket's listener (clients that connect meanwhile wait in its backlog) and its lock,
-//!   and each job's log pipe (so nothing in a pipe is lost, not even an anonymous one);
+//!   the HTTP interface's listener likewise (its connections have finished the request
+//!   each was at, and ended), and each job's log pipe (so nothing in a pipe is lost, not
+//!   even an anonymous one);
 //! - **state**, in `state-dir/reexec.json` (0600) named by [`ENV`] in the new image's
 //!   environment, which it removes from its environment and deletes once read: each
 //!   job's state, goal, processes, counts, the variables of its starting event, the
@@ -62,6 +64,10 @@ pub struct Handover {
     pub generation: u64,
     pub listener_fd: RawFd,
     pub lock_fd: RawFd,
+    /// The HTTP interface's listening socket, when `[http]` is on. Absent from the
+    /// files of releases before it: the new image then binds its own.
+    #[serde(default)]
+    pub http_fd: Option<RawFd>,
     pub jobs: BTreeMap<String, JobHand>,
 }
 
@@ -210,8 +216,23 @@ impl Handover {
     /// Every descriptor it hands over.
     fn fds(&self) -> Vec<RawFd> {
         let mut fds = vec![self.listener_fd, self.lock_fd];
+        fds.extend(self.http_fd);
         fds.extend(self.jobs.values().filter_map(|j| j.pipe_fd));
         fds
+    }
+
+    /// The HTTP listener handed over, if one was and it is a TCP socket.
+    pub fn take_http(&mut self) -> Option<std::net::TcpListener> {
+        let fd = self.http_fd.take()?;
+        if !is_socket(fd) {
+            tracing::warn!("the HTTP listener handed over (descriptor {fd}) is not a socket");
+            return None;
+        }
+        // SAFETY: the old image handed this descriptor over, open, as its HTTP listener;
+        // it is taken once (the field is cleared), and nothing else owns it.
+        Some(std::net::TcpListener::from(unsafe {
+            OwnedFd::from_raw_fd(fd)
+        }))
     }
 
     /// The control socket handed over, at `path`.
@@ -240,6 +261,15 @@ impl Handover {
         }
         out
     }
+}
+
+fn is_socket(fd: RawFd) -> bool {
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: fstat only looks at the descriptor; a closed one is an error.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
 }
 
 fn is_pipe(fd: RawFd) -> bool {
@@ -403,14 +433,20 @@ impl Daemon {
         }
     }
 
-    /// Executes the binary again, handing over `listener_fd`, `lock_fd` and the jobs.
-    /// Returns only if that failed: why. Everything is as it was before then.
-    pub(super) fn exec_self(&mut self, listener_fd: RawFd, lock_fd: RawFd) -> String {
+    /// Executes the binary again, handing over `listener_fd`, `lock_fd`, the HTTP
+    /// listener `http_fd` and the jobs. Returns only if that failed: why. Everything is
+    /// as it was before then.
+    pub(super) fn exec_self(
+        &mut self,
+        listener_fd: RawFd,
+        lock_fd: RawFd,
+        http_fd: Option<RawFd>,
+    ) -> String {
         self.image.pending = None;
         let Some(exe) = self.image.exe.clone() else {
             return "the daemon's own binary cannot be found".into();
         };
-        let handover = self.handover(listener_fd, lock_fd);
+        let handover = self.handover(listener_fd, lock_fd, http_fd);
         let path = state_path(&self.config.settings.state_dir);
         if let Err(e) = write_state(&path, &handover) {
             return format!("cannot write {}: {e}", path.display());
@@ -461,7 +497,7 @@ impl Daemon {
         self.image.failure = Some(why);
     }
 
-    fn handover(&self, listener_fd: RawFd, lock_fd: RawFd) -> Handover {
+    fn handover(&self, listener_fd: RawFd, lock_fd: RawFd, http_fd: Option<RawFd>) -> Handover {
         let now = Instant::now();
         let jobs = self
             .jobs
@@ -515,6 +551,7 @@ impl Daemon {
             generation: self.image.generation.saturating_add(1),
             listener_fd,
             lock_fd,
+            http_fd,
             jobs,
         }
     }
@@ -877,6 +914,7 @@ mod tests {
             generation: 2,
             listener_fd: 5,
             lock_fd: 6,
+            http_fd: Some(7),
             jobs,
         };
         let path = state_path(dir.path());
@@ -889,7 +927,14 @@ mod tests {
             serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("parse");
         assert_eq!(back.generation, 2);
         assert_eq!(back.jobs["web"].check_runs, vec![3]);
-        assert_eq!(back.fds(), vec![5, 6]);
+        assert_eq!(back.fds(), vec![5, 6, 7]);
+        // A file of a release that handed no HTTP listener over still reads.
+        let mut old: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("parse");
+        old.as_object_mut().expect("object").remove("http_fd");
+        let old: Handover = serde_json::from_value(old).expect("an older file reads");
+        assert_eq!(old.http_fd, None);
+        assert_eq!(old.fds(), vec![5, 6]);
     }
 
     #[test]

@@ -18,11 +18,14 @@ fn to_ms(secs: f64) -> f64 {
 /// cgroup does not count).
 pub fn of(job: &Job, cgroups: Option<&Cgroups>) -> JobStatus {
     let m = &job.m;
-    let main = m.main_pid().and_then(stat::usage);
     let cg = cgroups
         .filter(|_| !m.is_down())
         .map(|c| (c.dir(&job.spec.name), c.usage(&job.spec.name)))
         .filter(|(_, u)| u.cpu_secs.is_some());
+    // /proc/PID/stat only for what the cgroup does not count: a scrape of many jobs
+    // reads one file less for each.
+    let need_main = cg.as_ref().is_none_or(|(_, u)| u.memory_bytes.is_none());
+    let main = m.main_pid().filter(|_| need_main).and_then(stat::usage);
     let (cpu, cpu_from) = match (&cg, main) {
         (Some((_, u)), _) => (u.cpu_secs, Some("cgroup")),
         (None, Some(u)) => (Some(u.cpu_secs), Some("main")),

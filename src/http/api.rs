@@ -9,6 +9,7 @@
 //! | error: no such job  | 2        | 404  |
 //! | error (other)       | 2        | 400  |
 //! | daemon shutting down| 2        | 503  |
+//! | daemon re-executing | 2        | 503  |
 
 // A handler's error is the answer itself, made once per request: not worth a box.
 #![allow(clippy::result_large_err)]
@@ -29,7 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::auth::{Offered, Role, offered};
 use super::{Shared, Ticket};
-use crate::control::protocol::{Request, Response};
+use crate::control::protocol::{REEXECUTING, Request, Response};
 
 /// Every answer's body: whole, or a stream of log lines.
 pub type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -65,10 +66,16 @@ fn json_reply(status: StatusCode, v: &impl serde::Serialize) -> hyper::Response<
 }
 
 pub(super) fn error(status: StatusCode, message: impl Into<String>) -> hyper::Response<Body> {
-    json_reply(
+    let mut r = json_reply(
         status,
         &json!({"outcome": "error", "message": message.into()}),
-    )
+    );
+    // Shutting down, re-executing, busy: asking again soon may be answered.
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
 }
 
 fn unauthorized(message: &str) -> hyper::Response<Body> {
@@ -151,6 +158,7 @@ pub fn status_of(response: &Response) -> StatusCode {
         {
             StatusCode::NOT_FOUND
         }
+        Response::Error { message } if message == REEXECUTING => StatusCode::SERVICE_UNAVAILABLE,
         Response::Error { .. } => StatusCode::BAD_REQUEST,
         _ => StatusCode::OK,
     }
@@ -378,9 +386,19 @@ async fn route(
         ));
     };
     let segments: Vec<&str> = rest.split('/').collect();
+    // A name no job can have (see the document's pattern) is no job's: 404, as the
+    // daemon answers for a name it does not know, not 400 for a request it refuses.
     let decoded = |s: &str| {
-        percent_decode(s)
-            .ok_or_else(|| error(StatusCode::BAD_REQUEST, "a broken %-escape in the path"))
+        let name = percent_decode(s)
+            .ok_or_else(|| error(StatusCode::BAD_REQUEST, "a broken %-escape in the path"))?;
+        if name == "all" || crate::config::valid_name(&name) {
+            Ok(name)
+        } else {
+            Err(error(
+                StatusCode::NOT_FOUND,
+                format!("no job named `{}`", crate::logtext::escape(&name)),
+            ))
+        }
     };
     let wait = flag(uri, "wait", true)?;
     match segments.as_slice() {
@@ -391,6 +409,13 @@ async fn route(
         ["jobs"] => {
             want(method, &Method::GET, "GET")?;
             let group = query(uri, "group");
+            // As for a job's name: a name no group can have is no group's, 404.
+            if let Some(g) = group.as_deref().filter(|g| !crate::config::valid_name(g)) {
+                return Err(error(
+                    StatusCode::NOT_FOUND,
+                    format!("no group named `{}`", crate::logtext::escape(g)),
+                ));
+            }
             match call(shared, Request::Status { job: None, group }).await? {
                 Response::Jobs { jobs, host } => Ok(json_reply(
                     StatusCode::OK,
@@ -660,9 +685,10 @@ pub(super) async fn logs(
     }
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let _ = tx.try_send(Bytes::from(tail));
+    let closing = shared.closing.clone();
     tokio::spawn(async move {
         let _permit = permit;
-        follow_file(path, file, tx).await;
+        follow_file(path, file, tx, closing).await;
     });
     let stream = ChannelBody { rx };
     let mut r = reply(StatusCode::OK, "text/plain; charset=utf-8", stream.boxed());
@@ -677,11 +703,18 @@ fn shared_follows(shared: &Shared) -> Arc<tokio::sync::Semaphore> {
     Arc::clone(&shared.follows)
 }
 
-/// Sends what is added to the log as it comes, across rotations, until the client goes.
-async fn follow_file(path: PathBuf, mut file: Option<std::fs::File>, tx: mpsc::Sender<Bytes>) {
+/// Sends what is added to the log as it comes, across rotations, until the client goes
+/// or the server closes (then the stream ends, cleanly).
+async fn follow_file(
+    path: PathBuf,
+    mut file: Option<std::fs::File>,
+    tx: mpsc::Sender<Bytes>,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             () = tx.closed() => return,
+            () = async { drop(closing.wait_for(|c| *c).await) } => return,
             () = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
         let p = path.clone();

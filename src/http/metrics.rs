@@ -7,9 +7,8 @@ use std::time::SystemTime;
 
 use crate::control::protocol::{CheckReport, JobState, JobStatus};
 
-/// A label value with `\`, `"` and newlines escaped.
-fn label(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+/// A label value with `\`, `"` and newlines escaped, added to `out`.
+fn push_label(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -18,36 +17,91 @@ fn label(s: &str) -> String {
             c => out.push(c),
         }
     }
+}
+
+#[cfg(test)]
+fn label(s: &str) -> String {
+    let mut out = String::new();
+    push_label(&mut out, s);
     out
 }
 
 fn head(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-fn num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v}")
-    } else if v.is_nan() {
-        "NaN".into()
-    } else if v > 0.0 {
-        "+Inf".into()
-    } else {
-        "-Inf".into()
+    for part in [
+        "# HELP ",
+        name,
+        " ",
+        help,
+        "\n# TYPE ",
+        name,
+        " ",
+        kind,
+        "\n",
+    ] {
+        out.push_str(part);
     }
 }
 
+fn push_int(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
+fn push_num(out: &mut String, v: f64) {
+    if v.is_finite() {
+        let _ = write!(out, "{v}");
+    } else if v.is_nan() {
+        out.push_str("NaN");
+    } else if v > 0.0 {
+        out.push_str("+Inf");
+    } else {
+        out.push_str("-Inf");
+    }
+}
+
+/// One value of a job's metric.
+enum V {
+    Int(u64),
+    Num(f64),
+}
+
 /// The whole exposition for `jobs` and the `host` checks, at `now`.
+///
+/// A scrape of 500 jobs is some 18,000 lines: each is put together with `push_str`
+/// from the pieces, the `{name="..."` of each job escaped once, not formatted line by
+/// line.
 pub fn render(jobs: &[JobStatus], host: &[CheckReport], now: SystemTime) -> String {
-    let mut out = String::with_capacity(256usize.saturating_mul(jobs.len().saturating_add(8)));
+    let checks_count: usize = jobs.iter().map(|j| j.checks.len()).sum::<usize>() + host.len();
+    let mut out = String::with_capacity(
+        1200usize
+            .saturating_mul(jobs.len())
+            .saturating_add(250usize.saturating_mul(checks_count))
+            .saturating_add(4096),
+    );
     let now_secs = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    let names: Vec<String> = jobs.iter().map(|j| label(&j.name)).collect();
-    let each = |out: &mut String, metric: &str, v: &dyn Fn(&JobStatus) -> Option<String>| {
+    // `{name="web"` for each job: the lines add `}` or more labels.
+    let names: Vec<String> = jobs
+        .iter()
+        .map(|j| {
+            let mut l = String::with_capacity(j.name.len() + 8);
+            l.push_str("{name=\"");
+            push_label(&mut l, &j.name);
+            l.push('"');
+            l
+        })
+        .collect();
+    let each = |out: &mut String, metric: &str, v: &dyn Fn(&JobStatus) -> Option<V>| {
         for (j, n) in jobs.iter().zip(&names) {
             if let Some(v) = v(j) {
-                let _ = writeln!(out, "{metric}{{name=\"{n}\"}} {v}");
+                out.push_str(metric);
+                out.push_str(n);
+                out.push_str("} ");
+                match v {
+                    V::Int(i) => push_int(out, i),
+                    V::Num(f) => push_num(out, f),
+                }
+                out.push('\n');
             }
         }
     };
@@ -58,7 +112,7 @@ pub fn render(jobs: &[JobStatus], host: &[CheckReport], now: SystemTime) -> Stri
         "1 if the job is running, else 0.",
     );
     each(&mut out, "guardian_job_up", &|j| {
-        Some(u8::from(j.state == JobState::Running).to_string())
+        Some(V::Int(u64::from(j.state == JobState::Running)))
     });
     head(
         &mut out,
@@ -68,12 +122,10 @@ pub fn render(jobs: &[JobStatus], host: &[CheckReport], now: SystemTime) -> Stri
     );
     for (j, n) in jobs.iter().zip(&names) {
         for s in JobState::ALL {
-            let _ = writeln!(
-                out,
-                "guardian_job_state{{name=\"{n}\",state=\"{}\"}} {}",
-                s.as_str(),
-                u8::from(j.state == s)
-            );
+            for part in ["guardian_job_state", n, ",state=\"", s.as_str(), "\"} "] {
+                out.push_str(part);
+            }
+            out.push_str(if j.state == s { "1\n" } else { "0\n" });
         }
     }
     head(
@@ -83,7 +135,7 @@ pub fn render(jobs: &[JobStatus], host: &[CheckReport], now: SystemTime) -> Stri
         "1 if guardian acts on the job's checks.",
     );
     each(&mut out, "guardian_job_monitored", &|j| {
-        Some(u8::from(j.monitored).to_string())
+        Some(V::Int(u64::from(j.monitored)))
     });
     head(
         &mut out,
@@ -92,7 +144,7 @@ pub fn render(jobs: &[JobStatus], host: &[CheckReport], now: SystemTime) -> Stri
         "Restarts of the job since the daemon started.",
     );
     each(&mut out, "guardian_job_restarts_total", &|j| {
-        Some(j.restarts.to_string())
+        Some(V::Int(j.restarts))
     });
     head(
         &mut out,
@@ -101,7 +153,8 @@ pub fn render(jobs: &[JobStatus], host: &[CheckReport], now: SystemTime) -> Stri
         "When the running job started, in seconds since the epoch.",
     );
     each(&mut out, "guardian_job_start_time_seconds", &|j| {
-        j.uptime_secs.map(|u| num((now_secs - u).max(0.0).floor()))
+        j.uptime_secs
+            .map(|u| V::Num((now_secs - u).max(0.0).floor()))
     });
     head(
         &mut out,
@@ -110,7 +163,7 @@ pub fn render(jobs: &[JobStatus], host: &[CheckReport], now: SystemTime) -> Stri
         "CPU time of the running job (its cgroup, or its main process).",
     );
     each(&mut out, "guardian_job_cpu_seconds_total", &|j| {
-        j.cpu_secs.map(num)
+        j.cpu_secs.map(V::Num)
     });
     head(
         &mut out,
@@ -119,18 +172,42 @@ pub fn render(jobs: &[JobStatus], host: &[CheckReport], now: SystemTime) -> Stri
         "Resident memory of the running job (its cgroup, or its main process).",
     );
     each(&mut out, "guardian_job_memory_bytes", &|j| {
-        j.rss_bytes.map(|b| b.to_string())
+        j.rss_bytes.map(V::Int)
     });
 
-    let checks = || {
-        jobs.iter()
-            .zip(&names)
-            .flat_map(|(j, n)| j.checks.iter().map(move |c| (Some(n.as_str()), c)))
-            .chain(host.iter().map(|c| (None, c)))
-    };
-    let labels = |n: Option<&str>, c: &CheckReport| match n {
-        Some(n) => format!("name=\"{n}\",check=\"{}\"", label(&c.name)),
-        None => format!("check=\"{}\"", label(&c.name)),
+    // `{name="web",check="http"` or `{check="disk"`, for each check.
+    let check_labels: Vec<(String, &CheckReport)> = jobs
+        .iter()
+        .zip(&names)
+        .flat_map(|(j, n)| j.checks.iter().map(move |c| (Some(n.as_str()), c)))
+        .chain(host.iter().map(|c| (None, c)))
+        .map(|(n, c)| {
+            let mut l = String::with_capacity(c.name.len() + n.map_or(0, str::len) + 12);
+            match n {
+                Some(n) => {
+                    l.push_str(n);
+                    l.push_str(",check=\"");
+                }
+                None => l.push_str("{check=\""),
+            }
+            push_label(&mut l, &c.name);
+            l.push('"');
+            (l, c)
+        })
+        .collect();
+    let each_check = |out: &mut String, metric: &str, v: &dyn Fn(&CheckReport) -> Option<V>| {
+        for (l, c) in &check_labels {
+            if let Some(v) = v(c) {
+                out.push_str(metric);
+                out.push_str(l);
+                out.push_str("} ");
+                match v {
+                    V::Int(i) => push_int(out, i),
+                    V::Num(f) => push_num(out, f),
+                }
+                out.push('\n');
+            }
+        }
     };
     head(
         &mut out,
@@ -138,46 +215,27 @@ pub fn render(jobs: &[JobStatus], host: &[CheckReport], now: SystemTime) -> Stri
         "gauge",
         "1 if the check's last run passed, 0 if it failed; absent before its first run.",
     );
-    for (n, c) in checks() {
-        if let Some(p) = c.passed {
-            let _ = writeln!(
-                out,
-                "guardian_check_success{{{}}} {}",
-                labels(n, c),
-                u8::from(p)
-            );
-        }
-    }
+    each_check(&mut out, "guardian_check_success", &|c| {
+        c.passed.map(|p| V::Int(u64::from(p)))
+    });
     head(
         &mut out,
         "guardian_check_duration_seconds",
         "gauge",
         "How long the check's last run took.",
     );
-    for (n, c) in checks() {
-        if let Some(ms) = c.latency_ms {
-            let _ = writeln!(
-                out,
-                "guardian_check_duration_seconds{{{}}} {}",
-                labels(n, c),
-                num(ms / 1000.0)
-            );
-        }
-    }
+    each_check(&mut out, "guardian_check_duration_seconds", &|c| {
+        c.latency_ms.map(|ms| V::Num(ms / 1000.0))
+    });
     head(
         &mut out,
         "guardian_check_failures_total",
         "counter",
         "Failed runs of the check since the daemon started.",
     );
-    for (n, c) in checks() {
-        let _ = writeln!(
-            out,
-            "guardian_check_failures_total{{{}}} {}",
-            labels(n, c),
-            c.failures
-        );
-    }
+    each_check(&mut out, "guardian_check_failures_total", &|c| {
+        Some(V::Int(c.failures))
+    });
     head(
         &mut out,
         "guardian_alert_outbox_messages",
@@ -230,5 +288,114 @@ mod tests {
         assert!(text.contains("guardian_build_info{version=\""), "{text}");
         assert!(text.contains("# TYPE guardian_job_up gauge"), "{text}");
         assert!(text.contains("guardian_alerts_sent_total{channel=\"email\",result=\"sent\"}"));
+    }
+
+    fn sample() -> (Vec<JobStatus>, Vec<CheckReport>) {
+        use crate::control::protocol::Goal;
+        let check =
+            |name: &str, passed: Option<bool>, latency_ms: Option<f64>, failures| CheckReport {
+                name: name.into(),
+                kind: "http".into(),
+                target: "http http://127.0.0.1/".into(),
+                action: "restart".into(),
+                passed,
+                reason: None,
+                value: None,
+                latency_ms,
+                at: None,
+                failing: false,
+                runs: 4,
+                failures,
+            };
+        let job = |name: &str, state, up: Option<f64>, checks| JobStatus {
+            name: name.into(),
+            description: None,
+            goal: Goal::Start,
+            state,
+            pid: up.map(|_| 42),
+            monitored: state == JobState::Running,
+            health: "unknown".into(),
+            restarts: 3,
+            respawn_in_secs: None,
+            uptime_secs: up,
+            cpu_secs: up.map(|_| 1.25),
+            rss_bytes: up.map(|_| 4096),
+            manual_stop: false,
+            last_failure: None,
+            checks,
+            cgroup: None,
+            cpu_from: None,
+            rss_from: None,
+            processes: None,
+            groups: Vec::new(),
+            instance: None,
+            base: None,
+        };
+        (
+            vec![
+                job(
+                    "web",
+                    JobState::Running,
+                    Some(10.5),
+                    vec![check("health", Some(true), Some(12.5), 1)],
+                ),
+                job(
+                    "odd\"name\\",
+                    JobState::Failed,
+                    None,
+                    vec![check("c", None, None, 0)],
+                ),
+            ],
+            vec![check("disk", Some(false), Some(0.25), 7)],
+        )
+    }
+
+    #[test]
+    fn every_metric_of_a_job_its_checks_and_the_host() {
+        let (jobs, host) = sample();
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        let text = render(&jobs, &host, now);
+        for line in [
+            "guardian_job_up{name=\"web\"} 1",
+            "guardian_job_up{name=\"odd\\\"name\\\\\"} 0",
+            "guardian_job_state{name=\"web\",state=\"running\"} 1",
+            "guardian_job_state{name=\"web\",state=\"failed\"} 0",
+            "guardian_job_state{name=\"odd\\\"name\\\\\",state=\"failed\"} 1",
+            "guardian_job_monitored{name=\"web\"} 1",
+            "guardian_job_restarts_total{name=\"web\"} 3",
+            "guardian_job_start_time_seconds{name=\"web\"} 999989",
+            "guardian_job_cpu_seconds_total{name=\"web\"} 1.25",
+            "guardian_job_memory_bytes{name=\"web\"} 4096",
+            "guardian_check_success{name=\"web\",check=\"health\"} 1",
+            "guardian_check_success{check=\"disk\"} 0",
+            "guardian_check_duration_seconds{name=\"web\",check=\"health\"} 0.0125",
+            "guardian_check_duration_seconds{check=\"disk\"} 0.00025",
+            "guardian_check_failures_total{name=\"web\",check=\"health\"} 1",
+            "guardian_check_failures_total{check=\"disk\"} 7",
+            "guardian_check_failures_total{name=\"odd\\\"name\\\\\",check=\"c\"} 0",
+            "# TYPE guardian_job_restarts_total counter",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "no line {line:?} in:\n{text}"
+            );
+        }
+        // Not running: no start time, CPU or memory; a check never run: no success.
+        assert!(
+            !text.contains("guardian_job_start_time_seconds{name=\"odd"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("guardian_job_memory_bytes{name=\"odd"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("check=\"c\"} 0\nguardian_check_duration"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("guardian_check_success{name=\"odd"),
+            "{text}"
+        );
     }
 }

@@ -23,9 +23,11 @@ pub mod tls;
 use std::convert::Infallible;
 use std::io;
 use std::net::TcpListener as StdListener;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use http::{HeaderValue, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
@@ -46,6 +48,35 @@ pub fn bind(settings: &HttpSettings) -> io::Result<StdListener> {
     let l = StdListener::bind(settings.listen)?;
     l.set_nonblocking(true)?;
     Ok(l)
+}
+
+/// The listener the image before an exec handed over, if it listens where `settings`
+/// says (`listen` may have changed in the file since): then it is used as it is, and a
+/// client never finds the port closed. Else it is closed, and None says to bind anew.
+pub fn adopt(settings: &HttpSettings, handed: StdListener) -> Option<StdListener> {
+    let at = match handed.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("http: the listener handed over cannot be used ({e}): listening anew");
+            return None;
+        }
+    };
+    let wanted = settings.listen;
+    let same = at.ip() == wanted.ip() && (wanted.port() == 0 || at.port() == wanted.port());
+    if !same {
+        tracing::info!("http: the listener handed over is on {at}, [http] listen is now {wanted}");
+        return None;
+    }
+    match handed.set_nonblocking(true) {
+        Ok(()) => {
+            tracing::info!("http: the listener on {at} was handed over: it serves on");
+            Some(handed)
+        }
+        Err(e) => {
+            tracing::warn!("http: the listener handed over cannot be used ({e}): listening anew");
+            None
+        }
+    }
 }
 
 /// Who may do what: the users and tokens files as last read.
@@ -89,6 +120,9 @@ pub struct Shared {
     pub follows: Arc<Semaphore>,
     /// The status page's sessions.
     pub sessions: page::Sessions,
+    /// True once the server is closing or handing over: every connection finishes the
+    /// request it is at and ends, every log stream ends.
+    pub closing: watch::Receiver<bool>,
 }
 
 fn read<T: Clone>(l: &RwLock<T>) -> T {
@@ -111,9 +145,13 @@ impl Shared {
 pub struct Http {
     reload: Arc<Notify>,
     closing: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    task: JoinHandle<TcpListener>,
     pub shared: Arc<Shared>,
 }
+
+/// How long the connections open when the server closes are given to finish the
+/// request each is at; those still open then are cut.
+pub const DRAIN: Duration = Duration::from_secs(2);
 
 /// Starts serving on `listener`; requests go to the daemon's loop through `to_daemon`.
 /// The users, tokens and TLS files are read now: an error stops the daemon's start.
@@ -126,6 +164,7 @@ pub fn start(
     let acceptor = load_tls(&settings).map_err(anyhow::Error::msg)?;
     let listener = TcpListener::from_std(listener)?;
     let follows = (settings.max_connections / 2).max(1);
+    let (closing, closing_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         settings,
         to_daemon,
@@ -135,9 +174,9 @@ pub fn start(
         registry: Connections::default(),
         follows: Arc::new(Semaphore::new(follows)),
         sessions: page::Sessions::default(),
+        closing: closing_rx.clone(),
     });
     let reload = Arc::new(Notify::new());
-    let (closing, closing_rx) = watch::channel(false);
     let task = tokio::spawn(serve(
         listener,
         Arc::clone(&shared),
@@ -159,15 +198,37 @@ impl Http {
         self.reload.notify_one();
     }
 
-    /// Stops accepting and ends every connection.
+    /// Stops accepting and ends every connection: each finishes the request it is at
+    /// (within [`DRAIN`]). The listener is closed last.
     pub async fn close(self) {
+        drop(self.stop().await);
+    }
+
+    /// As [`Http::close`], but the listener stays open and is returned, for the image
+    /// after an exec to serve: clients that connect meanwhile wait in its backlog.
+    /// None if the server's task did not end in time (the listener went with it).
+    pub async fn hand_over(self) -> Option<StdListener> {
+        let listener = self.stop().await?;
+        match listener.into_std() {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::error!("http: cannot hand the listener over: {e}");
+                None
+            }
+        }
+    }
+
+    async fn stop(self) -> Option<TcpListener> {
         let _ = self.closing.send(true);
         let abort = self.task.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(2), self.task)
-            .await
-            .is_err()
-        {
-            abort.abort();
+        let ended = tokio::time::timeout(DRAIN + Duration::from_secs(1), self.task).await;
+        match ended {
+            Ok(Ok(listener)) => Some(listener),
+            Ok(Err(_)) => None,
+            Err(_) => {
+                abort.abort();
+                None
+            }
         }
     }
 }
@@ -192,7 +253,7 @@ async fn serve(
     shared: Arc<Shared>,
     reload: Arc<Notify>,
     mut closing: watch::Receiver<bool>,
-) {
+) -> TcpListener {
     let mut connections: JoinSet<()> = JoinSet::new();
     let mut said_failure = false;
     if let Ok(a) = listener.local_addr() {
@@ -239,8 +300,17 @@ async fn serve(
         let abort = connections.spawn(connection(stream, Arc::clone(&shared), ticket));
         shared.registry.serving(id, abort);
     }
-    drop(listener);
+    // Every connection has seen `closing`: it finishes the request it is at, then
+    // ends; what has not ended within DRAIN is cut.
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN, drained).await.is_err() {
+        tracing::debug!(
+            "http: {} connections cut after {DRAIN:?}",
+            connections.len()
+        );
+    }
     connections.shutdown().await;
+    listener
 }
 
 /// Every connection is at work on a request: this one is told so and closed.
@@ -274,13 +344,23 @@ where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let header_timeout = shared.settings.header_timeout;
+    let mut closing = shared.closing.clone();
+    // Whether a request has come on this connection yet.
+    let asked = Arc::new(AtomicBool::new(false));
+    let asked_in = Arc::clone(&asked);
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let shared = Arc::clone(&shared);
         let ticket = Arc::clone(&ticket);
+        asked_in.store(true, Ordering::Relaxed);
         async move {
             ticket.idle(false);
-            let response = api::handle(&shared, &ticket, req).await;
+            let mut response = api::handle(&shared, &ticket, req).await;
             ticket.idle(true);
+            if *shared.closing.borrow() {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             Ok::<_, Infallible>(response)
         }
     });
@@ -289,7 +369,23 @@ where
         .header_read_timeout(Some(header_timeout))
         .max_buf_size(16 * 1024)
         .serve_connection(io, service);
-    if let Err(e) = conn.await {
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        biased;
+        ended = conn.as_mut() => ended,
+        () = async { drop(closing.wait_for(|c| *c).await) } => {
+            if asked.load(Ordering::Relaxed) {
+                // The request being answered is answered; a kept-alive connection
+                // waiting for its next one ends now.
+                conn.as_mut().graceful_shutdown();
+            }
+            // A connection that has not asked anything yet is one a client has just
+            // opened: its request, when it comes, is answered (with `connection:
+            // close`) rather than the connection closed under it.
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
         tracing::debug!("http: connection ended: {e}");
     }
 }
