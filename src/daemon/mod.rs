@@ -259,6 +259,8 @@ async fn serve(
     }
     // Each job holds its log pipe (one end) and log file; leave room for sockets.
     crate::process::spawn::raise_nofile(config.jobs.len() as u64 * 3 + 256);
+    // Low in the descriptor table, before any job's pipe: what a child keeps of it.
+    crate::process::clone::reserve_slots();
 
     let mut sigchld = signal(SignalKind::child())?;
     let mut sighup = signal(SignalKind::hangup())?;
