@@ -42,7 +42,6 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::{Config, JobSpec};
 use crate::control::server::{self, Bound};
 use crate::event::Event;
-use crate::event::expr::Watch;
 use crate::files;
 use crate::job::{AutoStart, Effect, FailureKind, Input, Now, Proc, ProcessEnd, State};
 use crate::process::os::{Os, RealOs};
@@ -1005,7 +1004,7 @@ impl Daemon {
                         if let Some(w) = &mut job.start_on {
                             w.assume(|j| up.get(j).copied());
                         }
-                        let holds = job.start_on.as_ref().is_none_or(Watch::holds);
+                        let holds = job.start_on.as_ref().is_none_or(|w| w.holds());
                         if job.m.may_autostart(holds, AutoStart::Daemon) && self.shutdown.is_none()
                         {
                             self.work.push_back(Work::Feed(name.clone(), Input::Start));
