@@ -71,11 +71,11 @@ impl Daemon {
                     job.spec.handover_timeout,
                     exit,
                 );
-                job.handover = Some(Handover {
+                job.handover = Some(Box::new(Handover {
                     generation: next_generation(),
                     m,
                     task: None,
-                });
+                }));
                 fx
             }
         };

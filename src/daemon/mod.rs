@@ -43,7 +43,6 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::{Config, JobSpec};
 use crate::control::server::{self, Bound};
 use crate::event::Event;
-use crate::event::expr::Watch;
 use crate::files;
 use crate::job::{AutoStart, Effect, FailureKind, Input, Now, Proc, ProcessEnd, State};
 use crate::process::os::{Os, RealOs};
@@ -282,6 +281,8 @@ async fn serve(
     }
     // Each job holds its log pipe (one end) and log file; leave room for sockets.
     crate::process::spawn::raise_nofile(config.jobs.len() as u64 * 3 + 256);
+    // Low in the descriptor table, before any job's pipe: what a child keeps of it.
+    crate::process::clone::reserve_slots();
 
     let mut sigchld = signal(SignalKind::child())?;
     let mut sighup = signal(SignalKind::hangup())?;
@@ -1096,7 +1097,7 @@ impl Daemon {
                         if let Some(w) = &mut job.start_on {
                             w.assume(|j| up.get(j).copied());
                         }
-                        let holds = job.start_on.as_ref().is_none_or(Watch::holds);
+                        let holds = job.start_on.as_ref().is_none_or(|w| w.holds());
                         if job.m.may_autostart(holds, AutoStart::Daemon) && self.shutdown.is_none()
                         {
                             self.work.push_back(Work::Feed(name.clone(), Input::Start));

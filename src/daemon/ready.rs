@@ -90,7 +90,7 @@ impl Daemon {
             r.notify_socket = Some(path);
             r.tasks.push(task);
         }
-        job.readiness = Some(r);
+        job.readiness = Some(Box::new(r));
         Ok(())
     }
 

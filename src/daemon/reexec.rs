@@ -639,10 +639,7 @@ impl Daemon {
             if handed.contains(&name) {
                 continue;
             }
-            let holds = job
-                .start_on
-                .as_ref()
-                .is_none_or(crate::event::expr::Watch::holds);
+            let holds = job.start_on.as_ref().is_none_or(|w| w.holds());
             if job.m.may_autostart(holds, AutoStart::Daemon) {
                 self.work.push_back(super::Work::Feed(name, Input::Start));
             }

@@ -39,14 +39,16 @@ pub(super) struct Job {
     /// Waits for every check of a start to pass (a rolling restart's).
     pub health_waiters: Vec<super::rolling::HealthWaiter>,
     pub after: After,
-    pub start_on: Option<Watch>,
-    pub stop_on: Option<Watch>,
+    /// Boxed, as the two below: most jobs have none, and each job's size counts two
+    /// thousand times over.
+    pub start_on: Option<Box<Watch>>,
+    pub stop_on: Option<Box<Watch>>,
     /// The variables of the event that started the job, for its processes.
     pub start_env: Vec<(String, String)>,
     /// How the job's main process is being found ready, while it is.
-    pub readiness: Option<ReadyRt>,
+    pub readiness: Option<Box<ReadyRt>>,
     /// A seamless restart whose successor the pid file does not name yet.
-    pub handover: Option<Handover>,
+    pub handover: Option<Box<Handover>>,
     pub checks: Vec<checking::CheckRt>,
     /// The main pid as the check tasks see it.
     pub main_pid_shared: checking::SharedPid,
@@ -88,8 +90,14 @@ impl Job {
     /// expressions and its checks follow it. Only for a job that is down.
     pub fn apply(&mut self, spec: JobSpec) {
         self.m.set_policy(Policy::of(&spec));
-        self.start_on = spec.start_on.as_ref().map(|o| Watch::new(o.expr.clone()));
-        self.stop_on = spec.stop_on.as_ref().map(|o| Watch::new(o.expr.clone()));
+        self.start_on = spec
+            .start_on
+            .as_ref()
+            .map(|o| Box::new(Watch::new(o.expr.clone())));
+        self.stop_on = spec
+            .stop_on
+            .as_ref()
+            .map(|o| Box::new(Watch::new(o.expr.clone())));
         self.checks = spec
             .checks
             .iter()

@@ -326,8 +326,9 @@ pub struct Machine {
     main_pid: Option<u32>,
     /// The hook running now, with its pid once spawned.
     hook: Option<(Proc, Option<u32>)>,
-    /// Why the latest run failed, kept until a later failure replaces it.
-    last_failure: Option<Failure>,
+    /// Why the latest run failed, kept until a later failure replaces it. Boxed: most
+    /// jobs never fail, and a machine's size counts once per job.
+    last_failure: Option<Box<Failure>>,
     /// Failures recorded so far: the id of the latest.
     failures: u64,
     /// Times the job went from stopping straight back to starting since the daemon started.
@@ -405,7 +406,7 @@ impl Machine {
 
     /// Why the latest run failed, kept until a later failure replaces it.
     pub fn last_failure(&self) -> Option<&Failure> {
-        self.last_failure.as_ref()
+        self.last_failure.as_deref()
     }
 
     /// Times the job went from stopping straight back to starting.
@@ -756,14 +757,14 @@ impl Machine {
     ) {
         self.run_failed = true;
         self.failures = self.failures.saturating_add(1);
-        self.last_failure = Some(Failure {
+        self.last_failure = Some(Box::new(Failure {
             id: FailureId(self.failures),
             process,
             kind,
             status,
             end,
             at: now.wall,
-        });
+        }));
     }
 
     fn record_end(&mut self, process: Proc, end: ProcessEnd, now: Now) {

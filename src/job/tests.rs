@@ -190,7 +190,7 @@ fn failing_pre_start_never_runs_main_but_runs_post_stop() {
     assert!(!h.spawned.contains(&Proc::Main));
     h.exit(Proc::PostStop, 0);
     assert_eq!(h.state(), State::Waiting);
-    let f = h.m.last_failure.clone().expect("failure recorded");
+    let f = h.m.last_failure().cloned().expect("failure recorded");
     assert_eq!(f.process, Proc::PreStart);
     assert_eq!(f.status, "exited 3");
     assert_eq!(h.events.last(), Some(&Event::Stopped { failed: true }));

@@ -4,6 +4,7 @@
 //! with inotify.
 
 pub mod cgroup;
+pub mod clone;
 pub mod env;
 pub mod escaped;
 pub mod lineage;

@@ -10,12 +10,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{ChildStderr, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
 use crate::config::{JobSpec, Program};
 
+use super::clone;
 use super::env::environment;
 
 /// Where a spawned process's stdout and stderr go.
@@ -73,18 +74,6 @@ pub fn spawn_into(
     cgroup: Option<BorrowedFd<'_>>,
 ) -> io::Result<Spawned> {
     let (path, argv) = program.command_line();
-    let mut cmd = Command::new(&path);
-    if let Some(arg0) = argv.first() {
-        cmd.arg0(arg0);
-    }
-    cmd.args(argv.iter().skip(1));
-    cmd.env_clear();
-    cmd.envs(environment(spec));
-    cmd.envs(extra_env.iter().copied());
-    cmd.current_dir(&spec.chdir);
-    cmd.stdin(Stdio::null());
-    cmd.process_group(0);
-
     // Everything the child needs is computed here, in the parent: between fork and exec
     // only async-signal-safe calls are allowed, so no allocation and no lookups there.
     let user = spec.user.as_ref();
@@ -113,40 +102,45 @@ pub fn spawn_into(
     {
         limits.push((Resource::RLIMIT_NOFILE, soft, hard));
     }
-    let nice = spec.nice;
-    let umask = spec.umask;
+    let child = Child {
+        limits,
+        nice: spec.nice,
+        umask: spec.umask,
+        ids,
+        group_only,
+    };
+    let direct = path.as_os_str().as_bytes().contains(&b'/');
+    if direct && let Some(done) = try_shared(cgroup, &path, &argv, spec, extra_env, &output, &child)
+    {
+        return done;
+    }
+    let mut cmd = Command::new(&path);
+    if let Some(arg0) = argv.first() {
+        cmd.arg0(arg0);
+    }
+    cmd.args(argv.iter().skip(1));
+    cmd.env_clear();
+    cmd.envs(environment(spec));
+    cmd.envs(extra_env.iter().copied());
+    cmd.current_dir(&spec.chdir);
+    cmd.stdin(Stdio::null());
+    cmd.process_group(0);
     let Some(dir) = cgroup else {
-        if ids.is_none()
-            && group_only.is_none()
-            && limits.is_empty()
-            && nice.is_none()
-            && umask.is_none()
+        if child.ids.is_none()
+            && child.group_only.is_none()
+            && child.limits.is_empty()
+            && child.nice.is_none()
+            && child.umask.is_none()
         {
             // Nothing to do between fork and exec: std can then use posix_spawn (vfork),
             // which does not copy guardian's page tables and starts a job faster.
             set_output(&mut cmd, output)?;
             return finish(cmd);
         }
-        let child = Child {
-            limits,
-            nice,
-            umask,
-            ids,
-            group_only,
-        };
         set_output(&mut cmd, output)?;
         return with_pre_exec(cmd, child, None);
     };
-    let child = Child {
-        limits,
-        nice,
-        umask,
-        ids,
-        group_only,
-    };
-    if CLONE3.load(Ordering::Relaxed) != CLONE3_REFUSED
-        && path.as_os_str().as_bytes().contains(&b'/')
-    {
+    if CLONE3.load(Ordering::Relaxed) != CLONE3_REFUSED && direct {
         match born_into(dir, &path, &argv, spec, extra_env, &output, &child) {
             Ok(spawned) => {
                 CLONE3.store(CLONE3_WORKS, Ordering::Relaxed);
@@ -335,24 +329,23 @@ fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
 }
 
-/// Starts the process with clone3 and `CLONE_INTO_CGROUP`, so that it is born in the
-/// cgroup `dir` and nothing has to move it there: moving a process between cgroups
-/// takes a lock whose write side waits for an RCU grace period, which made a start of
-/// many jobs with cgroups take a second longer. Everything else is what
-/// [`with_pre_exec`] and std's `Command` do: stdin from /dev/null, the output, the
-/// directory, a process group of its own, an empty signal mask and SIGPIPE back to
-/// its default, the limits, nice value, umask and ids, and an error from `execve`
-/// handed back through a pipe.
-fn born_into(
-    dir: BorrowedFd<'_>,
+/// A program's path, arguments, environment and directory as C strings, and the
+/// pointer arrays execve takes, made in the parent before the clone.
+struct Prepared {
+    path: CString,
+    dir: CString,
+    _argv: Vec<CString>,
+    _env: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    env_ptrs: Vec<*const libc::c_char>,
+}
+
+fn prepare(
     path: &std::path::Path,
     argv: &[String],
     spec: &JobSpec,
     extra_env: &[(&str, &str)],
-    output: &Output,
-    child: &Child,
-) -> Result<Spawned, Born> {
-    let failed = Born::Failed;
+) -> Result<Prepared, Born> {
     let c_path = cstring(path.as_os_str().as_bytes())?;
     let mut c_argv = Vec::with_capacity(argv.len().max(1));
     if argv.is_empty() {
@@ -389,22 +382,302 @@ fn born_into(
         .map(|a| a.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect();
+    Ok(Prepared {
+        path: c_path,
+        dir: c_dir,
+        _argv: c_argv,
+        _env: c_env,
+        argv_ptrs,
+        env_ptrs,
+    })
+}
 
+/// The pipes of a captured output: the parent's read ends and the child's write ends.
+type Captured = (OwnedFd, OwnedFd, OwnedFd, OwnedFd);
+
+/// The descriptors the child makes its stdout and stderr, and the pipes of a capture.
+fn output_fds(output: &Output) -> Result<(RawFd, RawFd, Option<Captured>), Born> {
+    Ok(match output {
+        Output::Log(fd) => (fd.as_raw_fd(), fd.as_raw_fd(), None),
+        Output::Capture => {
+            let (out_r, out_w) = cloexec_pipe().map_err(Born::Failed)?;
+            let (err_r, err_w) = cloexec_pipe().map_err(Born::Failed)?;
+            let fds = (out_w.as_raw_fd(), err_w.as_raw_fd());
+            (fds.0, fds.1, Some((out_r, out_w, err_r, err_w)))
+        }
+    })
+}
+
+/// The parent's ends of a capture; the child's are closed here, it has its own.
+fn readers(captured: Option<Captured>) -> (Option<ChildStdout>, Option<ChildStderr>) {
+    match captured {
+        Some((out_r, out_w, err_r, err_w)) => {
+            drop(out_w);
+            drop(err_w);
+            (
+                Some(ChildStdout::from(out_r)),
+                Some(ChildStderr::from(err_r)),
+            )
+        }
+        None => (None, None),
+    }
+}
+
+fn clone3_error(e: io::Error) -> Born {
+    match e.raw_os_error() {
+        Some(libc::ENOSYS | libc::EPERM | libc::EINVAL | libc::E2BIG) => Born::Refused(e),
+        Some(libc::EAGAIN | libc::ENOMEM) => Born::Failed(e),
+        _ => Born::Elsewise(e),
+    }
+}
+
+/// Collects a child that could not exec, as std does.
+fn reap_failed(pid: libc::pid_t) {
+    loop {
+        // SAFETY: waits for this one child, which is ours.
+        let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        if r >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break;
+        }
+    }
+}
+
+/// Whether the shared spawn ([`born_shared`]) works here: not tried yet, works, refused
+/// (not x86_64, no clone3, a seccomp filter): then a job's process is forked as before.
+static SHARED: AtomicU8 = AtomicU8::new(CLONE3_UNTRIED);
+
+/// Whether the child may start on the daemon's descriptor table and unshare it with
+/// `close_range` (Linux 5.9): cleared the first time that fails, then every child gets a
+/// copy of the table.
+static SHARED_FILES: AtomicBool = AtomicBool::new(true);
+
+const CLONE_VM: u64 = libc::CLONE_VM as u64;
+const CLONE_VFORK: u64 = libc::CLONE_VFORK as u64;
+const CLONE_FILES: u64 = libc::CLONE_FILES as u64;
+
+/// Tries [`born_shared`] unless it is known not to work here, remembering whether it
+/// does. `None`: spawn the other way.
+fn try_shared(
+    dir: Option<BorrowedFd<'_>>,
+    path: &std::path::Path,
+    argv: &[String],
+    spec: &JobSpec,
+    extra_env: &[(&str, &str)],
+    output: &Output,
+    child: &Child,
+) -> Option<io::Result<Spawned>> {
+    if !clone::ON_STACK || SHARED.load(Ordering::Relaxed) == CLONE3_REFUSED {
+        return None;
+    }
+    match born_shared(dir, path, argv, spec, extra_env, output, child) {
+        Ok(spawned) => {
+            SHARED.store(CLONE3_WORKS, Ordering::Relaxed);
+            Some(Ok(spawned))
+        }
+        Err(Born::Refused(e)) => {
+            if SHARED.swap(CLONE3_REFUSED, Ordering::Relaxed) != CLONE3_REFUSED {
+                tracing::debug!("clone3 with CLONE_VM refused ({e}): job processes are forked");
+            }
+            None
+        }
+        Err(Born::Elsewise(e)) => {
+            tracing::debug!("clone3 with CLONE_VM failed ({e}): forking this one");
+            None
+        }
+        Err(Born::Failed(e)) => Some(Err(e)),
+    }
+}
+
+/// Starts the process with clone3 and `CLONE_VM | CLONE_VFORK`: the child runs on the
+/// daemon's memory, on a stack of its own (see [`clone`]), while this thread waits for
+/// it to exec or exit; it is born in the cgroup `dir` if given (`CLONE_INTO_CGROUP`),
+/// and with the descriptor slots reserved it starts on the daemon's descriptor table
+/// and keeps only the bottom of it (`CLONE_FILES`, then `close_range` with
+/// `CLOSE_RANGE_UNSHARE`). Nothing of the daemon's is copied but what the child keeps:
+/// no page tables, no descriptors. What the child does is [`exec_child`]'s, as for
+/// [`born_into`]; it tells how far it got and why it failed through memory both share.
+fn born_shared(
+    dir: Option<BorrowedFd<'_>>,
+    path: &std::path::Path,
+    argv: &[String],
+    spec: &JobSpec,
+    extra_env: &[(&str, &str)],
+    output: &Output,
+    child: &Child,
+) -> Result<Spawned, Born> {
+    let failed = Born::Failed;
+    let prepared = prepare(path, argv, spec, extra_env)?;
+    let (out_fd, err_fd, captured) = output_fds(output)?;
+    let mut held = if SHARED_FILES.load(Ordering::Relaxed) {
+        clone::hold()
+    } else {
+        None
+    };
+    // Without the slots: /dev/null opened for this child, which copies the table.
+    let mut null = None;
+    let (fds, unshare_above) = match held.as_mut() {
+        Some(h) => {
+            let (slots, cutoff) = h.fill(out_fd, err_fd).map_err(failed)?;
+            (slots, Some(cutoff))
+        }
+        None => {
+            let n = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open("/dev/null")
+                .map_err(failed)?;
+            let n = OwnedFd::from(n);
+            let fds = [n.as_raw_fd(), out_fd, err_fd];
+            null = Some(n);
+            (fds, None)
+        }
+    };
+    if fds.iter().any(|&fd| fd <= 2) {
+        return Err(Born::Elsewise(io::Error::other(
+            "a standard descriptor is closed",
+        )));
+    }
+    let stack = clone::Stack::new().map_err(Born::Elsewise)?;
+    let (stack_base, stack_size) = stack.bounds();
+    let stage = AtomicI32::new(STAGE_UNBORN);
+    let errno = AtomicI32::new(0);
+    let ids = child
+        .ids
+        .as_ref()
+        .map(|(uid, gid, groups)| (*uid, *gid, groups.as_slice()));
+    let mut work = ExecChild {
+        path: prepared.path.as_ptr(),
+        argv: prepared.argv_ptrs.as_ptr(),
+        envp: prepared.env_ptrs.as_ptr(),
+        dir: prepared.dir.as_ptr(),
+        fds,
+        report: Report::Shared {
+            stage: &stage,
+            errno: &errno,
+        },
+        unshare_above,
+        limits: &child.limits,
+        nice: child.nice,
+        umask: child.umask,
+        ids,
+        group_only: child.group_only,
+    };
+    let mut flags = CLONE_VM | CLONE_VFORK;
+    if unshare_above.is_some() {
+        flags |= CLONE_FILES;
+    }
+    let mut args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: stack_base,
+        stack_size,
+        ..CloneArgs::default()
+    };
+    if let Some(d) = dir {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = d.as_raw_fd() as u64;
+    }
+    // No handler of the daemon's may run in the child, on the daemon's memory: every
+    // signal is blocked from here until the child has reset its handlers (it inherits
+    // this mask), and in this thread until the child has exec'd.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigset_t values owned here.
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    }
+    // SAFETY: clone3 with CLONE_VM | CLONE_VFORK on the stack just mapped: the child
+    // runs `shared_child(&work)`, which makes only async-signal-safe system calls on
+    // the data above (alive until this thread resumes, which is after the child's
+    // execve or exit), allocates nothing, takes no lock, and ends in execve or _exit.
+    let ret = unsafe {
+        clone::clone3_on_stack(
+            (&mut args as *mut CloneArgs).cast(),
+            std::mem::size_of::<CloneArgs>(),
+            shared_child,
+            (&mut work as *mut ExecChild<'_>).cast(),
+        )
+    };
+    // SAFETY: the mask saved above.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    }
+    drop(stack);
+    drop(held);
+    drop(null);
+    if ret < 0 {
+        let e = i32::try_from(ret.saturating_neg()).unwrap_or(libc::EINVAL);
+        return Err(clone3_error(io::Error::from_raw_os_error(e)));
+    }
+    let Ok(pid) = libc::pid_t::try_from(ret) else {
+        return Err(Born::Failed(io::Error::other("clone3 returned no pid")));
+    };
+    let (stdout, stderr) = readers(captured);
+    let stage = stage.load(Ordering::Acquire);
+    let errno = errno.load(Ordering::Acquire);
+    if errno == 0 && stage != STAGE_UNBORN {
+        return Ok(Spawned {
+            pid: pid as u32,
+            stdout,
+            stderr,
+        });
+    }
+    reap_failed(pid);
+    if stage == STAGE_UNBORN {
+        // Killed before it ran (see `born_into`).
+        return Err(Born::Elsewise(io::Error::other(
+            "the child was killed before it ran",
+        )));
+    }
+    let e = io::Error::from_raw_os_error(errno);
+    if stage == STAGE_RUNNING && unshare_above.is_some() {
+        // close_range could not unshare the table (a kernel before 5.9).
+        SHARED_FILES.store(false, Ordering::Relaxed);
+        return Err(Born::Elsewise(e));
+    }
+    Err(Born::Failed(e))
+}
+
+/// The child of [`born_shared`], on its own stack.
+///
+/// # Safety
+///
+/// `arg` is the parent's `ExecChild`, valid while the parent waits.
+unsafe extern "C" fn shared_child(arg: *mut libc::c_void) -> ! {
+    // SAFETY: see above.
+    unsafe {
+        let work = &*(arg as *const ExecChild<'_>);
+        exec_child(work)
+    }
+}
+
+/// Starts the process with clone3 and `CLONE_INTO_CGROUP`, so that it is born in the
+/// cgroup `dir` and nothing has to move it there: moving a process between cgroups
+/// takes a lock whose write side waits for an RCU grace period, which made a start of
+/// many jobs with cgroups take a second longer. Everything else is what
+/// [`with_pre_exec`] and std's `Command` do: stdin from /dev/null, the output, the
+/// directory, a process group of its own, an empty signal mask and SIGPIPE back to
+/// its default, the limits, nice value, umask and ids, and an error from `execve`
+/// handed back through a pipe. A fork: where [`born_shared`] cannot be used.
+fn born_into(
+    dir: BorrowedFd<'_>,
+    path: &std::path::Path,
+    argv: &[String],
+    spec: &JobSpec,
+    extra_env: &[(&str, &str)],
+    output: &Output,
+    child: &Child,
+) -> Result<Spawned, Born> {
+    let failed = Born::Failed;
+    let prepared = prepare(path, argv, spec, extra_env)?;
     let null = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_CLOEXEC)
         .open("/dev/null")
         .map_err(failed)?;
     let null = OwnedFd::from(null);
-    let (out_fd, err_fd, captured) = match output {
-        Output::Log(fd) => (fd.as_raw_fd(), fd.as_raw_fd(), None),
-        Output::Capture => {
-            let (out_r, out_w) = cloexec_pipe().map_err(failed)?;
-            let (err_r, err_w) = cloexec_pipe().map_err(failed)?;
-            let fds = (out_w.as_raw_fd(), err_w.as_raw_fd());
-            (fds.0, fds.1, Some((out_r, out_w, err_r, err_w)))
-        }
-    };
+    let (out_fd, err_fd, captured) = output_fds(output)?;
     let (report_r, report_w) = cloexec_pipe().map_err(failed)?;
     let in_fd = null.as_raw_fd();
     let report = report_w.as_raw_fd();
@@ -440,13 +713,14 @@ fn born_into(
     if ret == 0 {
         // SAFETY: see above; this is the child.
         unsafe {
-            exec_child(ExecChild {
-                path: c_path.as_ptr(),
-                argv: argv_ptrs.as_ptr(),
-                envp: env_ptrs.as_ptr(),
-                dir: c_dir.as_ptr(),
+            exec_child(&ExecChild {
+                path: prepared.path.as_ptr(),
+                argv: prepared.argv_ptrs.as_ptr(),
+                envp: prepared.env_ptrs.as_ptr(),
+                dir: prepared.dir.as_ptr(),
                 fds: [in_fd, out_fd, err_fd],
-                report,
+                report: Report::Pipe(report),
+                unshare_above: None,
                 limits: &child.limits,
                 nice: child.nice,
                 umask: child.umask,
@@ -456,27 +730,12 @@ fn born_into(
         }
     }
     if ret < 0 {
-        let e = io::Error::last_os_error();
-        return Err(match e.raw_os_error() {
-            Some(libc::ENOSYS | libc::EPERM | libc::EINVAL | libc::E2BIG) => Born::Refused(e),
-            Some(libc::EAGAIN | libc::ENOMEM) => Born::Failed(e),
-            _ => Born::Elsewise(e),
-        });
+        return Err(clone3_error(io::Error::last_os_error()));
     }
     let pid = ret as libc::pid_t;
     drop(report_w);
     drop(null);
-    let (stdout, stderr) = match captured {
-        Some((out_r, out_w, err_r, err_w)) => {
-            drop(out_w);
-            drop(err_w);
-            (
-                Some(ChildStdout::from(out_r)),
-                Some(ChildStderr::from(err_r)),
-            )
-        }
-        None => (None, None),
-    };
+    let (stdout, stderr) = readers(captured);
     // The child writes one byte as soon as it runs; then the report pipe is closed by
     // a successful exec, or a failed step writes its errno into it first.
     let mut report = [0u8; 5];
@@ -497,14 +756,7 @@ fn born_into(
             stderr,
         });
     }
-    // As std does: the child that could not exec is collected here.
-    loop {
-        // SAFETY: waits for this one child, which is ours.
-        let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-        if r >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            break;
-        }
-    }
+    reap_failed(pid);
     if got == 0 {
         // It never ran: killed at birth. Linux 6.18 takes a child cloned into a cgroup
         // that was ever killed through `cgroup.kill` for one born during that kill
@@ -528,15 +780,37 @@ fn born_into(
     )))
 }
 
+/// How far a child of [`born_shared`] got: not at all (killed at birth), running, its
+/// descriptor table its own.
+const STAGE_UNBORN: i32 = 0;
+const STAGE_RUNNING: i32 = 1;
+const STAGE_UNSHARED: i32 = 2;
+
+/// How the child tells the parent that it runs and why it failed.
+enum Report<'a> {
+    /// A pipe (a fork): one byte when it runs, then the errno of a failed step; a
+    /// successful exec closes it.
+    Pipe(RawFd),
+    /// Memory shared with the parent (`CLONE_VM`), read once the parent resumes.
+    Shared {
+        stage: &'a AtomicI32,
+        errno: &'a AtomicI32,
+    },
+}
+
 /// What [`exec_child`] works from: pointers into the parent's data, copied into the
-/// child with the rest of its memory.
+/// child with the rest of its memory (a fork) or shared with it (`CLONE_VM`).
 struct ExecChild<'a> {
     path: *const libc::c_char,
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
     dir: *const libc::c_char,
     fds: [RawFd; 3],
-    report: RawFd,
+    report: Report<'a>,
+    /// The child starts on the daemon's descriptor table (`CLONE_FILES`) and keeps of it
+    /// only the descriptors below this one; it also shares the daemon's memory, so its
+    /// signal handlers are reset before the mask is cleared.
+    unshare_above: Option<RawFd>,
     limits: &'a [(Resource, u64, u64)],
     nice: Option<i32>,
     umask: Option<u32>,
@@ -550,70 +824,112 @@ struct ExecChild<'a> {
 ///
 /// # Safety
 ///
-/// Only in the child of a fork-like clone3, with pointers that are valid there.
-unsafe fn exec_child(c: ExecChild<'_>) -> ! {
+/// Only in the child of clone3, with pointers that are valid there.
+unsafe fn exec_child(c: &ExecChild<'_>) -> ! {
     // SAFETY: all of it is system calls on valid pointers and descriptors; see the
     // caller.
     unsafe {
-        let fail = |report: RawFd| -> ! {
+        let fail = || -> ! {
             let errno = *libc::__errno_location();
-            let bytes = errno.to_ne_bytes();
-            libc::write(report, bytes.as_ptr().cast(), bytes.len());
+            match &c.report {
+                Report::Pipe(fd) => {
+                    let bytes = errno.to_ne_bytes();
+                    libc::write(*fd, bytes.as_ptr().cast(), bytes.len());
+                }
+                Report::Shared { errno: e, .. } => e.store(errno.max(1), Ordering::Release),
+            }
             libc::_exit(127)
         };
         // "Running": a child killed before it gets here is told apart from one that
-        // exec'd (both close the pipe).
-        if libc::write(c.report, b"+".as_ptr().cast(), 1) != 1 {
-            fail(c.report);
+        // exec'd.
+        match &c.report {
+            Report::Pipe(fd) => {
+                if libc::write(*fd, b"+".as_ptr().cast(), 1) != 1 {
+                    fail();
+                }
+            }
+            Report::Shared { stage, .. } => stage.store(STAGE_RUNNING, Ordering::Release),
+        }
+        if let Some(cutoff) = c.unshare_above {
+            // A table of its own with the descriptors below `cutoff` only: the daemon's
+            // table is neither copied nor touched. From here dup2 is the child's own.
+            if libc::syscall(
+                libc::SYS_close_range,
+                cutoff as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_UNSHARE,
+            ) != 0
+            {
+                fail();
+            }
+            if let Report::Shared { stage, .. } = &c.report {
+                stage.store(STAGE_UNSHARED, Ordering::Release);
+            }
+        }
+        if matches!(c.report, Report::Shared { .. }) {
+            // The handlers are the daemon's, on its memory: back to their defaults
+            // before any signal can be delivered here (all are blocked until below).
+            // Ignored signals stay ignored, as across a fork and exec.
+            for sig in 1..=libc::SIGRTMAX() {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                    && old.sa_sigaction != libc::SIG_DFL
+                    && old.sa_sigaction != libc::SIG_IGN
+                {
+                    let mut dfl: libc::sigaction = std::mem::zeroed();
+                    dfl.sa_sigaction = libc::SIG_DFL;
+                    libc::sigaction(sig, &dfl, std::ptr::null_mut());
+                }
+            }
         }
         for (target, &fd) in c.fds.iter().enumerate() {
             if libc::dup2(fd, target as RawFd) < 0 {
-                fail(c.report);
+                fail();
             }
         }
         if libc::chdir(c.dir) != 0 {
-            fail(c.report);
+            fail();
         }
         if libc::setpgid(0, 0) != 0 {
-            fail(c.report);
+            fail();
+        }
+        if libc::signal(libc::SIGPIPE, libc::SIG_DFL) == libc::SIG_ERR {
+            fail();
         }
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         if libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
-            fail(c.report);
-        }
-        if libc::signal(libc::SIGPIPE, libc::SIG_DFL) == libc::SIG_ERR {
-            fail(c.report);
+            fail();
         }
         for &(res, soft, hard) in c.limits {
             if setrlimit(res, soft, hard).is_err() {
-                fail(c.report);
+                fail();
             }
         }
         if let Some(n) = c.nice
             && libc::setpriority(libc::PRIO_PROCESS, 0, n) != 0
         {
-            fail(c.report);
+            fail();
         }
         if let Some(mask) = c.umask {
             libc::umask(mask as libc::mode_t);
         }
         if let Some((uid, gid, groups)) = c.ids {
             if libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0 {
-                fail(c.report);
+                fail();
             }
             if libc::syscall(libc::SYS_setgid, gid) != 0 {
-                fail(c.report);
+                fail();
             }
             if libc::syscall(libc::SYS_setuid, uid) != 0 {
-                fail(c.report);
+                fail();
             }
         } else if let Some(gid) = c.group_only
             && libc::syscall(libc::SYS_setgid, gid) != 0
         {
-            fail(c.report);
+            fail();
         }
         libc::execve(c.path, c.argv, c.envp);
-        fail(c.report)
+        fail()
     }
 }
