@@ -624,8 +624,8 @@ fn a_program_probe_runs_without_a_shell_unless_its_text_needs_one() {
     c.job(
         "app",
         &format!(
-            "exec = \"sleep 1000\"\n[[check]]\nname = \"direct\"\ntype = \"program\"\nexec = \"{script} {direct}\"\nevery = \"100ms\"\n\
-             [[check]]\nname = \"shell\"\ntype = \"program\"\nexec = \"{script} {shell} && exit 3\"\nstatus = 3\nevery = \"100ms\"\n"
+            "exec = \"sleep 1000\"\n[[check]]\nname = \"direct\"\ntype = \"program\"\nexec = \"{script} {direct}\"\nevery = \"100ms\"\ntimeout = \"10s\"\n\
+             [[check]]\nname = \"shell\"\ntype = \"program\"\nexec = \"{script} {shell} && exit 3\"\nstatus = 3\nevery = \"100ms\"\ntimeout = \"10s\"\n"
         ),
     );
     let d = c.start();

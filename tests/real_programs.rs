@@ -291,7 +291,7 @@ fn redis_in_the_foreground_answers_and_its_redis_cli_check_passes() {
             "exec = \"{redis} --port {port} --bind 127.0.0.1 --save '' --appendonly no --dir {dir} --daemonize no\"\n\
              respawn = true\n\
              [ready]\ntype = \"tcp\"\nport = {port}\nsend = \"PING\\r\\n\"\nexpect = \"+PONG\"\n\
-             [[check]]\nname = \"ping\"\ntype = \"program\"\nexec = \"redis-cli -p {port} ping\"\noutput = \"PONG\"\nevery = \"200ms\"\n"
+             [[check]]\nname = \"ping\"\ntype = \"program\"\nexec = \"redis-cli -p {port} ping\"\noutput = \"PONG\"\nevery = \"200ms\"\ntimeout = \"10s\"\n"
         ),
     );
     let d = c.start();

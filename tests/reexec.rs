@@ -153,7 +153,7 @@ fn reexec_and_sigusr2_keep_every_job_its_pid_checks_go_on_and_no_client_fails() 
     );
     conf.job(
         "rx-web",
-        "exec = \"sleep 100000\"\nrespawn = true\n\n[[check]]\ntype = \"program\"\nexec = \"true\"\nevery = \"100ms\"\n",
+        "exec = \"sleep 100000\"\nrespawn = true\n\n[[check]]\ntype = \"program\"\nexec = \"true\"\nevery = \"100ms\"\ntimeout = \"10s\"\n",
     );
     conf.job("rx-idle", "exec = \"sleep 100000\"\n");
     let ran = conf.file("ran");
