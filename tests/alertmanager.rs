@@ -2,16 +2,14 @@
 //! whose receiver is a webhook served by the test: what guardian posts to
 //! `/api/v2/alerts` is what Alertmanager notifies, grouped, firing and resolved.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{Conf, Daemon, free_port, text};
+use crate::util::{Bodies, Conf, Daemon, free_port, text, webhook};
 
 const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
 
@@ -100,49 +98,18 @@ fn curl(url: &str) -> Option<Vec<u8>> {
     out.status.success().then_some(out.stdout)
 }
 
-/// The receiver Alertmanager notifies: answers 200 and keeps every alert of every
-/// notification, as Alertmanager's webhook payload has them (with `status`).
-fn receiver() -> (u16, Arc<Mutex<Vec<Value>>>) {
-    let hook = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = hook.local_addr().expect("addr").port();
-    let got = Arc::new(Mutex::new(Vec::<Value>::new()));
-    let kept = got.clone();
-    std::thread::spawn(move || {
-        for stream in hook.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let Ok(clone) = s.try_clone() else { continue };
-            let mut reader = BufReader::new(clone);
-            let mut len = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; len];
-            let _ = reader.read_exact(&mut body);
-            if let Ok(v) = serde_json::from_slice::<Value>(&body)
-                && let Ok(mut g) = kept.lock()
-            {
-                g.extend(v["alerts"].as_array().cloned().unwrap_or_default());
-            }
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    (port, got)
-}
-
 /// The notified alert of `alertname` about `name` in `status` (firing, resolved).
-fn notified(got: &Mutex<Vec<Value>>, status: &str, alertname: &str, name: &str) -> Option<Value> {
-    got.lock().ok()?.iter().rev().find_map(|a| {
-        (a["status"] == status
-            && a["labels"]["alertname"] == alertname
-            && a["labels"]["name"] == name)
-            .then(|| a.clone())
+/// (Each body the webhook receiver got is one notification, its `alerts` an array.)
+fn notified(got: &Bodies, status: &str, alertname: &str, name: &str) -> Option<Value> {
+    let bodies = got.lock().ok()?;
+    bodies.iter().rev().find_map(|body| {
+        let v: Value = serde_json::from_str(body).ok()?;
+        v["alerts"].as_array()?.iter().rev().find_map(|a| {
+            (a["status"] == status
+                && a["labels"]["alertname"] == alertname
+                && a["labels"]["name"] == name)
+                .then(|| a.clone())
+        })
     })
 }
 
@@ -196,7 +163,7 @@ fn wait(d: &Daemon<'_>, am: Option<&Alertmanager>, what: &str, mut cond: impl Fn
 #[test]
 fn a_failing_check_fires_and_its_recovery_resolves() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (hook_port, got) = receiver();
+    let (hook_port, got) = webhook();
     let am = Alertmanager::start(dir.path(), free_port(), hook_port);
     let c = Conf::new();
     let http_port = free_port();
@@ -268,7 +235,7 @@ fn a_failing_check_fires_and_its_recovery_resolves() {
 #[test]
 fn a_restart_carries_its_report_and_resolves_when_the_check_passes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (hook_port, got) = receiver();
+    let (hook_port, got) = webhook();
     let am = Alertmanager::start(dir.path(), free_port(), hook_port);
     let c = Conf::new();
     settings(&c, am.port, "");
@@ -300,7 +267,7 @@ fn a_restart_carries_its_report_and_resolves_when_the_check_passes() {
 #[test]
 fn a_job_in_failed_fires_until_it_is_started() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (hook_port, got) = receiver();
+    let (hook_port, got) = webhook();
     let am = Alertmanager::start(dir.path(), free_port(), hook_port);
     let c = Conf::new();
     settings(&c, am.port, "");
@@ -333,7 +300,7 @@ fn a_job_in_failed_fires_until_it_is_started() {
 #[test]
 fn alerts_wait_while_alertmanager_is_down() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (hook_port, got) = receiver();
+    let (hook_port, got) = webhook();
     let am_port = free_port();
     let c = Conf::new();
     settings(&c, am_port, "");
@@ -377,7 +344,7 @@ fn alerts_wait_while_alertmanager_is_down() {
 #[test]
 fn test_alert_reaches_alertmanager() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (hook_port, got) = receiver();
+    let (hook_port, got) = webhook();
     let am = Alertmanager::start(dir.path(), free_port(), hook_port);
     let c = Conf::new();
     settings(&c, am.port, "");

@@ -1,7 +1,6 @@
 //! Alerts through a real SMTP server on 127.0.0.1 started by the tests (an embedded
 //! SMTP server library), and webhooks to a local HTTP receiver.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 
@@ -331,33 +330,7 @@ fn test_alert_and_webhooks() {
     let port = free_port();
     let inbox = smtp_server(port);
     // A webhook receiver: answers 200 and keeps the bodies.
-    let hook = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let hook_port = hook.local_addr().expect("addr").port();
-    let bodies = Arc::new(Mutex::new(Vec::<String>::new()));
-    let kept = bodies.clone();
-    std::thread::spawn(move || {
-        for stream in hook.incoming().take(50) {
-            let Ok(mut s) = stream else { continue };
-            let mut reader = BufReader::new(s.try_clone().expect("clone"));
-            let mut len = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; len];
-            let _ = reader.read_exact(&mut body);
-            if let Ok(mut b) = kept.lock() {
-                b.push(String::from_utf8_lossy(&body).into_owned());
-            }
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
+    let (hook_port, bodies) = crate::util::webhook();
     let c = Conf::new();
     settings(
         &c,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
-use crate::util::{Conf, Daemon, free_port, signal, text};
+use crate::util::{Conf, Daemon, free_port, signal, text, webhook};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
@@ -556,40 +556,6 @@ fn backlog_catches_a_server_that_never_accepts_and_restarts_it() {
     let r = json(&d, &["reports", "deaf", "LAST", "--json"]);
     let (q, b) = full_listener(&r).unwrap_or_else(|| panic!("no full queue: {r:#}"));
     assert!(b == 2 && q == 3, "queue {q}/{b}");
-}
-
-/// A webhook receiver on 127.0.0.1: answers 200 and keeps the bodies.
-fn webhook() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let hook = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = hook.local_addr().expect("addr").port();
-    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let kept = bodies.clone();
-    std::thread::spawn(move || {
-        for stream in hook.incoming().take(50) {
-            let Ok(mut s) = stream else { continue };
-            let Ok(clone) = s.try_clone() else { continue };
-            let mut reader = BufReader::new(clone);
-            let mut len = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; len];
-            let _ = reader.read_exact(&mut body);
-            if let Ok(mut b) = kept.lock() {
-                b.push(String::from_utf8_lossy(&body).into_owned());
-            }
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    (port, bodies)
 }
 
 #[test]

@@ -2,9 +2,6 @@
 //! as JSON and its documented fields checked, against the real daemon where the
 //! command asks one.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-
 use serde_json::Value;
 
 use crate::util::{Conf, free_port, text};
@@ -183,28 +180,7 @@ fn logs_json_is_one_object_per_line() {
 #[test]
 fn test_alert_json_says_how_each_webhook_went() {
     // A webhook receiver that answers 200, and a port where nothing listens.
-    let hook = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let hook_port = hook.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for stream in hook.incoming().take(20) {
-            let Ok(mut s) = stream else { continue };
-            let mut reader = BufReader::new(s.try_clone().expect("clone"));
-            let mut len = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; len];
-            let _ = reader.read_exact(&mut body);
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
+    let (hook_port, _) = crate::util::webhook();
     let closed = free_port();
     let c = Conf::new();
     std::fs::write(

@@ -407,3 +407,41 @@ pub fn position(lines: &[String], line: &str) -> usize {
         .position(|l| l == line)
         .unwrap_or_else(|| panic!("{line:?} missing from {lines:?}"))
 }
+
+/// The bodies a [`webhook`] receiver has been sent, in the order they came.
+pub type Bodies = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A webhook receiver on 127.0.0.1: answers every request 200 (and closes the
+/// connection) and keeps the bodies. It serves until the test process ends.
+pub fn webhook() -> (u16, Bodies) {
+    use std::io::{BufRead, BufReader};
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = hook.local_addr().expect("addr").port();
+    let bodies = Bodies::default();
+    let kept = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in hook.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let Ok(clone) = s.try_clone() else { continue };
+            let mut reader = BufReader::new(clone);
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            if let Ok(mut b) = kept.lock() {
+                b.push(String::from_utf8_lossy(&body).into_owned());
+            }
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, bodies)
+}
