@@ -11,7 +11,10 @@
 //!
 //! No controller is enabled: a cgroup counts its processes and their CPU time
 //! (`cpu.stat`) without one, and that is all guardian needs. `memory.current` is read
-//! where the memory controller is there.
+//! where the memory controller is there: a job's cgroup has that file only when
+//! `memory` is in the `cgroup.subtree_control` of the daemon's directory (which the
+//! host, not guardian, sets), so that is looked at once, and again whenever a job's
+//! cgroup is made, rather than failing to open the file for every job on every read.
 //!
 //! A process is born in its job's cgroup (clone3 with `CLONE_INTO_CGROUP` and the
 //! directory opened here, see [`super::spawn`]), or where the kernel cannot do that
@@ -25,6 +28,8 @@ use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::signal::Signal;
 
@@ -43,6 +48,10 @@ pub enum Mode {
 pub struct Cgroups {
     /// The daemon's directory of job cgroups.
     base: PathBuf,
+    /// Whether the memory controller is enabled for the job cgroups (their parent's
+    /// `cgroup.subtree_control` names `memory`), as last seen; shared by every copy so
+    /// that what one sees when it makes a cgroup, all read by.
+    memory: Arc<AtomicBool>,
 }
 
 /// What a job's cgroup says it uses.
@@ -87,7 +96,18 @@ impl Cgroups {
                 own_dir.display()
             ));
         }
-        Ok(Cgroups { base })
+        let memory = Arc::new(AtomicBool::new(memory_enabled(&base)));
+        Ok(Cgroups { base, memory })
+    }
+
+    /// Looks again whether the job cgroups have the memory controller: a host may
+    /// enable it (or take it away) while the daemon runs. Done where a job's cgroup is
+    /// made, which every start of a job that was down does (its cgroup is removed
+    /// once it is empty), so a change is seen by the next start, and costs one read
+    /// per start instead of a failed open per job per summary.
+    fn recheck_memory(&self) {
+        self.memory
+            .store(memory_enabled(&self.base), Ordering::Relaxed);
     }
 
     /// The daemon's directory of job cgroups.
@@ -124,6 +144,7 @@ impl Cgroups {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
+        self.recheck_memory();
         Ok(OwnedFd::from(open()?))
     }
 
@@ -174,9 +195,13 @@ impl Cgroups {
             .ok()
             .and_then(|s| usage_usec(&s))
             .map(|us| us as f64 / 1e6);
-        let memory_bytes = std::fs::read_to_string(dir.join("memory.current"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok());
+        let memory_bytes = if self.memory.load(Ordering::Relaxed) {
+            std::fs::read_to_string(dir.join("memory.current"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+        } else {
+            None
+        };
         Usage {
             cpu_secs,
             memory_bytes,
@@ -250,6 +275,18 @@ pub fn instance_name(state_dir: &Path) -> String {
         out.push_str(&format!("-{h:016x}"));
     }
     out
+}
+
+/// Whether the children of the cgroup `dir` have the memory controller.
+fn memory_enabled(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.subtree_control")).is_ok_and(|s| names_memory(&s))
+}
+
+/// Whether a `cgroup.subtree_control` text (controllers apart by spaces) names `memory`.
+fn names_memory(subtree_control: &str) -> bool {
+    subtree_control
+        .split_ascii_whitespace()
+        .any(|c| c == "memory")
 }
 
 /// The mount point of the first cgroup v2 hierarchy in a mountinfo text.
@@ -354,6 +391,36 @@ fn remove_tree(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_only_where_subtree_control_names_it() {
+        assert!(names_memory("cpuset cpu io memory pids\n"));
+        assert!(names_memory("memory"));
+        assert!(!names_memory("cpu io pids\n"));
+        assert!(!names_memory("hugetlb rdma misc\n"));
+        assert!(!names_memory(""));
+    }
+
+    /// Where this host lets the test make cgroups: a job's memory is read exactly when
+    /// the kernel gave its cgroup a `memory.current`.
+    #[test]
+    fn memory_read_exactly_where_the_kernel_counts_it() {
+        let state = std::env::temp_dir().join(format!("guardian-cgmem-{}", std::process::id()));
+        let cg = match Cgroups::open(&state) {
+            Ok(cg) => cg,
+            Err(e) => {
+                eprintln!("no cgroups here ({e}): nothing to compare");
+                return;
+            }
+        };
+        let fd = cg.join_handle("m", false).expect("job cgroup made");
+        drop(fd);
+        let has_file = cg.dir("m").join("memory.current").exists();
+        assert_eq!(cg.usage("m").memory_bytes.is_some(), has_file);
+        assert!(cg.usage("m").cpu_secs.is_some());
+        assert!(cg.remove("m"));
+        assert!(cg.remove_all());
+    }
 
     #[test]
     fn finds_the_cgroup2_mount_and_own_cgroup() {

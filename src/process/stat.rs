@@ -35,7 +35,13 @@ pub fn rss(pid: u32) -> Option<u64> {
     loop {
         match file.read(buf.get_mut(filled..)?) {
             Ok(0) => break,
-            Ok(n) => filled = filled.saturating_add(n),
+            // One line: its end is the end of the file, no read needed to see that.
+            Ok(n) => {
+                filled = filled.saturating_add(n);
+                if filled.checked_sub(1).and_then(|i| buf.get(i)) == Some(&b'\n') {
+                    break;
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => return None,
         }
