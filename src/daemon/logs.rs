@@ -53,7 +53,11 @@ pub struct LogSpec {
     pub access: Access,
 }
 
-pub struct LogPipe {
+/// A job's pipe and its reader; `None` until the job's first spawn when its FIFO did not
+/// exist yet (see [`LogPipe::open`]).
+pub struct LogPipe(Option<Reader>);
+
+struct Reader {
     /// The reader's read-write descriptor of the pipe. It is owned by the reader task,
     /// which keeps it open until this `LogPipe` is dropped.
     fd: RawFd,
@@ -61,7 +65,7 @@ pub struct LogPipe {
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for LogPipe {
+impl Drop for Reader {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -70,7 +74,34 @@ impl Drop for LogPipe {
 impl LogPipe {
     /// The pipe of job `name`: its FIFO in `pipes`, reused if it is there, or an anonymous
     /// pipe when the FIFO cannot be used (said in the daemon's log).
+    ///
+    /// A FIFO that is not there yet holds nothing to read, so it is not made here but at
+    /// the job's first spawn ([`LogPipe::ready`]), or ahead of it by
+    /// [`PipeDir::make_ahead`]: creating a FIFO is a journalled write of the directory,
+    /// and made one after the other before the first spawn, 2,000 of them held every job
+    /// back by most of a second.
     pub fn open(pipes: &PipeDir, name: &str, log: LogSpec) -> io::Result<LogPipe> {
+        if pipes.missing(name) {
+            return Ok(LogPipe(None));
+        }
+        LogPipe::open_now(pipes, name, log).map(|r| LogPipe(Some(r)))
+    }
+
+    /// Whether the pipe is there: false until [`LogPipe::ready`] for one not made yet.
+    pub fn is_open(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Opens the pipe if it is not open yet (creating its FIFO if the thread that makes
+    /// them ahead has not), before a process of the job is spawned.
+    pub fn ready(&mut self, pipes: &PipeDir, name: &str, log: LogSpec) -> io::Result<()> {
+        if self.0.is_none() {
+            self.0 = Some(LogPipe::open_now(pipes, name, log)?);
+        }
+        Ok(())
+    }
+
+    fn open_now(pipes: &PipeDir, name: &str, log: LogSpec) -> io::Result<Reader> {
         let (fd, waiting) = match pipes.open_fifo(name) {
             Some(Ok(fifo)) => (fifo.fd, fifo.waiting),
             Some(Err(e)) => {
@@ -102,7 +133,7 @@ impl LogPipe {
         }
     }
 
-    fn read(both: OwnedFd, waiting: bool, log: LogSpec) -> io::Result<LogPipe> {
+    fn read(both: OwnedFd, waiting: bool, log: LogSpec) -> io::Result<Reader> {
         let fd = both.as_raw_fd();
         let rx = pipe::Receiver::from_owned_fd(both)?;
         let file = LogFile {
@@ -119,18 +150,19 @@ impl LogPipe {
             io: Some((rx, file)),
             reading: true,
         });
-        Ok(LogPipe { fd, task })
+        Ok(Reader { fd, task })
     }
 
     /// The pipe of job `name` handed over by the image of the daemon before an exec
     /// (`reexec.rs`): the same pipe, so an unfinished line in the log goes on.
     pub fn handed(fd: OwnedFd, log: LogSpec) -> io::Result<LogPipe> {
-        LogPipe::read(fd, true, log)
+        LogPipe::read(fd, true, log).map(|r| LogPipe(Some(r)))
     }
 
-    /// The daemon's descriptor of the pipe, to hand over across an exec.
-    pub fn fd(&self) -> RawFd {
-        self.fd
+    /// The daemon's descriptor of the pipe, to hand over across an exec; none while the
+    /// pipe is not made yet (the next image makes it).
+    pub fn fd(&self) -> Option<RawFd> {
+        self.0.as_ref().map(|r| r.fd)
     }
 
     /// A new descriptor of the pipe, for the standard output and error of one process of
@@ -139,7 +171,11 @@ impl LogPipe {
     /// `EPIPE` (or dies of `SIGPIPE`) when the daemon is gone; it blocks once the pipe is
     /// full, until a daemon reads it again.
     pub fn writer(&self) -> io::Result<OwnedFd> {
-        reopen(self.fd, OFlag::O_RDWR)
+        let r = self
+            .0
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the job's log pipe is not open"))?;
+        reopen(r.fd, OFlag::O_RDWR)
     }
 }
 

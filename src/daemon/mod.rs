@@ -631,8 +631,18 @@ impl Daemon {
         for spec in specs.into_values() {
             daemon.add_job(spec)?;
         }
-        // Every job's pipe is open before anything is spawned, so what waited in it while
-        // no daemon ran is logged first. Pipes of jobs removed meanwhile are read, then go.
+        // Every job's pipe that exists is open before anything is spawned, so what waited
+        // in it while no daemon ran is logged first. The missing ones are made on a thread
+        // of their own, in the order the jobs start, while the first jobs already run.
+        daemon.pipes.make_ahead(
+            daemon
+                .jobs
+                .values()
+                .filter(|j| !j.log.is_open())
+                .map(|j| j.spec.name.clone())
+                .collect(),
+        );
+        // Pipes of jobs removed meanwhile are read, then go.
         for name in daemon.pipes.stale(|n| daemon.jobs.contains_key(n)) {
             LogPipe::drain(&daemon.pipes, &name, daemon.log_spec(&name));
         }
@@ -782,6 +792,12 @@ impl Daemon {
     fn spawn_proc(&mut self, name: &str, p: Proc) -> std::io::Result<u32> {
         if p == Proc::Main {
             self.prepare_main(name)?;
+        }
+        if self.jobs.get(name).is_some_and(|j| !j.log.is_open()) {
+            let log = self.log_spec(name);
+            if let Some(job) = self.jobs.get_mut(name) {
+                job.log.ready(&self.pipes, name, log)?;
+            }
         }
         let cgroup = self.cgroup_to_join(name);
         let job = self

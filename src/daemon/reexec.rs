@@ -538,7 +538,7 @@ impl Daemon {
                     kill_signal: m.policy().kill_signal as i32,
                     kill_timeout_ms: u64::try_from(m.policy().kill_timeout.as_millis())
                         .unwrap_or(u64::MAX),
-                    pipe_fd: Some(j.log.fd()),
+                    pipe_fd: j.log.fd(),
                     held,
                     start_env: j.start_env.clone(),
                     check_runs: j.checks.iter().map(|c| c.runs()).collect(),
