@@ -227,8 +227,8 @@ fn fish(script: &str) -> String {
     let mut out = script.to_string();
     out.push_str(&format!(
         r#"
-# Job names: the jobs/*.toml of the configuration directory named on the line.
-function __guardian_job_names
+# The configuration directory named on the line (-c DIR, --config=DIR), or the default.
+function __guardian_dir
     set -l tokens (commandline -opc)
     set -l dir /etc/guardian
     set -l take 0
@@ -245,6 +245,12 @@ function __guardian_job_names
                 set dir (string replace -- '--config=' '' $t)
         end
     end
+    echo $dir
+end
+
+# Job names: the jobs/*.toml of the configuration directory named on the line.
+function __guardian_job_names
+    set -l dir (__guardian_dir)
     set -l files $dir/jobs/*.toml
     test (count $files) -gt 0; or return
     string replace -r '^.*/(.*)\.toml$' '$1' -- $files
@@ -252,22 +258,7 @@ end
 
 # Group names: the `groups = [...]` lines of the same files.
 function __guardian_group_names
-    set -l tokens (commandline -opc)
-    set -l dir /etc/guardian
-    set -l take 0
-    for t in $tokens
-        if test $take = 1
-            set dir $t
-            set take 0
-            continue
-        end
-        switch $t
-            case -c --config
-                set take 1
-            case '--config=*'
-                set dir (string replace -- '--config=' '' $t)
-        end
-    end
+    set -l dir (__guardian_dir)
     set -l names
     for f in $dir/jobs/*.toml
         while read -l line
