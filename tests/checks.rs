@@ -692,3 +692,79 @@ fn host_checks_show_in_summary_as_a_system_line_and_in_its_json() {
     // `status --json` stays an array of jobs.
     assert_eq!(d.all().len(), 1);
 }
+
+#[test]
+fn a_program_probe_reads_stdout_and_stderr_as_written_with_the_jobs_environment() {
+    let c = Conf::new();
+    let dir = c.path().join("work");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let runs = c.file("runs");
+    // One line to stdout, one to stderr, one to stdout again: one pipe keeps their
+    // order. The last line carries what the probe saw of its environment.
+    let script = c.file("probe.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho out1\necho err2 >&2\necho \"$GUARDIAN_PROBE $GUARDIAN_JOB $HOME_SEEN $(pwd)\"\necho run >> {runs}\n"
+        ),
+    )
+    .expect("write");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let dir_s = dir.display().to_string();
+    c.job(
+        "app",
+        &format!(
+            "exec = \"sleep 1000\"\nchdir = \"{dir_s}\"\nenv = {{ HOME_SEEN = \"yes\" }}\n\
+             [[check]]\nname = \"order\"\ntype = \"program\"\nexec = \"{script}\"\n\
+             output = \"^out1\\nerr2\\n1 app yes {dir_s}\\n$\"\nevery = \"50ms\"\ntimeout = \"10s\"\n"
+        ),
+    );
+    let d = c.start();
+    // The spawn made at the first run serves the next ones: many runs, each passing.
+    wait_until("five runs of the probe", || {
+        read(&runs).lines().count() >= 5
+    });
+    wait_until("the probe to pass", || {
+        check(&d.status("app"), "order")["passed"] == true
+    });
+    let s = d.status("app");
+    let reason = check(&s, "order")["reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        reason.starts_with(&format!("`{script}` exited 0 after "))
+            && reason.ends_with(&format!(": 1 app yes {dir_s}")),
+        "{reason}"
+    );
+    assert!(
+        !d.daemon_log().contains("check order failed"),
+        "{}",
+        d.daemon_log()
+    );
+}
+
+#[test]
+fn a_program_probe_that_prints_more_than_is_kept_is_read_to_its_end() {
+    let c = Conf::new();
+    // 2 MiB of output, more than is kept: the probe is read to its end (not left
+    // blocked on a full pipe until its timeout) and fails with its own status.
+    c.job(
+        "app",
+        "exec = \"sleep 1000\"\n\
+         [[check]]\nname = \"big\"\ntype = \"program\"\n\
+         exec = \"yes x | head -c 2097152; exit 4\"\n\
+         every = \"200ms\"\ntimeout = \"30s\"\n",
+    );
+    let d = c.start();
+    wait_until("the probe to fail", || {
+        check(&d.status("app"), "big")["passed"] == false
+    });
+    let reason = check(&d.status("app"), "big")["reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(reason.contains("exited 4 after"), "{reason}");
+    assert!(reason.ends_with(": x"), "{reason}");
+}

@@ -77,6 +77,7 @@ pub struct Target {
     pub cpu_last: Option<(Instant, f64)>,
     http: http::HttpState,
     tcp: Option<tcp::Labels>,
+    program: Option<Arc<str>>,
 }
 
 impl Target {
@@ -155,7 +156,10 @@ impl Probe {
             match self {
                 Probe::Tcp(p) => p.run(&mut target.tcp, start).await,
                 Probe::Http(p) => p.run(ctx, &mut target.http, start).await,
-                Probe::Program(p) => p.run(ctx.spawner.as_ref(), timeout, start).await,
+                Probe::Program(p) => {
+                    p.run(ctx.spawner.as_ref(), &mut target.program, timeout, start)
+                        .await
+                }
                 Probe::Dns(p) => p.run(timeout, start).await,
                 Probe::File(p) => {
                     let p = p.clone();
@@ -295,6 +299,13 @@ pub enum Reason {
         target: Arc<str>,
         expect: Arc<str>,
     },
+    /// `` `COMMAND` exited 0 after 2 ms: SAID ``: a program, and the last line it
+    /// printed, if any.
+    Ran {
+        command: Arc<str>,
+        how: Cow<'static, str>,
+        said: Option<Box<str>>,
+    },
 }
 
 impl From<String> for Reason {
@@ -343,6 +354,10 @@ impl Outcome {
             Reason::Answered { target, expect } => {
                 Cow::Owned(format!("{target} answered with {expect} after {t}"))
             }
+            Reason::Ran { command, how, said } => Cow::Owned(match said {
+                Some(said) => format!("`{command}` {how} after {t}: {said}"),
+                None => format!("`{command}` {how} after {t}"),
+            }),
         }
     }
 }

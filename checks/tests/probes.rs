@@ -32,7 +32,7 @@ impl Spawner for TestSpawner {
             let code = out.status.code();
             Ok(Ran {
                 code,
-                how: format!("exited {}", code.unwrap_or(-1)),
+                how: format!("exited {}", code.unwrap_or(-1)).into(),
                 output: String::from_utf8_lossy(&out.stdout).into_owned(),
             })
         })

@@ -81,8 +81,8 @@ pub(crate) enum Internal {
         generation: u64,
         result: Result<ready::Found, String>,
     },
-    /// A probe program must be run as a child of the daemon.
-    Run(run::RunRequest),
+    /// A check's probe program must be run as a child of the daemon.
+    Probe(run::ProbeRun),
     /// A check ran (or, `unheld`, a flock check's lock was not held by its deadline).
     Checked {
         owner: checking::CheckOwner,
@@ -975,7 +975,7 @@ impl Daemon {
                 generation,
                 result,
             } => self.ready_step(&job, generation, result),
-            Internal::Run(request) => self.run_request(request),
+            Internal::Probe(run) => self.run_probe(run),
             Internal::Checked {
                 owner,
                 idx,
@@ -1189,6 +1189,7 @@ impl Daemon {
             spawner: Box::new(run::JobSpawner {
                 owner: owner.clone(),
                 tx: self.internal.clone(),
+                probe: std::sync::OnceLock::new(),
             }),
         })
     }

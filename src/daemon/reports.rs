@@ -155,7 +155,7 @@ impl Daemon {
         let started = Instant::now();
         Box::pin(async move {
             let (status, output) = match rx.await {
-                Ok(Ok(ran)) => (ran.how, diagnose::cap_output(ran.output)),
+                Ok(Ok(ran)) => (ran.how.into_owned(), diagnose::cap_output(ran.output)),
                 Ok(Err(e)) => (format!("could not run: {e}"), String::new()),
                 Err(_) => ("guardian is shutting down".into(), String::new()),
             };

@@ -86,11 +86,24 @@ impl Os for FakeOs {
             pid,
             at: tokio::time::Instant::now(),
         });
-        Ok(Spawned {
+        Ok(Spawned { pid, output: None })
+    }
+
+    fn spawn_ready(
+        &self,
+        ready: &crate::process::spawn::Ready,
+        _output: Output,
+    ) -> std::io::Result<Spawned> {
+        let mut w = lock(&self.0);
+        let pid = FIRST_PID + w.spawns.len() as u32;
+        w.spawns.push(Spawn {
+            job: ready.job().to_string(),
+            process: "probe".to_string(),
+            argv: ready.argv().to_vec(),
             pid,
-            stdout: None,
-            stderr: None,
-        })
+            at: tokio::time::Instant::now(),
+        });
+        Ok(Spawned { pid, output: None })
     }
 
     fn signal_group(&self, group: Pgid, sig: Signal) {

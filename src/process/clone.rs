@@ -1,6 +1,6 @@
 //! The pieces of a spawn that shares the daemon's memory and descriptor table until the
 //! child execs, instead of copying them as a fork does: clone3 with `CLONE_VM |
-//! CLONE_VFORK` on a stack of the child's own, and three descriptor slots at the bottom
+//! CLONE_VFORK` on a stack of the child's own, and two descriptor slots at the bottom
 //! of the daemon's table through which the child gets its standard input, output and
 //! error.
 //!
@@ -23,14 +23,13 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 /// of them; the kernel gives it pages only as they are touched.
 const STACK_SIZE: usize = 128 * 1024;
 
-/// Three descriptors of `/dev/null`, opened before any job's pipe so that they are low
-/// in the table. While a spawn holds them, the second and third are made the child's
-/// standard output and error (the first stays `/dev/null`, its standard input); after
-/// it, they are `/dev/null` again, so that they keep no pipe open.
+/// Two descriptors of `/dev/null`, opened before any job's pipe so that they are low in
+/// the table. While a spawn holds them, the second is made the child's standard output
+/// and error (the first stays `/dev/null`, its standard input); after it, it is
+/// `/dev/null` again, so that it keeps no pipe open.
 pub struct Slots {
     null: OwnedFd,
     out: OwnedFd,
-    err: OwnedFd,
     /// One more than the highest slot: what the child keeps of the daemon's table.
     cutoff: RawFd,
 }
@@ -51,21 +50,12 @@ pub fn reserve_slots() {
         // SAFETY: fcntl just made this descriptor and nothing else owns it.
         Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
     };
-    match (open(), open(), open()) {
-        (Ok(null), Ok(out), Ok(err)) => {
-            let cutoff = null
-                .as_raw_fd()
-                .max(out.as_raw_fd())
-                .max(err.as_raw_fd())
-                .saturating_add(1);
-            let _ = SLOTS.set(Mutex::new(Slots {
-                null,
-                out,
-                err,
-                cutoff,
-            }));
+    match (open(), open()) {
+        (Ok(null), Ok(out)) => {
+            let cutoff = null.as_raw_fd().max(out.as_raw_fd()).saturating_add(1);
+            let _ = SLOTS.set(Mutex::new(Slots { null, out, cutoff }));
         }
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+        (Err(e), _) | (_, Err(e)) => {
             tracing::debug!("cannot open /dev/null for the spawn's slots: {e}");
         }
     }
@@ -84,14 +74,13 @@ pub fn hold() -> Option<Held> {
 }
 
 impl Held {
-    /// Points the output slots at `out` and `err`; returns the three slots (input,
-    /// output, error) and the cutoff.
-    pub fn fill(&mut self, out: RawFd, err: RawFd) -> io::Result<([RawFd; 3], RawFd)> {
+    /// Points the output slot at `out`, the child's stdout and stderr; returns the
+    /// descriptors that become its 0, 1 and 2, and the cutoff.
+    pub fn fill(&mut self, out: RawFd) -> io::Result<([RawFd; 3], RawFd)> {
         let s = &*self.slots;
         dup_onto(out, s.out.as_raw_fd())?;
-        dup_onto(err, s.err.as_raw_fd())?;
         Ok((
-            [s.null.as_raw_fd(), s.out.as_raw_fd(), s.err.as_raw_fd()],
+            [s.null.as_raw_fd(), s.out.as_raw_fd(), s.out.as_raw_fd()],
             s.cutoff,
         ))
     }
@@ -100,11 +89,8 @@ impl Held {
 impl Drop for Held {
     fn drop(&mut self) {
         let s = &*self.slots;
-        let null = s.null.as_raw_fd();
-        for slot in [s.out.as_raw_fd(), s.err.as_raw_fd()] {
-            if let Err(e) = dup_onto(null, slot) {
-                tracing::warn!("cannot reset a spawn slot: {e}");
-            }
+        if let Err(e) = dup_onto(s.null.as_raw_fd(), s.out.as_raw_fd()) {
+            tracing::warn!("cannot reset a spawn slot: {e}");
         }
     }
 }
@@ -126,7 +112,33 @@ pub struct Stack {
     len: usize,
 }
 
+// SAFETY: the mapping belongs to the Stack alone; whoever holds it may use it from
+// any thread.
+unsafe impl Send for Stack {}
+
+/// The stack of the last spawn, kept for the next: one less mmap, mprotect and munmap
+/// a spawn, and its pages stay mapped (a probe program runs every few seconds).
+static SPARE: Mutex<Option<Stack>> = Mutex::new(None);
+
 impl Stack {
+    /// The spare stack, or a new one if another spawn holds it (or none was kept).
+    pub fn take() -> io::Result<Stack> {
+        match SPARE.lock().ok().and_then(|mut s| s.take()) {
+            Some(stack) => Ok(stack),
+            None => Stack::new(),
+        }
+    }
+
+    /// Keeps this stack for the next spawn (once its child runs on it no more: it has
+    /// exec'd or exited, which the spawn waited for). A second one is unmapped.
+    pub fn give_back(self) {
+        if let Ok(mut s) = SPARE.lock()
+            && s.is_none()
+        {
+            *s = Some(self);
+        }
+    }
+
     pub fn new() -> io::Result<Stack> {
         let page = 4096usize;
         let len = STACK_SIZE.saturating_add(page);

@@ -17,7 +17,7 @@ use crate::job::{Now, ProcessEnd};
 use super::Pgid;
 use super::lineage::Leftover;
 use super::pidfd::Exit;
-use super::spawn::{Output, Spawned};
+use super::spawn::{Output, Ready, Spawned};
 
 pub trait Os: Send {
     /// Starts `program` of the job `spec` as the leader of a new process group (see
@@ -44,6 +44,10 @@ pub trait Os: Send {
         let _ = cgroup;
         self.spawn(spec, program, extra_env, output)
     }
+
+    /// Starts a program made [`super::spawn::ready`] once for many runs (a probe
+    /// program), as [`Os::spawn`] would start it.
+    fn spawn_ready(&self, ready: &Ready, output: Output) -> io::Result<Spawned>;
 
     /// Sends `sig` to every process of `group`; an empty group is not an error.
     fn signal_group(&self, group: Pgid, sig: Signal);
@@ -107,6 +111,10 @@ impl Os for RealOs {
         cgroup: Option<BorrowedFd<'_>>,
     ) -> io::Result<Spawned> {
         super::spawn::spawn_into(spec, program, extra_env, output, cgroup)
+    }
+
+    fn spawn_ready(&self, ready: &Ready, output: Output) -> io::Result<Spawned> {
+        super::spawn::spawn_ready(ready, output)
     }
 
     fn signal_group(&self, group: Pgid, sig: Signal) {

@@ -9,7 +9,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
-use std::process::{ChildStderr, ChildStdout, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
@@ -25,14 +26,15 @@ pub enum Output {
     /// holds a reader and never gets `SIGPIPE` while no daemon reads), which the spawn
     /// consumes: the daemon's copy is closed as soon as the child has it.
     Log(OwnedFd),
-    /// Into pipes the caller reads (custom commands).
+    /// Both into one pipe the caller reads (probe programs, custom commands): what the
+    /// program writes to either, in the order it writes it.
     Capture,
 }
 
 pub struct Spawned {
     pub pid: u32,
-    pub stdout: Option<ChildStdout>,
-    pub stderr: Option<ChildStderr>,
+    /// With [`Output::Capture`]: the pipe's read end, non-blocking and close-on-exec.
+    pub output: Option<OwnedFd>,
 }
 
 /// The soft limit on open files that guardian found at start, before raising its own:
@@ -74,6 +76,153 @@ pub fn spawn_into(
     cgroup: Option<BorrowedFd<'_>>,
 ) -> io::Result<Spawned> {
     let (path, argv) = program.command_line();
+    let child = child_of(spec);
+    let direct = path.as_os_str().as_bytes().contains(&b'/');
+    let prepared = if direct {
+        Some(prepare(&path, &argv, spec, extra_env)?)
+    } else {
+        None
+    };
+    if let Some(p) = &prepared
+        && let Some(done) = try_shared(cgroup, p, &output, &child)
+    {
+        return done;
+    }
+    let mut cmd = command(&path, &argv, &spec.chdir);
+    cmd.envs(environment(spec));
+    cmd.envs(extra_env.iter().copied());
+    let Some(dir) = cgroup else {
+        return spawn_command(cmd, &child, output);
+    };
+    if CLONE3.load(Ordering::Relaxed) != CLONE3_REFUSED
+        && let Some(p) = &prepared
+    {
+        match born_into(dir, p, &output, &child) {
+            Ok(spawned) => {
+                CLONE3.store(CLONE3_WORKS, Ordering::Relaxed);
+                return Ok(spawned);
+            }
+            Err(Born::Refused(e)) => {
+                if CLONE3.swap(CLONE3_REFUSED, Ordering::Relaxed) != CLONE3_REFUSED {
+                    tracing::debug!(
+                        "clone3 into a cgroup refused ({e}): a job's process joins its cgroup before exec"
+                    );
+                }
+            }
+            Err(Born::Elsewise(e)) => {
+                tracing::debug!("clone3 into a cgroup failed ({e}): joining it before exec");
+            }
+            Err(Born::Failed(e)) => return Err(e),
+        }
+    }
+    let reader = set_output(&mut cmd, output)?;
+    // The present way: the child writes itself into the cgroup's `cgroup.procs`
+    // between fork and exec (std then forks instead of using posix_spawn).
+    let procs = openat_procs(dir)?;
+    let out = with_pre_exec(cmd, child, Some(procs.as_raw_fd()), reader);
+    drop(procs);
+    out
+}
+
+/// A std `Command` for `path` with `argv` (its first word the name the program is
+/// given), run in `dir` with stdin from /dev/null, in a process group of its own and
+/// with an empty environment (the caller adds the variables).
+fn command(path: &std::path::Path, argv: &[String], dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(path);
+    if let Some(arg0) = argv.first() {
+        cmd.arg0(arg0);
+    }
+    cmd.args(argv.iter().skip(1));
+    cmd.env_clear();
+    cmd.current_dir(dir);
+    cmd.stdin(Stdio::null());
+    cmd.process_group(0);
+    cmd
+}
+
+/// Spawns `cmd` outside any cgroup of guardian's: std's way.
+fn spawn_command(mut cmd: Command, child: &Child, output: Output) -> io::Result<Spawned> {
+    let reader = set_output(&mut cmd, output)?;
+    if child.ids.is_none()
+        && child.group_only.is_none()
+        && child.limits.is_empty()
+        && child.nice.is_none()
+        && child.umask.is_none()
+    {
+        // Nothing to do between fork and exec: std can then use posix_spawn (vfork),
+        // which does not copy guardian's page tables and starts a job faster.
+        return finish(cmd, reader);
+    }
+    with_pre_exec(cmd, child.clone(), None, reader)
+}
+
+/// A program's spawn made once and run many times (a probe program, at every run of
+/// its check): the path, arguments, environment and directory as the C strings and
+/// pointer arrays execve takes, and what the child does before it execs. Nothing of it
+/// is looked up, built or allocated again per run.
+pub struct Ready {
+    /// None when the path has no `/`, which only std's `Command` looks up.
+    prepared: Option<Prepared>,
+    child: Child,
+    path: PathBuf,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    dir: PathBuf,
+    job: String,
+}
+
+impl Ready {
+    /// The job whose process this is.
+    pub fn job(&self) -> &str {
+        &self.job
+    }
+
+    /// The program's arguments, its name first.
+    pub fn argv(&self) -> &[String] {
+        &self.argv
+    }
+}
+
+/// Makes `program`'s spawn ready as a process of the job `spec` with `extra_env` added
+/// to its environment: what [`spawn`] computes at each call, computed once.
+pub fn ready(spec: &JobSpec, program: &Program, extra_env: &[(&str, &str)]) -> io::Result<Ready> {
+    let (path, argv) = program.command_line();
+    let direct = path.as_os_str().as_bytes().contains(&b'/');
+    let prepared = if direct {
+        Some(prepare(&path, &argv, spec, extra_env)?)
+    } else {
+        None
+    };
+    let mut env = environment(spec);
+    for &(k, v) in extra_env {
+        env.push((k.to_string(), v.to_string()));
+    }
+    Ok(Ready {
+        prepared,
+        child: child_of(spec),
+        path,
+        argv,
+        env,
+        dir: spec.chdir.clone(),
+        job: spec.name.clone(),
+    })
+}
+
+/// [`spawn`] of a program made [`ready`]: with clone3 and `CLONE_VM | CLONE_VFORK`
+/// where it works, as a job's processes are, else std's way.
+pub fn spawn_ready(r: &Ready, output: Output) -> io::Result<Spawned> {
+    if let Some(p) = &r.prepared
+        && let Some(done) = try_shared(None, p, &output, &r.child)
+    {
+        return done;
+    }
+    let mut cmd = command(&r.path, &r.argv, &r.dir);
+    cmd.envs(r.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    spawn_command(cmd, &r.child, output)
+}
+
+/// What the child does between fork and exec for a process of the job `spec`.
+fn child_of(spec: &JobSpec) -> Child {
     // Everything the child needs is computed here, in the parent: between fork and exec
     // only async-signal-safe calls are allowed, so no allocation and no lookups there.
     let user = spec.user.as_ref();
@@ -102,73 +251,17 @@ pub fn spawn_into(
     {
         limits.push((Resource::RLIMIT_NOFILE, soft, hard));
     }
-    let child = Child {
+    Child {
         limits,
         nice: spec.nice,
         umask: spec.umask,
         ids,
         group_only,
-    };
-    let direct = path.as_os_str().as_bytes().contains(&b'/');
-    if direct && let Some(done) = try_shared(cgroup, &path, &argv, spec, extra_env, &output, &child)
-    {
-        return done;
     }
-    let mut cmd = Command::new(&path);
-    if let Some(arg0) = argv.first() {
-        cmd.arg0(arg0);
-    }
-    cmd.args(argv.iter().skip(1));
-    cmd.env_clear();
-    cmd.envs(environment(spec));
-    cmd.envs(extra_env.iter().copied());
-    cmd.current_dir(&spec.chdir);
-    cmd.stdin(Stdio::null());
-    cmd.process_group(0);
-    let Some(dir) = cgroup else {
-        if child.ids.is_none()
-            && child.group_only.is_none()
-            && child.limits.is_empty()
-            && child.nice.is_none()
-            && child.umask.is_none()
-        {
-            // Nothing to do between fork and exec: std can then use posix_spawn (vfork),
-            // which does not copy guardian's page tables and starts a job faster.
-            set_output(&mut cmd, output)?;
-            return finish(cmd);
-        }
-        set_output(&mut cmd, output)?;
-        return with_pre_exec(cmd, child, None);
-    };
-    if CLONE3.load(Ordering::Relaxed) != CLONE3_REFUSED && direct {
-        match born_into(dir, &path, &argv, spec, extra_env, &output, &child) {
-            Ok(spawned) => {
-                CLONE3.store(CLONE3_WORKS, Ordering::Relaxed);
-                return Ok(spawned);
-            }
-            Err(Born::Refused(e)) => {
-                if CLONE3.swap(CLONE3_REFUSED, Ordering::Relaxed) != CLONE3_REFUSED {
-                    tracing::debug!(
-                        "clone3 into a cgroup refused ({e}): a job's process joins its cgroup before exec"
-                    );
-                }
-            }
-            Err(Born::Elsewise(e)) => {
-                tracing::debug!("clone3 into a cgroup failed ({e}): joining it before exec");
-            }
-            Err(Born::Failed(e)) => return Err(e),
-        }
-    }
-    set_output(&mut cmd, output)?;
-    // The present way: the child writes itself into the cgroup's `cgroup.procs`
-    // between fork and exec (std then forks instead of using posix_spawn).
-    let procs = openat_procs(dir)?;
-    let out = with_pre_exec(cmd, child, Some(procs.as_raw_fd()));
-    drop(procs);
-    out
 }
 
 /// What the child does between fork and exec, computed in the parent.
+#[derive(Clone)]
 struct Child {
     limits: Vec<(Resource, u64, u64)>,
     nice: Option<i32>,
@@ -177,7 +270,12 @@ struct Child {
     group_only: Option<libc::gid_t>,
 }
 
-fn with_pre_exec(mut cmd: Command, child: Child, join: Option<RawFd>) -> io::Result<Spawned> {
+fn with_pre_exec(
+    mut cmd: Command,
+    child: Child,
+    join: Option<RawFd>,
+    reader: Option<OwnedFd>,
+) -> io::Result<Spawned> {
     let Child {
         limits,
         nice,
@@ -228,35 +326,32 @@ fn with_pre_exec(mut cmd: Command, child: Child, join: Option<RawFd>) -> io::Res
         });
     }
 
-    finish(cmd)
+    finish(cmd, reader)
 }
 
-fn set_output(cmd: &mut Command, output: Output) -> io::Result<()> {
-    match output {
-        Output::Log(fd) => {
-            cmd.stdout(Stdio::from(fd.try_clone()?));
-            cmd.stderr(Stdio::from(fd));
-        }
+/// Points the command's stdout and stderr where `output` says; with a capture, returns
+/// the pipe's read end.
+fn set_output(cmd: &mut Command, output: Output) -> io::Result<Option<OwnedFd>> {
+    let (fd, reader) = match output {
+        Output::Log(fd) => (fd, None),
         Output::Capture => {
-            cmd.stdout(Stdio::piped());
-            cmd.stderr(Stdio::piped());
+            let (r, w) = capture_pipe()?;
+            (w, Some(r))
         }
-    }
-    Ok(())
+    };
+    cmd.stdout(Stdio::from(fd.try_clone()?));
+    cmd.stderr(Stdio::from(fd));
+    Ok(reader)
 }
 
-fn finish(mut cmd: Command) -> io::Result<Spawned> {
-    let mut child = cmd.spawn()?;
+fn finish(mut cmd: Command, output: Option<OwnedFd>) -> io::Result<Spawned> {
+    let child = cmd.spawn()?;
     let pid = child.id();
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    // Dropping a std Child neither waits nor kills: the reaper collects it.
+    // Dropping a std Child neither waits nor kills: the reaper collects it. Dropping
+    // the command closes the parent's copies of the child's output.
     drop(child);
-    Ok(Spawned {
-        pid,
-        stdout,
-        stderr,
-    })
+    drop(cmd);
+    Ok(Spawned { pid, output })
 }
 
 // ---------------------------------------------------------------- born in its cgroup
@@ -316,17 +411,29 @@ fn openat_procs(dir: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn cstring(b: &[u8]) -> Result<CString, Born> {
+fn cstring(b: &[u8]) -> io::Result<CString> {
     CString::new(b).map_err(|_| {
-        Born::Failed(io::Error::new(
+        io::Error::new(
             io::ErrorKind::InvalidInput,
             "nul byte found in provided data",
-        ))
+        )
     })
 }
 
 fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
+}
+
+/// The pipe of a capture: its read end non-blocking (for the caller's event loop),
+/// its write end blocking (the child's stdout and stderr); both close-on-exec.
+fn capture_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = cloexec_pipe()?;
+    // SAFETY: F_SETFL on a descriptor just made; O_NONBLOCK is its only status flag
+    // (the access mode is not changed by F_SETFL, close-on-exec is a descriptor flag).
+    if unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((r, w))
 }
 
 /// A program's path, arguments, environment and directory as C strings, and the
@@ -340,12 +447,19 @@ struct Prepared {
     env_ptrs: Vec<*const libc::c_char>,
 }
 
+// SAFETY: the pointers point into the C strings the same value owns (their bytes are
+// on the heap and never move or change while it lives) and are only read: a Prepared
+// may go to and be read from any thread as its strings may.
+unsafe impl Send for Prepared {}
+// SAFETY: as above; nothing is written through the pointers.
+unsafe impl Sync for Prepared {}
+
 fn prepare(
     path: &std::path::Path,
     argv: &[String],
     spec: &JobSpec,
     extra_env: &[(&str, &str)],
-) -> Result<Prepared, Born> {
+) -> io::Result<Prepared> {
     let c_path = cstring(path.as_os_str().as_bytes())?;
     let mut c_argv = Vec::with_capacity(argv.len().max(1));
     if argv.is_empty() {
@@ -392,35 +506,26 @@ fn prepare(
     })
 }
 
-/// The pipes of a captured output: the parent's read ends and the child's write ends.
-type Captured = (OwnedFd, OwnedFd, OwnedFd, OwnedFd);
+/// The pipe of a captured output: the parent's read end and the child's write end.
+type Captured = (OwnedFd, OwnedFd);
 
-/// The descriptors the child makes its stdout and stderr, and the pipes of a capture.
-fn output_fds(output: &Output) -> Result<(RawFd, RawFd, Option<Captured>), Born> {
+/// The descriptor the child makes its stdout and stderr, and the pipe of a capture.
+fn output_fds(output: &Output) -> Result<(RawFd, Option<Captured>), Born> {
     Ok(match output {
-        Output::Log(fd) => (fd.as_raw_fd(), fd.as_raw_fd(), None),
+        Output::Log(fd) => (fd.as_raw_fd(), None),
         Output::Capture => {
-            let (out_r, out_w) = cloexec_pipe().map_err(Born::Failed)?;
-            let (err_r, err_w) = cloexec_pipe().map_err(Born::Failed)?;
-            let fds = (out_w.as_raw_fd(), err_w.as_raw_fd());
-            (fds.0, fds.1, Some((out_r, out_w, err_r, err_w)))
+            let (r, w) = capture_pipe().map_err(Born::Failed)?;
+            (w.as_raw_fd(), Some((r, w)))
         }
     })
 }
 
-/// The parent's ends of a capture; the child's are closed here, it has its own.
-fn readers(captured: Option<Captured>) -> (Option<ChildStdout>, Option<ChildStderr>) {
-    match captured {
-        Some((out_r, out_w, err_r, err_w)) => {
-            drop(out_w);
-            drop(err_w);
-            (
-                Some(ChildStdout::from(out_r)),
-                Some(ChildStderr::from(err_r)),
-            )
-        }
-        None => (None, None),
-    }
+/// The parent's end of a capture; the child's is closed here, it has its own.
+fn reader(captured: Option<Captured>) -> Option<OwnedFd> {
+    captured.map(|(r, w)| {
+        drop(w);
+        r
+    })
 }
 
 fn clone3_error(e: io::Error) -> Born {
@@ -459,17 +564,14 @@ const CLONE_FILES: u64 = libc::CLONE_FILES as u64;
 /// does. `None`: spawn the other way.
 fn try_shared(
     dir: Option<BorrowedFd<'_>>,
-    path: &std::path::Path,
-    argv: &[String],
-    spec: &JobSpec,
-    extra_env: &[(&str, &str)],
+    prepared: &Prepared,
     output: &Output,
     child: &Child,
 ) -> Option<io::Result<Spawned>> {
     if !clone::ON_STACK || SHARED.load(Ordering::Relaxed) == CLONE3_REFUSED {
         return None;
     }
-    match born_shared(dir, path, argv, spec, extra_env, output, child) {
+    match born_shared(dir, prepared, output, child) {
         Ok(spawned) => {
             SHARED.store(CLONE3_WORKS, Ordering::Relaxed);
             Some(Ok(spawned))
@@ -498,16 +600,12 @@ fn try_shared(
 /// [`born_into`]; it tells how far it got and why it failed through memory both share.
 fn born_shared(
     dir: Option<BorrowedFd<'_>>,
-    path: &std::path::Path,
-    argv: &[String],
-    spec: &JobSpec,
-    extra_env: &[(&str, &str)],
+    prepared: &Prepared,
     output: &Output,
     child: &Child,
 ) -> Result<Spawned, Born> {
     let failed = Born::Failed;
-    let prepared = prepare(path, argv, spec, extra_env)?;
-    let (out_fd, err_fd, captured) = output_fds(output)?;
+    let (out_fd, captured) = output_fds(output)?;
     let mut held = if SHARED_FILES.load(Ordering::Relaxed) {
         clone::hold()
     } else {
@@ -517,7 +615,7 @@ fn born_shared(
     let mut null = None;
     let (fds, unshare_above) = match held.as_mut() {
         Some(h) => {
-            let (slots, cutoff) = h.fill(out_fd, err_fd).map_err(failed)?;
+            let (slots, cutoff) = h.fill(out_fd).map_err(failed)?;
             (slots, Some(cutoff))
         }
         None => {
@@ -527,7 +625,7 @@ fn born_shared(
                 .open("/dev/null")
                 .map_err(failed)?;
             let n = OwnedFd::from(n);
-            let fds = [n.as_raw_fd(), out_fd, err_fd];
+            let fds = [n.as_raw_fd(), out_fd, out_fd];
             null = Some(n);
             (fds, None)
         }
@@ -537,7 +635,7 @@ fn born_shared(
             "a standard descriptor is closed",
         )));
     }
-    let stack = clone::Stack::new().map_err(Born::Elsewise)?;
+    let stack = clone::Stack::take().map_err(Born::Elsewise)?;
     let (stack_base, stack_size) = stack.bounds();
     let stage = AtomicI32::new(STAGE_UNBORN);
     let errno = AtomicI32::new(0);
@@ -603,7 +701,7 @@ fn born_shared(
     unsafe {
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
     }
-    drop(stack);
+    stack.give_back();
     drop(held);
     drop(null);
     if ret < 0 {
@@ -613,14 +711,13 @@ fn born_shared(
     let Ok(pid) = libc::pid_t::try_from(ret) else {
         return Err(Born::Failed(io::Error::other("clone3 returned no pid")));
     };
-    let (stdout, stderr) = readers(captured);
+    let output = reader(captured);
     let stage = stage.load(Ordering::Acquire);
     let errno = errno.load(Ordering::Acquire);
     if errno == 0 && stage != STAGE_UNBORN {
         return Ok(Spawned {
             pid: pid as u32,
-            stdout,
-            stderr,
+            output,
         });
     }
     reap_failed(pid);
@@ -662,26 +759,22 @@ unsafe extern "C" fn shared_child(arg: *mut libc::c_void) -> ! {
 /// handed back through a pipe. A fork: where [`born_shared`] cannot be used.
 fn born_into(
     dir: BorrowedFd<'_>,
-    path: &std::path::Path,
-    argv: &[String],
-    spec: &JobSpec,
-    extra_env: &[(&str, &str)],
+    prepared: &Prepared,
     output: &Output,
     child: &Child,
 ) -> Result<Spawned, Born> {
     let failed = Born::Failed;
-    let prepared = prepare(path, argv, spec, extra_env)?;
     let null = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_CLOEXEC)
         .open("/dev/null")
         .map_err(failed)?;
     let null = OwnedFd::from(null);
-    let (out_fd, err_fd, captured) = output_fds(output)?;
+    let (out_fd, captured) = output_fds(output)?;
     let (report_r, report_w) = cloexec_pipe().map_err(failed)?;
     let in_fd = null.as_raw_fd();
     let report = report_w.as_raw_fd();
-    if [in_fd, out_fd, err_fd, report].iter().any(|&fd| fd <= 2) {
+    if [in_fd, out_fd, report].iter().any(|&fd| fd <= 2) {
         // guardian's own stdin, stdout or stderr is closed: dup2 onto 0, 1 and 2 would
         // need care that std's Command takes.
         return Err(Born::Elsewise(io::Error::other(
@@ -718,7 +811,7 @@ fn born_into(
                 argv: prepared.argv_ptrs.as_ptr(),
                 envp: prepared.env_ptrs.as_ptr(),
                 dir: prepared.dir.as_ptr(),
-                fds: [in_fd, out_fd, err_fd],
+                fds: [in_fd, out_fd, out_fd],
                 report: Report::Pipe(report),
                 unshare_above: None,
                 limits: &child.limits,
@@ -735,7 +828,7 @@ fn born_into(
     let pid = ret as libc::pid_t;
     drop(report_w);
     drop(null);
-    let (stdout, stderr) = readers(captured);
+    let output = reader(captured);
     // The child writes one byte as soon as it runs; then the report pipe is closed by
     // a successful exec, or a failed step writes its errno into it first.
     let mut report = [0u8; 5];
@@ -752,8 +845,7 @@ fn born_into(
     if got == 1 {
         return Ok(Spawned {
             pid: pid as u32,
-            stdout,
-            stderr,
+            output,
         });
     }
     reap_failed(pid);

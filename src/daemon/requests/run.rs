@@ -51,7 +51,7 @@ impl Daemon {
             let response = match rx.await {
                 Ok(Ok(ran)) => Response::Ran {
                     success: ran.code == Some(0),
-                    status: ran.how,
+                    status: ran.how.into_owned(),
                     output: ran.output,
                 },
                 Ok(Err(e)) => Response::Error {
