@@ -231,12 +231,14 @@ fn kill_9_of_the_daemon_with_five_jobs_adopts_each_once_and_the_flags_hold() {
         "every line of the writer, the gap's included, once and in order"
     );
 
-    // Stopping works on an adopted job: its group is signalled, its pidfd seen.
+    // Stopping works on an adopted job: its group is signalled, its pidfd seen. The stop
+    // is done once the main process has ended and the rest of its group has been sent
+    // SIGKILL; the writer's `sleep` may take a moment more to die, so it is waited for.
     d.ok(&["stop", "k9-writer"], 0);
-    assert!(
-        marked("k9-writer").is_empty(),
-        "the writer is gone once stopped"
-    );
+    assert_eq!(d.status("k9-writer")["state"], "waiting");
+    d.wait_until("the writer's processes to be gone once stopped", || {
+        marked("k9-writer").is_empty()
+    });
     drop(d);
     no_process_left(&jobs);
     let rec = read(&c.file("state/running.json"));
