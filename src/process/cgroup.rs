@@ -127,7 +127,11 @@ impl Cgroups {
             .spawn(move || {
                 loop {
                     let mut queue = lock(&cg.ahead);
-                    let Some(job) = queue.pop_front() else { break };
+                    let Some(job) = queue.pop_front() else {
+                        // 2,000 names' room is not kept for the daemon's whole life.
+                        queue.shrink_to_fit();
+                        break;
+                    };
                     match std::fs::create_dir(cg.dir(&job)) {
                         Ok(()) => {}
                         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
