@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use crate::config;
 use crate::control::client::{CONNECT_TIMEOUT, Client, ClientError};
-use crate::control::protocol::{JobState, REEXECUTING, Request, Response};
+use crate::control::protocol::{JobRow, JobState, REEXECUTING, Request, Response, unknown_request};
 
 use super::Exit;
 use super::args::{Args, Command};
@@ -559,6 +559,9 @@ fn table(
     rows_per_file: bool,
     json: bool,
 ) -> anyhow::Result<Exit> {
+    if !json && job.is_none() {
+        return summary_table(socket, group, rows_per_file);
+    }
     let one = job.is_some();
     let response = socket.call(&Request::Status { job, group })?;
     let Response::Jobs { jobs, host } = response else {
@@ -569,8 +572,35 @@ fn table(
         serde_json::to_writer_pretty(&mut out, &jobs)?;
         writeln!(out)?;
     } else {
-        output::summary(&mut out, &jobs, &host, rows_per_file && !one)?;
+        let rows: Vec<JobRow> = jobs.iter().map(JobRow::from).collect();
+        output::summary(&mut out, &rows, &host, rows_per_file && !one)?;
     }
+    Ok(Exit::Ok)
+}
+
+/// The summary table of every job or of `group`'s, from the rows the daemon sends for
+/// it; a daemon older than the `summary` request is asked for every job's status
+/// instead, which says the same and more.
+fn summary_table(
+    socket: &Socket,
+    group: Option<String>,
+    rows_per_file: bool,
+) -> anyhow::Result<Exit> {
+    let request = Request::Summary {
+        group: group.clone(),
+    };
+    let (rows, host) = match socket.call(&request)? {
+        Response::Summary { rows, host } => (rows, host),
+        Response::Error { message } if unknown_request(&message, request.verb()) => {
+            match socket.call(&Request::Status { job: None, group })? {
+                Response::Jobs { jobs, host } => (jobs.iter().map(JobRow::from).collect(), host),
+                other => return answer(other),
+            }
+        }
+        other => return answer(other),
+    };
+    let mut out = std::io::stdout().lock();
+    output::summary(&mut out, &rows, &host, rows_per_file)?;
     Ok(Exit::Ok)
 }
 

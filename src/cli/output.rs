@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use crate::control::protocol::{CheckReport, JobStatus};
+use crate::control::protocol::{CheckReport, JobRow, JobStatus};
 use crate::process::env::EnvReport;
 
 pub(crate) fn duration(secs: f64) -> String {
@@ -42,7 +42,7 @@ fn host_health(host: &[CheckReport]) -> &'static str {
 }
 
 /// One row of the summary table for one job.
-fn job_row(j: &JobStatus, indent: &str) -> [String; 9] {
+fn job_row(j: &JobRow, indent: &str) -> [String; 9] {
     [
         format!("{indent}{}", j.name),
         j.goal.to_string(),
@@ -59,7 +59,7 @@ fn job_row(j: &JobStatus, indent: &str) -> [String; 9] {
 /// The row of a job file's instances as one: `web  start  3/3 running  healthy ...`,
 /// the goal and health they share (the worst health if they differ), the shortest
 /// uptime, the sum of their CPU and memory.
-fn set_row(base: &str, set: &[&JobStatus]) -> [String; 9] {
+fn set_row(base: &str, set: &[&JobRow]) -> [String; 9] {
     let n = set.len();
     let running = set
         .iter()
@@ -107,7 +107,7 @@ fn set_row(base: &str, set: &[&JobStatus]) -> [String; 9] {
 }
 
 /// Whether the instances of a set all say the same, so that one line tells them.
-fn alike(set: &[&JobStatus]) -> bool {
+fn alike(set: &[&JobRow]) -> bool {
     set.windows(2).all(|w| {
         w[0].goal == w[1].goal
             && w[0].state == w[1].state
@@ -118,13 +118,13 @@ fn alike(set: &[&JobStatus]) -> bool {
 
 /// The summary's rows: a job a row; with `group`, the instances of a job file as one
 /// row of their own (followed by a row per instance, indented, when they differ).
-fn rows_of(jobs: &[JobStatus], group: bool) -> Vec<[String; 9]> {
-    let mut order: Vec<&JobStatus> = jobs.iter().collect();
+fn rows_of(jobs: &[JobRow], group: bool) -> Vec<[String; 9]> {
+    let mut order: Vec<&JobRow> = jobs.iter().collect();
     // `web@2` before `web@10`.
-    order.sort_by(|a, b| {
-        let key = |j: &JobStatus| (j.base.clone().unwrap_or_else(|| j.name.clone()), j.instance);
-        key(a).cmp(&key(b))
-    });
+    fn key(j: &JobRow) -> (&str, Option<u32>) {
+        (j.base.as_deref().unwrap_or(&j.name), j.instance)
+    }
+    order.sort_by(|a, b| key(a).cmp(&key(b)));
     let mut rows = Vec::new();
     let mut i = 0;
     while i < order.len() {
@@ -151,7 +151,7 @@ fn rows_of(jobs: &[JobStatus], group: bool) -> Vec<[String; 9]> {
 /// The summary table. With `group`, the instances of a job file make one row.
 pub fn summary(
     out: &mut impl Write,
-    jobs: &[JobStatus],
+    jobs: &[JobRow],
     host: &[CheckReport],
     group: bool,
 ) -> io::Result<()> {

@@ -160,8 +160,8 @@ impl Client {
             after: timeout,
             hint: hint.clone(),
         };
-        let body = serde_json::to_vec(request)?;
-        let sent = frame::write_sync(&mut io, &body);
+        let request = frame::encode(request, 256).map_err(FrameError::Io)?;
+        let sent = io.write_all(&request);
         // A daemon that refused the connection (busy, not allowed) may have answered
         // and closed before the request was written: its answer is still to be read.
         if let Err(e) = &sent {
@@ -190,21 +190,36 @@ impl Client {
 }
 
 /// The daemon's answer. serde reads an internally tagged enum by first copying the whole
-/// answer into a tree of its own; a list of jobs (2,000 of them for `summary` on a large
-/// host) is read straight into its structs instead. The daemon writes the tag first.
+/// answer into a tree of its own; a list of jobs or of summary rows (2,000 of them on a
+/// large host) is read straight into its structs instead. The daemon writes the tag
+/// first.
 fn decode(answer: &[u8]) -> serde_json::Result<Response> {
+    use crate::control::protocol::{CheckReport, JobRow, JobStatus};
     #[derive(serde::Deserialize)]
     struct Jobs {
         #[allow(dead_code)]
         response: serde::de::IgnoredAny,
-        jobs: Vec<crate::control::protocol::JobStatus>,
+        jobs: Vec<JobStatus>,
         #[serde(default)]
-        host: Vec<crate::control::protocol::CheckReport>,
+        host: Vec<CheckReport>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Summary {
+        #[allow(dead_code)]
+        response: serde::de::IgnoredAny,
+        rows: Vec<JobRow>,
+        #[serde(default)]
+        host: Vec<CheckReport>,
     }
     if answer.starts_with(br#"{"response":"jobs","#)
         && let Ok(Jobs { jobs, host, .. }) = serde_json::from_slice(answer)
     {
         return Ok(Response::Jobs { jobs, host });
+    }
+    if answer.starts_with(br#"{"response":"summary","#)
+        && let Ok(Summary { rows, host, .. }) = serde_json::from_slice(answer)
+    {
+        return Ok(Response::Summary { rows, host });
     }
     serde_json::from_slice(answer)
 }
@@ -213,6 +228,7 @@ fn decode(answer: &[u8]) -> serde_json::Result<Response> {
 fn describe(request: &Request) -> String {
     let object = match request {
         Request::Status { group: Some(g), .. }
+        | Request::Summary { group: Some(g) }
         | Request::Start { group: Some(g), .. }
         | Request::Stop { group: Some(g), .. }
         | Request::Restart { group: Some(g), .. }
@@ -392,5 +408,36 @@ mod tests {
         let bytes = serde_json::to_vec(&done).unwrap_or_default();
         assert_eq!(decode(&bytes).ok(), Some(done));
         assert!(decode(br#"{"response":"jobs","jobs":7}"#).is_err());
+    }
+
+    #[test]
+    fn summary_rows_decode_as_the_enum_does() {
+        let summary = Response::Summary {
+            rows: vec![crate::control::protocol::JobRow {
+                name: "web@1".into(),
+                goal: Goal::Start,
+                state: JobState::Running,
+                health: "unknown".into(),
+                pid: Some(7),
+                uptime_secs: Some(3.25),
+                cpu_secs: Some(0.0),
+                rss_bytes: Some(1 << 20),
+                monitored: false,
+                instance: Some(1),
+                base: Some("web".into()),
+            }],
+            host: Vec::new(),
+        };
+        let bytes = serde_json::to_vec(&summary).unwrap_or_default();
+        assert!(bytes.starts_with(br#"{"response":"summary","#));
+        assert_eq!(decode(&bytes).ok(), Some(summary));
+        let empty = br#"{"response":"summary","rows":[]}"#;
+        assert_eq!(
+            decode(empty).ok(),
+            Some(Response::Summary {
+                rows: Vec::new(),
+                host: Vec::new()
+            })
+        );
     }
 }

@@ -69,13 +69,25 @@ pub async fn read_async<R: AsyncReadExt + Unpin>(r: &mut R) -> Result<Vec<u8>, F
     Ok(body)
 }
 
-pub async fn write_async<W: AsyncWriteExt + Unpin>(w: &mut W, body: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(body.len())
+/// `value` as one frame: the 4-byte length and the JSON, in one buffer. The JSON is
+/// written after room for the length, which goes in once the JSON's size is known, so
+/// nothing is copied to frame it. `capacity` is a guess at the frame's size.
+pub fn encode<T: serde::Serialize + ?Sized>(value: &T, capacity: usize) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(capacity.max(4));
+    buf.extend_from_slice(&[0u8; 4]);
+    serde_json::to_writer(&mut buf, value).map_err(io::Error::other)?;
+    let len = buf.len().saturating_sub(4);
+    let len = u32::try_from(len)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-    let mut buf = Vec::with_capacity(body.len() + 4);
-    buf.extend_from_slice(&len.to_be_bytes());
-    buf.extend_from_slice(body);
-    w.write_all(&buf).await?;
+    if let Some(header) = buf.first_chunk_mut::<4>() {
+        *header = len.to_be_bytes();
+    }
+    Ok(buf)
+}
+
+/// Writes a frame made by [`encode`], as it is.
+pub async fn send_async<W: AsyncWriteExt + Unpin>(w: &mut W, frame: &[u8]) -> io::Result<()> {
+    w.write_all(frame).await?;
     w.flush().await
 }
 
@@ -111,5 +123,18 @@ mod tests {
         assert!(matches!(decode(&bytes), Ok(Some((b"{}", 6)))));
         let huge = u32::MAX.to_be_bytes();
         assert!(matches!(decode(&huge), Err(FrameError::TooLarge(_))));
+    }
+
+    #[test]
+    fn an_encoded_frame_is_the_written_one() {
+        let value = serde_json::json!({"response": "done", "message": "ok"});
+        let body = serde_json::to_vec(&value).unwrap_or_default();
+        let mut written = Vec::new();
+        write_sync(&mut written, &body).unwrap_or_default();
+        for capacity in [0, 4, 1000] {
+            let frame = encode(&value, capacity).unwrap_or_default();
+            assert_eq!(frame, written);
+            assert!(matches!(decode(&frame), Ok(Some((b, n))) if b == body && n == frame.len()));
+        }
     }
 }

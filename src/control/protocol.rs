@@ -21,6 +21,13 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         group: Option<String>,
     },
+    /// What `summary` shows of every job, or of a group's jobs: a [`JobRow`] each, and
+    /// the host checks with every job's. Daemons before it answer it as unknown (see
+    /// [`unknown_request`]); the client then asks for `Status`.
+    Summary {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+    },
     Start {
         #[serde(default)]
         target: String,
@@ -159,6 +166,38 @@ pub enum Response {
     Daemon {
         info: DaemonInfo,
     },
+    /// The answer to `Summary`.
+    Summary {
+        rows: Vec<JobRow>,
+        /// The host checks, with every job's summary only.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        host: Vec<CheckReport>,
+    },
+    /// An answer the daemon's loop has already encoded as its frame (the rows of
+    /// `summary`, written straight from the jobs): sent as it is. Never on the wire as
+    /// itself, so neither written nor read by serde.
+    #[serde(skip)]
+    Encoded(Encoded),
+}
+
+/// A whole frame, length and JSON, made by [`super::frame::encode`].
+#[derive(Clone, PartialEq)]
+pub struct Encoded(pub Vec<u8>);
+
+impl std::fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Encoded({} bytes)", self.0.len())
+    }
+}
+
+/// Whether `message`, the error a daemon answered a request with, says that it does not
+/// know the request `verb` (a daemon older than the request): a client may then ask
+/// in the older way. The daemon closes the connection after such an answer.
+pub fn unknown_request(message: &str, verb: &str) -> bool {
+    message
+        .strip_prefix("malformed request: unknown variant `")
+        .and_then(|rest| rest.strip_prefix(verb))
+        .is_some_and(|rest| rest.starts_with('`'))
 }
 
 /// The start of the error a daemon gives, while it re-executes, to a request it has not
@@ -307,6 +346,62 @@ pub struct JobStatus {
     /// ... and the job file's name (`web`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
+}
+
+/// One job as `summary` shows it: a line of its table, no more. The names are those of
+/// [`JobStatus`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobRow {
+    pub name: String,
+    pub goal: Goal,
+    pub state: JobState,
+    pub health: String,
+    pub pid: Option<u32>,
+    pub uptime_secs: Option<f64>,
+    pub cpu_secs: Option<f64>,
+    pub rss_bytes: Option<u64>,
+    pub monitored: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+}
+
+/// A [`JobRow`] over the daemon's own data, to be written without a copy: the same
+/// JSON, field for field.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct JobRowRef<'a> {
+    pub name: &'a str,
+    pub goal: Goal,
+    pub state: JobState,
+    pub health: &'a str,
+    pub pid: Option<u32>,
+    pub uptime_secs: Option<f64>,
+    pub cpu_secs: Option<f64>,
+    pub rss_bytes: Option<u64>,
+    pub monitored: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<&'a str>,
+}
+
+impl From<&JobStatus> for JobRow {
+    fn from(j: &JobStatus) -> JobRow {
+        JobRow {
+            name: j.name.clone(),
+            goal: j.goal,
+            state: j.state,
+            health: j.health.clone(),
+            pid: j.pid,
+            uptime_secs: j.uptime_secs,
+            cpu_secs: j.cpu_secs,
+            rss_bytes: j.rss_bytes,
+            monitored: j.monitored,
+            instance: j.instance,
+            base: j.base.clone(),
+        }
+    }
 }
 
 /// One process of a job, as `status JOB` lists it.
@@ -474,6 +569,7 @@ impl Request {
                 job: None,
                 group: None,
             }
+            | Request::Summary { group: None }
             | Request::ReloadConfig
             | Request::ReloadAllJobs
             | Request::Alerts
@@ -487,7 +583,8 @@ impl Request {
             Request::Status {
                 job: None,
                 group: Some(group),
-            } => check_name("group", group),
+            }
+            | Request::Summary { group: Some(group) } => check_name("group", group),
             Request::Status {
                 job: Some(job),
                 group: None,
@@ -539,6 +636,7 @@ impl Request {
             self,
             Request::Hello { .. }
                 | Request::Status { .. }
+                | Request::Summary { .. }
                 | Request::Logs { .. }
                 | Request::Env { .. }
                 | Request::Alerts
@@ -552,6 +650,7 @@ impl Request {
         match self {
             Request::Hello { .. } => "hello",
             Request::Status { .. } => "status",
+            Request::Summary { .. } => "summary",
             Request::Start { .. } => "start",
             Request::Stop { .. } => "stop",
             Request::Restart { .. } => "restart",
@@ -647,6 +746,88 @@ mod tests {
         assert!(decode_request(br#"{"request":"stop","target":"web","wait":true}"#).is_ok());
         let long = format!(r#"{{"request":"monitor","group":"{}"}}"#, "g".repeat(300));
         assert!(refused(long.as_bytes()).contains("group"));
+    }
+
+    #[test]
+    fn a_borrowed_row_is_written_as_a_row() {
+        let rows = [
+            JobRowRef {
+                name: "web@2",
+                goal: Goal::Start,
+                state: JobState::Running,
+                health: "healthy",
+                pid: Some(42),
+                uptime_secs: Some(1.5),
+                cpu_secs: Some(0.25),
+                rss_bytes: Some(4096),
+                monitored: true,
+                instance: Some(2),
+                base: Some("web"),
+            },
+            JobRowRef {
+                name: "cron",
+                goal: Goal::Stop,
+                state: JobState::Waiting,
+                health: HEALTH_DONE,
+                pid: None,
+                uptime_secs: None,
+                cpu_secs: None,
+                rss_bytes: None,
+                monitored: false,
+                instance: None,
+                base: None,
+            },
+        ];
+        for r in rows {
+            let json = serde_json::to_string(&r).unwrap_or_default();
+            let back: Option<JobRow> = serde_json::from_str(&json).ok();
+            let owned = JobRow {
+                name: r.name.into(),
+                goal: r.goal,
+                state: r.state,
+                health: r.health.into(),
+                pid: r.pid,
+                uptime_secs: r.uptime_secs,
+                cpu_secs: r.cpu_secs,
+                rss_bytes: r.rss_bytes,
+                monitored: r.monitored,
+                instance: r.instance,
+                base: r.base.map(String::from),
+            };
+            assert_eq!(back.as_ref(), Some(&owned), "{json}");
+            assert_eq!(serde_json::to_string(&owned).unwrap_or_default(), json);
+        }
+    }
+
+    #[test]
+    fn an_older_daemon_says_it_does_not_know_summary() {
+        // What a daemon without `Summary` answers to it, word for word.
+        let older = r#"malformed request: unknown variant `summary`, expected one of `hello`, `status`, `start` at line 1 column 20"#;
+        assert!(unknown_request(older, "summary"));
+        assert!(!unknown_request(older, "sum"));
+        assert!(!unknown_request("no group named `x`", "summary"));
+        // This daemon knows it.
+        let here = refused(br#"{"request":"summarise"}"#);
+        assert!(unknown_request(&here, "summarise"), "{here}");
+        let summary = Request::Summary { group: None };
+        let bytes = serde_json::to_vec(&summary).unwrap_or_default();
+        assert_eq!(bytes, br#"{"request":"summary"}"#);
+        assert!(summary.is_read_only());
+        assert_eq!(decode_request(&bytes).ok(), Some(summary));
+        let of_group = Request::Summary {
+            group: Some("web".into()),
+        };
+        let bytes = serde_json::to_vec(&of_group).unwrap_or_default();
+        assert_eq!(decode_request(&bytes).ok(), Some(of_group));
+        let bad = br#"{"request":"summary","group":"a\nb"}"#;
+        assert!(refused(bad).contains("control characters"));
+    }
+
+    #[test]
+    fn an_encoded_answer_is_never_written_by_serde() {
+        let e = Response::Encoded(Encoded(vec![0, 0, 0, 2, b'{', b'}']));
+        assert!(serde_json::to_vec(&e).is_err());
+        assert_eq!(format!("{e:?}"), "Encoded(Encoded(6 bytes))");
     }
 
     #[test]

@@ -405,10 +405,7 @@ fn busy(stream: &UnixStream) {
             "guardian is busy: all {MAX_CONNECTIONS} connections are waiting for commands to finish; try again shortly"
         ),
     };
-    let mut bytes = Vec::new();
-    if let Ok(body) = serde_json::to_vec(&answer)
-        && frame::write_sync(&mut bytes, &body).is_ok()
-    {
+    if let Ok(bytes) = frame::encode(&answer, 256) {
         let _ = stream.try_write(&bytes);
     }
     tracing::warn!("control socket: {MAX_CONNECTIONS} connections all busy; a client was told");
@@ -511,8 +508,15 @@ async fn read_frame(stream: &mut UnixStream, wait: Duration) -> Result<Vec<u8>, 
 }
 
 async fn reply(stream: &mut UnixStream, response: &Response) -> io::Result<()> {
-    let body = serde_json::to_vec(response).map_err(io::Error::other)?;
-    match tokio::time::timeout(WRITE_TIMEOUT, frame::write_async(stream, &body)).await {
+    let encoded;
+    let frame = match response {
+        Response::Encoded(e) => &e.0,
+        other => {
+            encoded = frame::encode(other, 256)?;
+            &encoded
+        }
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, frame::send_async(stream, frame)).await {
         Ok(r) => r,
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,

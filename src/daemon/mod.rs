@@ -685,6 +685,7 @@ impl Daemon {
             .filter(|j| j.m.may_autostart(j.start_on.is_none(), AutoStart::Daemon))
             .map(|j| j.spec.name.clone())
             .collect();
+        self.make_cgroups_ahead(&names);
         for name in names {
             self.work.push_back(Work::Feed(name, Input::Start));
         }

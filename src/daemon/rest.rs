@@ -91,6 +91,19 @@ impl Daemon {
         }
     }
 
+    /// The cgroups of `names`, the jobs about to start in that order, made on a thread
+    /// ahead of their spawns (those a daemon before left are there already).
+    pub(super) fn make_cgroups_ahead(&self, names: &[String]) {
+        let Some(cg) = &self.rest.cgroups else { return };
+        cg.make_ahead(
+            names
+                .iter()
+                .filter(|n| !self.rest.made.contains(*n))
+                .cloned()
+                .collect(),
+        );
+    }
+
     /// The cgroup directory the next process of `name` is born in, made if need be;
     /// None without cgroups, or (said in the log) when it cannot be made.
     pub(super) fn cgroup_to_join(&mut self, name: &str) -> Option<OwnedFd> {

@@ -1,6 +1,6 @@
 //! What `summary` and `status` report of a job.
 
-use crate::control::protocol::{self, CheckReport, FailureReport, JobState, JobStatus};
+use crate::control::protocol::{self, CheckReport, FailureReport, JobRowRef, JobState, JobStatus};
 use crate::job::{Goal, Reached, State, Until};
 use crate::process::cgroup::Cgroups;
 use crate::process::stat;
@@ -49,10 +49,7 @@ pub fn of(job: &Job, cgroups: Option<&Cgroups>) -> JobStatus {
         name: job.spec.name.clone(),
         description: job.spec.description.clone(),
         groups: job.spec.groups.to_vec(),
-        goal: match m.goal() {
-            Goal::Start => protocol::Goal::Start,
-            Goal::Stop => protocol::Goal::Stop,
-        },
+        goal: goal(m.goal()),
         state: state(m.state()),
         pid: m.main_pid(),
         monitored: m.monitored(),
@@ -80,6 +77,72 @@ pub fn of(job: &Job, cgroups: Option<&Cgroups>) -> JobStatus {
         processes: None,
         instance: job.spec.instance.as_ref().map(|i| i.number),
         base: job.spec.instance.as_ref().map(|i| i.base.clone()),
+    }
+}
+
+/// What `summary` shows of `job`: what [`of`] says of it without cgroups (the CPU time
+/// and memory of its main process, one read of /proc), borrowed from the job.
+pub fn row(job: &Job) -> JobRowRef<'_> {
+    let m = &job.m;
+    let main = m.main_pid().and_then(stat::usage);
+    JobRowRef {
+        name: &job.spec.name,
+        goal: goal(m.goal()),
+        state: state(m.state()),
+        health: health(job),
+        pid: m.main_pid(),
+        uptime_secs: m.running_since().map(|t| to_ms(t.elapsed().as_secs_f64())),
+        cpu_secs: main.as_ref().map(|u| to_ms(u.cpu_secs)),
+        rss_bytes: main.map(|u| u.rss_bytes),
+        monitored: m.monitored(),
+        instance: job.spec.instance.as_ref().map(|i| i.number),
+        base: job.spec.instance.as_ref().map(|i| i.base.as_str()),
+    }
+}
+
+/// The rows of `jobs`, written one by one as the serializer asks: no list of them is
+/// made first.
+pub struct Rows<I>(pub I);
+
+impl<'a, I> serde::Serialize for Rows<I>
+where
+    I: Iterator<Item = &'a Job> + Clone,
+{
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.clone().map(row))
+    }
+}
+
+/// The answer to `summary`, as `Response::Summary` is written: its tag, the rows, and
+/// the host checks when there are some.
+pub struct SummaryReply<I> {
+    pub rows: Rows<I>,
+    pub host: Vec<CheckReport>,
+}
+
+impl<'a, I> serde::Serialize for SummaryReply<I>
+where
+    I: Iterator<Item = &'a Job> + Clone,
+{
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let fields = if self.host.is_empty() { 2 } else { 3 };
+        let mut st = s.serialize_struct("Summary", fields)?;
+        st.serialize_field("response", "summary")?;
+        st.serialize_field("rows", &self.rows)?;
+        if self.host.is_empty() {
+            st.skip_field("host")?;
+        } else {
+            st.serialize_field("host", &self.host)?;
+        }
+        st.end()
+    }
+}
+
+fn goal(g: Goal) -> protocol::Goal {
+    match g {
+        Goal::Start => protocol::Goal::Start,
+        Goal::Stop => protocol::Goal::Stop,
     }
 }
 

@@ -11,6 +11,7 @@ mod reload;
 mod run;
 mod start_stop;
 mod status;
+mod summary;
 
 use tokio::sync::oneshot;
 
@@ -53,6 +54,7 @@ impl Daemon {
                 message: "already said hello".into(),
             },
             Request::Status { job, group } => self.status(job.as_deref(), group.as_deref()),
+            Request::Summary { group } => self.summary(group.as_deref()),
             Request::Start {
                 target,
                 group,
