@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use guardian::config::{JobSpec, read_job_text, render};
 
+use crate::util::{Conf, text};
+
 /// Nearly every key, every probe type, and values that need escaping.
 const EVERYTHING: &str = r#"
 description = "Every key, \"quoted\"\tand tabbed"
@@ -310,4 +312,62 @@ fn config_of_a_job_reads_back_as_the_same_job() {
     let json = render::json(&first, every, true);
     assert_eq!(json["env"]["SECRET_TOKEN"], "(hidden)");
     assert_eq!(json["check"][2]["headers"]["Authorization"], "(hidden)");
+}
+
+#[test]
+fn config_without_a_daemon_renders_the_files_and_says_so() {
+    let conf = Conf::new();
+    conf.job(
+        "web",
+        "exec = \"/bin/sleep 3600\"\nmanual = true\nenv = { TOKEN = \"abc\" }\n",
+    );
+    let out = conf.cli(&["config", "web"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("exec = \"/bin/sleep 3600\""), "{stdout}");
+    assert!(stdout.contains("TOKEN = \"abc\""), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the daemon is not running"),
+        "{}",
+        text(&out)
+    );
+    let out = conf.cli(&["config", "web", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["config"]["exec"], "/bin/sleep 3600");
+    assert!(
+        v["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("manual = true"))
+    );
+    let out = conf.cli(&["config", "nope"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("no job named `nope`"), "{}", text(&out));
+}
+
+#[test]
+fn config_from_a_daemon_is_the_spec_it_runs() {
+    let conf = Conf::new();
+    conf.job(
+        "web",
+        "exec = \"/bin/sleep 3600\"\nenv = { TOKEN = \"abc\" }\n",
+    );
+    let daemon = conf.start();
+    daemon.wait_state("web", "running");
+    // The file changes; the daemon runs what it read until it is told to reload.
+    conf.job("web", "exec = \"/bin/sleep 1800\"\n");
+    let out = daemon.ok(&["config", "web"], 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("exec = \"/bin/sleep 3600\""), "{stdout}");
+    assert!(stdout.contains("TOKEN = \"abc\""), "{stdout}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("not running"),
+        "{}",
+        text(&out)
+    );
+    let out = daemon.ok(&["config", "web", "--json"], 0);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["config"]["exec"], "/bin/sleep 3600");
+    let out = daemon.ok(&["config", "nope"], 2);
+    assert!(text(&out).contains("no job named `nope`"), "{}", text(&out));
 }
