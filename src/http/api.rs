@@ -502,6 +502,21 @@ async fn route(
             };
             logs(shared, job, path, lines, follow).await
         }
+        ["jobs", name, "config"] => {
+            want(method, &Method::GET, "GET")?;
+            let job = decoded(name)?;
+            let request = Request::Config {
+                job,
+                hide_secrets: role != Role::Admin,
+            };
+            match call(shared, request).await? {
+                Response::Config { job, text, config } => Ok(json_reply(
+                    StatusCode::OK,
+                    &json!({"job": job, "text": text, "config": config}),
+                )),
+                other => Ok(outcome(other)),
+            }
+        }
         ["jobs", name, action] => {
             want(method, &Method::POST, "POST")?;
             let target = decoded(name)?;

@@ -1,5 +1,6 @@
 //! The status page: `/` (every job, like `guardian summary`), `/jobs/NAME` (one job,
-//! its checks and its log following live), a login form and sessions for browsers.
+//! its checks, its configuration and its log following live), a login form and
+//! sessions for browsers.
 //!
 //! Everything it sends is in the binary: the HTML is made here, the one style sheet and
 //! the one script are embedded, and nothing comes from another site. The pages are made
@@ -552,9 +553,19 @@ async fn job_page(shared: &Shared, who: &Who, name: &str, live: bool) -> Answer 
     }
     job_live(&mut out, &job, who);
     if !live {
+        out.push_str("</div>");
+        let request = Request::Config {
+            job: job.name.clone(),
+            hide_secrets: who.role != Role::Admin,
+        };
+        if let Response::Config { text, .. } = api::call(shared, request).await? {
+            out.push_str("<section class=card><h2>Configuration</h2><pre class=config>");
+            esc(&mut out, &text);
+            out.push_str("</pre></section>");
+        }
         let _ = write!(
             out,
-            "</div><section class=card><h2>Log <span class=muted id=logstate>following</span></h2><pre id=log data-src=\"/jobs/{}/logs?lines=200\"></pre></section>",
+            "<section class=card><h2>Log <span class=muted id=logstate>following</span></h2><pre id=log data-src=\"/jobs/{}/logs?lines=200\"></pre></section>",
             enc(name)
         );
         out.push_str("</main></body></html>\n");
