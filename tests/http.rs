@@ -563,7 +563,7 @@ fn http_api_round_trip_matches_its_openapi_document() {
 }
 
 #[test]
-fn http_job_config_hides_secrets_from_read_only() {
+fn http_job_config_hides_secrets_from_read_only_and_groups_act_in_order() {
     let (conf, port) = conf_with_http("");
     let out = conf.file("order.txt");
     conf.job(
@@ -615,7 +615,7 @@ fn http_job_config_hides_secrets_from_read_only() {
     );
     assert_eq!(missing.status, 404, "{}", missing.text());
     // The job page shows it, escaped, hidden from the read-only user as well.
-    let (ann, _) = login(port, "ann", "ann-pw");
+    let (ann, ann_csrf) = login(port, "ann", "ann-pw");
     let (bob, _) = login(port, "bob", "bob-pw");
     let ann_page = page(port, "GET", "/jobs/db", &format!("cookie: {ann}\r\n"), "").text();
     assert!(ann_page.contains("<h2>Configuration</h2>"), "{ann_page}");
@@ -631,10 +631,78 @@ fn http_job_config_hides_secrets_from_read_only() {
         "{bob_page}"
     );
 
+    // A group's actions: the read-only role may not, a name no group has is 404.
+    let stop = "/api/v1/groups/backend/stop";
+    let refused = request(port, "POST", stop, &Cred::Bearer(READ_TOKEN), "");
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let refused_basic = request(port, "POST", stop, &Cred::Basic("bob", "bob-pw"), "");
+    assert_eq!(refused_basic.status, 403, "{}", refused_basic.text());
+    assert_eq!(d.state("db"), "running");
+    assert_eq!(d.state("app"), "running");
+    let no_group = request(
+        port,
+        "POST",
+        "/api/v1/groups/frontend/stop",
+        &Cred::Bearer(ADMIN_TOKEN),
+        "",
+    );
+    assert_eq!(no_group.status, 404, "{}", no_group.text());
+    // An admin stops both, dependents first, and is answered once they are down.
+    std::fs::write(&out, "").expect("clear the record");
+    let stopped = request(port, "POST", stop, &Cred::Bearer(ADMIN_TOKEN), "");
+    assert_eq!(stopped.status, 200, "{}", stopped.text());
+    assert_eq!(stopped.json()["outcome"], "done");
+    assert_eq!(d.state("db"), "waiting");
+    assert_eq!(d.state("app"), "waiting");
+    assert_eq!(d.state("other"), "running", "not in the group");
+    let order = crate::util::lines(&out);
+    assert!(
+        crate::util::position(&order, "stop app") < crate::util::position(&order, "stop db"),
+        "{order:?}"
+    );
+
+    // The overview: a row of buttons per group for an admin, none for the read-only user.
+    let with_ann = format!("cookie: {ann}\r\n");
+    let overview = page(port, "GET", "/", &with_ann, "").text();
+    assert!(
+        overview.contains("action=\"/groups/backend/action\""),
+        "{overview}"
+    );
+    let overview = page(port, "GET", "/", &format!("cookie: {bob}\r\n"), "").text();
+    assert!(!overview.contains("/groups/"), "{overview}");
+    // Its start, as the page's script sends it: in dependency order.
+    std::fs::write(&out, "").expect("clear the record");
+    let started = page(
+        port,
+        "POST",
+        "/groups/backend/action",
+        &format!("{with_ann}accept: application/json\r\n"),
+        &format!("verb=start&csrf={ann_csrf}"),
+    );
+    assert_eq!(started.status, 200, "{}", started.text());
+    assert_eq!(d.state("db"), "running");
+    assert_eq!(d.state("app"), "running");
+    let order = crate::util::lines(&out);
+    assert!(
+        crate::util::position(&order, "start db") < crate::util::position(&order, "start app"),
+        "{order:?}"
+    );
+    let forged = page(
+        port,
+        "POST",
+        "/groups/backend/action",
+        &with_ann,
+        "verb=stop",
+    );
+    assert_eq!(forged.status, 403, "no CSRF token: {}", forged.text());
+    assert_eq!(d.state("db"), "running");
+
     validate(&[
         (&schema("/api/v1/jobs/{name}/config", 200), seen),
         (&schema("/api/v1/jobs/{name}/config", 200), hidden),
         (&schema("/api/v1/jobs/{name}/config", 404), missing.json()),
+        (&schema("/api/v1/groups/{group}/stop", 200), stopped.json()),
+        (&schema("/api/v1/groups/{group}/stop", 404), no_group.json()),
     ]);
 }
 
