@@ -531,7 +531,12 @@ fn int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// A duration as the documentation writes it: `"5s"`, `"1m 30s"`, and `"1500ms"`
+/// rather than `"1s 500ms"` under a minute.
 fn duration(d: Duration) -> Val {
+    if d.subsec_nanos() != 0 && d.subsec_nanos().is_multiple_of(1_000_000) && d.as_secs() < 60 {
+        return Val::Str(format!("{}ms", d.as_millis()));
+    }
     Val::Str(humantime::format_duration(d).to_string())
 }
 
@@ -689,6 +694,23 @@ mod tests {
             .collect();
         let line = command_line(&argv);
         assert_eq!(super::super::words::split(&line), Ok(argv));
+    }
+
+    #[test]
+    fn durations_read_as_the_documentation_writes_them() {
+        let text = |d| match duration(d) {
+            Val::Str(s) => s,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(text(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(text(Duration::from_millis(100)), "100ms");
+        assert_eq!(text(Duration::from_secs(90)), "1m 30s");
+        assert_eq!(text(Duration::from_secs(0)), "0s");
+        assert_eq!(text(Duration::from_micros(1500)), "1ms 500us");
+        for d in [1500, 100, 90_000, 0, 61_500] {
+            let d = Duration::from_millis(d);
+            assert_eq!(humantime::parse_duration(&text(d)).ok(), Some(d));
+        }
     }
 
     #[test]
