@@ -371,3 +371,30 @@ fn config_from_a_daemon_is_the_spec_it_runs() {
     let out = daemon.ok(&["config", "nope"], 2);
     assert!(text(&out).contains("no job named `nope`"), "{}", text(&out));
 }
+
+#[test]
+fn config_of_a_file_with_instances_is_each_instances_own() {
+    let conf = Conf::new();
+    conf.job(
+        "web",
+        "instances = 2\nmanual = true\nexec = \"/bin/sleep 3600\"\nenv = { PORT = \"$((8000 + INSTANCE))\" }\n",
+    );
+    let out = conf.cli(&["config", "web"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("name one, `web@0` to `web@1`"),
+        "{}",
+        text(&out)
+    );
+    let daemon = conf.start();
+    let out = daemon.ok(&["config", "web@1"], 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("PORT = \"8001\""), "{stdout}");
+    assert!(stdout.contains("# Instance 1 of `web`"), "{stdout}");
+    let out = daemon.ok(&["config", "web"], 2);
+    assert!(
+        text(&out).contains("name one, `web@0` to `web@1`"),
+        "{}",
+        text(&out)
+    );
+}

@@ -649,11 +649,15 @@ fn job_config(
         Err(e) if e.no_daemon() => {
             let config = config::load(dir).map_err(|d| anyhow::anyhow!("{d}"))?;
             let Some(spec) = config.jobs.get(job) else {
-                eprintln!(
-                    "guardian: no job named `{}` in {}",
-                    crate::logtext::escape(job),
-                    config.dir.display()
-                );
+                let names = crate::config::instances::members(job, config.jobs.iter());
+                match crate::config::instances::hint(&crate::logtext::escape(job), &names) {
+                    Some(hint) => eprintln!("guardian: {hint}"),
+                    None => eprintln!(
+                        "guardian: no job named `{}` in {}",
+                        crate::logtext::escape(job),
+                        config.dir.display()
+                    ),
+                }
                 return Ok(Exit::Error);
             };
             eprintln!("(the daemon is not running: this is what the configuration says)");

@@ -1,7 +1,7 @@
 //! `config`: a job's configuration as the daemon runs it, which is not always what its
 //! file says now (the file may have changed since the last reload).
 
-use crate::config::render;
+use crate::config::{instances, render};
 use crate::control::protocol::Response;
 use crate::daemon::Daemon;
 
@@ -16,7 +16,13 @@ impl Daemon {
                     config: render::json(&j.spec, every, hide_secrets),
                 }
             }
-            Err(e) => e,
+            Err(e) => {
+                let names = instances::members(job, self.jobs.iter().map(|(n, j)| (n, &j.spec)));
+                match instances::hint(job, &names) {
+                    Some(message) => Response::Error { message },
+                    None => e,
+                }
+            }
         }
     }
 }
