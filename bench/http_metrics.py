@@ -9,9 +9,11 @@ times are those of the daemon's answer: one request through its loop, the text m
 written; and the daemon's CPU time a request (from /proc/PID/stat, 10 ms ticks
 over all the rounds), which the load of a shared machine disturbs less. The status page (`/`, and `/?part=live`, what its script asks for every two
 seconds) is asked for by an admin logged in through the form: the heaviest page, with
-every row's buttons. Also prints the daemon's PSS (from /proc/PID/smaps_rollup).
+every row's buttons. Then one job's configuration (`/api/v1/jobs/j0000/config`, a
+read-only token) and its page (`/jobs/j0000`, which shows the configuration). Also
+prints the daemon's PSS (from /proc/PID/smaps_rollup).
 
-    python3 bench/http_metrics.py target/release/guardian [--jobs 500] [--rounds 200]
+    python3 bench/http_metrics.py target/release/guardian [--jobs 500] [--rounds 200] [--groups 0]
 
 With --callgrind the daemon runs under valgrind's callgrind instead, and what is
 printed is the instructions the daemon executed per request (its counters zeroed once
@@ -98,6 +100,8 @@ def main():
     ap.add_argument("binary")
     ap.add_argument("--jobs", type=int, default=500)
     ap.add_argument("--rounds", type=int, default=200)
+    ap.add_argument("--groups", type=int, default=0,
+                    help="put the jobs in this many groups (the overview gets a row of buttons each)")
     ap.add_argument("--callgrind", action="store_true",
                     help="instructions per request under callgrind, not times")
     a = ap.parse_args()
@@ -113,7 +117,8 @@ def main():
                        input=b"bench-pw\n", check=True, capture_output=True)
         for i in range(a.jobs):
             with open(f"{d}/jobs/j{i:04}.toml", "w") as f:
-                f.write('exec = "sleep 100000"\n')
+                groups = f'groups = ["g{i % a.groups}"]\n' if a.groups else ""
+                f.write(f'{groups}exec = "sleep 100000"\n')
         log = open(f"{d}/daemon.log", "w")
         cmd = [a.binary, "-c", d]
         if a.callgrind:
@@ -150,7 +155,9 @@ def main():
             token = {"authorization": f"Bearer {TOKEN}"}
             session = {"cookie": cookie}
             for path, headers in [("/metrics", token), ("/api/v1/jobs", token),
-                                  ("/", session), ("/?part=live", session)]:
+                                  ("/", session), ("/?part=live", session),
+                                  ("/api/v1/jobs/j0000/config", token),
+                                  ("/jobs/j0000", session)]:
                 times = []
                 size = 0
                 cpu_before = cpu_ms(daemon.pid)
@@ -164,7 +171,7 @@ def main():
                 times.sort()
                 p90 = times[int(len(times) * 0.9)]
                 cpu = (cpu_ms(daemon.pid) - cpu_before) / a.rounds
-                print(f"{path:14} median {statistics.median(times):6.2f} ms  p90 {p90:6.2f} ms  "
+                print(f"{path:26} median {statistics.median(times):6.2f} ms  p90 {p90:6.2f} ms  "
                       f"daemon CPU {cpu:5.2f} ms a request  ({size} bytes)")
             print(f"daemon PSS after the requests {pss(daemon.pid)}")
         finally:

@@ -215,11 +215,11 @@ fn browser_logs_in_restarts_a_job_and_sees_its_pid_change() {
     conf.job("api", &server(api, "JSON API for the mobile app"));
     conf.job(
         "worker",
-        "description = \"queue worker\"\nexec = \"sleep 100000\"\n",
+        "description = \"queue worker\"\ngroups = [\"background\"]\nexec = \"sleep 100000\"\nenv = { QUEUE_PASSWORD = \"hunter2\" }\n",
     );
     conf.job(
         "mailer",
-        "description = \"outgoing mail relay\"\nexec = \"sleep 100000\"\n",
+        "description = \"outgoing mail relay\"\ngroups = [\"background\"]\nexec = \"sleep 100000\"\n",
     );
     conf.job(
         "cache",
@@ -312,6 +312,27 @@ fn browser_logs_in_restarts_a_job_and_sees_its_pid_change() {
     assert_eq!(after.parse::<u64>().ok(), d.status("web")["pid"].as_u64());
     assert!(b.text("#toast").contains("web"), "the answer is shown");
 
+    // A group's restart: answered once both of its jobs run again, with new pids
+    // that the page then shows.
+    let worker_css = "tr[data-job=\"worker\"] td.pid";
+    let (worker, mailer) = (d.main_pid("worker"), d.main_pid("mailer"));
+    b.click("div.group[data-group=\"background\"] button[value=restart]");
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let toast = b.text("#toast");
+        if toast.contains("worker: running") && toast.contains("mailer: running") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the group's answer: {toast:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let now = d.main_pid("worker");
+    assert!(now.is_some() && now != worker, "{worker:?} {now:?}");
+    assert!(d.main_pid("mailer").is_some_and(|p| Some(p) != mailer));
+    d.wait_until("the page shows worker's new pid", || {
+        b.text(worker_css).parse::<u32>().ok() == now
+    });
+
     // The job's page: its checks and its log, following.
     b.go(&format!("{url}/jobs/web"));
     b.wait_find("table.checks");
@@ -338,14 +359,29 @@ fn browser_logs_in_restarts_a_job_and_sees_its_pid_change() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    // A read-only user: the same jobs, no buttons.
+    // Its configuration, as the daemon runs it.
+    assert!(
+        b.text("pre.config").contains("kill-timeout = \"5s\""),
+        "{}",
+        b.text("pre.config")
+    );
+
+    // A read-only user: the same jobs, no buttons, and no secrets in a configuration.
     b.log_in(&format!("{url}/"), "bob", "bob-pw");
     assert!(b.find("tr[data-job=\"web\"]").is_some());
     assert_eq!(
         b.script("return document.querySelectorAll('button[name=verb]').length;"),
         0
     );
+    assert!(b.find("div.group").is_none(), "no group buttons for bob");
     assert!(b.text("header").contains("read-only"));
+    b.go(&format!("{url}/jobs/worker"));
+    b.wait_find("pre.config");
+    let config = b.text("pre.config");
+    assert!(
+        config.contains("QUEUE_PASSWORD = \"(hidden)\"") && !config.contains("hunter2"),
+        "{config}"
+    );
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {

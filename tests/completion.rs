@@ -76,6 +76,10 @@ fn bash_completes_job_names_from_the_configuration_directory() {
         complete(&script, &["guardian", "--config", &dir, "logs", ""]),
         ["api", "web", "worker"]
     );
+    assert_eq!(
+        complete(&script, &["guardian", "-c", &dir, "config", "w"]),
+        ["web", "worker"]
+    );
     // `reload all` is refused, so not offered.
     assert_eq!(
         complete(&script, &["guardian", "-c", &dir, "reload", "al"]),
@@ -167,6 +171,7 @@ fn fish_completes_job_names() {
         ["web", "worker"]
     );
     assert_eq!(ask(&format!("guardian -c {dir} env we")), ["web"]);
+    assert_eq!(ask(&format!("guardian -c {dir} config we")), ["web"]);
 }
 
 #[test]

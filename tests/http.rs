@@ -424,6 +424,7 @@ fn schema(path: &str, status: u16) -> String {
             || path.ends_with("alerts")
             || path.ends_with("{name}")
             || path.ends_with("logs")
+            || path.ends_with("config")
         {
             "get"
         } else {
@@ -558,6 +559,150 @@ fn http_api_round_trip_matches_its_openapi_document() {
         (&schema("/api/v1/emit", 400), bad.json()),
         (&schema("/api/v1/jobs/{name}/monitor", 200), monitor.json()),
         (&schema("/api/v1/jobs/{name}/stop", no.status), no.json()),
+    ]);
+}
+
+#[test]
+fn http_job_config_hides_secrets_from_read_only_and_groups_act_in_order() {
+    let (conf, port) = conf_with_http("");
+    let out = conf.file("order.txt");
+    conf.job(
+        "db",
+        &format!(
+            "groups = [\"backend\"]\nexec = \"sleep 600\"\nenv = {{ SECRET = \"s3cret\", NOTE = \"<b>x</b>\" }}\npre-start = \"echo start db >> {out}\"\npost-stop = \"echo stop db >> {out}\"\n"
+        ),
+    );
+    conf.job(
+        "app",
+        &format!(
+            "groups = [\"backend\"]\nstart-on = \"started db\"\nexec = \"sleep 600\"\npre-start = \"echo start app >> {out}\"\npost-stop = \"echo stop app >> {out}\"\n"
+        ),
+    );
+    conf.job("other", "exec = \"sleep 600\"\n");
+    let d = conf.start();
+    d.wait_state("db", "running");
+    d.wait_state("app", "running");
+    d.wait_state("other", "running");
+
+    // The configuration: values for an admin, "(hidden)" for the read-only role.
+    let path = "/api/v1/jobs/db/config";
+    let admin = request(port, "GET", path, &Cred::Bearer(ADMIN_TOKEN), "");
+    assert_eq!(admin.status, 200, "{}", admin.text());
+    let seen = admin.json();
+    assert_eq!(seen["job"], "db");
+    assert_eq!(seen["config"]["env"]["SECRET"], "s3cret", "{seen}");
+    assert_eq!(
+        seen["config"]["kill-timeout"], "5s",
+        "defaults filled in: {seen}"
+    );
+    assert!(
+        seen["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("SECRET = \"s3cret\"")),
+        "{seen}"
+    );
+    let read_only = request(port, "GET", path, &Cred::Basic("bob", "bob-pw"), "");
+    assert_eq!(read_only.status, 200, "{}", read_only.text());
+    let hidden = read_only.json();
+    assert_eq!(hidden["config"]["env"]["SECRET"], "(hidden)", "{hidden}");
+    assert!(!read_only.text().contains("s3cret"), "{}", read_only.text());
+    let missing = request(
+        port,
+        "GET",
+        "/api/v1/jobs/nope/config",
+        &Cred::Bearer(READ_TOKEN),
+        "",
+    );
+    assert_eq!(missing.status, 404, "{}", missing.text());
+    // The job page shows it, escaped, hidden from the read-only user as well.
+    let (ann, ann_csrf) = login(port, "ann", "ann-pw");
+    let (bob, _) = login(port, "bob", "bob-pw");
+    let ann_page = page(port, "GET", "/jobs/db", &format!("cookie: {ann}\r\n"), "").text();
+    assert!(ann_page.contains("<h2>Configuration</h2>"), "{ann_page}");
+    assert!(
+        ann_page.contains("SECRET = &quot;s3cret&quot;"),
+        "{ann_page}"
+    );
+    assert!(ann_page.contains("&lt;b&gt;x&lt;/b&gt;") && !ann_page.contains("<b>x</b>"));
+    let bob_page = page(port, "GET", "/jobs/db", &format!("cookie: {bob}\r\n"), "").text();
+    assert!(bob_page.contains("<h2>Configuration</h2>"), "{bob_page}");
+    assert!(
+        bob_page.contains("SECRET = &quot;(hidden)&quot;") && !bob_page.contains("s3cret"),
+        "{bob_page}"
+    );
+
+    // A group's actions: the read-only role may not, a name no group has is 404.
+    let stop = "/api/v1/groups/backend/stop";
+    let refused = request(port, "POST", stop, &Cred::Bearer(READ_TOKEN), "");
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let refused_basic = request(port, "POST", stop, &Cred::Basic("bob", "bob-pw"), "");
+    assert_eq!(refused_basic.status, 403, "{}", refused_basic.text());
+    assert_eq!(d.state("db"), "running");
+    assert_eq!(d.state("app"), "running");
+    let no_group = request(
+        port,
+        "POST",
+        "/api/v1/groups/frontend/stop",
+        &Cred::Bearer(ADMIN_TOKEN),
+        "",
+    );
+    assert_eq!(no_group.status, 404, "{}", no_group.text());
+    // An admin stops both, dependents first, and is answered once they are down.
+    std::fs::write(&out, "").expect("clear the record");
+    let stopped = request(port, "POST", stop, &Cred::Bearer(ADMIN_TOKEN), "");
+    assert_eq!(stopped.status, 200, "{}", stopped.text());
+    assert_eq!(stopped.json()["outcome"], "done");
+    assert_eq!(d.state("db"), "waiting");
+    assert_eq!(d.state("app"), "waiting");
+    assert_eq!(d.state("other"), "running", "not in the group");
+    let order = crate::util::lines(&out);
+    assert!(
+        crate::util::position(&order, "stop app") < crate::util::position(&order, "stop db"),
+        "{order:?}"
+    );
+
+    // The overview: a row of buttons per group for an admin, none for the read-only user.
+    let with_ann = format!("cookie: {ann}\r\n");
+    let overview = page(port, "GET", "/", &with_ann, "").text();
+    assert!(
+        overview.contains("action=\"/groups/backend/action\""),
+        "{overview}"
+    );
+    let overview = page(port, "GET", "/", &format!("cookie: {bob}\r\n"), "").text();
+    assert!(!overview.contains("/groups/"), "{overview}");
+    // Its start, as the page's script sends it: in dependency order.
+    std::fs::write(&out, "").expect("clear the record");
+    let started = page(
+        port,
+        "POST",
+        "/groups/backend/action",
+        &format!("{with_ann}accept: application/json\r\n"),
+        &format!("verb=start&csrf={ann_csrf}"),
+    );
+    assert_eq!(started.status, 200, "{}", started.text());
+    assert_eq!(d.state("db"), "running");
+    assert_eq!(d.state("app"), "running");
+    let order = crate::util::lines(&out);
+    assert!(
+        crate::util::position(&order, "start db") < crate::util::position(&order, "start app"),
+        "{order:?}"
+    );
+    let forged = page(
+        port,
+        "POST",
+        "/groups/backend/action",
+        &with_ann,
+        "verb=stop",
+    );
+    assert_eq!(forged.status, 403, "no CSRF token: {}", forged.text());
+    assert_eq!(d.state("db"), "running");
+
+    validate(&[
+        (&schema("/api/v1/jobs/{name}/config", 200), seen),
+        (&schema("/api/v1/jobs/{name}/config", 200), hidden),
+        (&schema("/api/v1/jobs/{name}/config", 404), missing.json()),
+        (&schema("/api/v1/groups/{group}/stop", 200), stopped.json()),
+        (&schema("/api/v1/groups/{group}/stop", 404), no_group.json()),
     ]);
 }
 

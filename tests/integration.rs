@@ -18,6 +18,7 @@ mod http;
 mod import;
 mod imported_stack;
 mod instances;
+mod job_config;
 mod json_output;
 mod lifecycle;
 mod log_fifo;

@@ -184,6 +184,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A job's configuration as the daemon runs it: the text of its job file with every
+    /// key and every default filled in (from the files when no daemon is up).
+    Config {
+        job: String,
+        /// An object: `job`, `text` (the TOML) and `config` (the same keys as JSON).
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a custom command from a job's [commands] table.
     Run { job: String, command: String },
     /// Emit a user event that `start-on` / `stop-on` can wait for; waits for the jobs it moves.

@@ -242,6 +242,7 @@ pub fn dispatch(args: Args) -> anyhow::Result<Exit> {
             json,
         } => logs::show(&socket, &args.config, &job, lines, follow, json),
         Command::Env { job, json } => env(&socket, &args.config, &job, json),
+        Command::Config { job, json } => job_config(&socket, &args.config, &job, json),
         Command::Run { job, command } => run(&socket, job, command),
         Command::Emit {
             event,
@@ -658,6 +659,55 @@ fn env(socket: &Socket, dir: &std::path::Path, job: &str, json: bool) -> anyhow:
         return Ok(Exit::Ok);
     }
     output::env_report(&mut out, &report)?;
+    Ok(Exit::Ok)
+}
+
+/// `config JOB`: what the daemon runs; with no daemon up, what the files say.
+fn job_config(
+    socket: &Socket,
+    dir: &std::path::Path,
+    job: &str,
+    json: bool,
+) -> anyhow::Result<Exit> {
+    let request = Request::Config {
+        job: job.to_string(),
+        hide_secrets: false,
+    };
+    let (name, text, config) = match socket.call(&request) {
+        Ok(Response::Config { job, text, config }) => (job, text, config),
+        Ok(other) => return answer(other),
+        Err(e) if e.no_daemon() => {
+            let config = config::load(dir).map_err(|d| anyhow::anyhow!("{d}"))?;
+            let Some(spec) = config.jobs.get(job) else {
+                let names = crate::config::instances::members(job, config.jobs.iter());
+                match crate::config::instances::hint(&crate::logtext::escape(job), &names) {
+                    Some(hint) => eprintln!("guardian: {hint}"),
+                    None => eprintln!(
+                        "guardian: no job named `{}` in {}",
+                        crate::logtext::escape(job),
+                        config.dir.display()
+                    ),
+                }
+                return Ok(Exit::Error);
+            };
+            eprintln!("(the daemon is not running: this is what the configuration says)");
+            let every = config.settings.every;
+            (
+                spec.name.clone(),
+                crate::config::render::toml(spec, every, false),
+                crate::config::render::json(spec, every, false),
+            )
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        let v = serde_json::json!({ "job": name, "text": text, "config": config });
+        serde_json::to_writer_pretty(&mut out, &v)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(text.as_bytes())?;
+    }
     Ok(Exit::Ok)
 }
 

@@ -14,7 +14,7 @@ const TARGETS: &str = "start stop restart monitor unmonitor";
 /// Commands that take `-g GROUP`.
 const GROUPS: &str = "start stop restart monitor unmonitor summary status";
 /// Commands whose first argument is a job (`reload all` is refused, so not offered).
-const JOBS: &str = "status reload logs env run";
+const JOBS: &str = "status reload logs env config run";
 
 /// The completion script clap_complete wrote for `shell`, with job names added.
 pub fn with_job_names(shell: Shell, script: &str) -> Result<String, String> {

@@ -56,6 +56,15 @@ where
     of_set.into_iter().map(|(_, n)| n.clone()).collect()
 }
 
+/// For the name of a job file with `instances`: each instance has a configuration of
+/// its own (its `$INSTANCE` replaced), so one of them is to be named.
+pub fn hint(job: &str, names: &[String]) -> Option<String> {
+    let (first, last) = (names.first()?, names.last()?);
+    Some(format!(
+        "no job named `{job}`: it is a job file with `instances`, whose jobs each have their own configuration: name one, `{first}` to `{last}`"
+    ))
+}
+
 /// Makes `spec` instance `number` of `base`: marked so, and with `INSTANCE` and
 /// `GUARDIAN_INSTANCE` in its environment (an `INSTANCE` of the file's own is kept).
 pub fn mark(spec: &mut JobSpec, base: &str, number: u32) {

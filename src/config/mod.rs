@@ -15,6 +15,7 @@ pub mod probe;
 pub mod program;
 pub mod rare;
 mod reader;
+pub mod render;
 pub mod settings;
 pub mod signal;
 pub mod source;

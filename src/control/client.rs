@@ -236,7 +236,8 @@ fn describe(request: &Request) -> String {
         | Request::Unmonitor { group: Some(g), .. } => format!(" -g {g}"),
         Request::Status { job: Some(j), .. }
         | Request::Logs { job: j }
-        | Request::Env { job: j } => {
+        | Request::Env { job: j }
+        | Request::Config { job: j, .. } => {
             format!(" {j}")
         }
         Request::Start { target, .. }

@@ -83,6 +83,14 @@ pub enum Request {
     Env {
         job: String,
     },
+    /// The job's configuration as the daemon runs it, every default filled in
+    /// (`guardian config JOB`). With `hide_secrets`, the values of `env` and of checks'
+    /// HTTP headers read "(hidden)".
+    Config {
+        job: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        hide_secrets: bool,
+    },
     Run {
         job: String,
         command: String,
@@ -143,6 +151,12 @@ pub enum Response {
     },
     Env {
         report: Box<EnvReport>,
+    },
+    /// A job's configuration: the text of its file and the same keys as one object.
+    Config {
+        job: String,
+        text: String,
+        config: serde_json::Value,
     },
     Ran {
         /// `exited 0`, `killed by SIGKILL`, `timed out after 60s`
@@ -591,6 +605,7 @@ impl Request {
             }
             | Request::Logs { job }
             | Request::Env { job }
+            | Request::Config { job, .. }
             | Request::Diagnose { job }
             | Request::Reports { job, which: None } => check_name("job", job),
             Request::Reports {
@@ -639,6 +654,7 @@ impl Request {
                 | Request::Summary { .. }
                 | Request::Logs { .. }
                 | Request::Env { .. }
+                | Request::Config { .. }
                 | Request::Alerts
                 | Request::Reports { .. }
                 | Request::Daemon
@@ -659,6 +675,7 @@ impl Request {
             Request::Unmonitor { .. } => "unmonitor",
             Request::Logs { .. } => "logs",
             Request::Env { .. } => "env",
+            Request::Config { .. } => "config",
             Request::Run { .. } => "run",
             Request::Emit { .. } => "emit",
             Request::Alerts => "alerts",

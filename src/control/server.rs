@@ -119,7 +119,7 @@ impl Access {
         }
         let group = self.read_group.as_ref().map_or("", |g| g.name.as_str());
         Some(format!(
-            "permission denied: `{}` acts on jobs, and uid {} may only read (as a member of the read-group `{group}`): summary, status, logs, env, alerts, graph",
+            "permission denied: `{}` acts on jobs, and uid {} may only read (as a member of the read-group `{group}`): summary, status, logs, env, config, alerts, graph",
             request.verb(),
             peer.uid
         ))

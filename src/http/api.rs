@@ -502,6 +502,21 @@ async fn route(
             };
             logs(shared, job, path, lines, follow).await
         }
+        ["jobs", name, "config"] => {
+            want(method, &Method::GET, "GET")?;
+            let job = decoded(name)?;
+            let request = Request::Config {
+                job,
+                hide_secrets: role != Role::Admin,
+            };
+            match call(shared, request).await? {
+                Response::Config { job, text, config } => Ok(json_reply(
+                    StatusCode::OK,
+                    &json!({"job": job, "text": text, "config": config}),
+                )),
+                other => Ok(outcome(other)),
+            }
+        }
         ["jobs", name, action] => {
             want(method, &Method::POST, "POST")?;
             let target = decoded(name)?;
@@ -543,11 +558,62 @@ async fn route(
             };
             act(shared, role, request).await
         }
+        ["groups", group, action] => {
+            want(method, &Method::POST, "POST")?;
+            let group = percent_decode(group)
+                .ok_or_else(|| error(StatusCode::BAD_REQUEST, "a broken %-escape in the path"))?;
+            // As for a job's name: a name no group can have is no group's, 404.
+            if !crate::config::valid_name(&group) {
+                return Err(error(
+                    StatusCode::NOT_FOUND,
+                    format!("no group named `{}`", crate::logtext::escape(&group)),
+                ));
+            }
+            let request = group_request(action, group, wait).ok_or_else(|| {
+                error(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "no action `{}` for a group: start, stop, restart, monitor, unmonitor",
+                        crate::logtext::escape(action)
+                    ),
+                )
+            })?;
+            act(shared, role, request).await
+        }
         _ => Err(error(
             StatusCode::NOT_FOUND,
             "no such endpoint (see /api/v1/openapi.json)",
         )),
     }
+}
+
+/// The request of an action on a group's jobs: what `guardian ACTION -g GROUP` sends, so
+/// that the daemon orders them as it does for the command line (dependency order, stop
+/// in reverse).
+pub(super) fn group_request(action: &str, group: String, wait: bool) -> Option<Request> {
+    let group = Some(group);
+    let target = String::new();
+    Some(match action {
+        "start" => Request::Start {
+            target,
+            group,
+            wait,
+        },
+        "stop" => Request::Stop {
+            target,
+            group,
+            wait,
+        },
+        "restart" => Request::Restart {
+            target,
+            group,
+            wait,
+            all_at_once: false,
+        },
+        "monitor" => Request::Monitor { target, group },
+        "unmonitor" => Request::Unmonitor { target, group },
+        _ => return None,
+    })
 }
 
 /// `POST /api/v1/emit`: `{"event": NAME, "env": ["KEY=VALUE", ...]}`.

@@ -1,5 +1,6 @@
-//! The status page: `/` (every job, like `guardian summary`), `/jobs/NAME` (one job,
-//! its checks and its log following live), a login form and sessions for browsers.
+//! The status page: `/` (every job, like `guardian summary`, with a row of actions per
+//! group), `/jobs/NAME` (one job, its checks, its configuration and its log following
+//! live), a login form and sessions for browsers.
 //!
 //! Everything it sends is in the binary: the HTML is made here, the one style sheet and
 //! the one script are embedded, and nothing comes from another site. The pages are made
@@ -133,6 +134,7 @@ pub fn is_page(path: &str) -> bool {
         || path == "/login"
         || path == "/logout"
         || path.starts_with("/jobs/")
+        || path.starts_with("/groups/")
         || path.starts_with("/static/")
         || path == "/favicon.ico"
 }
@@ -338,6 +340,19 @@ async fn route(shared: &Arc<Shared>, parts: &http::request::Parts, incoming: Inc
         }
         return overview(shared, &who, live).await;
     }
+    if let Some(rest) = path.strip_prefix("/groups/") {
+        return match (rest.split('/').collect::<Vec<_>>().as_slice(), is_post) {
+            ([name, "action"], true) => {
+                let group = api::percent_decode(name)
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| {
+                        error(StatusCode::BAD_REQUEST, "a broken group name in the path")
+                    })?;
+                act(shared, &who, &parts.headers, &body, Target::Group(group)).await
+            }
+            _ => Err(error(StatusCode::NOT_FOUND, "no such page")),
+        };
+    }
     let rest = path.strip_prefix("/jobs/").unwrap_or("");
     let segments: Vec<&str> = rest.split('/').collect();
     let decoded = |s: &str| {
@@ -361,7 +376,7 @@ async fn route(shared: &Arc<Shared>, parts: &http::request::Parts, incoming: Inc
         }
         ([name, "action"], true) => {
             let job = decoded(name)?;
-            act(shared, &who, &parts.headers, &body, job).await
+            act(shared, &who, &parts.headers, &body, Target::Job(job)).await
         }
         _ => Err(error(StatusCode::NOT_FOUND, "no such page")),
     }
@@ -449,12 +464,19 @@ async fn login(shared: &Shared, body: &[u8]) -> Answer {
     Ok(r)
 }
 
+/// What a button of the page acts on.
+enum Target {
+    Job(String),
+    /// Every job of the group, in the order `guardian ACTION -g GROUP` takes them.
+    Group(String),
+}
+
 async fn act(
     shared: &Shared,
     who: &Who,
     headers: &http::HeaderMap,
     body: &[u8],
-    target: String,
+    target: Target,
 ) -> Answer {
     csrf_ok(who, headers, body)?;
     if who.role != Role::Admin {
@@ -464,7 +486,29 @@ async fn act(
         ));
     }
     let f = form(body);
-    let request = match f.get("verb").map(String::as_str) {
+    let verb = f.get("verb").map(String::as_str);
+    let target = match target {
+        Target::Job(name) => name,
+        Target::Group(group) => {
+            if !crate::config::valid_name(&group) {
+                return Err(error(
+                    StatusCode::NOT_FOUND,
+                    format!("no group named `{}`", crate::logtext::escape(&group)),
+                ));
+            }
+            let request = verb
+                .and_then(|v| api::group_request(v, group, true))
+                .ok_or_else(|| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        "the action is start, stop, restart, monitor or unmonitor",
+                    )
+                })?;
+            let answer = api::call(shared, request).await?;
+            return Ok(acted(headers, &f, answer));
+        }
+    };
+    let request = match verb {
         Some("start") => Request::Start {
             target,
             group: None,
@@ -497,14 +541,23 @@ async fn act(
         }
     };
     let answer = api::call(shared, request).await?;
+    Ok(acted(headers, &f, answer))
+}
+
+/// The answer to an action: the outcome for the page's script, else back to the page.
+fn acted(
+    headers: &http::HeaderMap,
+    f: &HashMap<String, String>,
+    answer: Response,
+) -> hyper::Response<Body> {
     let wants_json = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/json"));
     if wants_json {
-        Ok(api::outcome(answer))
+        api::outcome(answer)
     } else {
-        Ok(see_other(&local(f.get("next").map(String::as_str))))
+        see_other(&local(f.get("next").map(String::as_str)))
     }
 }
 
@@ -552,9 +605,19 @@ async fn job_page(shared: &Shared, who: &Who, name: &str, live: bool) -> Answer 
     }
     job_live(&mut out, &job, who);
     if !live {
+        out.push_str("</div>");
+        let request = Request::Config {
+            job: job.name.clone(),
+            hide_secrets: who.role != Role::Admin,
+        };
+        if let Response::Config { text, .. } = api::call(shared, request).await? {
+            out.push_str("<section class=card><h2>Configuration</h2><pre class=config>");
+            esc(&mut out, &text);
+            out.push_str("</pre></section>");
+        }
         let _ = write!(
             out,
-            "</div><section class=card><h2>Log <span class=muted id=logstate>following</span></h2><pre id=log data-src=\"/jobs/{}/logs?lines=200\"></pre></section>",
+            "<section class=card><h2>Log <span class=muted id=logstate>following</span></h2><pre id=log data-src=\"/jobs/{}/logs?lines=200\"></pre></section>",
             enc(name)
         );
         out.push_str("</main></body></html>\n");
@@ -700,6 +763,53 @@ fn actions(out: &mut String, j: &JobStatus, who: &Who, next: &str) {
     out.push_str("</form>");
 }
 
+/// A row of buttons per group, for an admin logged in by the form: each acts on every
+/// job of the group, as `guardian ACTION -g GROUP` does.
+fn group_actions(out: &mut String, jobs: &[JobStatus], who: &Who) {
+    let Some((_, csrf)) = &who.session else {
+        return;
+    };
+    if who.role != Role::Admin {
+        return;
+    }
+    let mut groups: Vec<(&str, usize)> = Vec::new();
+    for g in jobs.iter().flat_map(|j| j.groups.iter()) {
+        match groups.iter_mut().find(|(n, _)| *n == g.as_str()) {
+            Some((_, count)) => *count += 1,
+            None => groups.push((g.as_str(), 1)),
+        }
+    }
+    if groups.is_empty() {
+        return;
+    }
+    groups.sort_unstable();
+    out.push_str("<section class=groups>");
+    for (g, count) in groups {
+        let _ = write!(
+            out,
+            "<div class=group data-group=\"{}\"><span class=gname>{}</span> <span class=muted>{count} {}</span><form class=acts method=post action=\"/groups/{}/action\"><input type=hidden name=csrf value=\"{csrf}\"><input type=hidden name=next value=\"/\">",
+            escaped(g),
+            escaped(g),
+            if count == 1 { "job" } else { "jobs" },
+            enc(g),
+        );
+        for (verb, cls) in [
+            ("start", ""),
+            ("stop", "warn"),
+            ("restart", ""),
+            ("monitor", "quiet"),
+            ("unmonitor", "quiet"),
+        ] {
+            let _ = write!(
+                out,
+                "<button name=verb value={verb} class=\"{cls}\">{verb}</button>"
+            );
+        }
+        out.push_str("</form></div>");
+    }
+    out.push_str("</section>");
+}
+
 fn check_outcome(c: &CheckReport) -> (&'static str, &'static str) {
     match c.passed {
         Some(true) => ("ok", "passed"),
@@ -730,6 +840,7 @@ fn overview_live(out: &mut String, jobs: &[JobStatus], host: &[CheckReport], who
         );
     }
     out.push_str("</div>");
+    group_actions(out, jobs, who);
     if !host.is_empty() {
         out.push_str("<section class=hostchecks>");
         for c in host {

@@ -4,6 +4,7 @@
 //! never in the loop.
 
 mod alerts;
+mod config;
 mod diagnose;
 mod emit;
 mod monitor;
@@ -93,6 +94,7 @@ impl Daemon {
             }
             Request::Logs { job } => self.log_file(&job),
             Request::Env { job } => self.env(&job),
+            Request::Config { job, hide_secrets } => self.config_of(&job, hide_secrets),
             Request::Run { job, command } => return self.run_command(&job, &command, reply),
             Request::Emit { event, env, wait } => return self.emit(event, env, wait, reply),
             Request::Alerts => return self.list_alerts(reply),
