@@ -24,5 +24,6 @@ mod log_fifo;
 mod real_programs;
 mod recovery;
 mod reexec;
+mod stat_file;
 mod systemd;
 mod util;
