@@ -25,6 +25,7 @@ mod log_fifo;
 mod real_programs;
 mod recovery;
 mod reexec;
+mod stat_file;
 mod summary;
 mod systemd;
 mod util;

@@ -256,11 +256,37 @@ fn kill_9_of_an_adopted_job_is_noticed_and_it_is_respawned() {
     let d = c.start();
     d.wait_state("ka-web", "running");
     assert_eq!(d.main_pid("ka-web"), Some(pid));
+    // The adopted main's stat file is kept open, and read by the summary.
+    let held = || -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
+            .map(|dir| {
+                dir.flatten()
+                    .filter_map(|e| std::fs::read_link(e.path()).ok())
+                    .map(|l| l.display().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        held().contains(&format!("/proc/{pid}/stat")),
+        "{:?}",
+        held()
+    );
+    let all = d.all();
+    assert_eq!(all[0]["cpu_from"], "main", "{all:?}");
+    assert!(
+        all[0]["rss_bytes"].as_u64().is_some_and(|b| b > 0),
+        "{all:?}"
+    );
     signal(pid, "KILL");
     d.wait_until("a new main process", || {
         d.main_pid("ka-web").is_some_and(|p| p != pid) && d.state("ka-web") == "running"
     });
     assert!(!alive(pid));
+    let new = d.main_pid("ka-web").expect("the new pid");
+    let now = held();
+    assert!(now.contains(&format!("/proc/{new}/stat")), "{now:?}");
+    assert!(!now.contains(&format!("/proc/{pid}/stat")), "{now:?}");
     assert_eq!(mains("ka-web").len(), 1);
     let s = d.status("ka-web");
     assert_eq!(s["last_failure"]["status"], "exited, status unknown");

@@ -217,6 +217,20 @@ fn reexec_and_sigusr2_keep_every_job_its_pid_checks_go_on_and_no_client_fails() 
         "{}",
         d.daemon_log()
     );
+    // The new image keeps the stat files of the mains it was handed open again.
+    let held: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
+        .expect("the daemon's descriptors")
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .collect();
+    for pid in [count_pid, web_pid] {
+        let stat = PathBuf::from(format!("/proc/{pid}/stat"));
+        assert!(
+            held.contains(&stat),
+            "{} not held: {held:?}",
+            stat.display()
+        );
+    }
     assert_eq!(d.status("rx-count")["monitored"], false);
     let idle = d.status("rx-idle");
     assert_eq!(

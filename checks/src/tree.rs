@@ -96,7 +96,8 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     parse_stat_bytes(text.as_bytes())
 }
 
-fn parse_stat_bytes(text: &[u8]) -> Option<Stat> {
+/// [`parse_stat`] of the bytes read: the command name need not be UTF-8.
+pub fn parse_stat_bytes(text: &[u8]) -> Option<Stat> {
     let rest = &text[text.iter().rposition(|b| *b == b')')? + 1..];
     let rest = std::str::from_utf8(rest).ok()?;
     let mut f = rest.split_ascii_whitespace();

@@ -273,6 +273,13 @@ static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 pub(crate) type SharedPid = Arc<AtomicU32>;
 
 impl Daemon {
+    /// Keeps job `name`'s stat file that of its main process now.
+    pub(super) fn sync_stat(&mut self, name: &str) {
+        if let Some(job) = self.jobs.get_mut(name) {
+            job.sync_stat();
+        }
+    }
+
     /// Starts the checks of a job that is running, stops those of a job that is not.
     pub(super) fn sync_checks(&mut self, name: &str) {
         let Some(job) = self.jobs.get(name) else {

@@ -279,8 +279,11 @@ async fn serve(
     if let Err(e) = reaper::become_subreaper() {
         tracing::warn!("cannot become a child subreaper ({e}): orphans of jobs go to init");
     }
-    // Each job holds its log pipe (one end) and log file; leave room for sockets.
-    crate::process::spawn::raise_nofile(config.jobs.len() as u64 * 3 + 256);
+    // Each job holds its log pipe (one end), its log file and its main's stat file;
+    // leave room for sockets. Without room for them, no stat file is kept.
+    crate::process::stat::set_keeping(crate::process::spawn::raise_nofile(nofile_needed(
+        config.jobs.len(),
+    )));
     // Low in the descriptor table, before any job's pipe: what a child keeps of it.
     crate::process::clone::reserve_slots();
 
@@ -1026,6 +1029,7 @@ impl Daemon {
             }
         }
         self.unblock(name);
+        self.sync_stat(name);
         self.sync_checks(name);
         self.alert_failure(name);
         let Some(job) = self.jobs.get_mut(name) else {
@@ -1085,7 +1089,13 @@ impl Daemon {
                 "guardian.toml changed: socket, directories and log settings take effect when the daemon restarts"
             );
         }
-        crate::process::spawn::raise_nofile(new.jobs.len() as u64 * 3 + 256);
+        let keep = crate::process::spawn::raise_nofile(nofile_needed(new.jobs.len()));
+        crate::process::stat::set_keeping(keep);
+        if !keep {
+            for job in self.jobs.values_mut() {
+                job.stat = None;
+            }
+        }
         let (mut added, mut removed, mut changed) = (0, 0, 0);
         let old_names: Vec<String> = self.jobs.keys().cloned().collect();
         for name in &old_names {
@@ -1194,6 +1204,15 @@ impl Daemon {
             }),
         })
     }
+}
+
+/// The descriptors `jobs` jobs may hold: four a job (its log pipe's end, its log file,
+/// its main's stat file and one spare) and room for sockets.
+fn nofile_needed(jobs: usize) -> u64 {
+    u64::try_from(jobs)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(4)
+        .saturating_add(256)
 }
 
 /// An existing log directory (guardian leaves the mode of directories it did not create

@@ -7,6 +7,7 @@ use tokio::sync::oneshot;
 use crate::config::{JobSpec, Program};
 use crate::event::expr::Watch;
 use crate::job::{FailureId, Machine, Policy, Proc, Until};
+use crate::process::stat::{self, StatFile, Usage};
 
 use super::checking;
 use super::handover::Handover;
@@ -56,6 +57,9 @@ pub(super) struct Job {
     pub failure_alerted: Option<FailureId>,
     /// The fingerprint of `spec` for the record, once asked for (`record.rs`).
     pub fingerprint: Option<u64>,
+    /// The main process's `/proc/PID/stat`, kept open while it is the main (see
+    /// [`crate::process::stat::StatFile`]).
+    pub stat: Option<StatFile>,
 }
 
 impl Job {
@@ -81,6 +85,7 @@ impl Job {
             main_pid_shared: Default::default(),
             failure_alerted: None,
             fingerprint: None,
+            stat: None,
         };
         job.apply(spec);
         job
@@ -106,6 +111,35 @@ impl Job {
             .collect();
         self.spec = spec;
         self.fingerprint = None;
+    }
+
+    /// Keeps the stat file of the main process the machine follows now: a new one when
+    /// the main changed (spawned, adopted, followed after a fork, handed over), none
+    /// when there is none or no room for it.
+    pub fn sync_stat(&mut self) {
+        let want = self.m.main_pid().filter(|_| stat::keeping());
+        if self.stat.as_ref().map(StatFile::pid) == want {
+            return;
+        }
+        self.stat = want.and_then(|pid| match StatFile::open(pid) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::debug!("{}: cannot keep /proc/{pid}/stat open: {e}", self.spec.name);
+                None
+            }
+        });
+    }
+
+    /// The main process's CPU time and resident memory: from its kept stat file, which
+    /// reads nothing once that process is gone; or, with none kept, from
+    /// `/proc/PID/stat` opened for this read (the pid is the main's, which the daemon
+    /// has not reaped yet, or it would not be the main any more).
+    pub fn main_usage(&self) -> Option<Usage> {
+        let pid = self.m.main_pid()?;
+        match &self.stat {
+            Some(f) if f.pid() == pid => f.usage(),
+            _ => stat::usage(pid),
+        }
     }
 
     /// Whether the job has a `start-on` or `stop-on`, and so is offered events.

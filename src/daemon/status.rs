@@ -25,15 +25,20 @@ pub fn of(job: &Job, cgroups: Option<&Cgroups>) -> JobStatus {
     // The main process only for what the cgroup does not count: nothing when it counts
     // both, its statm alone when it counts the CPU time (with 2,000 jobs a read of
     // /proc/PID/stat is most of a summary's cost).
+    // A kept stat file is read for both: its resident memory is the same counter as
+    // statm's, and it is the file that stays true to the process.
     let main = match &cg {
         Some((_, u)) if u.memory_bytes.is_some() => None,
+        Some(_) if job.stat.is_some() => {
+            job.main_usage().map(|u| stat::Usage { cpu_secs: 0.0, ..u })
+        }
         Some(_) => m.main_pid().and_then(|pid| {
             stat::rss(pid).map(|rss_bytes| stat::Usage {
                 cpu_secs: 0.0,
                 rss_bytes,
             })
         }),
-        None => m.main_pid().and_then(stat::usage),
+        None => job.main_usage(),
     };
     let (cpu, cpu_from) = match (&cg, main) {
         (Some((_, u)), _) => (u.cpu_secs, Some("cgroup")),
@@ -84,7 +89,7 @@ pub fn of(job: &Job, cgroups: Option<&Cgroups>) -> JobStatus {
 /// and memory of its main process, one read of /proc), borrowed from the job.
 pub fn row(job: &Job) -> JobRowRef<'_> {
     let m = &job.m;
-    let main = m.main_pid().and_then(stat::usage);
+    let main = job.main_usage();
     JobRowRef {
         name: &job.spec.name,
         goal: goal(m.goal()),

@@ -17,6 +17,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// The child's stack: enough for `exec_child`'s system calls and glibc's thin wrappers
@@ -36,6 +37,16 @@ pub struct Slots {
 
 static SLOTS: OnceLock<Mutex<Slots>> = OnceLock::new();
 
+/// The slots' cutoff, once they are reserved (3 before): a descriptor the daemon keeps
+/// for long at or above it is never in a child's table, even for the instant between
+/// the child's birth and its `close_range`.
+static CUTOFF: AtomicI32 = AtomicI32::new(3);
+
+/// The lowest descriptor a child never keeps: see [`CUTOFF`].
+pub fn cutoff() -> RawFd {
+    CUTOFF.load(Ordering::Relaxed)
+}
+
 /// Opens the slots, once per process; called by the daemon before it opens the jobs'
 /// pipes. Without them (not called, or `/dev/null` cannot be opened) a spawn still
 /// shares the daemon's memory but copies its descriptor table.
@@ -53,6 +64,7 @@ pub fn reserve_slots() {
     match (open(), open()) {
         (Ok(null), Ok(out)) => {
             let cutoff = null.as_raw_fd().max(out.as_raw_fd()).saturating_add(1);
+            CUTOFF.store(cutoff.max(3), Ordering::Relaxed);
             let _ = SLOTS.set(Mutex::new(Slots { null, out, cutoff }));
         }
         (Err(e), _) | (_, Err(e)) => {

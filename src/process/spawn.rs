@@ -42,16 +42,23 @@ pub struct Spawned {
 static INHERITED_NOFILE: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
 
 /// Raises guardian's own open-file limit to the hard limit when `needed` descriptors
-/// would not fit under the soft one (each job holds a pipe and a log file), remembering
-/// the old limit for children.
-pub fn raise_nofile(needed: u64) {
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
-        && soft < needed
-        && soft < hard
-    {
-        let _ = INHERITED_NOFILE.set((soft, hard));
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+/// would not fit under the soft one (each job holds a pipe, a log file and its main's
+/// `/proc/PID/stat`), remembering the old limit for children. Whether `needed` fits
+/// under the soft limit now.
+pub fn raise_nofile(needed: u64) -> bool {
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return false;
+    };
+    if soft >= needed {
+        return true;
     }
+    if soft < hard {
+        let _ = INHERITED_NOFILE.set((soft, hard));
+        if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+            return hard >= needed;
+        }
+    }
+    false
 }
 
 pub fn spawn(
