@@ -950,3 +950,39 @@ fn logs_of_a_job_that_does_not_exist_or_a_path_is_an_error() {
         assert!(!String::from_utf8_lossy(&out.stdout).contains("private"));
     }
 }
+
+/// A mask line of /proc/PID/status (`SigBlk`, `SigIgn`, `SigCgt`), as a number.
+fn sig_mask(pid: &str, field: &str) -> u64 {
+    let text = read(&format!("/proc/{pid}/status"));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in {text}"));
+    let hex = line.split_whitespace().nth(1).expect("a mask");
+    u64::from_str_radix(hex, 16).expect("hex")
+}
+
+#[test]
+fn spawn_hands_a_job_default_signals_and_an_empty_mask() {
+    // The daemon catches signals (its own handlers) and ignores SIGPIPE; the spawn
+    // clears its handlers in the child, puts SIGPIPE back and empties the mask, so
+    // the job's program starts with nothing blocked or caught, and ignores only what
+    // the daemon was started ignoring.
+    let c = Conf::new();
+    c.job("plain", SLEEP);
+    let d = c.start();
+    d.wait_state("plain", "running");
+    let pid = d.main_pid("plain").expect("pid").to_string();
+    wait_until("the job to have exec'd sleep", || {
+        read(&format!("/proc/{pid}/comm")).trim() == "sleep"
+    });
+    let daemon = d.pid().to_string();
+    assert_ne!(sig_mask(&daemon, "SigCgt"), 0, "the daemon catches signals");
+    let sigpipe = 1u64 << (13 - 1);
+    assert_eq!(sig_mask(&pid, "SigBlk"), 0);
+    assert_eq!(sig_mask(&pid, "SigCgt"), 0);
+    assert_eq!(
+        sig_mask(&pid, "SigIgn"),
+        sig_mask("self", "SigIgn") & !sigpipe
+    );
+}

@@ -567,6 +567,16 @@ const CLONE_VM: u64 = libc::CLONE_VM as u64;
 const CLONE_VFORK: u64 = libc::CLONE_VFORK as u64;
 const CLONE_FILES: u64 = libc::CLONE_FILES as u64;
 
+/// `CLONE_CLEAR_SIGHAND` (Linux 5.5): the child starts with every handled signal back at
+/// its default (ignored ones stay ignored), so that none of the daemon's handlers can
+/// run in it, on the daemon's memory, and it makes no `sigaction` call for it.
+const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
+
+/// Whether clone3 takes `CLONE_CLEAR_SIGHAND` here: cleared the first time it is refused
+/// (`EINVAL`, a kernel before 5.5), then the child resets its handlers itself, one
+/// `sigaction` per signal.
+static CLEAR_SIGHAND: AtomicBool = AtomicBool::new(true);
+
 /// Tries [`born_shared`] unless it is known not to work here, remembering whether it
 /// does. `None`: spawn the other way.
 fn try_shared(
@@ -661,6 +671,7 @@ fn born_shared(
             errno: &errno,
         },
         unshare_above,
+        reset_handlers: false,
         limits: &child.limits,
         nice: child.nice,
         umask: child.umask,
@@ -682,31 +693,21 @@ fn born_shared(
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = d.as_raw_fd() as u64;
     }
-    // No handler of the daemon's may run in the child, on the daemon's memory: every
-    // signal is blocked from here until the child has reset its handlers (it inherits
-    // this mask), and in this thread until the child has exec'd.
-    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: sigset_t values owned here.
-    unsafe {
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    let clear = CLEAR_SIGHAND.load(Ordering::Relaxed);
+    if clear {
+        args.flags |= CLONE_CLEAR_SIGHAND;
     }
-    // SAFETY: clone3 with CLONE_VM | CLONE_VFORK on the stack just mapped: the child
-    // runs `shared_child(&work)`, which makes only async-signal-safe system calls on
-    // the data above (alive until this thread resumes, which is after the child's
-    // execve or exit), allocates nothing, takes no lock, and ends in execve or _exit.
-    let ret = unsafe {
-        clone::clone3_on_stack(
-            (&mut args as *mut CloneArgs).cast(),
-            std::mem::size_of::<CloneArgs>(),
-            shared_child,
-            (&mut work as *mut ExecChild<'_>).cast(),
-        )
-    };
-    // SAFETY: the mask saved above.
-    unsafe {
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    work.reset_handlers = !clear;
+    let mut ret = clone_shared(&mut args, &mut work);
+    if clear && ret == -i64::from(libc::EINVAL) {
+        // Perhaps the flag is what was refused (a kernel before 5.5): once more
+        // without it, the child resetting its handlers itself.
+        args.flags &= !CLONE_CLEAR_SIGHAND;
+        work.reset_handlers = true;
+        ret = clone_shared(&mut args, &mut work);
+        if ret >= 0 {
+            CLEAR_SIGHAND.store(false, Ordering::Relaxed);
+        }
     }
     stack.give_back();
     drop(held);
@@ -741,6 +742,38 @@ fn born_shared(
         return Err(Born::Elsewise(e));
     }
     Err(Born::Failed(e))
+}
+
+/// One clone3 of [`born_shared`] with `args`, the child running `shared_child(work)`:
+/// the child's pid, or minus the errno.
+fn clone_shared(args: &mut CloneArgs, work: &mut ExecChild<'_>) -> i64 {
+    // No handler of the daemon's may run in the child, on the daemon's memory: every
+    // signal is blocked from here until the child's handlers are at their defaults (it
+    // inherits this mask), and in this thread until the child has exec'd.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigset_t values owned here.
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    }
+    // SAFETY: clone3 with CLONE_VM | CLONE_VFORK on the stack just mapped: the child
+    // runs `shared_child(&work)`, which makes only async-signal-safe system calls on
+    // the data above (alive until this thread resumes, which is after the child's
+    // execve or exit), allocates nothing, takes no lock, and ends in execve or _exit.
+    let ret = unsafe {
+        clone::clone3_on_stack(
+            (args as *mut CloneArgs).cast(),
+            std::mem::size_of::<CloneArgs>(),
+            shared_child,
+            (work as *mut ExecChild<'_>).cast(),
+        )
+    };
+    // SAFETY: the mask saved above.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    }
+    ret
 }
 
 /// The child of [`born_shared`], on its own stack.
@@ -821,6 +854,7 @@ fn born_into(
                 fds: [in_fd, out_fd, out_fd],
                 report: Report::Pipe(report),
                 unshare_above: None,
+                reset_handlers: false,
                 limits: &child.limits,
                 nice: child.nice,
                 umask: child.umask,
@@ -907,9 +941,12 @@ struct ExecChild<'a> {
     fds: [RawFd; 3],
     report: Report<'a>,
     /// The child starts on the daemon's descriptor table (`CLONE_FILES`) and keeps of it
-    /// only the descriptors below this one; it also shares the daemon's memory, so its
-    /// signal handlers are reset before the mask is cleared.
+    /// only the descriptors below this one.
     unshare_above: Option<RawFd>,
+    /// The child shares the daemon's memory and was not cloned with
+    /// `CLONE_CLEAR_SIGHAND`: it puts every handled signal back to its default itself,
+    /// before the mask is cleared.
+    reset_handlers: bool,
     limits: &'a [(Resource, u64, u64)],
     nice: Option<i32>,
     umask: Option<u32>,
@@ -965,10 +1002,11 @@ unsafe fn exec_child(c: &ExecChild<'_>) -> ! {
                 stage.store(STAGE_UNSHARED, Ordering::Release);
             }
         }
-        if matches!(c.report, Report::Shared { .. }) {
+        if c.reset_handlers {
             // The handlers are the daemon's, on its memory: back to their defaults
             // before any signal can be delivered here (all are blocked until below).
-            // Ignored signals stay ignored, as across a fork and exec.
+            // Ignored signals stay ignored, as across a fork and exec. A child cloned
+            // with `CLONE_CLEAR_SIGHAND` starts so, without these 64 calls.
             for sig in 1..=libc::SIGRTMAX() {
                 let mut old: libc::sigaction = std::mem::zeroed();
                 if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
