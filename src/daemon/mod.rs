@@ -1037,6 +1037,9 @@ impl Daemon {
                 After::Remove => {
                     self.pipes.remove(name);
                     if let Some(job) = self.jobs.remove(name) {
+                        if job.recorded.is_some() {
+                            self.book.dirty = true;
+                        }
                         for w in job.waiters {
                             let _ =
                                 w.tx.send(Err(format!("{name}: removed from the configuration")));
@@ -1126,7 +1129,6 @@ impl Daemon {
                     changed += 1;
                     job.spec.groups = spec.groups.clone();
                     job.spec.fingerprint = spec.fingerprint;
-                    job.fingerprint = None;
                 }
                 Some(job) if job.spec != *spec => {
                     changed += 1;

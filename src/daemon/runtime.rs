@@ -54,8 +54,8 @@ pub(super) struct Job {
     pub main_pid_shared: checking::SharedPid,
     /// The failure last alerted about, so each is told once.
     pub failure_alerted: Option<FailureId>,
-    /// The fingerprint of `spec` for the record, once asked for (`record.rs`).
-    pub fingerprint: Option<u64>,
+    /// What the record says of the job while it is not at rest (`recovery.rs`).
+    pub recorded: Option<super::recovery::Recorded>,
 }
 
 impl Job {
@@ -80,7 +80,7 @@ impl Job {
             checks: Vec::new(),
             main_pid_shared: Default::default(),
             failure_alerted: None,
-            fingerprint: None,
+            recorded: None,
         };
         job.apply(spec);
         job
@@ -105,7 +105,6 @@ impl Job {
             .map(checking::CheckRt::new)
             .collect();
         self.spec = spec;
-        self.fingerprint = None;
     }
 
     /// Whether the job has a `start-on` or `stop-on`, and so is offered events.
