@@ -171,11 +171,7 @@ impl Daemon {
             return;
         }
         self.book.dirty = false;
-        if let Err(e) = record::save(
-            &self.config.settings.state_dir,
-            false,
-            &Entries(&self.jobs),
-        ) {
+        if let Err(e) = record::save(&self.config.settings.state_dir, false, &Entries(&self.jobs)) {
             tracing::error!(
                 "cannot write {}: {e}; after a crash of the daemon its jobs may not be found again",
                 crate::logtext::EscPath(&record::path(&self.config.settings.state_dir))
