@@ -49,7 +49,8 @@ pub(super) struct Job {
     pub readiness: Option<Box<ReadyRt>>,
     /// A seamless restart whose successor the pid file does not name yet.
     pub handover: Option<Box<Handover>>,
-    pub checks: Vec<checking::CheckRt>,
+    /// A boxed slice: the checks are set with the spec, never pushed to.
+    pub checks: Box<[checking::CheckRt]>,
     /// The main pid as the check tasks see it.
     pub main_pid_shared: checking::SharedPid,
     /// The failure last alerted about, so each is told once.
@@ -77,7 +78,7 @@ impl Job {
             start_env: Vec::new(),
             readiness: None,
             handover: None,
-            checks: Vec::new(),
+            checks: Box::default(),
             main_pid_shared: Default::default(),
             failure_alerted: None,
             recorded: None,

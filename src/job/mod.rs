@@ -170,7 +170,7 @@ impl Now {
 /// Which failure of a job this is: each failure recorded gets the next id, so that two
 /// failures are never taken for one (as two at the same wall-clock time could be).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FailureId(u64);
+pub struct FailureId(std::num::NonZeroU64);
 
 /// What kind of thing went wrong with a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -790,7 +790,10 @@ impl Machine {
         self.run_failed = true;
         self.failures = self.failures.saturating_add(1);
         self.last_failure = Some(Box::new(Failure {
-            id: FailureId(self.failures),
+            // At least 1 after the add: the id has room for None beside it.
+            id: FailureId(
+                std::num::NonZeroU64::new(self.failures).unwrap_or(std::num::NonZeroU64::MAX),
+            ),
             process,
             kind,
             status,
