@@ -98,14 +98,16 @@ impl Empty for Hooks {
 pub struct JobSpec {
     pub name: String,
     pub file: PathBuf,
-    pub description: Option<String>,
+    /// Boxed, as `pidfile` and `group`: most jobs have none, and a spec's size counts
+    /// once per job (their debug form, which `legacy_fingerprint` hashes, is the same).
+    pub description: Option<Box<str>>,
     /// The groups the job belongs to (`guardian start -g GROUP`), in the file's order.
     pub groups: Rare<Vec<String>>,
     pub main: Option<Program>,
     pub hooks: Rare<Hooks>,
     pub env: BTreeMap<String, String>,
     pub user: Option<Box<RunAs>>,
-    pub group: Option<(String, u32)>,
+    pub group: Option<Box<(String, u32)>>,
     pub chdir: PathBuf,
     pub umask: Option<u32>,
     pub nice: Option<i32>,
@@ -124,7 +126,7 @@ pub struct JobSpec {
     pub start_on: Option<Box<On>>,
     pub stop_on: Option<Box<On>>,
     pub expect: Expect,
-    pub pidfile: Option<PathBuf>,
+    pub pidfile: Option<Box<Path>>,
     /// How long a followed daemon that exited, leaving processes behind, may take to
     /// name its successor in the pid file.
     pub handover_timeout: Duration,
@@ -214,7 +216,7 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
     for (key, v) in table.iter() {
         let k = key.get_ref().as_ref();
         match k {
-            "description" => job.description = r.string(k, v),
+            "description" => job.description = r.string(k, v).map(Into::into),
             "groups" => job.groups = groups(r, v).into(),
             "exec" => exec = Some(v),
             "script" => script = Some(v),
@@ -224,7 +226,7 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
             "post-stop" => job.hooks.post_stop = program::hook(r, k, v),
             "env" => job.env = identity::env(r, v),
             "setuid" => job.user = identity::user(r, v).map(Box::new),
-            "setgid" => job.group = identity::group(r, v),
+            "setgid" => job.group = identity::group(r, v).map(Box::new),
             "chdir" => {
                 if let Some(dir) = identity::chdir(r, v) {
                     job.chdir = dir;
@@ -274,7 +276,7 @@ pub fn read(r: &mut Reader<'_>, name: &str, table: &DeTable<'_>) -> JobSpec {
                 if let Some(p) = r.path(k, v) {
                     let p = PathBuf::from(p);
                     if p.is_absolute() {
-                        job.pidfile = Some(p);
+                        job.pidfile = Some(p.into());
                     } else {
                         r.error(v.span(), "`pidfile` must be an absolute path", None);
                     }

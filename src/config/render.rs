@@ -106,7 +106,10 @@ fn doc(spec: &JobSpec, default_every: Duration, hide: bool) -> Doc {
     let mut put = |key: &str, v: Val| k.push((key.to_string(), v));
     put(
         "description",
-        opt(spec.description.clone().map(Val::Str), "no description"),
+        opt(
+            spec.description.as_deref().map(|d| Val::Str(d.to_string())),
+            "no description",
+        ),
     );
     put(
         "groups",
@@ -153,7 +156,9 @@ fn doc(spec: &JobSpec, default_every: Duration, hide: bool) -> Doc {
     put(
         "setgid",
         opt(
-            spec.group.as_ref().map(|(name, _)| Val::Str(name.clone())),
+            spec.group
+                .as_deref()
+                .map(|(name, _)| Val::Str(name.clone())),
             "the user's primary group",
         ),
     );

@@ -61,6 +61,12 @@ pub fn split(line: &str) -> Result<Vec<String>, String> {
     if in_word {
         words.push(word);
     }
+    // The words live as long as the job: no room to spare in them (a Vec of two words
+    // grown to four, words grown a character at a time to eight bytes or more).
+    for w in &mut words {
+        w.shrink_to_fit();
+    }
+    words.shrink_to_fit();
     Ok(words)
 }
 

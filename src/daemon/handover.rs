@@ -257,7 +257,10 @@ impl Daemon {
             return;
         };
         let (Some(path), Some(generation)) = (
-            job.spec.pidfile.clone(),
+            job.spec
+                .pidfile
+                .as_deref()
+                .map(std::path::Path::to_path_buf),
             job.handover.as_ref().map(|h| h.generation),
         ) else {
             return;

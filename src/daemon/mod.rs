@@ -1041,6 +1041,9 @@ impl Daemon {
                 After::Remove => {
                     self.pipes.remove(name);
                     if let Some(job) = self.jobs.remove(name) {
+                        if job.recorded.is_some() {
+                            self.book.dirty = true;
+                        }
                         for w in job.waiters {
                             let _ =
                                 w.tx.send(Err(format!("{name}: removed from the configuration")));
@@ -1136,7 +1139,6 @@ impl Daemon {
                     changed += 1;
                     job.spec.groups = spec.groups.clone();
                     job.spec.fingerprint = spec.fingerprint;
-                    job.fingerprint = None;
                 }
                 Some(job) if job.spec != *spec => {
                     changed += 1;

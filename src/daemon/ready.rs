@@ -169,7 +169,11 @@ impl Daemon {
     }
 
     fn watch_ready_pidfile(&mut self, name: &str, generation: u64) {
-        let Some(path) = self.jobs.get(name).and_then(|j| j.spec.pidfile.clone()) else {
+        let Some(path) = self
+            .jobs
+            .get(name)
+            .and_then(|j| j.spec.pidfile.as_deref().map(Path::to_path_buf))
+        else {
             return;
         };
         let job_name = name.to_string();

@@ -115,14 +115,15 @@ pub fn load(state_dir: &Path) -> (Option<Record>, Option<String>) {
 }
 
 #[derive(Serialize)]
-struct Out<'a> {
+struct Out<'a, J: Serialize> {
     version: u32,
     clean_exit: bool,
-    jobs: &'a BTreeMap<String, Entry>,
+    jobs: &'a J,
 }
 
 /// Writes the record: a temporary file, then a rename over the old one; mode 0600.
-pub fn save(state_dir: &Path, clean_exit: bool, jobs: &BTreeMap<String, Entry>) -> io::Result<()> {
+/// `jobs` is written as the record's `jobs`: a map of names to [`Entry`]s.
+pub fn save<J: Serialize>(state_dir: &Path, clean_exit: bool, jobs: &J) -> io::Result<()> {
     let tmp = state_dir.join("running.json.tmp");
     {
         let f = files::open(

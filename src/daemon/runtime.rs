@@ -50,16 +50,17 @@ pub(super) struct Job {
     pub readiness: Option<Box<ReadyRt>>,
     /// A seamless restart whose successor the pid file does not name yet.
     pub handover: Option<Box<Handover>>,
-    pub checks: Vec<checking::CheckRt>,
+    /// A boxed slice: the checks are set with the spec, never pushed to.
+    pub checks: Box<[checking::CheckRt]>,
     /// The main pid as the check tasks see it.
     pub main_pid_shared: checking::SharedPid,
     /// The failure last alerted about, so each is told once.
     pub failure_alerted: Option<FailureId>,
-    /// The fingerprint of `spec` for the record, once asked for (`record.rs`).
-    pub fingerprint: Option<u64>,
     /// The main process's `/proc/PID/stat`, kept open while it is the main (see
     /// [`crate::process::stat::StatFile`]).
     pub stat: Option<StatFile>,
+    /// What the record says of the job while it is not at rest (`recovery.rs`).
+    pub recorded: Option<super::recovery::Recorded>,
 }
 
 impl Job {
@@ -81,11 +82,11 @@ impl Job {
             start_env: Vec::new(),
             readiness: None,
             handover: None,
-            checks: Vec::new(),
+            checks: Box::default(),
             main_pid_shared: Default::default(),
             failure_alerted: None,
-            fingerprint: None,
             stat: None,
+            recorded: None,
         };
         job.apply(spec);
         job
@@ -110,7 +111,6 @@ impl Job {
             .map(checking::CheckRt::new)
             .collect();
         self.spec = spec;
-        self.fingerprint = None;
     }
 
     /// Keeps the stat file of the main process the machine follows now: a new one when

@@ -52,7 +52,7 @@ pub fn of(job: &Job, cgroups: Option<&Cgroups>) -> JobStatus {
     };
     JobStatus {
         name: job.spec.name.clone(),
-        description: job.spec.description.clone(),
+        description: job.spec.description.as_deref().map(str::to_string),
         groups: job.spec.groups.to_vec(),
         goal: goal(m.goal()),
         state: state(m.state()),

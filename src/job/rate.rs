@@ -32,6 +32,13 @@ pub struct RateWindow {
 }
 
 impl RateWindow {
+    /// No time yet.
+    pub const fn new() -> Self {
+        RateWindow {
+            times: VecDeque::new(),
+        }
+    }
+
     /// Whether it may happen once more at `at` within `rate`; if so, it is counted.
     /// When it may not, nothing is counted: asking again later, once older times have
     /// left the interval, may succeed.

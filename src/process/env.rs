@@ -94,7 +94,7 @@ pub struct EnvReport {
 
 pub fn report(spec: &JobSpec) -> EnvReport {
     let user = run_as(spec);
-    let (group, gid) = match &spec.group {
+    let (group, gid) = match spec.group.as_deref() {
         Some((name, gid)) => (name.clone(), *gid),
         None => {
             let name = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(user.gid))

@@ -234,11 +234,11 @@ fn child_of(spec: &JobSpec) -> Child {
     // only async-signal-safe calls are allowed, so no allocation and no lookups there.
     let user = spec.user.as_ref();
     let ids = user.map(|u| {
-        let gid = spec.group.as_ref().map_or(u.gid, |(_, g)| *g);
+        let gid = spec.group.as_deref().map_or(u.gid, |(_, g)| *g);
         let groups: Vec<libc::gid_t> = u.groups.clone();
         (u.uid, gid, groups)
     });
-    let group_only = match (user, &spec.group) {
+    let group_only = match (user, spec.group.as_deref()) {
         (None, Some((_, g))) => Some(*g),
         _ => None,
     };
