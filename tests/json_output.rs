@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::util::{Conf, free_port, text};
+use crate::util::{Conf, ROOT_DISK_CHECK, free_port, text};
 
 fn json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
@@ -222,12 +222,7 @@ fn test_alert_json_says_how_each_webhook_went() {
 #[test]
 fn status_host_shows_the_host_checks_alone() {
     let c = Conf::new();
-    std::fs::write(
-        c.path().join("guardian.toml"),
-        "socket = \"run/g.sock\"\nlog-dir = \"log\"\nstate-dir = \"state\"\n\
-         [[check]]\nname = \"root\"\ntype = \"disk\"\npath = \"/\"\nmax = \"100%\"\nevery = \"100ms\"\n",
-    )
-    .expect("guardian.toml");
+    c.settings(ROOT_DISK_CHECK);
     c.job("web", "exec = \"sleep 600\"\n");
     let d = c.start();
     d.wait_state("web", "running");

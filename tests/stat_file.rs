@@ -127,3 +127,65 @@ exec sleep 1000
         );
     }
 }
+
+/// The hard limit on open files of process `pid`, from `/proc/PID/limits`.
+fn hard_nofile(pid: u32) -> Option<u64> {
+    read(&format!("/proc/{pid}/limits"))
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_ascii_whitespace().nth(4))
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn without_room_for_stat_files_none_is_kept_and_status_still_gives_figures() {
+    let c = Conf::new();
+    let names = ["a", "b", "c"];
+    for name in names {
+        c.job(name, "exec = \"sleep 1000\"\n");
+    }
+    // Three jobs would want 3 * 4 + 256 descriptors; a hard limit of 200 runs them
+    // but leaves no room to keep a stat file for each, and cannot be raised.
+    let d = c.start_via(&["sh", "-c", "ulimit -n 200 && exec \"$@\"", "sh"]);
+    assert_eq!(hard_nofile(d.pid()), Some(200), "the daemon's hard limit");
+    for name in names {
+        d.wait_state(name, "running");
+    }
+
+    let check = |what: &str| {
+        for name in names {
+            let pid = d.main_pid(name).expect("pid");
+            d.wait_until(&format!("{name}'s sleep to exec"), || {
+                read(&format!("/proc/{pid}/comm")).trim() == "sleep"
+            });
+        }
+        let all = d.all();
+        for name in names {
+            let pid = d.main_pid(name).expect("pid");
+            let job = job_of(&all, name);
+            assert_eq!(job["pid"], pid, "{what}: {job}");
+            assert_eq!(job["rss_from"], "main", "{what}: {job}");
+            assert_eq!(job["cpu_from"], "main", "{what}: {job}");
+            let rss = job["rss_bytes"].as_u64().expect("rss_bytes");
+            assert!(rss > 0, "{what}: {name} has resident memory: {job}");
+            // An idle `sleep` holds still: the daemon's read is the test's own.
+            assert_eq!(rss, proc_figures(pid).0, "{what}: {job}");
+            assert!(job["cpu_secs"].as_f64().is_some(), "{what}: {job}");
+        }
+        let daemon = fd_links(d.pid());
+        assert!(!daemon.is_empty(), "{what}: the daemon's fd is readable");
+        assert!(
+            !daemon.iter().any(|l| is_stat_file(l)),
+            "{what}: the daemon keeps no stat file: {daemon:?}"
+        );
+    };
+    check("at start");
+
+    let first = d.main_pid("a").expect("a's pid");
+    d.ok(&["restart", "a"], 0);
+    d.wait_until("a to run again under a new pid", || {
+        d.state("a") == "running" && d.main_pid("a").is_some_and(|p| p != first)
+    });
+    check("after a restart");
+    assert_ne!(job_of(&d.all(), "a")["pid"], first);
+}

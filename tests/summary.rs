@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::util::{BIN, Conf, Daemon, text};
+use crate::util::{BIN, Conf, Daemon, ROOT_DISK_CHECK, text};
 
 /// The table's cells, cut where the header's words begin (an instance's name keeps its
 /// indent).
@@ -180,12 +180,7 @@ fn stdout(d: &Daemon<'_>, args: &[&str]) -> String {
 #[test]
 fn summary_shows_each_job_as_status_json_says_whatever_its_state() {
     let c = Conf::new();
-    std::fs::write(
-        c.path().join("guardian.toml"),
-        "socket = \"run/g.sock\"\nlog-dir = \"log\"\nstate-dir = \"state\"\n\
-         [[check]]\nname = \"root\"\ntype = \"disk\"\npath = \"/\"\nmax = \"100%\"\nevery = \"100ms\"\n",
-    )
-    .expect("guardian.toml");
+    c.settings(ROOT_DISK_CHECK);
     let check = |exec: &str| {
         format!(
             "[[check]]\ntype = \"program\"\nexec = \"{exec}\"\naction = \"alert\"\nevery = \"100ms\"\ntimeout = \"10s\"\n"

@@ -17,6 +17,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_guardian");
 /// How long anything may take before a test gives up: generous, for a loaded machine.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
+/// For [`Conf::settings`]: a host check of the root filesystem that always passes, run
+/// often enough for a test to see its outcome soon.
+pub const ROOT_DISK_CHECK: &str = "[[check]]\nname = \"root\"\ntype = \"disk\"\npath = \"/\"\n\
+    max = \"100%\"\nevery = \"100ms\"\n";
+
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
@@ -40,13 +45,21 @@ impl Conf {
             .tempdir()
             .expect("temporary directory");
         std::fs::create_dir(dir.path().join("jobs")).expect("jobs dir");
+        let socket = dir.path().join("run/g.sock");
+        let c = Conf { dir, socket };
+        c.settings("");
+        c
+    }
+
+    /// Writes guardian.toml: the socket, log and state directories every test uses,
+    /// then `extra` (host checks, alerts, further settings).
+    pub fn settings(&self, extra: &str) -> &Conf {
         std::fs::write(
-            dir.path().join("guardian.toml"),
-            "socket = \"run/g.sock\"\nlog-dir = \"log\"\nstate-dir = \"state\"\n",
+            self.path().join("guardian.toml"),
+            format!("socket = \"run/g.sock\"\nlog-dir = \"log\"\nstate-dir = \"state\"\n{extra}"),
         )
         .expect("guardian.toml");
-        let socket = dir.path().join("run/g.sock");
-        Conf { dir, socket }
+        self
     }
 
     /// A configuration directory laid out by someone else, whose guardian.toml puts the
