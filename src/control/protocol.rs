@@ -119,6 +119,11 @@ pub enum Request {
     /// Execute the binary at the daemon's path again, in place, keeping every job
     /// (`guardian reexec`). Answered before the exec; see [`DaemonInfo`] for its end.
     Reexec,
+    /// Prometheus's exposition of every job, its checks and the host's (`/metrics`),
+    /// written by the loop straight from the jobs. Asked only by the HTTP interface,
+    /// in the daemon: never on the wire, so neither written nor read by serde.
+    #[serde(skip)]
+    Metrics,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -192,6 +197,9 @@ pub enum Response {
     /// itself, so neither written nor read by serde.
     #[serde(skip)]
     Encoded(Encoded),
+    /// The answer to `Metrics`: the exposition's text. Never on the wire.
+    #[serde(skip)]
+    Metrics(String),
 }
 
 /// A whole frame, length and JSON, made by [`super::frame::encode`].
@@ -589,7 +597,8 @@ impl Request {
             | Request::Alerts
             | Request::TestAlert
             | Request::Daemon
-            | Request::Reexec => Ok(()),
+            | Request::Reexec
+            | Request::Metrics => Ok(()),
             Request::Status {
                 job: Some(_),
                 group: Some(_),
@@ -658,6 +667,7 @@ impl Request {
                 | Request::Alerts
                 | Request::Reports { .. }
                 | Request::Daemon
+                | Request::Metrics
         )
     }
 
@@ -684,6 +694,7 @@ impl Request {
             Request::Reports { .. } => "reports",
             Request::Daemon => "daemon",
             Request::Reexec => "reexec",
+            Request::Metrics => "metrics",
         }
     }
 }
@@ -845,6 +856,17 @@ mod tests {
         let e = Response::Encoded(Encoded(vec![0, 0, 0, 2, b'{', b'}']));
         assert!(serde_json::to_vec(&e).is_err());
         assert_eq!(format!("{e:?}"), "Encoded(Encoded(6 bytes))");
+    }
+
+    #[test]
+    fn the_metrics_request_is_the_http_interface_s_alone() {
+        // Not on the socket: a client cannot ask the loop for it, nor be answered with it.
+        let asked = serde_json::from_slice::<Request>(br#"{"request":"metrics"}"#);
+        assert!(asked.is_err(), "{asked:?}");
+        assert!(serde_json::to_vec(&Request::Metrics).is_err());
+        assert!(serde_json::to_vec(&Response::Metrics("x 1\n".into())).is_err());
+        assert!(Request::Metrics.is_read_only());
+        assert_eq!(Request::Metrics.validate(), Ok(()));
     }
 
     #[test]

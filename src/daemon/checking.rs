@@ -104,6 +104,14 @@ impl CheckRt {
         lock(&self.slot.last).clone()
     }
 
+    /// Whether the last outcome passed, and how long it took (None before the first):
+    /// what `/metrics` says of it, without a copy of the outcome.
+    pub fn last_brief(&self) -> Option<(bool, std::time::Duration)> {
+        lock(&self.slot.last)
+            .as_ref()
+            .map(|(o, _)| (o.passed, o.latency))
+    }
+
     /// Whether the last outcome passed (None before the first).
     pub fn last_passed(&self) -> Option<bool> {
         lock(&self.slot.last).as_ref().map(|(o, _)| o.passed)

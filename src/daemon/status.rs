@@ -105,6 +105,21 @@ pub fn row(job: &Job) -> JobRowRef<'_> {
     }
 }
 
+/// What `/metrics` says of `job`: what [`row`] says of it, the same one read of /proc.
+pub fn figures(job: &Job) -> crate::http::metrics::JobFigures<'_> {
+    let m = &job.m;
+    let main = job.main_usage();
+    crate::http::metrics::JobFigures {
+        name: &job.spec.name,
+        state: state(m.state()),
+        monitored: m.monitored(),
+        restarts: m.restarts(),
+        uptime_secs: m.running_since().map(|t| to_ms(t.elapsed().as_secs_f64())),
+        cpu_secs: main.as_ref().map(|u| to_ms(u.cpu_secs)),
+        rss_bytes: main.map(|u| u.rss_bytes),
+    }
+}
+
 /// The rows of `jobs`, written one by one as the serializer asks: no list of them is
 /// made first.
 pub struct Rows<I>(pub I);

@@ -649,23 +649,12 @@ fn emit_request(body: &[u8], wait: bool) -> Result<Request, hyper::Response<Body
 }
 
 async fn metrics(shared: &Shared) -> Answer {
-    match call(
-        shared,
-        Request::Status {
-            job: None,
-            group: None,
-        },
-    )
-    .await?
-    {
-        Response::Jobs { jobs, host } => {
-            let text = super::metrics::render(&jobs, &host, std::time::SystemTime::now());
-            Ok(reply(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                full(text),
-            ))
-        }
+    match call(shared, Request::Metrics).await? {
+        Response::Metrics(text) => Ok(reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            full(text),
+        )),
         other => Ok(outcome(other)),
     }
 }

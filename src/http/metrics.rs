@@ -1,11 +1,34 @@
-//! `/metrics` in Prometheus's text format 0.0.4, from the status the loop gives
-//! `summary`. Jobs are labelled `name` (Prometheus adds its own `job` label); host
-//! checks have no `name`.
+//! `/metrics` in Prometheus's text format 0.0.4, written by the daemon's loop straight
+//! from its jobs (see `daemon::requests::metrics`): a [`JobFigures`] and a
+//! [`CheckFigures`] borrowed from each, no status made first. Jobs are labelled `name`
+//! (Prometheus adds its own `job` label); host checks have no `name`.
 
 use std::fmt::Write;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use crate::control::protocol::{CheckReport, JobState, JobStatus};
+use crate::control::protocol::JobState;
+
+/// What the exposition says of one job.
+pub struct JobFigures<'a> {
+    pub name: &'a str,
+    pub state: JobState,
+    pub monitored: bool,
+    pub restarts: u64,
+    /// Seconds since its main process started, when it runs.
+    pub uptime_secs: Option<f64>,
+    pub cpu_secs: Option<f64>,
+    pub rss_bytes: Option<u64>,
+}
+
+/// What the exposition says of one check: of the job at `job` in the list of jobs, or
+/// of the host.
+pub struct CheckFigures<'a> {
+    pub job: Option<usize>,
+    pub name: &'a str,
+    /// Whether its last run passed, and how long that took; none before the first.
+    pub last: Option<(bool, Duration)>,
+    pub failures: u64,
+}
 
 /// A label value with `\`, `"` and newlines escaped, added to `out`.
 fn push_label(out: &mut String, s: &str) {
@@ -64,17 +87,16 @@ enum V {
     Num(f64),
 }
 
-/// The whole exposition for `jobs` and the `host` checks, at `now`.
+/// The whole exposition for `jobs` and `checks`, at `now`.
 ///
 /// A scrape of 500 jobs is some 18,000 lines: each is put together with `push_str`
 /// from the pieces, the `{name="..."` of each job escaped once, not formatted line by
 /// line.
-pub fn render(jobs: &[JobStatus], host: &[CheckReport], now: SystemTime) -> String {
-    let checks_count: usize = jobs.iter().map(|j| j.checks.len()).sum::<usize>() + host.len();
+pub fn render(jobs: &[JobFigures], checks: &[CheckFigures], now: SystemTime) -> String {
     let mut out = String::with_capacity(
         1200usize
             .saturating_mul(jobs.len())
-            .saturating_add(250usize.saturating_mul(checks_count))
+            .saturating_add(250usize.saturating_mul(checks.len()))
             .saturating_add(4096),
     );
     let now_secs = now
@@ -86,12 +108,12 @@ pub fn render(jobs: &[JobStatus], host: &[CheckReport], now: SystemTime) -> Stri
         .map(|j| {
             let mut l = String::with_capacity(j.name.len() + 8);
             l.push_str("{name=\"");
-            push_label(&mut l, &j.name);
+            push_label(&mut l, j.name);
             l.push('"');
             l
         })
         .collect();
-    let each = |out: &mut String, metric: &str, v: &dyn Fn(&JobStatus) -> Option<V>| {
+    let each = |out: &mut String, metric: &str, v: &dyn Fn(&JobFigures) -> Option<V>| {
         for (j, n) in jobs.iter().zip(&names) {
             if let Some(v) = v(j) {
                 out.push_str(metric);
@@ -176,13 +198,11 @@ pub fn render(jobs: &[JobStatus], host: &[CheckReport], now: SystemTime) -> Stri
     });
 
     // `{name="web",check="http"` or `{check="disk"`, for each check.
-    let check_labels: Vec<(String, &CheckReport)> = jobs
+    let check_labels: Vec<String> = checks
         .iter()
-        .zip(&names)
-        .flat_map(|(j, n)| j.checks.iter().map(move |c| (Some(n.as_str()), c)))
-        .chain(host.iter().map(|c| (None, c)))
-        .map(|(n, c)| {
-            let mut l = String::with_capacity(c.name.len() + n.map_or(0, str::len) + 12);
+        .map(|c| {
+            let n = c.job.and_then(|i| names.get(i));
+            let mut l = String::with_capacity(c.name.len() + n.map_or(0, String::len) + 12);
             match n {
                 Some(n) => {
                     l.push_str(n);
@@ -190,13 +210,13 @@ pub fn render(jobs: &[JobStatus], host: &[CheckReport], now: SystemTime) -> Stri
                 }
                 None => l.push_str("{check=\""),
             }
-            push_label(&mut l, &c.name);
+            push_label(&mut l, c.name);
             l.push('"');
-            (l, c)
+            l
         })
         .collect();
-    let each_check = |out: &mut String, metric: &str, v: &dyn Fn(&CheckReport) -> Option<V>| {
-        for (l, c) in &check_labels {
+    let each_check = |out: &mut String, metric: &str, v: &dyn Fn(&CheckFigures) -> Option<V>| {
+        for (l, c) in check_labels.iter().zip(checks) {
             if let Some(v) = v(c) {
                 out.push_str(metric);
                 out.push_str(l);
@@ -216,7 +236,7 @@ pub fn render(jobs: &[JobStatus], host: &[CheckReport], now: SystemTime) -> Stri
         "1 if the check's last run passed, 0 if it failed; absent before its first run.",
     );
     each_check(&mut out, "guardian_check_success", &|c| {
-        c.passed.map(|p| V::Int(u64::from(p)))
+        c.last.map(|(p, _)| V::Int(u64::from(p)))
     });
     head(
         &mut out,
@@ -225,7 +245,9 @@ pub fn render(jobs: &[JobStatus], host: &[CheckReport], now: SystemTime) -> Stri
         "How long the check's last run took.",
     );
     each_check(&mut out, "guardian_check_duration_seconds", &|c| {
-        c.latency_ms.map(|ms| V::Num(ms / 1000.0))
+        // Whole microseconds: 0.006467, not 0.0064666619999999995.
+        c.last
+            .map(|(_, d)| V::Num(d.as_micros() as f64 / 1_000_000.0))
     });
     head(
         &mut out,
@@ -290,71 +312,40 @@ mod tests {
         assert!(text.contains("guardian_alerts_sent_total{channel=\"email\",result=\"sent\"}"));
     }
 
-    fn sample() -> (Vec<JobStatus>, Vec<CheckReport>) {
-        use crate::control::protocol::Goal;
-        let check =
-            |name: &str, passed: Option<bool>, latency_ms: Option<f64>, failures| CheckReport {
-                name: name.into(),
-                kind: "http".into(),
-                target: "http http://127.0.0.1/".into(),
-                action: "restart".into(),
-                passed,
-                reason: None,
-                value: None,
-                latency_ms,
-                at: None,
-                failing: false,
-                runs: 4,
-                failures,
-            };
-        let job = |name: &str, state, up: Option<f64>, checks| JobStatus {
-            name: name.into(),
-            description: None,
-            goal: Goal::Start,
+    fn sample() -> (Vec<JobFigures<'static>>, Vec<CheckFigures<'static>>) {
+        let job = |name, state, up: Option<f64>| JobFigures {
+            name,
             state,
-            pid: up.map(|_| 42),
             monitored: state == JobState::Running,
-            health: "unknown".into(),
             restarts: 3,
-            respawn_in_secs: None,
             uptime_secs: up,
             cpu_secs: up.map(|_| 1.25),
             rss_bytes: up.map(|_| 4096),
-            manual_stop: false,
-            last_failure: None,
-            checks,
-            cgroup: None,
-            cpu_from: None,
-            rss_from: None,
-            processes: None,
-            groups: Vec::new(),
-            instance: None,
-            base: None,
+        };
+        let check = |job, name, last: Option<(bool, u64)>, failures| CheckFigures {
+            job,
+            name,
+            last: last.map(|(p, us)| (p, Duration::from_micros(us))),
+            failures,
         };
         (
             vec![
-                job(
-                    "web",
-                    JobState::Running,
-                    Some(10.5),
-                    vec![check("health", Some(true), Some(12.5), 1)],
-                ),
-                job(
-                    "odd\"name\\",
-                    JobState::Failed,
-                    None,
-                    vec![check("c", None, None, 0)],
-                ),
+                job("web", JobState::Running, Some(10.5)),
+                job("odd\"name\\", JobState::Failed, None),
             ],
-            vec![check("disk", Some(false), Some(0.25), 7)],
+            vec![
+                check(Some(0), "health", Some((true, 12_500)), 1),
+                check(Some(1), "c", None, 0),
+                check(None, "disk", Some((false, 250)), 7),
+            ],
         )
     }
 
     #[test]
     fn every_metric_of_a_job_its_checks_and_the_host() {
-        let (jobs, host) = sample();
-        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
-        let text = render(&jobs, &host, now);
+        let (jobs, checks) = sample();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let text = render(&jobs, &checks, now);
         for line in [
             "guardian_job_up{name=\"web\"} 1",
             "guardian_job_up{name=\"odd\\\"name\\\\\"} 0",

@@ -7,6 +7,7 @@ mod alerts;
 mod config;
 mod diagnose;
 mod emit;
+mod metrics;
 mod monitor;
 mod reload;
 mod run;
@@ -105,6 +106,7 @@ impl Daemon {
                 info: self.daemon_info(),
             },
             Request::Reexec => return self.ask_reexec(Some(reply)),
+            Request::Metrics => self.metrics(),
         };
         let _ = reply.send(response);
     }
