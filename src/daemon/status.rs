@@ -89,16 +89,16 @@ pub fn of(job: &Job, cgroups: Option<&Cgroups>) -> JobStatus {
 /// and memory of its main process, one read of /proc), borrowed from the job.
 pub fn row(job: &Job) -> JobRowRef<'_> {
     let m = &job.m;
-    let main = job.main_usage();
+    let (uptime_secs, cpu_secs, rss_bytes) = running(job);
     JobRowRef {
         name: &job.spec.name,
         goal: goal(m.goal()),
         state: state(m.state()),
         health: health(job),
         pid: m.main_pid(),
-        uptime_secs: m.running_since().map(|t| to_ms(t.elapsed().as_secs_f64())),
-        cpu_secs: main.as_ref().map(|u| to_ms(u.cpu_secs)),
-        rss_bytes: main.map(|u| u.rss_bytes),
+        uptime_secs,
+        cpu_secs,
+        rss_bytes,
         monitored: m.monitored(),
         instance: job.spec.instance.as_ref().map(|i| i.number),
         base: job.spec.instance.as_ref().map(|i| i.base.as_str()),
@@ -108,16 +108,29 @@ pub fn row(job: &Job) -> JobRowRef<'_> {
 /// What `/metrics` says of `job`: what [`row`] says of it, the same one read of /proc.
 pub fn figures(job: &Job) -> crate::http::metrics::JobFigures<'_> {
     let m = &job.m;
-    let main = job.main_usage();
+    let (uptime_secs, cpu_secs, rss_bytes) = running(job);
     crate::http::metrics::JobFigures {
         name: &job.spec.name,
         state: state(m.state()),
         monitored: m.monitored(),
         restarts: m.restarts(),
-        uptime_secs: m.running_since().map(|t| to_ms(t.elapsed().as_secs_f64())),
-        cpu_secs: main.as_ref().map(|u| to_ms(u.cpu_secs)),
-        rss_bytes: main.map(|u| u.rss_bytes),
+        uptime_secs,
+        cpu_secs,
+        rss_bytes,
     }
+}
+
+/// The job's uptime, and its main process's CPU time and resident memory (one read of
+/// /proc): what `summary` and `/metrics` give of a running job.
+fn running(job: &Job) -> (Option<f64>, Option<f64>, Option<u64>) {
+    let main = job.main_usage();
+    (
+        job.m
+            .running_since()
+            .map(|t| to_ms(t.elapsed().as_secs_f64())),
+        main.as_ref().map(|u| to_ms(u.cpu_secs)),
+        main.map(|u| u.rss_bytes),
+    )
 }
 
 /// The rows of `jobs`, written one by one as the serializer asks: no list of them is
